@@ -1,0 +1,21 @@
+//! # eddy-catalog
+//!
+//! Owns Eddy's metadata: the streams that exist, their columns and Arrow types, their KEY and
+//! timestamp columns, partition counts and log options.
+//!
+//! Every change is a [`Command`] applied to a pure [`CatalogState`] state machine. A single node
+//! persists commands in a command log plus a snapshot ([`Catalog`]), so that the metadata Raft
+//! group can later drive the very same state machine without changing any caller.
+//!
+//! This crate must never touch partition data, parse SQL or speak a wire protocol: callers
+//! (the SQL layer) validate statements and hand it commands.
+
+mod error;
+mod model;
+mod persist;
+mod state;
+
+pub use error::{Error, Result};
+pub use model::{ColumnDef, PSEUDO_COLUMNS, StreamDef, StreamOptions};
+pub use persist::Catalog;
+pub use state::{CatalogState, Command};

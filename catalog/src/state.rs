@@ -1,0 +1,144 @@
+//! The catalog state machine: pure, deterministic, no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, StreamDef};
+
+/// A change to the catalog. Commands are what the command log (and later the metadata Raft
+/// group) records; applying the same commands in the same order yields the same state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Create a stream and its topic.
+    CreateStream(StreamDef),
+    /// Drop a stream and its topic.
+    DropStream {
+        /// Stream name.
+        name: String,
+    },
+}
+
+/// Everything the catalog knows, keyed by stream name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CatalogState {
+    streams: BTreeMap<String, StreamDef>,
+    /// Number of commands applied so far (the log index of the last one).
+    applied: u64,
+}
+
+impl CatalogState {
+    /// Checks that `command` would apply cleanly, without changing anything.
+    pub fn check(&self, command: &Command) -> Result<()> {
+        match command {
+            Command::CreateStream(def) => {
+                def.validate()?;
+                if self.streams.contains_key(&def.name) {
+                    return Err(Error::AlreadyExists(def.name.clone()));
+                }
+            }
+            Command::DropStream { name } => {
+                if !self.streams.contains_key(name) {
+                    return Err(Error::NotFound(name.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a command (after [`CatalogState::check`]).
+    pub fn apply(&mut self, command: Command) -> Result<()> {
+        self.check(&command)?;
+        match command {
+            Command::CreateStream(def) => {
+                self.streams.insert(def.name.clone(), def);
+            }
+            Command::DropStream { name } => {
+                self.streams.remove(&name);
+            }
+        }
+        self.applied += 1;
+        Ok(())
+    }
+
+    /// A stream by name.
+    pub fn stream(&self, name: &str) -> Option<&StreamDef> {
+        self.streams.get(name)
+    }
+
+    /// All streams, ordered by name.
+    pub fn streams(&self) -> impl Iterator<Item = &StreamDef> {
+        self.streams.values()
+    }
+
+    /// Number of commands applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::DataType;
+
+    use super::*;
+    use crate::{ColumnDef, StreamOptions};
+
+    fn def(name: &str) -> StreamDef {
+        StreamDef {
+            name: name.into(),
+            columns: vec![ColumnDef {
+                name: "a".into(),
+                data_type: DataType::Int64,
+                key: true,
+            }],
+            timestamp_column: None,
+            partitions: 2,
+            options: StreamOptions::default(),
+            topic: name.into(),
+        }
+    }
+
+    #[test]
+    fn create_then_duplicate_is_refused() {
+        let mut s = CatalogState::default();
+        s.apply(Command::CreateStream(def("s"))).unwrap();
+        assert!(matches!(
+            s.apply(Command::CreateStream(def("s"))),
+            Err(Error::AlreadyExists(_))
+        ));
+        assert_eq!(s.applied(), 1);
+    }
+
+    #[test]
+    fn drop_unknown_is_not_found() {
+        let mut s = CatalogState::default();
+        assert!(matches!(
+            s.apply(Command::DropStream { name: "x".into() }),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_definitions_are_refused() {
+        let mut d = def("s");
+        d.columns.push(ColumnDef {
+            name: "a".into(),
+            data_type: DataType::Utf8,
+            key: false,
+        });
+        assert!(matches!(
+            CatalogState::default().check(&Command::CreateStream(d)),
+            Err(Error::Invalid(_))
+        ));
+        let mut d = def("s");
+        d.timestamp_column = Some("a".into());
+        d.columns[0].data_type = DataType::Utf8;
+        assert!(
+            CatalogState::default()
+                .check(&Command::CreateStream(d))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! Server configuration: typed, with documented defaults, from flags or `EDDY_*` variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+
+/// Settings of `eddy server`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerConfig {
+    /// Directory for all data (catalog and partition logs).
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = "./eddy-data")]
+    pub data_dir: PathBuf,
+    /// Address of the PostgreSQL protocol listener (port 0 picks a free port).
+    #[arg(long, env = "EDDY_PG_ADDR", default_value = "127.0.0.1:5433")]
+    pub pg_addr: SocketAddr,
+    /// Partitions of a stream created without `partitions=`.
+    #[arg(long, env = "EDDY_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: u32,
+    /// How often retention runs, in milliseconds.
+    #[arg(long, env = "EDDY_RETENTION_CHECK_MS", default_value_t = 30_000)]
+    pub retention_check_ms: u64,
+}
+
+impl ServerConfig {
+    /// Defaults for `data_dir`, listening on a free loopback port.
+    pub fn for_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            pg_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            default_partitions: 1,
+            retention_check_ms: 30_000,
+        }
+    }
+
+    /// Checks the settings before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.default_partitions == 0 || self.default_partitions > 10_000 {
+            bail!("--default-partitions must be between 1 and 10000");
+        }
+        if self.retention_check_ms == 0 {
+            bail!("--retention-check-ms must be positive");
+        }
+        Ok(())
+    }
+
+    /// [`ServerConfig::retention_check_ms`] as a duration.
+    pub fn retention_check_interval(&self) -> Duration {
+        Duration::from_millis(self.retention_check_ms)
+    }
+}

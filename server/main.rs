@@ -1,0 +1,35 @@
+//! The `eddy` command line.
+
+use clap::{Parser, Subcommand};
+use eddy_server::config::ServerConfig;
+
+/// Eddy: a streaming SQL database speaking the PostgreSQL protocol.
+#[derive(Debug, Parser)]
+#[command(name = "eddy", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (data in --data-dir, PostgreSQL protocol on --pg-addr).
+    Server(ServerConfig),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(config) => {
+            config.validate()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(eddy_server::run(config))
+        }
+    }
+}

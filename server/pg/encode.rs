@@ -1,0 +1,321 @@
+//! Arrow batches to PostgreSQL rows (DataRow messages, or COPY lines).
+//!
+//! Each column is downcast once per batch ([`Column::new`]); rows are then encoded value by
+//! value, in text or binary as the client asked, by pgwire's encoders.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Decimal128Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
+    Int32Type, Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use pgwire::api::results::{CopyEncoder, DataRowEncoder, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::CopyData;
+use pgwire::messages::data::DataRow;
+use pgwire::types::ToSqlText;
+use postgres_types::ToSql;
+
+/// Something that takes one field at a time: a row encoder or a COPY encoder.
+pub trait FieldSink {
+    /// Appends the next field of the current row.
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()>;
+}
+
+impl FieldSink for DataRowEncoder {
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        self.encode_field(value)
+    }
+}
+
+impl FieldSink for CopyEncoder {
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        self.encode_field(value)
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> PgWireError {
+    PgWireError::ApiError(e.to_string().into())
+}
+
+/// One column, downcast once.
+enum Column<'a> {
+    Null,
+    Bool(&'a datafusion::arrow::array::BooleanArray),
+    I16(Box<dyn Fn(usize) -> i16 + 'a>),
+    I32(Box<dyn Fn(usize) -> i32 + 'a>),
+    I64(Box<dyn Fn(usize) -> i64 + 'a>),
+    F32(Box<dyn Fn(usize) -> f32 + 'a>),
+    F64(&'a datafusion::arrow::array::Float64Array),
+    Decimal(&'a datafusion::arrow::array::Decimal128Array, u32),
+    Text(Box<dyn Fn(usize) -> &'a str + 'a>),
+    Bytes(Box<dyn Fn(usize) -> &'a [u8] + 'a>),
+    Date(Box<dyn Fn(usize) -> Option<NaiveDate> + 'a>),
+    Time(Box<dyn Fn(usize) -> Option<NaiveTime> + 'a>),
+    Timestamp(Box<dyn Fn(usize) -> Option<NaiveDateTime> + 'a>, bool),
+    /// Lists of simple types as PostgreSQL arrays, nested types as JSON, anything else as text.
+    Display(ArrayFormatter<'a>),
+    Json(&'a ArrayRef),
+}
+
+fn timestamp(v: i64, unit: TimeUnit) -> Option<NaiveDateTime> {
+    let per = crate::pg::types::unit_per_second(&unit);
+    let secs = v.div_euclid(per);
+    let nanos = (v.rem_euclid(per) * (1_000_000_000 / per)) as u32;
+    DateTime::from_timestamp(secs, nanos).map(|d| d.naive_utc())
+}
+
+fn time_of_day(nanos: i64) -> Option<NaiveTime> {
+    NaiveTime::from_num_seconds_from_midnight_opt((nanos / 1_000_000_000) as u32, (nanos % 1_000_000_000) as u32)
+}
+
+impl<'a> Column<'a> {
+    fn new(a: &'a ArrayRef) -> PgWireResult<Column<'a>> {
+        use DataType as D;
+        Ok(match a.data_type() {
+            D::Null => Column::Null,
+            D::Boolean => Column::Bool(a.as_boolean()),
+            D::Int8 => {
+                let x = a.as_primitive::<Int8Type>();
+                Column::I16(Box::new(move |i| x.value(i) as i16))
+            }
+            D::Int16 => {
+                let x = a.as_primitive::<Int16Type>();
+                Column::I16(Box::new(move |i| x.value(i)))
+            }
+            D::UInt8 => {
+                let x = a.as_primitive::<UInt8Type>();
+                Column::I16(Box::new(move |i| x.value(i) as i16))
+            }
+            D::Int32 => {
+                let x = a.as_primitive::<Int32Type>();
+                Column::I32(Box::new(move |i| x.value(i)))
+            }
+            D::UInt16 => {
+                let x = a.as_primitive::<UInt16Type>();
+                Column::I32(Box::new(move |i| x.value(i) as i32))
+            }
+            D::Int64 => {
+                let x = a.as_primitive::<Int64Type>();
+                Column::I64(Box::new(move |i| x.value(i)))
+            }
+            D::UInt32 => {
+                let x = a.as_primitive::<UInt32Type>();
+                Column::I64(Box::new(move |i| x.value(i) as i64))
+            }
+            D::UInt64 => {
+                let x = a.as_primitive::<UInt64Type>();
+                let _ = x;
+                Column::Display(ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?)
+            }
+            D::Float16 => {
+                let x = a.as_primitive::<Float16Type>();
+                Column::F32(Box::new(move |i| x.value(i).to_f32()))
+            }
+            D::Float32 => {
+                let x = a.as_primitive::<Float32Type>();
+                Column::F32(Box::new(move |i| x.value(i)))
+            }
+            D::Float64 => Column::F64(a.as_primitive::<Float64Type>()),
+            D::Decimal128(_, s) if *s >= 0 && *s <= 28 => Column::Decimal(a.as_primitive::<Decimal128Type>(), *s as u32),
+            D::Utf8 => {
+                let x = a.as_string::<i32>();
+                Column::Text(Box::new(move |i| x.value(i)))
+            }
+            D::LargeUtf8 => {
+                let x = a.as_string::<i64>();
+                Column::Text(Box::new(move |i| x.value(i)))
+            }
+            D::Utf8View => {
+                let x = a.as_string_view();
+                Column::Text(Box::new(move |i| x.value(i)))
+            }
+            D::Binary => {
+                let x = a.as_binary::<i32>();
+                Column::Bytes(Box::new(move |i| x.value(i)))
+            }
+            D::LargeBinary => {
+                let x = a.as_binary::<i64>();
+                Column::Bytes(Box::new(move |i| x.value(i)))
+            }
+            D::BinaryView => {
+                let x = a.as_binary_view();
+                Column::Bytes(Box::new(move |i| x.value(i)))
+            }
+            D::Date32 => {
+                let x = a.as_primitive::<Date32Type>();
+                Column::Date(Box::new(move |i| x.value_as_date(i)))
+            }
+            D::Date64 => {
+                let x = a.as_primitive::<Date64Type>();
+                Column::Date(Box::new(move |i| x.value_as_date(i)))
+            }
+            D::Time32(TimeUnit::Second) => {
+                let x = a.as_primitive::<Time32SecondType>();
+                Column::Time(Box::new(move |i| time_of_day(x.value(i) as i64 * 1_000_000_000)))
+            }
+            D::Time32(_) => {
+                let x = a.as_primitive::<Time32MillisecondType>();
+                Column::Time(Box::new(move |i| time_of_day(x.value(i) as i64 * 1_000_000)))
+            }
+            D::Time64(TimeUnit::Microsecond) => {
+                let x = a.as_primitive::<Time64MicrosecondType>();
+                Column::Time(Box::new(move |i| time_of_day(x.value(i) * 1_000)))
+            }
+            D::Time64(_) => {
+                let x = a.as_primitive::<Time64NanosecondType>();
+                Column::Time(Box::new(move |i| time_of_day(x.value(i))))
+            }
+            D::Timestamp(unit, tz) => {
+                let tz = tz.is_some();
+                let f: Box<dyn Fn(usize) -> Option<NaiveDateTime> + 'a> = match unit {
+                    TimeUnit::Second => {
+                        let x = a.as_primitive::<TimestampSecondType>();
+                        Box::new(move |i| timestamp(x.value(i), TimeUnit::Second))
+                    }
+                    TimeUnit::Millisecond => {
+                        let x = a.as_primitive::<TimestampMillisecondType>();
+                        Box::new(move |i| timestamp(x.value(i), TimeUnit::Millisecond))
+                    }
+                    TimeUnit::Microsecond => {
+                        let x = a.as_primitive::<TimestampMicrosecondType>();
+                        Box::new(move |i| timestamp(x.value(i), TimeUnit::Microsecond))
+                    }
+                    TimeUnit::Nanosecond => {
+                        let x = a.as_primitive::<TimestampNanosecondType>();
+                        Box::new(move |i| timestamp(x.value(i), TimeUnit::Nanosecond))
+                    }
+                };
+                Column::Timestamp(f, tz)
+            }
+            D::List(_) | D::LargeList(_) | D::FixedSizeList(..) | D::Struct(_) | D::Map(..) => Column::Json(a),
+            _ => Column::Display(ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?),
+        })
+    }
+
+    fn put<S: FieldSink>(&self, array: &ArrayRef, row: usize, sink: &mut S) -> PgWireResult<()> {
+        if array.is_null(row) {
+            return sink.put(&None::<i32>);
+        }
+        match self {
+            Column::Null => sink.put(&None::<i32>),
+            Column::Bool(x) => sink.put(&x.value(row)),
+            Column::I16(f) => sink.put(&f(row)),
+            Column::I32(f) => sink.put(&f(row)),
+            Column::I64(f) => sink.put(&f(row)),
+            Column::F32(f) => sink.put(&f(row)),
+            Column::F64(x) => sink.put(&x.value(row)),
+            Column::Decimal(x, scale) => {
+                match rust_decimal::Decimal::try_from_i128_with_scale(x.value(row), *scale) {
+                    Ok(d) => sink.put(&d),
+                    Err(_) => sink.put(&x.value_as_string(row)),
+                }
+            }
+            Column::Text(f) => sink.put(&f(row)),
+            Column::Bytes(f) => sink.put(&f(row)),
+            Column::Date(f) => sink.put(&f(row)),
+            Column::Time(f) => sink.put(&f(row)),
+            Column::Timestamp(f, false) => sink.put(&f(row)),
+            Column::Timestamp(f, true) => sink.put(&f(row).map(|t| DateTime::<Utc>::from_naive_utc_and_offset(t, Utc))),
+            Column::Display(fmt) => sink.put(&fmt.value(row).to_string()),
+            Column::Json(a) => json_cell(a, row, sink),
+        }
+    }
+}
+
+/// A list of simple values as a PostgreSQL array; anything nested as JSON.
+fn json_cell<S: FieldSink>(a: &ArrayRef, row: usize, sink: &mut S) -> PgWireResult<()> {
+    if let DataType::List(f) = a.data_type() {
+        let item = a.as_list::<i32>().value(row);
+        match f.data_type() {
+            DataType::Int32 => return sink.put(&item.as_primitive::<Int32Type>().iter().collect::<Vec<_>>()),
+            DataType::Int64 => return sink.put(&item.as_primitive::<Int64Type>().iter().collect::<Vec<_>>()),
+            DataType::Int16 => return sink.put(&item.as_primitive::<Int16Type>().iter().collect::<Vec<_>>()),
+            DataType::Float64 => return sink.put(&item.as_primitive::<Float64Type>().iter().collect::<Vec<_>>()),
+            DataType::Float32 => return sink.put(&item.as_primitive::<Float32Type>().iter().collect::<Vec<_>>()),
+            DataType::Boolean => return sink.put(&item.as_boolean().iter().collect::<Vec<_>>()),
+            DataType::Utf8 => {
+                return sink.put(&item.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect::<Vec<_>>());
+            }
+            _ => {}
+        }
+    }
+    sink.put(&json_value(a, row)?)
+}
+
+fn json_value(a: &ArrayRef, row: usize) -> PgWireResult<serde_json::Value> {
+    use serde_json::Value;
+    if a.is_null(row) {
+        return Ok(Value::Null);
+    }
+    Ok(match a.data_type() {
+        DataType::List(_) => {
+            let item = a.as_list::<i32>().value(row);
+            Value::Array((0..item.len()).map(|i| json_value(&item, i)).collect::<PgWireResult<_>>()?)
+        }
+        DataType::LargeList(_) => {
+            let item = a.as_list::<i64>().value(row);
+            Value::Array((0..item.len()).map(|i| json_value(&item, i)).collect::<PgWireResult<_>>()?)
+        }
+        DataType::Struct(fields) => {
+            let s = a.as_struct();
+            let mut map = serde_json::Map::new();
+            for (f, col) in fields.iter().zip(s.columns()) {
+                map.insert(f.name().clone(), json_value(col, row)?);
+            }
+            Value::Object(map)
+        }
+        DataType::Map(..) => {
+            let m = a.as_map();
+            let entries = m.value(row);
+            let (keys, values) = (entries.column(0), entries.column(1));
+            let fmt = ArrayFormatter::try_new(keys.as_ref(), &FormatOptions::default()).map_err(err)?;
+            let mut map = serde_json::Map::new();
+            for i in 0..entries.len() {
+                map.insert(fmt.value(i).to_string(), json_value(values, i)?);
+            }
+            Value::Object(map)
+        }
+        DataType::Boolean => Value::Bool(a.as_boolean().value(row)),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16
+        | DataType::UInt32 | DataType::UInt64 | DataType::Float32 | DataType::Float64 => {
+            let text = ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?.value(row).to_string();
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        }
+        _ => Value::String(
+            ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?.value(row).to_string(),
+        ),
+    })
+}
+
+/// Encodes every row of a batch into DataRow messages.
+pub fn data_rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
+    let columns: Vec<Column> = batch.columns().iter().map(Column::new).collect::<PgWireResult<_>>()?;
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (col, array) in columns.iter().zip(batch.columns()) {
+            col.put(array, row, &mut encoder)?;
+        }
+        rows.push(encoder.take_row());
+    }
+    Ok(rows)
+}
+
+/// Encodes every row of a batch as COPY data, one message per row.
+pub fn copy_rows(batch: &RecordBatch, encoder: &mut CopyEncoder) -> PgWireResult<Vec<CopyData>> {
+    let columns: Vec<Column> = batch.columns().iter().map(Column::new).collect::<PgWireResult<_>>()?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (col, array) in columns.iter().zip(batch.columns()) {
+            col.put(array, row, encoder)?;
+        }
+        out.push(encoder.take_copy());
+    }
+    Ok(out)
+}

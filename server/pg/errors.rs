@@ -1,0 +1,73 @@
+//! The one place where errors become PostgreSQL SQLSTATE codes.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use eddy_sql::Error;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// SQLSTATE for an error of the SQL layer.
+pub fn sqlstate(e: &Error) -> &'static str {
+    match e {
+        Error::Syntax(_) => "42601",
+        Error::UnknownStream(_) => "42P01",
+        Error::UnknownColumn(_) => "42703",
+        Error::AlreadyExists(_) => "42P07",
+        Error::InvalidValue(_) => "22P02",
+        Error::Invalid(_) => "22023",
+        Error::UndefinedObject(_) => "42704",
+        Error::Unsupported(_) => "0A000",
+        Error::DataFusion(df) => datafusion_sqlstate(df),
+        Error::Storage(_) | Error::Catalog(_) => "58030",
+        Error::Internal(_) => "XX000",
+    }
+}
+
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::CastError(_) | ArrowError::ParseError(_) | ArrowError::InvalidArgumentError(_) => "22P02",
+            ArrowError::DivideByZero => "22012",
+            ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => "22003",
+            _ => "XX000",
+        },
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(ours) => sqlstate(ours),
+            None => "XX000",
+        },
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::SchemaError(..) => "42703",
+        DataFusionError::Plan(m) if m.contains("Cannot") || m.contains("coerce") || m.contains("type") => "42804",
+        DataFusionError::Plan(_) => "42000",
+        DataFusionError::ResourcesExhausted(_) => "53000",
+        DataFusionError::Execution(m) if m.contains("Cast error") || m.contains("parse") => "22P02",
+        _ => "XX000",
+    }
+}
+
+/// The message a client sees: our own text, or DataFusion's root cause without its prefixes.
+fn message(e: &Error) -> String {
+    match e {
+        Error::DataFusion(df) => match df.find_root() {
+            DataFusionError::External(inner) => inner.to_string(),
+            DataFusionError::ArrowError(a, _) => a.to_string(),
+            DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => m.clone(),
+            root => root.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// An error as the client receives it.
+pub fn error_info(e: &Error) -> ErrorInfo {
+    let state = sqlstate(e);
+    if state == "XX000" || state == "58030" {
+        tracing::warn!(error = ?e, "statement failed");
+    }
+    ErrorInfo::new("ERROR".to_string(), state.to_string(), message(e))
+}
+
+/// An error as a pgwire error.
+pub fn to_pgwire(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&e)))
+}

@@ -1,0 +1,380 @@
+//! [`EddyHandler`]: pgwire's callbacks for start-up, simple query, extended query and COPY.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use eddy_sql::ingest::copy::CopyFormat;
+use eddy_sql::parser::EddyStatement;
+use eddy_sql::{CopyIn, Engine, Error, Output, Session};
+use futures::{Sink, SinkExt, StreamExt, stream};
+use pgwire::api::auth::{
+    ServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, DescribePortalResponse, DescribeStatementResponse,
+    FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use super::encode;
+use super::errors::{error_info, to_pgwire};
+use super::types::{field_infos, param_pg_type, params};
+
+/// A prepared statement: its text and its parse.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The statement text.
+    pub sql: String,
+    /// The parsed statement.
+    pub statement: EddyStatement,
+}
+
+/// Parses statements for the extended protocol (one statement per Parse message).
+#[derive(Debug, Default)]
+pub struct EddyQueryParser;
+
+#[async_trait]
+impl QueryParser for EddyQueryParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = eddy_sql::parser::parse_statements(sql).map_err(to_pgwire)?;
+        match statements.len() {
+            0 => Ok(None),
+            1 => Ok(Some(Prepared { sql: sql.to_string(), statement: statements.remove(0) })),
+            _ => Err(to_pgwire(Error::Syntax("cannot insert multiple commands into a prepared statement".into()))),
+        }
+    }
+
+    // Types come from `do_describe_*`, which can plan asynchronously with the session.
+    fn get_parameter_types(&self, _stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(vec![])
+    }
+
+    fn get_result_schema(&self, _stmt: &Prepared, _format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(vec![])
+    }
+}
+
+/// Parameters announced at start-up: PostgreSQL 15, so clients pick their 15 code paths.
+struct ServerParameters;
+
+impl ServerParameterProvider for ServerParameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let mut p = HashMap::new();
+        for (k, v) in [
+            ("server_version", eddy_sql::handlers::vars::SERVER_VERSION),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("IntervalStyle", "postgres"),
+            ("TimeZone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("is_superuser", "on"),
+            ("default_transaction_read_only", "off"),
+            ("in_hot_standby", "off"),
+        ] {
+            p.insert(k.to_string(), v.to_string());
+        }
+        let app = client.metadata().get("application_name").cloned().unwrap_or_default();
+        p.insert("application_name".into(), app);
+        p.insert("session_authorization".into(), client.metadata().get("user").cloned().unwrap_or_default());
+        Some(p)
+    }
+}
+
+/// A COPY FROM STDIN in progress on a connection: its plan and the data received so far.
+struct PendingCopy {
+    copy: CopyIn,
+    data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct CopySlot(Mutex<Option<PendingCopy>>);
+
+/// Serves every protocol callback of every connection.
+pub struct EddyHandler {
+    engine: Arc<Engine>,
+    manager: Arc<ConnectionManager>,
+    pids: RandomPidSecretKeyGenerator,
+    parser: Arc<EddyQueryParser>,
+}
+
+impl EddyHandler {
+    /// A handler over `engine`; `manager` tracks connections for CancelRequest.
+    pub fn new(engine: Arc<Engine>, manager: Arc<ConnectionManager>) -> Self {
+        Self { engine, manager, pids: RandomPidSecretKeyGenerator::default(), parser: Arc::new(EddyQueryParser) }
+    }
+
+    fn session<C: ClientInfo + ?Sized>(&self, client: &C) -> Arc<Session> {
+        client.session_extensions().get_or_insert_with(|| self.engine.session())
+    }
+
+    /// Turns a statement's output into a pgwire response.
+    fn response<C: ClientInfo>(&self, client: &C, output: Output, format: Option<&Format>) -> PgWireResult<Response> {
+        Ok(match output {
+            Output::Rows { schema, stream } => {
+                let fields = Arc::new(field_infos(&schema, format));
+                let row_fields = fields.clone();
+                let rows = stream.flat_map(move |batch| {
+                    let rows: Vec<PgWireResult<_>> = match batch {
+                        Ok(batch) => match encode::data_rows(&batch, &row_fields) {
+                            Ok(rows) => rows.into_iter().map(Ok).collect(),
+                            Err(e) => vec![Err(e)],
+                        },
+                        Err(e) => vec![Err(to_pgwire(eddy_sql::handlers::query::classify(e)))],
+                    };
+                    stream::iter(rows)
+                });
+                Response::Query(QueryResponse::new(fields, rows))
+            }
+            Output::Command { tag, rows } => {
+                let tag = Tag::new(&tag);
+                Response::Execution(match rows {
+                    Some(n) => tag.with_rows(n),
+                    None => tag,
+                })
+            }
+            Output::CopyIn(copy) => {
+                let columns = copy.columns.len();
+                let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
+                *slot.0.lock().map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
+                    Some(PendingCopy { copy, data: Vec::new() });
+                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+            }
+            Output::CopyOut { schema, stream, format } => {
+                let fields = Arc::new(field_infos(&schema, None));
+                let columns = fields.len();
+                let mut encoder = match format {
+                    CopyFormat::Csv { delimiter, quote, escape, null, .. } => CopyEncoder::new_csv(
+                        fields,
+                        CopyCsvOptions {
+                            delimiter: (delimiter as char).to_string().into(),
+                            quote: (quote as char).to_string().into(),
+                            escape: (escape as char).to_string().into(),
+                            null_string: null.into(),
+                            force_quote: vec![],
+                        },
+                    ),
+                    CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
+                        fields,
+                        CopyTextOptions { delimiter: (delimiter as char).to_string().into(), null_string: null.into() },
+                    ),
+                    CopyFormat::Json => return Err(to_pgwire(Error::Unsupported("COPY TO JSON".into()))),
+                };
+                let data = stream.flat_map(move |batch| {
+                    let out: Vec<PgWireResult<CopyData>> = match batch {
+                        Ok(batch) => match encode::copy_rows(&batch, &mut encoder) {
+                            Ok(rows) => rows.into_iter().map(Ok).collect(),
+                            Err(e) => vec![Err(e)],
+                        },
+                        Err(e) => vec![Err(to_pgwire(eddy_sql::handlers::query::classify(e)))],
+                    };
+                    stream::iter(out)
+                });
+                Response::CopyOut(CopyResponse::new(0, columns, data))
+            }
+            Output::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+            Output::EndTransaction(tag) => Response::TransactionEnd(Tag::new(tag)),
+        })
+    }
+}
+
+#[async_trait]
+impl StartupHandler for EddyHandler {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let (pid, secret) = self.pids.generate(client);
+            client.set_pid_and_secret_key(pid, secret.clone());
+            let (handle, guard) = self.manager.register(pid, secret);
+            client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
+            client.session_extensions().insert(guard);
+            client.session_extensions().insert(self.engine.session());
+            finish_authentication(client, &ServerParameters).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for EddyHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session(client);
+        let statements = match session.parse(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+        };
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            match session.execute(statement, None).await {
+                Ok(output) => {
+                    let response = self.response(client, output, None)?;
+                    let is_copy_in = matches!(response, Response::CopyIn(_));
+                    responses.push(response);
+                    if is_copy_in {
+                        break; // the rest of the string waits for the data
+                    }
+                }
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for EddyHandler {
+    type Statement = Prepared;
+    type QueryParser = EddyQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session(client);
+        let description = session.describe(&target.statement.statement).await.map_err(to_pgwire)?;
+        let count = description.params.len().max(target.parameter_types.len());
+        let params = (0..count)
+            .map(|i| match target.parameter_types.get(i).cloned().flatten() {
+                Some(t) if t != Type::UNKNOWN => t,
+                _ => param_pg_type(description.params.get(i).and_then(|t| t.as_ref())),
+            })
+            .collect();
+        let fields = description.columns.map(|s| field_infos(&s, None)).unwrap_or_default();
+        Ok(DescribeStatementResponse::new(params, fields))
+    }
+
+    async fn do_describe_portal<C>(&self, client: &mut C, target: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session(client);
+        let description = session.describe(&target.statement.statement.statement).await.map_err(to_pgwire)?;
+        let fields =
+            description.columns.map(|s| field_infos(&s, Some(&target.result_column_format))).unwrap_or_default();
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session(client);
+        let statement = &portal.statement.statement.statement;
+        let bound = if portal.parameter_len() > 0 {
+            let description = session.describe(statement).await.map_err(to_pgwire)?;
+            Some(params(portal, &portal.statement.parameter_types, &description.params)?)
+        } else {
+            None
+        };
+        let output = session.execute(statement, bound).await.map_err(to_pgwire)?;
+        self.response(client, output, Some(&portal.result_column_format))
+    }
+}
+
+#[async_trait]
+impl CopyHandler for EddyHandler {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
+        let mut guard = slot.0.lock().map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?;
+        if let Some(pending) = guard.as_mut() {
+            pending.data.extend_from_slice(&copy_data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
+        let pending = slot.0.lock().map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?.take();
+        let Some(pending) = pending else {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "08P01".into(),
+                "COPY data without a COPY statement".into(),
+            ))));
+        };
+        let session = self.session(client);
+        let rows = session.copy_in(&pending.copy, pending.data).await.map_err(to_pgwire)?;
+        client.send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows as usize).into())).await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(slot) = client.session_extensions().get::<CopySlot>()
+            && let Ok(mut guard) = slot.0.lock()
+        {
+            guard.take();
+        }
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
+    }
+}

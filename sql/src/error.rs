@@ -1,0 +1,74 @@
+//! The SQL layer's error type: categorical variants the server maps to SQLSTATE codes.
+
+use datafusion::error::DataFusionError;
+
+/// Errors raised while parsing, planning or executing a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The statement text is not valid SQL (42601).
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// A stream or table named in the statement does not exist (42P01).
+    #[error("stream \"{0}\" does not exist")]
+    UnknownStream(String),
+    /// A column named in the statement does not exist (42703).
+    #[error("{0}")]
+    UnknownColumn(String),
+    /// An object with this name already exists (42P07).
+    #[error("stream \"{0}\" already exists")]
+    AlreadyExists(String),
+    /// A value could not be read as its column's type (22P02).
+    #[error("{0}")]
+    InvalidValue(String),
+    /// A statement or option is recognised but its use is invalid (22023 / 42P16).
+    #[error("{0}")]
+    Invalid(String),
+    /// An unknown type, session variable or other named object (42704).
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// A feature Eddy does not support (yet) (0A000).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A planning or execution error from DataFusion; the server inspects it for a SQLSTATE.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// The partition log failed.
+    #[error(transparent)]
+    Storage(#[from] eddy_storage::Error),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(eddy_catalog::Error),
+    /// A bug: an invariant did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<eddy_catalog::Error> for Error {
+    fn from(e: eddy_catalog::Error) -> Self {
+        match e {
+            eddy_catalog::Error::AlreadyExists(n) => Error::AlreadyExists(n),
+            eddy_catalog::Error::NotFound(n) => Error::UnknownStream(n),
+            eddy_catalog::Error::Invalid(m) => Error::Invalid(m),
+            other => Error::Catalog(other),
+        }
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        use datafusion::sql::sqlparser::parser::ParserError as P;
+        match e {
+            P::TokenizerError(m) | P::ParserError(m) => Error::Syntax(m),
+            P::RecursionLimitExceeded => Error::Syntax("statement nested too deeply".into()),
+        }
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+/// Result alias for the SQL layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

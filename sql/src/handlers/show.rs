@@ -1,0 +1,129 @@
+//! `SHOW STREAMS`, `SHOW TOPICS` and `DESCRIBE name`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::physical_plan::memory::MemoryStream;
+
+use crate::parser::types::type_display;
+use crate::{Engine, Error, Output, Result};
+
+/// Rows from one in-memory batch.
+pub fn rows(batch: RecordBatch) -> Result<Output> {
+    let schema = batch.schema();
+    let stream = MemoryStream::try_new(vec![batch], schema.clone(), None)?;
+    Ok(Output::Rows { schema, stream: Box::pin(stream) })
+}
+
+fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
+    Arc::new(Schema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>()))
+}
+
+/// Columns of `SHOW STREAMS`.
+pub fn streams_schema() -> SchemaRef {
+    schema(&[
+        ("name", DataType::Utf8),
+        ("topic", DataType::Utf8),
+        ("partitions", DataType::Int64),
+        ("key_column", DataType::Utf8),
+        ("timestamp_column", DataType::Utf8),
+    ])
+}
+
+/// `SHOW STREAMS`
+pub fn streams(engine: &Engine) -> Result<Output> {
+    let streams = engine.catalog().streams();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(streams.iter().map(|s| s.name.as_str()))),
+        Arc::new(StringArray::from_iter_values(streams.iter().map(|s| s.topic.as_str()))),
+        Arc::new(Int64Array::from_iter_values(streams.iter().map(|s| s.partitions as i64))),
+        Arc::new(StringArray::from_iter(streams.iter().map(|s| s.key_column().map(|(_, c)| c.name.clone())))),
+        Arc::new(StringArray::from_iter(streams.iter().map(|s| s.timestamp_column.clone()))),
+    ];
+    rows(RecordBatch::try_new(streams_schema(), cols)?)
+}
+
+/// Columns of `SHOW TOPICS`.
+pub fn topics_schema() -> SchemaRef {
+    schema(&[
+        ("topic", DataType::Utf8),
+        ("partition", DataType::Int64),
+        ("log_start_offset", DataType::Int64),
+        ("high_watermark", DataType::Int64),
+        ("segments", DataType::Int64),
+        ("bytes", DataType::Int64),
+    ])
+}
+
+/// `SHOW TOPICS`: one row per partition.
+pub fn topics(engine: &Engine) -> Result<Output> {
+    let mut names = Vec::new();
+    let mut parts = Vec::new();
+    let mut starts = Vec::new();
+    let mut hws = Vec::new();
+    let mut segs = Vec::new();
+    let mut bytes = Vec::new();
+    for topic in engine.topics().topics() {
+        for (p, log) in topic.partitions().iter().enumerate() {
+            let segments = log.segments();
+            names.push(topic.name().to_string());
+            parts.push(p as i64);
+            starts.push(log.log_start_offset() as i64);
+            hws.push(log.high_watermark() as i64);
+            segs.push(segments.len() as i64);
+            bytes.push(segments.iter().map(|s| s.bytes as i64).sum::<i64>());
+        }
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(names)),
+        Arc::new(Int64Array::from(parts)),
+        Arc::new(Int64Array::from(starts)),
+        Arc::new(Int64Array::from(hws)),
+        Arc::new(Int64Array::from(segs)),
+        Arc::new(Int64Array::from(bytes)),
+    ];
+    rows(RecordBatch::try_new(topics_schema(), cols)?)
+}
+
+/// Columns of `DESCRIBE`.
+pub fn describe_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("column", DataType::Utf8, true),
+        Field::new("type", DataType::Utf8, true),
+        Field::new("key", DataType::Boolean, true),
+        Field::new("extra", DataType::Utf8, true),
+    ]))
+}
+
+/// `DESCRIBE name`: the stream's columns, then its pseudo-columns.
+pub fn describe(engine: &Engine, name: &str) -> Result<Output> {
+    let def = engine.catalog().stream(name).ok_or_else(|| Error::UnknownStream(name.to_string()))?;
+    let mut names = Vec::new();
+    let mut types = Vec::new();
+    let mut keys = Vec::new();
+    let mut extra = Vec::new();
+    for c in &def.columns {
+        names.push(c.name.clone());
+        types.push(type_display(&c.data_type));
+        keys.push(c.key);
+        extra.push(if def.timestamp_column.as_deref() == Some(&c.name) { Some("timestamp") } else { None });
+    }
+    for (n, t, e) in [
+        ("rowtime", "TIMESTAMP", "pseudo-column: event time"),
+        ("rowpartition", "INTEGER", "pseudo-column: partition"),
+        ("rowoffset", "BIGINT", "pseudo-column: offset in partition"),
+    ] {
+        names.push(n.to_string());
+        types.push(t.to_string());
+        keys.push(false);
+        extra.push(Some(e));
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(names)),
+        Arc::new(StringArray::from(types)),
+        Arc::new(BooleanArray::from(keys)),
+        Arc::new(StringArray::from(extra)),
+    ];
+    rows(RecordBatch::try_new(describe_schema(), cols)?)
+}

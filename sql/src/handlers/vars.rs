@@ -1,0 +1,105 @@
+//! Session variables: `SET`, `SHOW`, `RESET`.
+//!
+//! Known PostgreSQL settings answer with the values clients expect at start-up (psql, psycopg,
+//! SQLAlchemy, JDBC ask for several), and Eddy's own settings (`auto.offset.reset`) are
+//! validated. `SET` of an unknown name is accepted and remembered, as PostgreSQL does for
+//! custom (dotted) settings.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use super::show::rows;
+use crate::{Error, Output, Result, Session};
+
+/// The server version Eddy reports, so that clients use their PostgreSQL 15 code paths.
+pub const SERVER_VERSION: &str = "15.8";
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("auto.offset.reset", "latest"),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "on"),
+    ("lc_collate", "C"),
+    ("max_identifier_length", "63"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", SERVER_VERSION),
+    ("server_version_num", "150008"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+];
+
+/// A setting's default, if it is known.
+pub fn default_value(name: &str) -> Option<&'static str> {
+    DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// `SET name = value`
+pub fn set(session: &Session, name: &str, value: &str) -> Result<Output> {
+    let value = match name {
+        "auto.offset.reset" => {
+            let v = value.to_lowercase();
+            if v != "earliest" && v != "latest" {
+                return Err(Error::Invalid(format!(
+                    "invalid value for parameter \"auto.offset.reset\": \"{value}\" (use 'earliest' or 'latest')"
+                )));
+            }
+            v
+        }
+        "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes" | "lc_collate" => {
+            return Err(Error::Invalid(format!("parameter \"{name}\" cannot be changed")));
+        }
+        _ => value.to_string(),
+    };
+    session.vars().lock().insert(name.to_string(), value);
+    Ok(Output::Command { tag: "SET".into(), rows: None })
+}
+
+/// `RESET name` / `RESET ALL`
+pub fn reset(session: &Session, name: &str) -> Result<Output> {
+    if name == "all" {
+        session.vars().lock().clear();
+    } else {
+        session.vars().lock().remove(name);
+    }
+    Ok(Output::Command { tag: "RESET".into(), rows: None })
+}
+
+/// Result columns of `SHOW name`.
+pub fn show_schema(name: &str) -> SchemaRef {
+    if name == "all" {
+        Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("setting", DataType::Utf8, false),
+        ]))
+    } else {
+        Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]))
+    }
+}
+
+/// `SHOW name` / `SHOW ALL`
+pub fn show(session: &Session, name: &str) -> Result<Output> {
+    if name == "all" {
+        let mut all: std::collections::BTreeMap<String, String> =
+            DEFAULTS.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        all.extend(session.vars().lock().iter().map(|(n, v)| (n.clone(), v.clone())));
+        let names = StringArray::from_iter_values(all.keys());
+        let values = StringArray::from_iter_values(all.values());
+        return rows(RecordBatch::try_new(show_schema(name), vec![Arc::new(names), Arc::new(values)])?);
+    }
+    let value = session
+        .variable(name)
+        .ok_or_else(|| Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")))?;
+    rows(RecordBatch::try_new(show_schema(name), vec![Arc::new(StringArray::from(vec![value]))])?)
+}

@@ -1,0 +1,321 @@
+//! Decoding `COPY ... FROM STDIN` data (text, CSV and JSON lines) into stored batches.
+//!
+//! Text and CSV fields are split per row into string columns, then converted to the declared
+//! types a whole column at a time with Arrow's cast kernel; a value the cast rejects is found by
+//! comparing null masks and reported with its line number and column, as PostgreSQL does.
+//! Nested columns (ARRAY, MAP, STRUCT) take JSON text in every format.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::json::ReaderBuilder;
+use eddy_catalog::StreamDef;
+
+use super::{MAX_FRAME_ROWS, with_rowtime};
+use crate::parser::types::type_display;
+use crate::{Error, Result};
+
+/// The data format of a COPY.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CopyFormat {
+    /// PostgreSQL text format: delimiter (default tab), `\N` for NULL, backslash escapes.
+    Text {
+        /// Field delimiter.
+        delimiter: u8,
+        /// NULL marker.
+        null: String,
+    },
+    /// CSV: delimiter (default comma), quote, escape, unquoted NULL marker (default empty).
+    Csv {
+        /// Field delimiter.
+        delimiter: u8,
+        /// Quote character.
+        quote: u8,
+        /// Escape character inside quotes.
+        escape: u8,
+        /// NULL marker.
+        null: String,
+        /// The first line is a header to skip.
+        header: bool,
+    },
+    /// One JSON object per line, keyed by column name.
+    Json,
+}
+
+impl CopyFormat {
+    /// PostgreSQL's default text format.
+    pub fn text() -> Self {
+        CopyFormat::Text { delimiter: b'\t', null: "\\N".into() }
+    }
+
+    /// PostgreSQL's default CSV format.
+    pub fn csv() -> Self {
+        CopyFormat::Csv { delimiter: b',', quote: b'"', escape: b'"', null: String::new(), header: false }
+    }
+}
+
+/// Rows being gathered for one frame: a string column per target column, with line numbers.
+struct Pending {
+    values: Vec<Vec<Option<String>>>,
+    lines: Vec<usize>,
+}
+
+impl Pending {
+    fn new(columns: usize) -> Self {
+        Pending { values: vec![Vec::with_capacity(1024); columns], lines: Vec::with_capacity(1024) }
+    }
+}
+
+/// Decodes COPY data for `columns` (indices into the stream's columns, in the order the data
+/// gives them) into stored batches. Fails on the first bad row, naming its line.
+pub fn decode(def: &StreamDef, columns: &[usize], format: &CopyFormat, data: &[u8]) -> Result<Vec<RecordBatch>> {
+    match format {
+        CopyFormat::Json => decode_json(def, columns, data),
+        CopyFormat::Text { delimiter, null } => {
+            let mut out = Vec::new();
+            let mut pending = Pending::new(columns.len());
+            let mut lines = data.split(|b| *b == b'\n').enumerate().peekable();
+            while let Some((i, line)) = lines.next() {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line == b"\\." || (line.is_empty() && lines.peek().is_none()) {
+                    break; // end marker, or the final newline
+                }
+                let line_no = i + 1;
+                let text = std::str::from_utf8(line)
+                    .map_err(|_| Error::InvalidValue(format!("COPY {}: line {line_no} is not valid UTF-8", def.name)))?;
+                let fields: Vec<&str> = text.split(*delimiter as char).collect();
+                check_arity(def, columns, fields.len(), line_no)?;
+                for (c, field) in fields.into_iter().enumerate() {
+                    pending.values[c].push(if field == null { None } else { Some(unescape_text(field)) });
+                }
+                pending.lines.push(line_no);
+                if pending.lines.len() >= MAX_FRAME_ROWS {
+                    out.push(finish(def, columns, std::mem::replace(&mut pending, Pending::new(columns.len())))?);
+                }
+            }
+            if !pending.lines.is_empty() {
+                out.push(finish(def, columns, pending)?);
+            }
+            Ok(out)
+        }
+        CopyFormat::Csv { delimiter, quote, escape, null, header } => {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(*header)
+                .delimiter(*delimiter)
+                .quote(*quote)
+                .escape((escape != quote).then_some(*escape))
+                .double_quote(escape == quote)
+                .flexible(true)
+                .from_reader(data);
+            let mut out = Vec::new();
+            let mut pending = Pending::new(columns.len());
+            let mut record = csv::StringRecord::new();
+            loop {
+                let line_no = reader.position().line() as usize;
+                match reader.read_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => {
+                        return Err(Error::InvalidValue(format!("COPY {}, line {line_no}: {e}", def.name)));
+                    }
+                }
+                if record.len() == 1 && &record[0] == "\\." {
+                    break;
+                }
+                check_arity(def, columns, record.len(), line_no)?;
+                for (c, field) in record.iter().enumerate() {
+                    // The csv reader does not say whether a field was quoted, so an empty field
+                    // is NULL when the NULL marker is empty (PostgreSQL's default).
+                    pending.values[c].push(if field == null { None } else { Some(field.to_string()) });
+                }
+                pending.lines.push(line_no);
+                if pending.lines.len() >= MAX_FRAME_ROWS {
+                    out.push(finish(def, columns, std::mem::replace(&mut pending, Pending::new(columns.len())))?);
+                }
+            }
+            if !pending.lines.is_empty() {
+                out.push(finish(def, columns, pending)?);
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn check_arity(def: &StreamDef, columns: &[usize], got: usize, line: usize) -> Result<()> {
+    if got > columns.len() {
+        return Err(Error::InvalidValue(format!("COPY {}, line {line}: extra data after last expected column", def.name)));
+    }
+    if got < columns.len() {
+        let missing = &def.columns[columns[got]].name;
+        return Err(Error::InvalidValue(format!("COPY {}, line {line}: missing data for column \"{missing}\"", def.name)));
+    }
+    Ok(())
+}
+
+fn unescape_text(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_string();
+    }
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('v') => out.push('\u{b}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Converts gathered strings to the declared types and builds a stored batch.
+fn finish(def: &StreamDef, columns: &[usize], pending: Pending) -> Result<RecordBatch> {
+    let rows = pending.lines.len();
+    let mut user: Vec<ArrayRef> = def.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect();
+    for (values, &target) in pending.values.into_iter().zip(columns) {
+        let col = &def.columns[target];
+        let strings = StringArray::from(values);
+        user[target] = convert(def, &col.name, &col.data_type, &strings, &pending.lines)?;
+    }
+    with_rowtime(def, user, None)
+}
+
+fn convert(def: &StreamDef, name: &str, to: &DataType, strings: &StringArray, lines: &[usize]) -> Result<ArrayRef> {
+    let bad = |row: usize, why: &str| {
+        Error::InvalidValue(format!(
+            "COPY {}, line {}, column {name}: invalid input for type {}: \"{}\"{why}",
+            def.name,
+            lines[row],
+            type_display(to),
+            strings.value(row)
+        ))
+    };
+    let converted: ArrayRef = match to {
+        DataType::Utf8 => return Ok(Arc::new(strings.clone())),
+        DataType::Binary => {
+            let mut out = Vec::with_capacity(strings.len());
+            for row in 0..strings.len() {
+                out.push(if strings.is_null(row) {
+                    None
+                } else {
+                    let v = strings.value(row);
+                    Some(match v.strip_prefix("\\x") {
+                        Some(hex) => decode_hex(hex).ok_or_else(|| bad(row, " (bad hex)"))?,
+                        None => v.as_bytes().to_vec(),
+                    })
+                });
+            }
+            return Ok(Arc::new(BinaryArray::from_iter(out)));
+        }
+        DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_) => {
+            let mut json = Vec::new();
+            for row in 0..strings.len() {
+                json.extend_from_slice(b"{\"v\":");
+                json.extend_from_slice(if strings.is_null(row) { b"null" } else { strings.value(row).as_bytes() });
+                json.extend_from_slice(b"}\n");
+            }
+            let schema = Arc::new(Schema::new(vec![Field::new("v", to.clone(), true)]));
+            return match decode_json_bytes(schema, &json) {
+                Ok(batch) if batch.num_rows() == strings.len() => Ok(batch.column(0).clone()),
+                _ => {
+                    let row = first_bad_json_row(to, strings);
+                    Err(bad(row, " (expected JSON)"))
+                }
+            };
+        }
+        _ => cast_with_options(strings, to, &CastOptions { safe: true, ..Default::default() })?,
+    };
+    if converted.null_count() != strings.null_count() {
+        for row in 0..strings.len() {
+            if strings.is_valid(row) && converted.is_null(row) {
+                return Err(bad(row, ""));
+            }
+        }
+    }
+    Ok(converted)
+}
+
+fn first_bad_json_row(to: &DataType, strings: &StringArray) -> usize {
+    let schema = Arc::new(Schema::new(vec![Field::new("v", to.clone(), true)]));
+    (0..strings.len())
+        .find(|&row| {
+            strings.is_valid(row) && {
+                let line = format!("{{\"v\":{}}}\n", strings.value(row));
+                decode_json_bytes(schema.clone(), line.as_bytes()).map(|b| b.num_rows() != 1).unwrap_or(true)
+            }
+        })
+        .unwrap_or(0)
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+}
+
+fn decode_json_bytes(schema: Arc<Schema>, data: &[u8]) -> Result<RecordBatch> {
+    let mut decoder = ReaderBuilder::new(schema.clone()).with_batch_size(usize::MAX >> 1).build_decoder()?;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = decoder.decode(rest)?;
+        if n == 0 {
+            break;
+        }
+        rest = &rest[n..];
+    }
+    Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema)))
+}
+
+fn decode_json(def: &StreamDef, columns: &[usize], data: &[u8]) -> Result<Vec<RecordBatch>> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|&i| Field::new(&def.columns[i].name, def.columns[i].data_type.clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    let mut out = Vec::new();
+    for (chunk_no, chunk) in lines.chunks(MAX_FRAME_ROWS).enumerate() {
+        let body: Vec<u8> = chunk
+            .iter()
+            .filter(|l| !l.iter().all(|b| b.is_ascii_whitespace()) && *l != b"\\.")
+            .flat_map(|l| l.iter().copied().chain(std::iter::once(b'\n')))
+            .collect();
+        let batch = match decode_json_bytes(schema.clone(), &body) {
+            Ok(b) => b,
+            Err(e) => {
+                // Find the offending line for the message.
+                for (i, line) in chunk.iter().enumerate() {
+                    if line.iter().all(|b| b.is_ascii_whitespace()) || *line == b"\\." {
+                        continue;
+                    }
+                    if let Err(line_err) = decode_json_bytes(schema.clone(), line) {
+                        let line_no = chunk_no * MAX_FRAME_ROWS + i + 1;
+                        return Err(Error::InvalidValue(format!("COPY {}, line {line_no}: {line_err}", def.name)));
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let rows = batch.num_rows();
+        let mut user: Vec<ArrayRef> = def.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect();
+        for (j, &target) in columns.iter().enumerate() {
+            user[target] = batch.column(j).clone();
+        }
+        if rows > 0 {
+            out.push(with_rowtime(def, user, None)?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,28 @@
+//! # eddy-sql
+//!
+//! Owns Eddy's SQL: parsing ksqlDB-style statements on top of sqlparser ([`parser`]), one
+//! handler per statement kind ([`handlers`]), DataFusion planning over streams ([`provider`]),
+//! and the write path from rows to partition logs ([`ingest`]).
+//!
+//! ```text
+//!  SQL text ─▶ parser ─▶ EddyStatement ─▶ handlers ─┬─▶ ddl / show / vars ─▶ catalog
+//!                                                  ├─▶ query: DataFusion ─▶ StreamTable ─▶ StreamScanExec ─▶ logs
+//!                                                  └─▶ INSERT / COPY ─▶ ingest ─▶ partitioner ─▶ logs (group commit)
+//! ```
+//!
+//! This crate never touches files directly (the catalog and storage crates do), and never
+//! speaks a wire protocol (the server does): it turns statements into [`Output`]s.
+
+pub mod engine;
+mod error;
+mod functions;
+pub mod handlers;
+pub mod ingest;
+pub mod parser;
+pub mod provider;
+mod rewrite;
+mod session;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{Error, Result};
+pub use session::{CopyIn, Description, Output, Session};

@@ -1,0 +1,92 @@
+//! `CREATE STREAM [IF NOT EXISTS] name (col TYPE [KEY], ...) [WITH (option = value, ...)]`
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::{normalize_ident, object_name, types::parse_type_name, word_is};
+use crate::{Error, Result};
+
+/// A parsed `CREATE STREAM`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateStream {
+    /// Stream name.
+    pub name: String,
+    /// `IF NOT EXISTS` given.
+    pub if_not_exists: bool,
+    /// Columns: name, type, is KEY.
+    pub columns: Vec<(String, DataType, bool)>,
+    /// `WITH (...)` options, names lower-cased, values as text.
+    pub options: Vec<(String, String)>,
+}
+
+pub(super) fn parse(p: &mut Parser) -> Result<CreateStream> {
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = object_name(p)?;
+    p.expect_token(&Token::LParen)?;
+    let mut columns = Vec::new();
+    loop {
+        let col = p.parse_identifier()?;
+        let data_type = parse_type_name(p)?;
+        let mut key = false;
+        if word_is(p, 0, "KEY") {
+            p.next_token();
+            key = true;
+        } else if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+            return Err(Error::Unsupported(
+                "PRIMARY KEY declares a table; streams take `col TYPE KEY`".into(),
+            ));
+        }
+        columns.push((normalize_ident(&col), data_type, key));
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen)?;
+    let mut options = Vec::new();
+    if p.parse_keyword(Keyword::WITH) {
+        p.expect_token(&Token::LParen)?;
+        loop {
+            let key = match p.next_token().token {
+                Token::Word(w) => w.value.to_lowercase(),
+                Token::SingleQuotedString(s) => s.to_lowercase(),
+                other => return Err(Error::Syntax(format!("expected an option name, found: {other}"))),
+            };
+            p.expect_token(&Token::Eq)?;
+            let value = match p.next_token().token {
+                Token::Word(w) => w.value,
+                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+                Token::Number(n, _) => n,
+                other => return Err(Error::Syntax(format!("expected a value for {key}, found: {other}"))),
+            };
+            options.push((key, value));
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen)?;
+    }
+    Ok(CreateStream { name, if_not_exists, columns, options })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parser::{EddyStatement, parse_statements};
+
+    #[test]
+    fn full_create_stream() {
+        let s = parse_statements(
+            "CREATE STREAM IF NOT EXISTS Clicks (user_id VARCHAR KEY, \"Url\" STRING, ts TIMESTAMP) \
+             WITH (partitions=3, timestamp='ts', retention_ms=86400000)",
+        )
+        .unwrap();
+        let EddyStatement::CreateStream(c) = &s[0] else { panic!("{s:?}") };
+        assert_eq!(c.name, "clicks");
+        assert!(c.if_not_exists);
+        assert_eq!(c.columns.len(), 3);
+        assert!(c.columns[0].2);
+        assert_eq!(c.columns[1].0, "Url");
+        assert_eq!(c.options[1], ("timestamp".to_string(), "ts".to_string()));
+    }
+}

@@ -1,0 +1,272 @@
+//! Parsing Eddy's SQL: ksqlDB statements on top of sqlparser.
+//!
+//! Like DataFusion's `DFParser`, a thin wrapper drives sqlparser's [`Parser`] over one token
+//! stream: statements Eddy owns (`CREATE STREAM`, `DROP STREAM`, `SHOW STREAMS`, `DESCRIBE`,
+//! `SET`/`SHOW`/`RESET` of session variables, transaction control) are parsed here; everything
+//! else is handed to sqlparser's PostgreSQL dialect and later planned by DataFusion.
+
+mod create_stream;
+pub mod types;
+
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+pub use self::create_stream::CreateStream;
+pub use self::types::parse_type_name;
+use crate::{Error, Result};
+
+/// One parsed statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EddyStatement {
+    /// `CREATE STREAM [IF NOT EXISTS] name (...) WITH (...)`
+    CreateStream(CreateStream),
+    /// `DROP STREAM [IF EXISTS] name`
+    DropStream {
+        /// Stream name.
+        name: String,
+        /// `IF EXISTS` given.
+        if_exists: bool,
+    },
+    /// `SHOW STREAMS` / `LIST STREAMS`
+    ShowStreams,
+    /// `SHOW TOPICS` / `LIST TOPICS`
+    ShowTopics,
+    /// `DESCRIBE name`
+    Describe(String),
+    /// `SET [SESSION|LOCAL] name { = | TO } value`
+    SetVariable {
+        /// Variable name, lower-cased.
+        name: String,
+        /// Value as text.
+        value: String,
+    },
+    /// `SHOW name` (a session variable) or `SHOW ALL`
+    ShowVariable(String),
+    /// `RESET name` / `RESET ALL`
+    ResetVariable(String),
+    /// `BEGIN`, `START TRANSACTION`
+    Begin,
+    /// `COMMIT`, `END`, `ROLLBACK`, `ABORT`
+    EndTransaction {
+        /// Command tag to answer with (`COMMIT` or `ROLLBACK`).
+        tag: &'static str,
+    },
+    /// Statements accepted and ignored for client compatibility (`DISCARD ALL`, `DEALLOCATE`, ...).
+    NoOp {
+        /// Command tag to answer with.
+        tag: String,
+    },
+    /// Any other statement, planned by DataFusion (or COPY, handled by the COPY handler).
+    Sql(Box<Statement>),
+}
+
+/// Parses a string that may hold several `;`-separated statements.
+pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let mut out = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        out.push(parse_one(&mut parser)?);
+        if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
+            let found = parser.peek_token();
+            return Err(Error::Syntax(format!("expected end of statement, found: {found}")));
+        }
+    }
+    Ok(out)
+}
+
+fn word_is(parser: &Parser, n: usize, word: &str) -> bool {
+    matches!(&parser.peek_nth_token(n).token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
+    if word_is(p, 0, "CREATE") && word_is(p, 1, "STREAM") {
+        p.next_token();
+        p.next_token();
+        return Ok(EddyStatement::CreateStream(create_stream::parse(p)?));
+    }
+    if word_is(p, 0, "DROP") && word_is(p, 1, "STREAM") {
+        p.next_token();
+        p.next_token();
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = object_name(p)?;
+        return Ok(EddyStatement::DropStream { name, if_exists });
+    }
+    if (word_is(p, 0, "SHOW") || word_is(p, 0, "LIST")) && (word_is(p, 1, "STREAMS") || word_is(p, 1, "TOPICS")) {
+        p.next_token();
+        let streams = word_is(p, 0, "STREAMS");
+        p.next_token();
+        return Ok(if streams { EddyStatement::ShowStreams } else { EddyStatement::ShowTopics });
+    }
+    if (word_is(p, 0, "DESCRIBE") || word_is(p, 0, "DESC")) && !word_is(p, 1, "SELECT") {
+        p.next_token();
+        return Ok(EddyStatement::Describe(object_name(p)?));
+    }
+    if word_is(p, 0, "SET") && !word_is(p, 1, "TRANSACTION") {
+        p.next_token();
+        let _ = p.parse_one_of_keywords(&[Keyword::SESSION, Keyword::LOCAL]);
+        if word_is(p, 0, "TIME") && word_is(p, 1, "ZONE") {
+            p.next_token();
+            p.next_token();
+            let value = variable_value(p)?;
+            return Ok(EddyStatement::SetVariable { name: "timezone".into(), value });
+        }
+        let name = variable_name(p)?;
+        if !p.consume_token(&Token::Eq) && !p.parse_keyword(Keyword::TO) {
+            return Err(Error::Syntax(format!("expected = or TO after SET {name}")));
+        }
+        let value = variable_value(p)?;
+        return Ok(EddyStatement::SetVariable { name, value });
+    }
+    if word_is(p, 0, "SHOW") {
+        p.next_token();
+        if word_is(p, 0, "TRANSACTION") && word_is(p, 1, "ISOLATION") && word_is(p, 2, "LEVEL") {
+            for _ in 0..3 {
+                p.next_token();
+            }
+            return Ok(EddyStatement::ShowVariable("transaction_isolation".into()));
+        }
+        if word_is(p, 0, "TIME") && word_is(p, 1, "ZONE") {
+            p.next_token();
+            p.next_token();
+            return Ok(EddyStatement::ShowVariable("timezone".into()));
+        }
+        return Ok(EddyStatement::ShowVariable(variable_name(p)?));
+    }
+    if word_is(p, 0, "RESET") {
+        p.next_token();
+        return Ok(EddyStatement::ResetVariable(variable_name(p)?));
+    }
+    if word_is(p, 0, "BEGIN") || (word_is(p, 0, "START") && word_is(p, 1, "TRANSACTION")) {
+        skip_to_end(p);
+        return Ok(EddyStatement::Begin);
+    }
+    for (word, tag) in [("COMMIT", "COMMIT"), ("END", "COMMIT"), ("ROLLBACK", "ROLLBACK"), ("ABORT", "ROLLBACK")] {
+        if word_is(p, 0, word) {
+            skip_to_end(p);
+            return Ok(EddyStatement::EndTransaction { tag });
+        }
+    }
+    for (words, tag) in [
+        (&["DISCARD"][..], "DISCARD ALL"),
+        (&["DEALLOCATE"][..], "DEALLOCATE"),
+        (&["SET", "TRANSACTION"][..], "SET"),
+        (&["UNLISTEN"][..], "UNLISTEN"),
+    ] {
+        if words.iter().enumerate().all(|(i, w)| word_is(p, i, w)) {
+            skip_to_end(p);
+            return Ok(EddyStatement::NoOp { tag: tag.to_string() });
+        }
+    }
+    Ok(EddyStatement::Sql(Box::new(p.parse_statement()?)))
+}
+
+fn skip_to_end(p: &mut Parser) {
+    while !matches!(p.peek_token().token, Token::SemiColon | Token::EOF) {
+        p.next_token();
+    }
+}
+
+/// Normalises an identifier as Postgres does: unquoted names fold to lower case.
+pub fn normalize_ident(ident: &Ident) -> String {
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
+}
+
+/// A (possibly schema-qualified) object name, normalised; only the last part is kept.
+pub fn normalize_object_name(name: &ObjectName) -> String {
+    name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default()
+}
+
+fn object_name(p: &mut Parser) -> Result<String> {
+    let name = p.parse_object_name(false)?;
+    Ok(normalize_object_name(&name))
+}
+
+fn variable_name(p: &mut Parser) -> Result<String> {
+    let tok = p.next_token();
+    let mut name = match tok.token {
+        Token::Word(w) => w.value,
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+        other => return Err(Error::Syntax(format!("expected a variable name, found: {other}"))),
+    };
+    while p.consume_token(&Token::Period) {
+        match p.next_token().token {
+            Token::Word(w) => {
+                name.push('.');
+                name.push_str(&w.value);
+            }
+            other => return Err(Error::Syntax(format!("expected a variable name, found: {other}"))),
+        }
+    }
+    Ok(name.to_lowercase())
+}
+
+fn variable_value(p: &mut Parser) -> Result<String> {
+    let mut parts = Vec::new();
+    loop {
+        let tok = p.next_token();
+        let text = match tok.token {
+            Token::Word(w) => w.value,
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+            Token::Number(n, _) => n,
+            Token::Minus => {
+                let next = p.next_token();
+                format!("-{next}")
+            }
+            other => return Err(Error::Syntax(format!("expected a value, found: {other}"))),
+        };
+        parts.push(text);
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    Ok(parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_classifies_statements() {
+        let stmts = parse_statements(
+            "create stream s (a int key, b varchar) with (partitions=2); select * from s; \
+             SET 'auto.offset.reset' = 'earliest'; show streams; begin; commit;;",
+        )
+        .unwrap();
+        assert_eq!(stmts.len(), 6);
+        assert!(matches!(stmts[0], EddyStatement::CreateStream(_)));
+        assert!(matches!(stmts[1], EddyStatement::Sql(_)));
+        assert_eq!(
+            stmts[2],
+            EddyStatement::SetVariable { name: "auto.offset.reset".into(), value: "earliest".into() }
+        );
+        assert_eq!(stmts[3], EddyStatement::ShowStreams);
+        assert_eq!(stmts[4], EddyStatement::Begin);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        assert!(matches!(parse_statements("selec 1"), Err(Error::Syntax(_))));
+        assert!(matches!(parse_statements("create stream s (a int"), Err(Error::Syntax(_))));
+    }
+
+    #[test]
+    fn show_forms() {
+        assert_eq!(
+            parse_statements("show transaction isolation level").unwrap(),
+            vec![EddyStatement::ShowVariable("transaction_isolation".into())]
+        );
+        assert_eq!(
+            parse_statements("SHOW standard_conforming_strings").unwrap(),
+            vec![EddyStatement::ShowVariable("standard_conforming_strings".into())]
+        );
+    }
+}

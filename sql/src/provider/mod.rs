@@ -1,0 +1,14 @@
+//! DataFusion's view of Eddy: a schema provider over the catalog, a [`StreamTable`] per stream,
+//! the scan that reads partitions ([`scan::StreamScanExec`]) with pseudo-column pruning
+//! ([`pushdown`]), and the sink behind `INSERT` ([`sink::StreamSink`]).
+//!
+//! This module never writes files: appends go through [`crate::ingest`] to the partition logs.
+
+pub mod pushdown;
+pub mod scan;
+pub mod schema;
+pub mod sink;
+pub mod table;
+
+pub use schema::EddySchemaProvider;
+pub use table::StreamTable;

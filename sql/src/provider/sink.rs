@@ -1,0 +1,60 @@
+//! [`StreamSink`]: the end of an `INSERT` plan. It gathers the statement's rows and hands them
+//! to [`crate::ingest`] in one piece, so a statement that fails appends nothing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::sink::DataSink;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
+use eddy_catalog::StreamDef;
+use eddy_storage::Topic;
+use futures::TryStreamExt;
+
+use crate::{Engine, ingest};
+
+/// Appends an INSERT's rows to a stream.
+#[derive(Debug)]
+pub struct StreamSink {
+    engine: Arc<Engine>,
+    def: StreamDef,
+    topic: Arc<Topic>,
+    schema: SchemaRef,
+}
+
+impl StreamSink {
+    /// A sink into `topic` for rows of the table schema `schema`.
+    pub fn new(engine: Arc<Engine>, def: StreamDef, topic: Arc<Topic>, schema: SchemaRef) -> Self {
+        Self { engine, def, topic, schema }
+    }
+}
+
+impl DisplayAs for StreamSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamSink: stream={}", self.def.name)
+    }
+}
+
+#[async_trait]
+impl DataSink for StreamSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(&self, data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> Result<u64> {
+        let batches: Vec<_> = data.try_collect().await?;
+        let stored = batches
+            .iter()
+            .map(|b| ingest::from_table_rows(&self.def, b))
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let (engine, def, topic) = (self.engine.clone(), self.def.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || ingest::append(&engine, &def, &topic, stored))
+            .await
+            .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+}

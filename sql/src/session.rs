@@ -1,0 +1,191 @@
+//! [`Session`]: one client's SQL session — its DataFusion context and session variables — and
+//! the dispatch of each statement to its handler in [`crate::handlers`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use eddy_catalog::StreamDef;
+use eddy_storage::Topic;
+use parking_lot::Mutex;
+
+use crate::handlers::{copy, ddl, query, show, vars};
+use crate::ingest::copy::CopyFormat;
+use crate::parser::{EddyStatement, parse_statements};
+use crate::provider::EddySchemaProvider;
+use crate::{Engine, Result, functions};
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows (SELECT, EXPLAIN, SHOW, DESCRIBE), streamed.
+    Rows {
+        /// Result columns.
+        schema: SchemaRef,
+        /// The rows.
+        stream: SendableRecordBatchStream,
+    },
+    /// A command's completion tag, e.g. `CREATE STREAM`, or `INSERT` with `rows`.
+    Command {
+        /// Tag word(s).
+        tag: String,
+        /// Row count, for tags that carry one.
+        rows: Option<usize>,
+    },
+    /// `COPY ... FROM STDIN`: the server collects the data, then calls [`Session::copy_in`].
+    CopyIn(CopyIn),
+    /// `COPY (...) TO STDOUT`: rows to send in COPY format.
+    CopyOut {
+        /// Result columns.
+        schema: SchemaRef,
+        /// The rows.
+        stream: SendableRecordBatchStream,
+        /// Text or CSV.
+        format: CopyFormat,
+    },
+    /// `BEGIN`: accepted (statements are atomic one by one; there are no multi-statement transactions).
+    Begin,
+    /// `COMMIT` / `ROLLBACK`, with its tag.
+    EndTransaction(&'static str),
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
+            Output::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+            Output::CopyIn(c) => write!(f, "CopyIn({})", c.def.name),
+            Output::CopyOut { .. } => write!(f, "CopyOut"),
+            Output::Begin => write!(f, "Begin"),
+            Output::EndTransaction(t) => write!(f, "EndTransaction({t})"),
+        }
+    }
+}
+
+/// A COPY FROM STDIN waiting for its data.
+#[derive(Debug, Clone)]
+pub struct CopyIn {
+    /// Target stream.
+    pub def: StreamDef,
+    /// Its topic.
+    pub topic: Arc<Topic>,
+    /// Indices of the stream's columns the data gives, in order.
+    pub columns: Vec<usize>,
+    /// Data format.
+    pub format: CopyFormat,
+}
+
+/// Types of a statement's parameters and result, for the extended protocol's Describe.
+#[derive(Debug, Clone)]
+pub struct Description {
+    /// Parameter types (`$1`, `$2`, ...), `None` where they cannot be inferred.
+    pub params: Vec<Option<DataType>>,
+    /// Result columns; `None` for statements that return no rows.
+    pub columns: Option<SchemaRef>,
+}
+
+/// One client's session.
+pub struct Session {
+    engine: Arc<Engine>,
+    ctx: SessionContext,
+    vars: Mutex<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session over `engine`, with its own DataFusion context.
+    pub fn new(engine: Arc<Engine>) -> Session {
+        let config = SessionConfig::new()
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema("eddy", "public")
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = MemoryCatalogProvider::new();
+        // Registering into a fresh in-memory catalog cannot fail.
+        let _ = catalog.register_schema("public", Arc::new(EddySchemaProvider::new(engine.clone())));
+        ctx.register_catalog("eddy", Arc::new(catalog));
+        functions::register(&ctx);
+        Session { engine, ctx, vars: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The DataFusion context.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Parses one query string into statements.
+    pub fn parse(&self, sql: &str) -> Result<Vec<EddyStatement>> {
+        parse_statements(sql)
+    }
+
+    /// Runs one statement; `params` binds `$1, $2, ...`.
+    pub async fn execute(&self, stmt: &EddyStatement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+        match stmt {
+            EddyStatement::CreateStream(c) => ddl::create_stream(&self.engine, c),
+            EddyStatement::DropStream { name, if_exists } => ddl::drop_stream(&self.engine, name, *if_exists),
+            EddyStatement::ShowStreams => show::streams(&self.engine),
+            EddyStatement::ShowTopics => show::topics(&self.engine),
+            EddyStatement::Describe(name) => show::describe(&self.engine, name),
+            EddyStatement::SetVariable { name, value } => vars::set(self, name, value),
+            EddyStatement::ShowVariable(name) => vars::show(self, name),
+            EddyStatement::ResetVariable(name) => vars::reset(self, name),
+            EddyStatement::Begin => Ok(Output::Begin),
+            EddyStatement::EndTransaction { tag } => Ok(Output::EndTransaction(tag)),
+            EddyStatement::NoOp { tag } => Ok(Output::Command { tag: tag.clone(), rows: None }),
+            EddyStatement::Sql(statement) => {
+                if let Some(copy) = copy::plan(self, statement).await? {
+                    return Ok(copy);
+                }
+                query::execute(self, statement, params).await
+            }
+        }
+    }
+
+    /// Parameter and result types of a statement, without running it.
+    pub async fn describe(&self, stmt: &EddyStatement) -> Result<Description> {
+        match stmt {
+            EddyStatement::Sql(statement) if copy::is_copy(statement) => {
+                Ok(Description { params: vec![], columns: None })
+            }
+            EddyStatement::Sql(statement) => query::describe(self, statement).await,
+            EddyStatement::ShowStreams => Ok(Description { params: vec![], columns: Some(show::streams_schema()) }),
+            EddyStatement::ShowTopics => Ok(Description { params: vec![], columns: Some(show::topics_schema()) }),
+            EddyStatement::Describe(_) => Ok(Description { params: vec![], columns: Some(show::describe_schema()) }),
+            EddyStatement::ShowVariable(name) => Ok(Description { params: vec![], columns: Some(vars::show_schema(name)) }),
+            _ => Ok(Description { params: vec![], columns: None }),
+        }
+    }
+
+    /// Appends the data of a COPY FROM STDIN; all or nothing. Returns the number of rows.
+    pub async fn copy_in(&self, copy: &CopyIn, data: Vec<u8>) -> Result<u64> {
+        let (engine, copy) = (self.engine.clone(), copy.clone());
+        tokio::task::spawn_blocking(move || {
+            let batches = crate::ingest::copy::decode(&copy.def, &copy.columns, &copy.format, &data)?;
+            crate::ingest::append(&engine, &copy.def, &copy.topic, batches)
+        })
+        .await
+        .map_err(|e| crate::Error::Internal(format!("COPY task failed: {e}")))?
+    }
+
+    /// A session variable's current value (settings made with SET, else the default).
+    pub fn variable(&self, name: &str) -> Option<String> {
+        self.vars.lock().get(name).cloned().or_else(|| vars::default_value(name).map(str::to_string))
+    }
+
+    pub(crate) fn vars(&self) -> &Mutex<BTreeMap<String, String>> {
+        &self.vars
+    }
+}

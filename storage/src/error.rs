@@ -1,0 +1,71 @@
+//! The crate's one error type. Variants are categories a caller can act on (retry, reset the
+//! offset, report corruption); the underlying cause is kept as `source`.
+
+use std::path::PathBuf;
+
+use arrow::error::ArrowError;
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the partition log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed; `context` says what the log was doing.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes on disk do not form a valid frame (bad magic, CRC mismatch, offsets out of order)
+    /// somewhere other than a torn tail that recovery may truncate.
+    #[error("corrupt segment {} at byte {position}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    /// A frame passed its CRC but its Arrow IPC body could not be decoded.
+    #[error("cannot decode batch in {} at byte {position}: {source}", path.display())]
+    Decode {
+        path: PathBuf,
+        position: u64,
+        #[source]
+        source: ArrowError,
+    },
+    /// A batch could not be encoded as Arrow IPC.
+    #[error("cannot encode batch: {source}")]
+    Encode {
+        #[source]
+        source: ArrowError,
+    },
+    /// The requested offset is past the high watermark.
+    #[error(
+        "offset {requested} is out of range: the log holds [{log_start}, {high_watermark})"
+    )]
+    OutOfRange {
+        requested: u64,
+        log_start: u64,
+        high_watermark: u64,
+    },
+    /// The caller passed something the log cannot store (an empty batch, min > max timestamp).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Another `PartitionLog` (in this or another process) has the directory open.
+    #[error("partition directory {} is locked by another open log", path.display())]
+    Locked { path: PathBuf },
+    /// The log was closed, or stopped accepting writes after a failed write or fsync.
+    #[error("partition log is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Eddy's partition log: the durable, ordered storage of one topic partition on local disk.
+//!
+//! ```text
+//! PartitionLog ── append (group commit) ──▶ active segment ─ roll ─▶ closed segments ─▶ retention
+//!      │                                      NNN.log   frames of Arrow IPC batches
+//!      └── reader / offset_for_timestamp ◀──  NNN.index sparse offset + time index (a cache)
+//! ```
+//!
+//! This crate owns:
+//! - **segments**: files of CRC-framed Arrow IPC record batches, named by base offset
+//!   (format in `segment/format.rs`), with a sparse offset and time index beside each
+//!   (`segment/index.rs`);
+//! - **appends** with group commit: a batch is acknowledged only after fdatasync, and
+//!   concurrent appenders share one sync (`log.rs`);
+//! - **reads** of durable batches by offset and time range, lazily, with no per-row decoding
+//!   (`reader.rs`);
+//! - **recovery** on open: a torn tail is truncated, corruption elsewhere is reported
+//!   (`recovery.rs`);
+//! - **retention** of whole closed segments by time and size.
+//!
+//! It must never know SQL, schemas beyond what an Arrow batch carries, the catalog, or Raft's
+//! networking: it stores batches at offsets and hands them back.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod error;
+mod log;
+mod reader;
+mod recovery;
+mod segment;
+mod topics;
+
+pub use config::LogConfig;
+pub use error::{Error, Result};
+pub use log::{AppendInfo, LogStats, PartitionLog, SegmentInfo, StoredBatch};
+pub use reader::LogReader;
+pub use topics::{Topic, TopicStore};

@@ -1,0 +1,469 @@
+//! [`PartitionLog`]: appends with group commit, rolls, retention, lookups.
+//!
+//! Concurrency, from the outside in:
+//!
+//! - `appender` (a mutex) serialises writers. An append encodes its batch *before* taking it,
+//!   then under it assigns offsets, rolls if due, writes the frame with one positioned write
+//!   and advances `written`.
+//! - `sync_lock` serialises fdatasyncs (group commit). An appender whose batch is not yet
+//!   durable takes it, re-checks, notes `written` and the active file, syncs that file and
+//!   publishes `durable` = the noted offset. Appenders that queued behind it usually find
+//!   their batch already durable and return without a sync of their own.
+//! - A roll syncs the old segment before switching files and publishes `durable` itself, so
+//!   everything in a closed segment is durable and a sync of the active file covers the rest.
+//! - Readers take a snapshot of `durable` (the high watermark) and only read frames below it,
+//!   which were completely written before it was published.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use parking_lot::{Mutex, RwLock};
+use tracing::{debug, warn};
+
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::reader::LogReader;
+use crate::recovery::recover;
+use crate::segment::format::EncodedFrame;
+use crate::segment::index::lookup_timestamp;
+use crate::segment::{Segment, sync_dir};
+
+/// Offsets assigned to an appended batch: `base_offset..next_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: u64,
+    pub next_offset: u64,
+}
+
+/// A batch as stored: its first offset, timestamps from the frame header, and the rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredBatch {
+    pub base_offset: u64,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    pub batch: RecordBatch,
+}
+
+/// A description of one segment, for monitoring and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: u64,
+    /// One past the last offset written (may include not-yet-durable batches).
+    pub next_offset: u64,
+    pub bytes: u64,
+    pub min_timestamp: Option<i64>,
+    pub max_timestamp: Option<i64>,
+    pub path: PathBuf,
+    pub active: bool,
+}
+
+/// Counters since the log was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Successful appends.
+    pub appends: u64,
+    /// fdatasyncs of segment files (group commits plus rolls and close).
+    pub fsyncs: u64,
+    /// Frame bytes written.
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    appends: AtomicU64,
+    fsyncs: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Appender {
+    active: Arc<Segment>,
+    /// One past the last offset written (not necessarily durable).
+    written: u64,
+}
+
+/// State shared by the log and its readers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    dir: PathBuf,
+    config: RwLock<LogConfig>,
+    /// In offset order; the last is the active segment. Never empty.
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
+    appender: Mutex<Appender>,
+    sync_lock: Mutex<()>,
+    /// The high watermark: every offset below it is durable.
+    pub(crate) durable: AtomicU64,
+    /// Appends are refused: closed, or a write or sync failed.
+    closed: AtomicBool,
+    counters: Counters,
+}
+
+/// One partition's log on local disk. `Send + Sync`: share it behind an `Arc`; appends,
+/// reads and retention may run concurrently from any threads.
+#[derive(Debug)]
+pub struct PartitionLog {
+    shared: Arc<Shared>,
+    /// The `LOCK` file, flock-ed while the log is open.
+    lock: Mutex<Option<File>>,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating the directory if missing, and runs recovery (see
+    /// the `recovery` module): closed segments' indexes are checked, the active segment's
+    /// torn tail is truncated, and corruption elsewhere fails with [`Error::Corrupt`].
+    /// Fails with [`Error::Locked`] if another `PartitionLog` has `dir` open.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", lock_path.display()), e));
+            }
+        }
+        let segments = recover(dir, config.index_interval_bytes)?;
+        let active = segments
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument("recovery returned no segment".into()))?;
+        let written = active.state.read().next_offset;
+        debug!(dir = %dir.display(), segments = segments.len(), next_offset = written, "opened partition log");
+        let shared = Shared {
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            segments: RwLock::new(segments),
+            appender: Mutex::new(Appender { active, written }),
+            sync_lock: Mutex::new(()),
+            durable: AtomicU64::new(written),
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+        };
+        Ok(PartitionLog {
+            shared: Arc::new(shared),
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    /// Appends one batch (at least one row), assigning offsets `base..base + num_rows`.
+    /// Returns once the batch is durable (fdatasync). Concurrent appends share syncs (group
+    /// commit). After a failed write or sync the log refuses appends with [`Error::Closed`];
+    /// reopen it to recover.
+    pub fn append(
+        &self,
+        batch: &RecordBatch,
+        min_timestamp: i64,
+        max_timestamp: i64,
+    ) -> Result<AppendInfo> {
+        let mut frame = EncodedFrame::encode(batch, min_timestamp, max_timestamp)?;
+        let info = self.write_frame(&mut frame)?;
+        self.wait_durable(info.next_offset)?;
+        self.shared.counters.appends.fetch_add(1, Ordering::Relaxed);
+        Ok(info)
+    }
+
+    fn write_frame(&self, frame: &mut EncodedFrame) -> Result<AppendInfo> {
+        let shared = &self.shared;
+        let mut appender = shared.appender.lock();
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if self.roll_due(&appender) {
+            self.roll(&mut appender)?;
+        }
+        let base_offset = appender.written;
+        let next_offset = base_offset + u64::from(frame.record_count);
+        let segment = Arc::clone(&appender.active);
+        let position = segment.state.read().size;
+        let header = frame.seal(base_offset);
+        if let Err(e) = segment.file.write_all_at(frame.bytes(), position) {
+            shared.closed.store(true, Ordering::Release);
+            // Best effort: drop a partial frame now rather than leave it to recovery.
+            let _ = segment.file.set_len(position);
+            return Err(Error::io(
+                format!("appending to {}", segment.log_path.display()),
+                e,
+            ));
+        }
+        let interval = shared.config.read().index_interval_bytes;
+        {
+            let mut state = segment.state.write();
+            state.record(segment.base_offset, position, &header, interval);
+            state.first_append.get_or_insert_with(Instant::now);
+        }
+        appender.written = next_offset;
+        shared
+            .counters
+            .bytes_written
+            .fetch_add(frame.len(), Ordering::Relaxed);
+        Ok(AppendInfo {
+            base_offset,
+            next_offset,
+        })
+    }
+
+    /// Group commit: returns once every offset below `end` is durable.
+    fn wait_durable(&self, end: u64) -> Result<()> {
+        let shared = &self.shared;
+        if shared.durable.load(Ordering::Acquire) >= end {
+            return Ok(());
+        }
+        let _sync = shared.sync_lock.lock();
+        if shared.durable.load(Ordering::Acquire) >= end {
+            return Ok(());
+        }
+        // Everything written so far is in this file or in a closed segment the roll synced.
+        let (target, active) = {
+            let appender = shared.appender.lock();
+            (appender.written, Arc::clone(&appender.active))
+        };
+        if let Err(e) = active.sync() {
+            shared.closed.store(true, Ordering::Release);
+            return Err(e);
+        }
+        shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        shared.durable.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn roll_due(&self, appender: &Appender) -> bool {
+        let config = self.shared.config.read();
+        let state = appender.active.state.read();
+        if state.size == 0 {
+            return false;
+        }
+        let by_size = state.size >= config.segment_bytes;
+        let by_age = match (config.segment_ms, state.first_append) {
+            (Some(ms), Some(first)) => first.elapsed() >= Duration::from_millis(ms),
+            _ => false,
+        };
+        // Index entries hold u32 positions and relative offsets.
+        let near_limit = state.size >= u64::from(u32::MAX) / 2
+            || state.next_offset - appender.active.base_offset >= u64::from(u32::MAX) / 2;
+        by_size || by_age || near_limit
+    }
+
+    /// Closes the active segment (synced, index written) and starts a new one at `written`.
+    fn roll(&self, appender: &mut Appender) -> Result<()> {
+        let shared = &self.shared;
+        let old = Arc::clone(&appender.active);
+        if let Err(e) = old.sync() {
+            shared.closed.store(true, Ordering::Release);
+            return Err(e);
+        }
+        shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        shared
+            .durable
+            .fetch_max(appender.written, Ordering::AcqRel);
+        old.state.write().closed = true;
+        if let Err(error) = old.write_index() {
+            warn!(segment = %old.log_path.display(), %error, "cannot write segment index; it will be rebuilt on open");
+        }
+        let new = Arc::new(Segment::create(&shared.dir, appender.written)?);
+        sync_dir(&shared.dir)?;
+        debug!(segment = %new.log_path.display(), "rolled to a new segment");
+        shared.segments.write().push(Arc::clone(&new));
+        appender.active = new;
+        Ok(())
+    }
+
+    /// The next offset to be assigned that is durable: every offset below it is durable and
+    /// readable.
+    pub fn high_watermark(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// The first offset still on disk (retention deletes whole segments from the front).
+    pub fn log_start_offset(&self) -> u64 {
+        self.shared
+            .segments
+            .read()
+            .first()
+            .map_or(0, |s| s.base_offset)
+    }
+
+    /// A reader over `[start_offset, high watermark)`; see [`PartitionLog::reader_range`].
+    pub fn reader(&self, start_offset: u64) -> Result<LogReader> {
+        self.reader_range(start_offset, u64::MAX, None)
+    }
+
+    /// A reader over the batches holding offsets in `[start_offset, end_offset)`, with
+    /// `end_offset` capped at the high watermark when the reader is created (a snapshot: it
+    /// never returns non-durable data). It yields whole stored batches: the first may begin
+    /// before `start_offset` and the last may extend past `end_offset`; slice as needed.
+    ///
+    /// With `time_range = Some((lo, hi))` (inclusive, ms) it skips batches and whole
+    /// segments whose `[min, max]` timestamps cannot overlap it, without decoding them.
+    ///
+    /// A `start_offset` below the log start (deleted by retention) starts at the log start;
+    /// one above the high watermark is [`Error::OutOfRange`].
+    pub fn reader_range(
+        &self,
+        start_offset: u64,
+        end_offset: u64,
+        time_range: Option<(i64, i64)>,
+    ) -> Result<LogReader> {
+        let high_watermark = self.high_watermark();
+        if start_offset > high_watermark {
+            return Err(Error::OutOfRange {
+                requested: start_offset,
+                log_start: self.log_start_offset(),
+                high_watermark,
+            });
+        }
+        Ok(LogReader::new(
+            Arc::clone(&self.shared),
+            start_offset,
+            end_offset.min(high_watermark),
+            time_range,
+        ))
+    }
+
+    /// Like Kafka's ListOffsets: the base offset of the earliest durable batch whose max
+    /// timestamp is at least `ts`, or `None` if there is none.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
+        let end = self.high_watermark();
+        let segments = self.shared.segments.read().clone();
+        for segment in segments {
+            let (entry, segment_end, max) = {
+                let state = segment.state.read();
+                (
+                    lookup_timestamp(&state.index, ts),
+                    state.next_offset.min(end),
+                    state.max_timestamp,
+                )
+            };
+            if max.is_some_and(|max| max >= ts) {
+                let (mut position, mut base) = entry.map_or((0, segment.base_offset), |e| {
+                    (
+                        u64::from(e.position),
+                        segment.base_offset + u64::from(e.relative_offset),
+                    )
+                });
+                while base < segment_end {
+                    let (header, _) = segment.read_header_expecting(position, base)?;
+                    if header.max_timestamp >= ts {
+                        return Ok(Some(base));
+                    }
+                    position += header.frame_len();
+                    base = header.next_offset();
+                }
+            }
+            if segment_end >= end {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The segments, oldest first; the last is the active one.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let segments = self.shared.segments.read();
+        let last = segments.len().saturating_sub(1);
+        segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.info(i == last))
+            .collect()
+    }
+
+    /// Deletes whole closed segments from the front of the log while the oldest is expired
+    /// by `retention_ms` (its max timestamp is below `now_ms - retention_ms`) or the log is
+    /// over `retention_bytes`. Never deletes the active segment. Returns how many were
+    /// deleted. Readers holding a deleted segment finish it from their open file handle.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        let config = self.shared.config.read().clone();
+        let cutoff = config
+            .retention_ms
+            .map(|ms| now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
+        let removed: Vec<Arc<Segment>> = {
+            let mut segments = self.shared.segments.write();
+            let mut total: u64 = segments.iter().map(|s| s.state.read().size).sum();
+            let mut n = 0;
+            while n + 1 < segments.len() {
+                let state = segments[n].state.read();
+                let expired = matches!((cutoff, state.max_timestamp), (Some(c), Some(max)) if max < c);
+                let over = config.retention_bytes.is_some_and(|limit| total > limit);
+                if !(expired || over) {
+                    break;
+                }
+                total -= state.size;
+                n += 1;
+            }
+            segments.drain(..n).collect()
+        };
+        for segment in &removed {
+            for path in [&segment.log_path, &segment.index_path] {
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("deleting {}", path.display()), e)),
+                }
+            }
+            debug!(segment = %segment.log_path.display(), "deleted segment by retention");
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.shared.dir)?;
+        }
+        Ok(removed.len())
+    }
+
+    /// Replaces the configuration; it applies from the next append or retention run.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.shared.config.write() = config;
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.shared.config.read().clone()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.shared.counters;
+        LogStats {
+            appends: c.appends.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Syncs the active segment, writes its index and releases the directory lock. Later
+    /// appends fail with [`Error::Closed`]; existing and new readers keep working. Closing
+    /// twice is harmless.
+    pub fn close(&self) -> Result<()> {
+        let shared = &self.shared;
+        let appender = shared.appender.lock();
+        let Some(lock) = self.lock.lock().take() else {
+            return Ok(());
+        };
+        shared.closed.store(true, Ordering::Release);
+        let result = (|| {
+            appender.active.sync()?;
+            shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            shared
+                .durable
+                .fetch_max(appender.written, Ordering::AcqRel);
+            appender.active.write_index()?;
+            sync_dir(&shared.dir)
+        })();
+        drop(lock);
+        result
+    }
+}

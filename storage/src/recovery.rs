@@ -1,0 +1,265 @@
+//! Opening a partition directory: finding segments, loading or rebuilding their indexes, and
+//! verifying the active segment's tail.
+//!
+//! - **Closed segments** (all but the last) were synced before the log rolled past them, so
+//!   they are trusted: their index is loaded and checked, then completed by reading the frame
+//!   headers after its last entry (no bodies, no CRC). A missing or inconsistent index is
+//!   rebuilt from the headers and rewritten.
+//! - **The active segment** (the last) is read frame by frame with CRC checks. A bad frame
+//!   with no valid frame after it is a torn tail from a crash: bytes that were never
+//!   acknowledged (an append returns only after fdatasync). It is truncated, synced and
+//!   logged. A bad frame followed by a valid one is corruption in the middle of acknowledged
+//!   data, and opening fails with [`Error::Corrupt`] rather than silently dropping it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::segment::format::{FrameHeader, HEADER_LEN, MAGIC};
+use crate::segment::index::{self, IndexEntry};
+use crate::segment::{self, SegState, Segment, sync_dir};
+
+/// Opens every segment in `dir` (creating segment 0 in an empty directory) and returns them
+/// in offset order; the last is the active one.
+pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Vec<Arc<Segment>>> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = segment::parse_file_name(name, "log") {
+            bases.push(base);
+        } else if let Some(base) = segment::parse_file_name(name, "index") {
+            index_files.push(base);
+        }
+    }
+    bases.sort_unstable();
+
+    // An index whose segment is gone (a crash between the two deletions of retention).
+    let mut removed_orphans = false;
+    for base in index_files {
+        if bases.binary_search(&base).is_err() {
+            let path = dir.join(segment::file_name(base, "index"));
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            removed_orphans = true;
+        }
+    }
+
+    let mut segments = Vec::with_capacity(bases.len().max(1));
+    let last = bases.len().checked_sub(1);
+    for (i, &base) in bases.iter().enumerate() {
+        let segment = Segment::open(dir, base)?;
+        if Some(i) == last {
+            recover_active(&segment, index_interval_bytes)?;
+        } else {
+            load_closed(&segment, index_interval_bytes)?;
+        }
+        segments.push(Arc::new(segment));
+    }
+    for pair in segments.windows(2) {
+        let next = pair[0].state.read().next_offset;
+        if next != pair[1].base_offset {
+            return Err(pair[1].corrupt(
+                0,
+                format!(
+                    "segment starts at offset {} but the previous one ends at {next}",
+                    pair[1].base_offset
+                ),
+            ));
+        }
+    }
+    if segments.is_empty() {
+        segments.push(Arc::new(Segment::create(dir, 0)?));
+        sync_dir(dir)?;
+    } else if removed_orphans {
+        sync_dir(dir)?;
+    }
+    Ok(segments)
+}
+
+/// Loads a closed segment's state from its index plus a header scan of the rest.
+fn load_closed(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
+    let len = file_len(segment)?;
+    let resumed = match std::fs::read(&segment.index_path) {
+        Ok(bytes) => index::decode(&bytes, len)
+            .map_err(str::to_string)
+            .and_then(|entries| resume_from_index(segment, entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("index is missing".to_string()),
+        Err(e) => Err(format!("index is unreadable: {e}")),
+    };
+    let (mut state, rebuilt) = match resumed {
+        Ok(state) => (state, false),
+        Err(reason) => {
+            warn!(segment = %segment.log_path.display(), %reason, "rebuilding segment index");
+            (SegState::empty(segment.base_offset), true)
+        }
+    };
+    let entries_before = state.index.len();
+    let mut position = state.size;
+    while position < len {
+        if len - position < HEADER_LEN as u64 {
+            return Err(segment.corrupt(position, "incomplete frame header in a closed segment"));
+        }
+        let (header, _) = segment.read_header_expecting(position, state.next_offset)?;
+        if position + header.frame_len() > len {
+            return Err(segment.corrupt(position, "incomplete frame in a closed segment"));
+        }
+        state.record(segment.base_offset, position, &header, index_interval_bytes);
+        position += header.frame_len();
+    }
+    state.closed = true;
+    let stale = rebuilt || state.index.len() != entries_before;
+    *segment.state.write() = state;
+    if stale {
+        if let Err(error) = segment.write_index() {
+            // The index is a cache: the segment is usable without a file for it.
+            warn!(segment = %segment.log_path.display(), %error, "cannot write segment index");
+        }
+    }
+    Ok(())
+}
+
+/// State as of the frame the last index entry points at, checked against that frame's header.
+/// The caller re-reads that frame and everything after it.
+fn resume_from_index(segment: &Segment, entries: Vec<IndexEntry>) -> Result<SegState, String> {
+    let Some(last) = entries.last().copied() else {
+        return Err("index is empty".to_string());
+    };
+    let expected = segment.base_offset + u64::from(last.relative_offset);
+    let position = u64::from(last.position);
+    let header = match segment.read_header(position) {
+        Ok((header, _)) => header,
+        Err(e) => return Err(format!("last index entry is stale: {e}")),
+    };
+    if header.base_offset != expected {
+        return Err(format!(
+            "last index entry is stale: frame at byte {position} starts at offset {}, not {expected}",
+            header.base_offset
+        ));
+    }
+    let mut state = SegState::empty(segment.base_offset);
+    state.next_offset = expected;
+    state.size = position;
+    state.min_timestamp = Some(last.min_timestamp);
+    state.max_timestamp = Some(last.max_timestamp);
+    state.index = entries;
+    Ok(state)
+}
+
+/// Scans the active segment with CRC checks, truncating a torn tail.
+fn recover_active(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
+    let len = file_len(segment)?;
+    let mut state = SegState::empty(segment.base_offset);
+    let mut position = 0;
+    while position < len {
+        match check_frame(segment, position, len, state.next_offset)? {
+            Ok(header) => {
+                state.record(segment.base_offset, position, &header, index_interval_bytes);
+                position += header.frame_len();
+            }
+            Err(reason) => {
+                if let Some(valid) = find_valid_frame(segment, position + 1, len)? {
+                    return Err(segment.corrupt(
+                        position,
+                        format!("{reason}, but a valid frame follows at byte {valid}"),
+                    ));
+                }
+                warn!(
+                    segment = %segment.log_path.display(),
+                    position,
+                    dropped_bytes = len - position,
+                    %reason,
+                    "truncating torn tail of the active segment"
+                );
+                let context = || format!("truncating {}", segment.log_path.display());
+                segment
+                    .file
+                    .set_len(position)
+                    .map_err(|e| Error::io(context(), e))?;
+                segment.file.sync_all().map_err(|e| Error::io(context(), e))?;
+                break;
+            }
+        }
+    }
+    if state.size > 0 {
+        state.first_append = Some(std::time::Instant::now());
+    }
+    *segment.state.write() = state;
+    Ok(())
+}
+
+/// Checks the whole frame at `position`. The outer error is I/O; the inner one says why the
+/// bytes there are not a valid frame.
+fn check_frame(
+    segment: &Segment,
+    position: u64,
+    len: u64,
+    expected_base: u64,
+) -> Result<Result<FrameHeader, String>> {
+    if len - position < HEADER_LEN as u64 {
+        return Ok(Err("incomplete frame header".to_string()));
+    }
+    let (header, header_bytes) = match segment.read_header(position) {
+        Ok(read) => read,
+        Err(Error::Corrupt { reason, .. }) => return Ok(Err(reason)),
+        Err(e) => return Err(e),
+    };
+    if header.base_offset != expected_base {
+        return Ok(Err(format!(
+            "frame has base offset {}, expected {expected_base}",
+            header.base_offset
+        )));
+    }
+    if position + header.frame_len() > len {
+        return Ok(Err("incomplete frame body".to_string()));
+    }
+    match segment.read_body(position, &header, &header_bytes) {
+        Ok(_) => Ok(Ok(header)),
+        Err(Error::Corrupt { reason, .. }) => Ok(Err(reason)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The position of the first complete frame with a valid CRC at or after `from`, if any.
+/// Only runs when recovery has already found a bad frame, so reading the rest of the file
+/// into memory is acceptable.
+fn find_valid_frame(segment: &Segment, from: u64, len: u64) -> Result<Option<u64>> {
+    if from >= len {
+        return Ok(None);
+    }
+    let mut rest = vec![0u8; (len - from) as usize];
+    segment.read_at(&mut rest, from)?;
+    let mut at = 0;
+    while let Some(found) = rest[at..].windows(MAGIC.len()).position(|w| w == MAGIC) {
+        let start = at + found;
+        if let Some(header_bytes) = rest.get(start..start + HEADER_LEN) {
+            let mut header_array = [0u8; HEADER_LEN];
+            header_array.copy_from_slice(header_bytes);
+            if let Ok(header) = FrameHeader::parse(&header_array) {
+                let body_start = start + HEADER_LEN;
+                let body_end = body_start.saturating_add(header.body_len as usize);
+                if let Some(body) = rest.get(body_start..body_end) {
+                    if header.crc_matches(&header_array, body) {
+                        return Ok(Some(from + start as u64));
+                    }
+                }
+            }
+        }
+        at = start + 1;
+    }
+    Ok(None)
+}
+
+fn file_len(segment: &Segment) -> Result<u64> {
+    segment
+        .file
+        .metadata()
+        .map(|m| m.len())
+        .map_err(|e| Error::io(format!("reading metadata of {}", segment.log_path.display()), e))
+}
