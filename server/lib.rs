@@ -44,7 +44,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let retention = tasks::spawn_retention(engine.clone(), config.retention_check_interval());
     let serve = tokio::spawn(pg::serve(listener, engine.clone()));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "eddy is ready");
-    Ok(RunningServer { addr, engine, serve, retention })
+    Ok(RunningServer {
+        addr,
+        engine,
+        serve,
+        retention,
+    })
 }
 
 impl RunningServer {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal128Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
-    Int32Type, Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    DataType, Date32Type, Date64Type, Decimal128Type, Float16Type, Float32Type, Float64Type,
+    Int8Type, Int16Type, Int32Type, Int64Type, Time32MillisecondType, Time32SecondType,
+    Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::api::results::{CopyEncoder, DataRowEncoder, FieldInfo};
@@ -71,7 +72,10 @@ fn timestamp(v: i64, unit: TimeUnit) -> Option<NaiveDateTime> {
 }
 
 fn time_of_day(nanos: i64) -> Option<NaiveTime> {
-    NaiveTime::from_num_seconds_from_midnight_opt((nanos / 1_000_000_000) as u32, (nanos % 1_000_000_000) as u32)
+    NaiveTime::from_num_seconds_from_midnight_opt(
+        (nanos / 1_000_000_000) as u32,
+        (nanos % 1_000_000_000) as u32,
+    )
 }
 
 impl<'a> Column<'a> {
@@ -111,7 +115,9 @@ impl<'a> Column<'a> {
             D::UInt64 => {
                 let x = a.as_primitive::<UInt64Type>();
                 let _ = x;
-                Column::Display(ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?)
+                Column::Display(
+                    ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?,
+                )
             }
             D::Float16 => {
                 let x = a.as_primitive::<Float16Type>();
@@ -122,7 +128,9 @@ impl<'a> Column<'a> {
                 Column::F32(Box::new(move |i| x.value(i)))
             }
             D::Float64 => Column::F64(a.as_primitive::<Float64Type>()),
-            D::Decimal128(_, s) if *s >= 0 && *s <= 28 => Column::Decimal(a.as_primitive::<Decimal128Type>(), *s as u32),
+            D::Decimal128(_, s) if *s >= 0 && *s <= 28 => {
+                Column::Decimal(a.as_primitive::<Decimal128Type>(), *s as u32)
+            }
             D::Utf8 => {
                 let x = a.as_string::<i32>();
                 Column::Text(Box::new(move |i| x.value(i)))
@@ -157,11 +165,15 @@ impl<'a> Column<'a> {
             }
             D::Time32(TimeUnit::Second) => {
                 let x = a.as_primitive::<Time32SecondType>();
-                Column::Time(Box::new(move |i| time_of_day(x.value(i) as i64 * 1_000_000_000)))
+                Column::Time(Box::new(move |i| {
+                    time_of_day(x.value(i) as i64 * 1_000_000_000)
+                }))
             }
             D::Time32(_) => {
                 let x = a.as_primitive::<Time32MillisecondType>();
-                Column::Time(Box::new(move |i| time_of_day(x.value(i) as i64 * 1_000_000)))
+                Column::Time(Box::new(move |i| {
+                    time_of_day(x.value(i) as i64 * 1_000_000)
+                }))
             }
             D::Time64(TimeUnit::Microsecond) => {
                 let x = a.as_primitive::<Time64MicrosecondType>();
@@ -193,8 +205,12 @@ impl<'a> Column<'a> {
                 };
                 Column::Timestamp(f, tz)
             }
-            D::List(_) | D::LargeList(_) | D::FixedSizeList(..) | D::Struct(_) | D::Map(..) => Column::Json(a),
-            _ => Column::Display(ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?),
+            D::List(_) | D::LargeList(_) | D::FixedSizeList(..) | D::Struct(_) | D::Map(..) => {
+                Column::Json(a)
+            }
+            _ => Column::Display(
+                ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?,
+            ),
         })
     }
 
@@ -219,9 +235,13 @@ impl<'a> Column<'a> {
             Column::Text(f) => sink.put(&f(row)),
             Column::Bytes(f) => sink.put(&f(row)),
             Column::Date(f) => sink.put(&f(row)),
-            Column::Time(f) => sink.put(&f(row)),
-            Column::Timestamp(f, false) => sink.put(&f(row)),
-            Column::Timestamp(f, true) => sink.put(&f(row).map(|t| DateTime::<Utc>::from_naive_utc_and_offset(t, Utc))),
+            Column::Time(f) => sink.put(&f(row).map(PgTime::Time)),
+            Column::Timestamp(f, false) => sink.put(&f(row).map(PgTime::Timestamp)),
+            Column::Timestamp(f, true) => {
+                sink.put(&f(row).map(|t| {
+                    PgTime::TimestampTz(DateTime::<Utc>::from_naive_utc_and_offset(t, Utc))
+                }))
+            }
             Column::Display(fmt) => sink.put(&fmt.value(row).to_string()),
             Column::Json(a) => json_cell(a, row, sink),
         }
@@ -233,14 +253,40 @@ fn json_cell<S: FieldSink>(a: &ArrayRef, row: usize, sink: &mut S) -> PgWireResu
     if let DataType::List(f) = a.data_type() {
         let item = a.as_list::<i32>().value(row);
         match f.data_type() {
-            DataType::Int32 => return sink.put(&item.as_primitive::<Int32Type>().iter().collect::<Vec<_>>()),
-            DataType::Int64 => return sink.put(&item.as_primitive::<Int64Type>().iter().collect::<Vec<_>>()),
-            DataType::Int16 => return sink.put(&item.as_primitive::<Int16Type>().iter().collect::<Vec<_>>()),
-            DataType::Float64 => return sink.put(&item.as_primitive::<Float64Type>().iter().collect::<Vec<_>>()),
-            DataType::Float32 => return sink.put(&item.as_primitive::<Float32Type>().iter().collect::<Vec<_>>()),
+            DataType::Int32 => {
+                return sink.put(&item.as_primitive::<Int32Type>().iter().collect::<Vec<_>>());
+            }
+            DataType::Int64 => {
+                return sink.put(&item.as_primitive::<Int64Type>().iter().collect::<Vec<_>>());
+            }
+            DataType::Int16 => {
+                return sink.put(&item.as_primitive::<Int16Type>().iter().collect::<Vec<_>>());
+            }
+            DataType::Float64 => {
+                return sink.put(
+                    &item
+                        .as_primitive::<Float64Type>()
+                        .iter()
+                        .collect::<Vec<_>>(),
+                );
+            }
+            DataType::Float32 => {
+                return sink.put(
+                    &item
+                        .as_primitive::<Float32Type>()
+                        .iter()
+                        .collect::<Vec<_>>(),
+                );
+            }
             DataType::Boolean => return sink.put(&item.as_boolean().iter().collect::<Vec<_>>()),
             DataType::Utf8 => {
-                return sink.put(&item.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect::<Vec<_>>());
+                return sink.put(
+                    &item
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|s| s.map(str::to_string))
+                        .collect::<Vec<_>>(),
+                );
             }
             _ => {}
         }
@@ -256,11 +302,19 @@ fn json_value(a: &ArrayRef, row: usize) -> PgWireResult<serde_json::Value> {
     Ok(match a.data_type() {
         DataType::List(_) => {
             let item = a.as_list::<i32>().value(row);
-            Value::Array((0..item.len()).map(|i| json_value(&item, i)).collect::<PgWireResult<_>>()?)
+            Value::Array(
+                (0..item.len())
+                    .map(|i| json_value(&item, i))
+                    .collect::<PgWireResult<_>>()?,
+            )
         }
         DataType::LargeList(_) => {
             let item = a.as_list::<i64>().value(row);
-            Value::Array((0..item.len()).map(|i| json_value(&item, i)).collect::<PgWireResult<_>>()?)
+            Value::Array(
+                (0..item.len())
+                    .map(|i| json_value(&item, i))
+                    .collect::<PgWireResult<_>>()?,
+            )
         }
         DataType::Struct(fields) => {
             let s = a.as_struct();
@@ -274,7 +328,8 @@ fn json_value(a: &ArrayRef, row: usize) -> PgWireResult<serde_json::Value> {
             let m = a.as_map();
             let entries = m.value(row);
             let (keys, values) = (entries.column(0), entries.column(1));
-            let fmt = ArrayFormatter::try_new(keys.as_ref(), &FormatOptions::default()).map_err(err)?;
+            let fmt =
+                ArrayFormatter::try_new(keys.as_ref(), &FormatOptions::default()).map_err(err)?;
             let mut map = serde_json::Map::new();
             for i in 0..entries.len() {
                 map.insert(fmt.value(i).to_string(), json_value(values, i)?);
@@ -282,20 +337,38 @@ fn json_value(a: &ArrayRef, row: usize) -> PgWireResult<serde_json::Value> {
             Value::Object(map)
         }
         DataType::Boolean => Value::Bool(a.as_boolean().value(row)),
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16
-        | DataType::UInt32 | DataType::UInt64 | DataType::Float32 | DataType::Float64 => {
-            let text = ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?.value(row).to_string();
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64 => {
+            let text = ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default())
+                .map_err(err)?
+                .value(row)
+                .to_string();
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         }
         _ => Value::String(
-            ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?.value(row).to_string(),
+            ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default())
+                .map_err(err)?
+                .value(row)
+                .to_string(),
         ),
     })
 }
 
 /// Encodes every row of a batch into DataRow messages.
 pub fn data_rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
-    let columns: Vec<Column> = batch.columns().iter().map(Column::new).collect::<PgWireResult<_>>()?;
+    let columns: Vec<Column> = batch
+        .columns()
+        .iter()
+        .map(Column::new)
+        .collect::<PgWireResult<_>>()?;
     let mut encoder = DataRowEncoder::new(fields.clone());
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -309,7 +382,11 @@ pub fn data_rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireRes
 
 /// Encodes every row of a batch as COPY data, one message per row.
 pub fn copy_rows(batch: &RecordBatch, encoder: &mut CopyEncoder) -> PgWireResult<Vec<CopyData>> {
-    let columns: Vec<Column> = batch.columns().iter().map(Column::new).collect::<PgWireResult<_>>()?;
+    let columns: Vec<Column> = batch
+        .columns()
+        .iter()
+        .map(Column::new)
+        .collect::<PgWireResult<_>>()?;
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         for (col, array) in columns.iter().zip(batch.columns()) {
@@ -318,4 +395,71 @@ pub fn copy_rows(batch: &RecordBatch, encoder: &mut CopyEncoder) -> PgWireResult
         out.push(encoder.take_copy());
     }
     Ok(out)
+}
+
+/// Seconds fraction as PostgreSQL prints it: microseconds, trailing zeros trimmed, none if zero.
+fn fraction(nanos: u32) -> String {
+    let micros = nanos / 1_000;
+    if micros == 0 {
+        return String::new();
+    }
+    let s = format!(".{micros:06}");
+    s.trim_end_matches('0').to_string()
+}
+
+/// Date/time values whose text form matches PostgreSQL's (`2026-11-23 10:00:00`, `...:00.5`,
+/// `+00` for time zones); binary form is postgres-types' own.
+#[derive(Debug)]
+enum PgTime {
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+    Time(NaiveTime),
+}
+
+impl ToSql for PgTime {
+    fn to_sql(
+        &self,
+        ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            PgTime::Timestamp(t) => t.to_sql(ty, out),
+            PgTime::TimestampTz(t) => t.to_sql(ty, out),
+            PgTime::Time(t) => t.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        <NaiveDateTime as ToSql>::accepts(ty)
+            || <DateTime<Utc> as ToSql>::accepts(ty)
+            || <NaiveTime as ToSql>::accepts(ty)
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgTime {
+    fn to_sql_text(
+        &self,
+        _ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+        _format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use chrono::Timelike;
+        let text = match self {
+            PgTime::Timestamp(t) => format!(
+                "{}{}",
+                t.format("%Y-%m-%d %H:%M:%S"),
+                fraction(t.nanosecond())
+            ),
+            PgTime::TimestampTz(t) => format!(
+                "{}{}+00",
+                t.format("%Y-%m-%d %H:%M:%S"),
+                fraction(t.nanosecond())
+            ),
+            PgTime::Time(t) => format!("{}{}", t.format("%H:%M:%S"), fraction(t.nanosecond())),
+        };
+        out.extend_from_slice(text.as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
 }

@@ -18,6 +18,7 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::Unsupported(_) => "0A000",
         Error::DataFusion(df) => datafusion_sqlstate(df),
         Error::Storage(_) | Error::Catalog(_) => "58030",
+        Error::Cancelled => "57014",
         Error::Internal(_) => "XX000",
     }
 }
@@ -25,9 +26,13 @@ pub fn sqlstate(e: &Error) -> &'static str {
 fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     match e.find_root() {
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
-            ArrowError::CastError(_) | ArrowError::ParseError(_) | ArrowError::InvalidArgumentError(_) => "22P02",
+            ArrowError::CastError(_)
+            | ArrowError::ParseError(_)
+            | ArrowError::InvalidArgumentError(_) => "22P02",
             ArrowError::DivideByZero => "22012",
-            ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => "22003",
+            ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+                "22003"
+            }
             _ => "XX000",
         },
         DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
@@ -37,7 +42,11 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::SQL(..) => "42601",
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::SchemaError(..) => "42703",
-        DataFusionError::Plan(m) if m.contains("Cannot") || m.contains("coerce") || m.contains("type") => "42804",
+        DataFusionError::Plan(m)
+            if m.contains("Cannot") || m.contains("coerce") || m.contains("type") =>
+        {
+            "42804"
+        }
         DataFusionError::Plan(_) => "42000",
         DataFusionError::ResourcesExhausted(_) => "53000",
         DataFusionError::Execution(m) if m.contains("Cast error") || m.contains("parse") => "22P02",
@@ -51,7 +60,9 @@ fn message(e: &Error) -> String {
         Error::DataFusion(df) => match df.find_root() {
             DataFusionError::External(inner) => inner.to_string(),
             DataFusionError::ArrowError(a, _) => a.to_string(),
-            DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::NotImplemented(m) => m.clone(),
+            DataFusionError::Plan(m)
+            | DataFusionError::Execution(m)
+            | DataFusionError::NotImplemented(m) => m.clone(),
             root => root.to_string(),
         },
         other => other.to_string(),

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
 use eddy_sql::ingest::copy::CopyFormat;
 use eddy_sql::parser::EddyStatement;
 use eddy_sql::{CopyIn, Engine, Error, Output, Session};
@@ -17,8 +19,8 @@ use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, DescribePortalResponse, DescribeStatementResponse,
-    FieldInfo, QueryResponse, Response, Tag,
+    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, DescribePortalResponse,
+    DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -51,15 +53,25 @@ pub struct EddyQueryParser;
 impl QueryParser for EddyQueryParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut statements = eddy_sql::parser::parse_statements(sql).map_err(to_pgwire)?;
         match statements.len() {
             0 => Ok(None),
-            1 => Ok(Some(Prepared { sql: sql.to_string(), statement: statements.remove(0) })),
-            _ => Err(to_pgwire(Error::Syntax("cannot insert multiple commands into a prepared statement".into()))),
+            1 => Ok(Some(Prepared {
+                sql: sql.to_string(),
+                statement: statements.remove(0),
+            })),
+            _ => Err(to_pgwire(Error::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            ))),
         }
     }
 
@@ -68,7 +80,11 @@ impl QueryParser for EddyQueryParser {
         Ok(vec![])
     }
 
-    fn get_result_schema(&self, _stmt: &Prepared, _format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        _stmt: &Prepared,
+        _format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(vec![])
     }
 }
@@ -94,9 +110,16 @@ impl ServerParameterProvider for ServerParameters {
         ] {
             p.insert(k.to_string(), v.to_string());
         }
-        let app = client.metadata().get("application_name").cloned().unwrap_or_default();
+        let app = client
+            .metadata()
+            .get("application_name")
+            .cloned()
+            .unwrap_or_default();
         p.insert("application_name".into(), app);
-        p.insert("session_authorization".into(), client.metadata().get("user").cloned().unwrap_or_default());
+        p.insert(
+            "session_authorization".into(),
+            client.metadata().get("user").cloned().unwrap_or_default(),
+        );
         Some(p)
     }
 }
@@ -121,20 +144,32 @@ pub struct EddyHandler {
 impl EddyHandler {
     /// A handler over `engine`; `manager` tracks connections for CancelRequest.
     pub fn new(engine: Arc<Engine>, manager: Arc<ConnectionManager>) -> Self {
-        Self { engine, manager, pids: RandomPidSecretKeyGenerator::default(), parser: Arc::new(EddyQueryParser) }
+        Self {
+            engine,
+            manager,
+            pids: RandomPidSecretKeyGenerator::default(),
+            parser: Arc::new(EddyQueryParser),
+        }
     }
 
     fn session<C: ClientInfo + ?Sized>(&self, client: &C) -> Arc<Session> {
-        client.session_extensions().get_or_insert_with(|| self.engine.session())
+        client
+            .session_extensions()
+            .get_or_insert_with(|| self.engine.session())
     }
 
     /// Turns a statement's output into a pgwire response.
-    fn response<C: ClientInfo>(&self, client: &C, output: Output, format: Option<&Format>) -> PgWireResult<Response> {
+    fn response<C: ClientInfo>(
+        &self,
+        client: &C,
+        output: Output,
+        format: Option<&Format>,
+    ) -> PgWireResult<Response> {
         Ok(match output {
             Output::Rows { schema, stream } => {
                 let fields = Arc::new(field_infos(&schema, format));
                 let row_fields = fields.clone();
-                let rows = stream.flat_map(move |batch| {
+                let rows = cancellable(client, stream).flat_map(move |batch| {
                     let rows: Vec<PgWireResult<_>> = match batch {
                         Ok(batch) => match encode::data_rows(&batch, &row_fields) {
                             Ok(rows) => rows.into_iter().map(Ok).collect(),
@@ -155,16 +190,34 @@ impl EddyHandler {
             }
             Output::CopyIn(copy) => {
                 let columns = copy.columns.len();
-                let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
-                *slot.0.lock().map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
-                    Some(PendingCopy { copy, data: Vec::new() });
+                let slot = client
+                    .session_extensions()
+                    .get_or_insert_with(CopySlot::default);
+                *slot
+                    .0
+                    .lock()
+                    .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
+                    Some(PendingCopy {
+                        copy,
+                        data: Vec::new(),
+                    });
                 Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
             }
-            Output::CopyOut { schema, stream, format } => {
+            Output::CopyOut {
+                schema,
+                stream,
+                format,
+            } => {
                 let fields = Arc::new(field_infos(&schema, None));
                 let columns = fields.len();
                 let mut encoder = match format {
-                    CopyFormat::Csv { delimiter, quote, escape, null, .. } => CopyEncoder::new_csv(
+                    CopyFormat::Csv {
+                        delimiter,
+                        quote,
+                        escape,
+                        null,
+                        ..
+                    } => CopyEncoder::new_csv(
                         fields,
                         CopyCsvOptions {
                             delimiter: (delimiter as char).to_string().into(),
@@ -176,11 +229,16 @@ impl EddyHandler {
                     ),
                     CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
                         fields,
-                        CopyTextOptions { delimiter: (delimiter as char).to_string().into(), null_string: null.into() },
+                        CopyTextOptions {
+                            delimiter: (delimiter as char).to_string().into(),
+                            null_string: null.into(),
+                        },
                     ),
-                    CopyFormat::Json => return Err(to_pgwire(Error::Unsupported("COPY TO JSON".into()))),
+                    CopyFormat::Json => {
+                        return Err(to_pgwire(Error::Unsupported("COPY TO JSON".into())));
+                    }
                 };
-                let data = stream.flat_map(move |batch| {
+                let data = cancellable(client, stream).flat_map(move |batch| {
                     let out: Vec<PgWireResult<CopyData>> = match batch {
                         Ok(batch) => match encode::copy_rows(&batch, &mut encoder) {
                             Ok(rows) => rows.into_iter().map(Ok).collect(),
@@ -198,9 +256,49 @@ impl EddyHandler {
     }
 }
 
+/// Ends a result stream with SQLSTATE 57014 when the client sends a CancelRequest while rows are
+/// still being produced. (pgwire itself only cancels while `do_query` runs; a query's real work
+/// happens later, as its stream is consumed.)
+fn cancellable<C: ClientInfo>(
+    client: &C,
+    stream: SendableRecordBatchStream,
+) -> impl futures::Stream<Item = datafusion::error::Result<datafusion::arrow::array::RecordBatch>>
++ Send
++ 'static {
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    let cancel = async move {
+        // Registering happens on the first poll, after pgwire's own wait for `do_query` ended.
+        if let Some(handle) = handle {
+            let signal = handle.start_query().await;
+            if signal.await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    stream.take_until(cancel).chain(
+        stream::once(async move { cancelled.load(Ordering::SeqCst) }).filter_map(
+            |cancelled| async move {
+                cancelled.then(|| {
+                    Err(datafusion::error::DataFusionError::External(Box::new(
+                        Error::Cancelled,
+                    )))
+                })
+            },
+        ),
+    )
+}
+
 #[async_trait]
 impl StartupHandler for EddyHandler {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -212,7 +310,9 @@ impl StartupHandler for EddyHandler {
             let (pid, secret) = self.pids.generate(client);
             client.set_pid_and_secret_key(pid, secret.clone());
             let (handle, guard) = self.manager.register(pid, secret);
-            client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
+            client
+                .session_extensions()
+                .insert::<Arc<ConnectionHandle>>(handle);
             client.session_extensions().insert(guard);
             client.session_extensions().insert(self.engine.session());
             finish_authentication(client, &ServerParameters).await?;
@@ -277,7 +377,10 @@ impl ExtendedQueryHandler for EddyHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.session(client);
-        let description = session.describe(&target.statement.statement).await.map_err(to_pgwire)?;
+        let description = session
+            .describe(&target.statement.statement)
+            .await
+            .map_err(to_pgwire)?;
         let count = description.params.len().max(target.parameter_types.len());
         let params = (0..count)
             .map(|i| match target.parameter_types.get(i).cloned().flatten() {
@@ -285,11 +388,18 @@ impl ExtendedQueryHandler for EddyHandler {
                 _ => param_pg_type(description.params.get(i).and_then(|t| t.as_ref())),
             })
             .collect();
-        let fields = description.columns.map(|s| field_infos(&s, None)).unwrap_or_default();
+        let fields = description
+            .columns
+            .map(|s| field_infos(&s, None))
+            .unwrap_or_default();
         Ok(DescribeStatementResponse::new(params, fields))
     }
 
-    async fn do_describe_portal<C>(&self, client: &mut C, target: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -297,13 +407,23 @@ impl ExtendedQueryHandler for EddyHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.session(client);
-        let description = session.describe(&target.statement.statement.statement).await.map_err(to_pgwire)?;
-        let fields =
-            description.columns.map(|s| field_infos(&s, Some(&target.result_column_format))).unwrap_or_default();
+        let description = session
+            .describe(&target.statement.statement.statement)
+            .await
+            .map_err(to_pgwire)?;
+        let fields = description
+            .columns
+            .map(|s| field_infos(&s, Some(&target.result_column_format)))
+            .unwrap_or_default();
         Ok(DescribePortalResponse::new(fields))
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -314,7 +434,11 @@ impl ExtendedQueryHandler for EddyHandler {
         let statement = &portal.statement.statement.statement;
         let bound = if portal.parameter_len() > 0 {
             let description = session.describe(statement).await.map_err(to_pgwire)?;
-            Some(params(portal, &portal.statement.parameter_types, &description.params)?)
+            Some(params(
+                portal,
+                &portal.statement.parameter_types,
+                &description.params,
+            )?)
         } else {
             None
         };
@@ -331,8 +455,13 @@ impl CopyHandler for EddyHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
-        let mut guard = slot.0.lock().map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?;
+        let slot = client
+            .session_extensions()
+            .get_or_insert_with(CopySlot::default);
+        let mut guard = slot
+            .0
+            .lock()
+            .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?;
         if let Some(pending) = guard.as_mut() {
             pending.data.extend_from_slice(&copy_data.data);
         }
@@ -345,8 +474,14 @@ impl CopyHandler for EddyHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
-        let pending = slot.0.lock().map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?.take();
+        let slot = client
+            .session_extensions()
+            .get_or_insert_with(CopySlot::default);
+        let pending = slot
+            .0
+            .lock()
+            .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?
+            .take();
         let Some(pending) = pending else {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "ERROR".into(),
@@ -355,8 +490,15 @@ impl CopyHandler for EddyHandler {
             ))));
         };
         let session = self.session(client);
-        let rows = session.copy_in(&pending.copy, pending.data).await.map_err(to_pgwire)?;
-        client.send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows as usize).into())).await?;
+        let rows = session
+            .copy_in(&pending.copy, pending.data)
+            .await
+            .map_err(to_pgwire)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(rows as usize).into(),
+            ))
+            .await?;
         Ok(())
     }
 

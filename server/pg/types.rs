@@ -15,34 +15,44 @@ pub fn pg_type(t: &DataType) -> Type {
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
         DataType::Int64 | DataType::UInt32 => Type::INT8,
-        DataType::UInt64 | DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
-            Type::NUMERIC
-        }
+        DataType::UInt64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => Type::NUMERIC,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => match f.data_type() {
-            DataType::Boolean => Type::BOOL_ARRAY,
-            DataType::Int16 => Type::INT2_ARRAY,
-            DataType::Int32 => Type::INT4_ARRAY,
-            DataType::Int64 => Type::INT8_ARRAY,
-            DataType::Float32 => Type::FLOAT4_ARRAY,
-            DataType::Float64 => Type::FLOAT8_ARRAY,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT_ARRAY,
-            _ => Type::JSON,
-        },
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            match f.data_type() {
+                DataType::Boolean => Type::BOOL_ARRAY,
+                DataType::Int16 => Type::INT2_ARRAY,
+                DataType::Int32 => Type::INT4_ARRAY,
+                DataType::Int64 => Type::INT8_ARRAY,
+                DataType::Float32 => Type::FLOAT4_ARRAY,
+                DataType::Float64 => Type::FLOAT8_ARRAY,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT_ARRAY,
+                _ => Type::JSON,
+            }
+        }
         DataType::Struct(_) | DataType::Map(..) => Type::JSON,
         _ => Type::TEXT,
     }
 }
 
 /// Row description for a result schema, in the formats the client asked for.
-pub fn field_infos(schema: &datafusion::arrow::datatypes::Schema, format: Option<&Format>) -> Vec<FieldInfo> {
+pub fn field_infos(
+    schema: &datafusion::arrow::datatypes::Schema,
+    format: Option<&Format>,
+) -> Vec<FieldInfo> {
     schema
         .fields()
         .iter()
@@ -71,7 +81,11 @@ fn bad_param(i: usize, e: impl std::fmt::Display) -> PgWireError {
 }
 
 /// Decodes the bound parameters of a portal into scalars of the inferred types.
-pub fn params<S>(portal: &Portal<S>, declared: &[Option<Type>], inferred: &[Option<DataType>]) -> PgWireResult<Vec<ScalarValue>> {
+pub fn params<S: Clone>(
+    portal: &Portal<S>,
+    declared: &[Option<Type>],
+    inferred: &[Option<DataType>],
+) -> PgWireResult<Vec<ScalarValue>> {
     let mut out = Vec::with_capacity(portal.parameter_len());
     for i in 0..portal.parameter_len() {
         let target = inferred.get(i).cloned().flatten();
@@ -94,7 +108,7 @@ pub fn params<S>(portal: &Portal<S>, declared: &[Option<Type>], inferred: &[Opti
     Ok(out)
 }
 
-fn decode_param<S>(portal: &Portal<S>, i: usize, pg: &Type) -> PgWireResult<ScalarValue> {
+fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type) -> PgWireResult<ScalarValue> {
     Ok(match *pg {
         Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, pg)?),
         Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
@@ -120,8 +134,11 @@ fn decode_param<S>(portal: &Portal<S>, i: usize, pg: &Type) -> PgWireResult<Scal
             ScalarValue::TimestampMicrosecond(t.map(|t| t.and_utc().timestamp_micros()), None)
         }
         Type::TIMESTAMPTZ => {
-            let t = portal.parameter::<chrono::DateTime<chrono::Utc>>(i, pg)?;
-            ScalarValue::TimestampMicrosecond(t.map(|t| t.timestamp_micros()), Some("+00:00".into()))
+            let t = portal.parameter::<chrono::DateTime<chrono::FixedOffset>>(i, pg)?;
+            ScalarValue::TimestampMicrosecond(
+                t.map(|t| t.timestamp_micros()),
+                Some("+00:00".into()),
+            )
         }
         _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
     })

@@ -24,7 +24,11 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Defaults rooted at `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), default_partitions: 1, default_segment_bytes: 128 << 20 }
+        Self {
+            data_dir: data_dir.into(),
+            default_partitions: 1,
+            default_segment_bytes: 128 << 20,
+        }
     }
 }
 
@@ -50,7 +54,12 @@ impl Engine {
             topics.open_topic(&def.topic, def.partitions, log_config(&config, def))?;
         }
         tracing::info!(streams = streams.len(), dir = %config.data_dir.display(), "engine opened");
-        Ok(Arc::new(Engine { config, catalog, topics, round_robin: AtomicU64::new(0) }))
+        Ok(Arc::new(Engine {
+            config,
+            catalog,
+            topics,
+            round_robin: AtomicU64::new(0),
+        }))
     }
 
     /// A new SQL session.
@@ -88,14 +97,17 @@ impl Engine {
     /// Records the stream in the catalog (durably), then creates its topic.
     pub fn create_stream(&self, def: StreamDef) -> Result<()> {
         self.catalog.execute(Command::CreateStream(def.clone()))?;
-        self.topics.create(&def.topic, def.partitions, log_config(&self.config, &def))?;
+        self.topics
+            .create(&def.topic, def.partitions, log_config(&self.config, &def))?;
         Ok(())
     }
 
     /// Removes the stream from the catalog (durably), then deletes its data.
     pub fn drop_stream(&self, name: &str) -> Result<()> {
         let topic = self.catalog.stream(name).map(|d| d.topic);
-        self.catalog.execute(Command::DropStream { name: name.to_string() })?;
+        self.catalog.execute(Command::DropStream {
+            name: name.to_string(),
+        })?;
         if let Some(topic) = topic {
             self.topics.delete(&topic)?;
         }
@@ -126,7 +138,10 @@ impl Engine {
 /// Log settings for a stream: its options over the engine's defaults.
 pub fn log_config(config: &EngineConfig, def: &StreamDef) -> LogConfig {
     LogConfig {
-        segment_bytes: def.options.segment_bytes.unwrap_or(config.default_segment_bytes),
+        segment_bytes: def
+            .options
+            .segment_bytes
+            .unwrap_or(config.default_segment_bytes),
         segment_ms: def.options.segment_ms,
         retention_ms: def.options.retention_ms,
         retention_bytes: def.options.retention_bytes,

@@ -38,6 +38,9 @@ pub enum Error {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(eddy_catalog::Error),
+    /// The client cancelled the statement (57014).
+    #[error("canceling statement due to user request")]
+    Cancelled,
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),

@@ -29,7 +29,19 @@ pub fn register(ctx: &SessionContext) {
         std::env::consts::ARCH
     );
     constant(ctx, "version", ScalarValue::Utf8(Some(version)));
-    constant(ctx, "current_schema", ScalarValue::Utf8(Some("public".into())));
-    constant(ctx, "current_database", ScalarValue::Utf8(Some("eddy".into())));
-    constant(ctx, "pg_backend_pid", ScalarValue::Int32(Some(std::process::id() as i32)));
+    constant(
+        ctx,
+        "current_schema",
+        ScalarValue::Utf8(Some("public".into())),
+    );
+    constant(
+        ctx,
+        "current_database",
+        ScalarValue::Utf8(Some("eddy".into())),
+    );
+    constant(
+        ctx,
+        "pg_backend_pid",
+        ScalarValue::Int32(Some(std::process::id() as i32)),
+    );
 }

@@ -11,8 +11,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem, SelectItemQualifiedWildcardKind,
-    Statement, TableFactor, TableObject, VisitMut, VisitorMut, WildcardAdditionalOptions,
+    Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, Statement, TableFactor, TableObject, VisitMut, VisitorMut,
+    WildcardAdditionalOptions,
 };
 
 use crate::Engine;
@@ -28,12 +29,19 @@ pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
         insert.columns = def
             .columns
             .iter()
-            .map(|c| ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote('"', &c.name))]))
+            .map(|c| {
+                ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote(
+                    '"', &c.name,
+                ))])
+            })
             .collect();
     }
     let mut ctes = CteNames(HashSet::new());
     let _ = stmt.visit(&mut ctes);
-    let _ = stmt.visit(&mut Rewriter { engine, ctes: ctes.0 });
+    let _ = stmt.visit(&mut Rewriter {
+        engine,
+        ctes: ctes.0,
+    });
 }
 
 struct CteNames(HashSet<String>);
@@ -70,9 +78,16 @@ impl Rewriter<'_> {
     fn relations(&self, select: &Select) -> Option<Vec<(Ident, Option<Vec<String>>)>> {
         let mut out = Vec::new();
         for twj in &select.from {
-            for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+            for factor in
+                std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation))
+            {
                 match factor {
-                    TableFactor::Table { name, alias, args: None, .. } => {
+                    TableFactor::Table {
+                        name,
+                        alias,
+                        args: None,
+                        ..
+                    } => {
                         let table = normalize_object_name(name);
                         let stream = (!self.ctes.contains(&table))
                             .then(|| self.engine.catalog().stream(&table))
@@ -95,7 +110,10 @@ impl Rewriter<'_> {
 
 fn columns_of(qualifier: &Ident, columns: &[String]) -> impl Iterator<Item = SelectItem> {
     columns.iter().map(move |c| {
-        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![qualifier.clone(), Ident::with_quote('"', c)]))
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
+            qualifier.clone(),
+            Ident::with_quote('"', c),
+        ]))
     })
 }
 
@@ -110,7 +128,9 @@ impl VisitorMut for Rewriter<'_> {
         if !needs {
             return ControlFlow::Continue(());
         }
-        let Some(relations) = self.relations(select) else { return ControlFlow::Continue(()) };
+        let Some(relations) = self.relations(select) else {
+            return ControlFlow::Continue(());
+        };
         if relations.iter().all(|(_, cols)| cols.is_none()) {
             return ControlFlow::Continue(());
         }
@@ -130,11 +150,19 @@ impl VisitorMut for Rewriter<'_> {
                         }
                     }
                 }
-                SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), o)
-                    if plain(&o) =>
-                {
-                    let wanted = name.0.last().and_then(|p| p.as_ident()).map(normalize_ident);
-                    match relations.iter().find(|(q, _)| Some(normalize_ident(q)) == wanted) {
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(name),
+                    o,
+                ) if plain(&o) => {
+                    let wanted = name
+                        .0
+                        .last()
+                        .and_then(|p| p.as_ident())
+                        .map(normalize_ident);
+                    match relations
+                        .iter()
+                        .find(|(q, _)| Some(normalize_ident(q)) == wanted)
+                    {
                         Some((q, Some(cols))) => projection.extend(columns_of(q, cols)),
                         _ => projection.push(SelectItem::QualifiedWildcard(
                             SelectItemQualifiedWildcardKind::ObjectName(name),
@@ -152,7 +180,9 @@ impl VisitorMut for Rewriter<'_> {
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         if let Expr::Function(f) = expr
             && f.name.0.len() == 2
-            && f.name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog"))
+            && f.name.0[0]
+                .as_ident()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog"))
         {
             f.name.0.remove(0);
         }

@@ -110,10 +110,15 @@ impl Session {
         let ctx = SessionContext::new_with_config(config);
         let catalog = MemoryCatalogProvider::new();
         // Registering into a fresh in-memory catalog cannot fail.
-        let _ = catalog.register_schema("public", Arc::new(EddySchemaProvider::new(engine.clone())));
+        let _ =
+            catalog.register_schema("public", Arc::new(EddySchemaProvider::new(engine.clone())));
         ctx.register_catalog("eddy", Arc::new(catalog));
         functions::register(&ctx);
-        Session { engine, ctx, vars: Mutex::new(BTreeMap::new()) }
+        Session {
+            engine,
+            ctx,
+            vars: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// The engine.
@@ -132,10 +137,16 @@ impl Session {
     }
 
     /// Runs one statement; `params` binds `$1, $2, ...`.
-    pub async fn execute(&self, stmt: &EddyStatement, params: Option<Vec<ScalarValue>>) -> Result<Output> {
+    pub async fn execute(
+        &self,
+        stmt: &EddyStatement,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Output> {
         match stmt {
             EddyStatement::CreateStream(c) => ddl::create_stream(&self.engine, c),
-            EddyStatement::DropStream { name, if_exists } => ddl::drop_stream(&self.engine, name, *if_exists),
+            EddyStatement::DropStream { name, if_exists } => {
+                ddl::drop_stream(&self.engine, name, *if_exists)
+            }
             EddyStatement::ShowStreams => show::streams(&self.engine),
             EddyStatement::ShowTopics => show::topics(&self.engine),
             EddyStatement::Describe(name) => show::describe(&self.engine, name),
@@ -144,7 +155,10 @@ impl Session {
             EddyStatement::ResetVariable(name) => vars::reset(self, name),
             EddyStatement::Begin => Ok(Output::Begin),
             EddyStatement::EndTransaction { tag } => Ok(Output::EndTransaction(tag)),
-            EddyStatement::NoOp { tag } => Ok(Output::Command { tag: tag.clone(), rows: None }),
+            EddyStatement::NoOp { tag } => Ok(Output::Command {
+                tag: tag.clone(),
+                rows: None,
+            }),
             EddyStatement::Sql(statement) => {
                 if let Some(copy) = copy::plan(self, statement).await? {
                     return Ok(copy);
@@ -157,15 +171,31 @@ impl Session {
     /// Parameter and result types of a statement, without running it.
     pub async fn describe(&self, stmt: &EddyStatement) -> Result<Description> {
         match stmt {
-            EddyStatement::Sql(statement) if copy::is_copy(statement) => {
-                Ok(Description { params: vec![], columns: None })
-            }
+            EddyStatement::Sql(statement) if copy::is_copy(statement) => Ok(Description {
+                params: vec![],
+                columns: None,
+            }),
             EddyStatement::Sql(statement) => query::describe(self, statement).await,
-            EddyStatement::ShowStreams => Ok(Description { params: vec![], columns: Some(show::streams_schema()) }),
-            EddyStatement::ShowTopics => Ok(Description { params: vec![], columns: Some(show::topics_schema()) }),
-            EddyStatement::Describe(_) => Ok(Description { params: vec![], columns: Some(show::describe_schema()) }),
-            EddyStatement::ShowVariable(name) => Ok(Description { params: vec![], columns: Some(vars::show_schema(name)) }),
-            _ => Ok(Description { params: vec![], columns: None }),
+            EddyStatement::ShowStreams => Ok(Description {
+                params: vec![],
+                columns: Some(show::streams_schema()),
+            }),
+            EddyStatement::ShowTopics => Ok(Description {
+                params: vec![],
+                columns: Some(show::topics_schema()),
+            }),
+            EddyStatement::Describe(_) => Ok(Description {
+                params: vec![],
+                columns: Some(show::describe_schema()),
+            }),
+            EddyStatement::ShowVariable(name) => Ok(Description {
+                params: vec![],
+                columns: Some(vars::show_schema(name)),
+            }),
+            _ => Ok(Description {
+                params: vec![],
+                columns: None,
+            }),
         }
     }
 
@@ -173,7 +203,8 @@ impl Session {
     pub async fn copy_in(&self, copy: &CopyIn, data: Vec<u8>) -> Result<u64> {
         let (engine, copy) = (self.engine.clone(), copy.clone());
         tokio::task::spawn_blocking(move || {
-            let batches = crate::ingest::copy::decode(&copy.def, &copy.columns, &copy.format, &data)?;
+            let batches =
+                crate::ingest::copy::decode(&copy.def, &copy.columns, &copy.format, &data)?;
             crate::ingest::append(&engine, &copy.def, &copy.topic, batches)
         })
         .await
@@ -182,7 +213,11 @@ impl Session {
 
     /// A session variable's current value (settings made with SET, else the default).
     pub fn variable(&self, name: &str) -> Option<String> {
-        self.vars.lock().get(name).cloned().or_else(|| vars::default_value(name).map(str::to_string))
+        self.vars
+            .lock()
+            .get(name)
+            .cloned()
+            .or_else(|| vars::default_value(name).map(str::to_string))
     }
 
     pub(crate) fn vars(&self) -> &Mutex<BTreeMap<String, String>> {

@@ -42,9 +42,7 @@ pub enum Error {
         source: ArrowError,
     },
     /// The requested offset is past the high watermark.
-    #[error(
-        "offset {requested} is out of range: the log holds [{log_start}, {high_watermark})"
-    )]
+    #[error("offset {requested} is out of range: the log holds [{log_start}, {high_watermark})")]
     OutOfRange {
         requested: u64,
         log_start: u64,

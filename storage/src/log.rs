@@ -184,8 +184,12 @@ impl PartitionLog {
         if shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if self.roll_due(&appender) {
-            self.roll(&mut appender)?;
+        if self.roll_due(&appender)
+            && let Err(e) = self.roll(&mut appender)
+        {
+            // Fail-stop: the files may be half switched over; reopening recovers them.
+            shared.closed.store(true, Ordering::Release);
+            return Err(e);
         }
         let base_offset = appender.written;
         let next_offset = base_offset + u64::from(frame.record_count);
@@ -260,23 +264,19 @@ impl PartitionLog {
     }
 
     /// Closes the active segment (synced, index written) and starts a new one at `written`.
+    /// Everything written so far is durable afterwards.
     fn roll(&self, appender: &mut Appender) -> Result<()> {
         let shared = &self.shared;
         let old = Arc::clone(&appender.active);
-        if let Err(e) = old.sync() {
-            shared.closed.store(true, Ordering::Release);
-            return Err(e);
-        }
+        old.sync()?;
         shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared
-            .durable
-            .fetch_max(appender.written, Ordering::AcqRel);
+        shared.durable.fetch_max(appender.written, Ordering::AcqRel);
+        let new = Arc::new(Segment::create(&shared.dir, appender.written)?);
+        sync_dir(&shared.dir)?;
         old.state.write().closed = true;
         if let Err(error) = old.write_index() {
             warn!(segment = %old.log_path.display(), %error, "cannot write segment index; it will be rebuilt on open");
         }
-        let new = Arc::new(Segment::create(&shared.dir, appender.written)?);
-        sync_dir(&shared.dir)?;
         debug!(segment = %new.log_path.display(), "rolled to a new segment");
         shared.segments.write().push(Arc::clone(&new));
         appender.active = new;
@@ -398,7 +398,8 @@ impl PartitionLog {
             let mut n = 0;
             while n + 1 < segments.len() {
                 let state = segments[n].state.read();
-                let expired = matches!((cutoff, state.max_timestamp), (Some(c), Some(max)) if max < c);
+                let expired =
+                    matches!((cutoff, state.max_timestamp), (Some(c), Some(max)) if max < c);
                 let over = config.retention_bytes.is_some_and(|limit| total > limit);
                 if !(expired || over) {
                     break;
@@ -457,9 +458,7 @@ impl PartitionLog {
         let result = (|| {
             appender.active.sync()?;
             shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            shared
-                .durable
-                .fetch_max(appender.written, Ordering::AcqRel);
+            shared.durable.fetch_max(appender.written, Ordering::AcqRel);
             appender.active.write_index()?;
             sync_dir(&shared.dir)
         })();

@@ -74,20 +74,20 @@ impl LogReader {
             if target >= self.end {
                 return None;
             }
-            if self.time_range.is_some_and(|range| !state.may_overlap(range)) {
+            if self
+                .time_range
+                .is_some_and(|range| !state.may_overlap(range))
+            {
                 self.next_offset = state.next_offset;
                 continue;
             }
-            let (position, frame_base) =
-                lookup_offset(&state.index, target - segment.base_offset).map_or(
-                    (0, segment.base_offset),
-                    |e| {
-                        (
-                            u64::from(e.position),
-                            segment.base_offset + u64::from(e.relative_offset),
-                        )
-                    },
-                );
+            let (position, frame_base) = lookup_offset(&state.index, target - segment.base_offset)
+                .map_or((0, segment.base_offset), |e| {
+                    (
+                        u64::from(e.position),
+                        segment.base_offset + u64::from(e.relative_offset),
+                    )
+                });
             return Some(Cursor {
                 segment: Arc::clone(segment),
                 position,
@@ -124,10 +124,10 @@ impl LogReader {
             if header.next_offset() <= self.start {
                 continue;
             }
-            if let Some((lo, hi)) = self.time_range {
-                if header.max_timestamp < lo || header.min_timestamp > hi {
-                    continue;
-                }
+            if let Some((lo, hi)) = self.time_range
+                && (header.max_timestamp < lo || header.min_timestamp > hi)
+            {
+                continue;
             }
             let batch = cursor
                 .segment

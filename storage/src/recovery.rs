@@ -116,11 +116,9 @@ fn load_closed(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
     state.closed = true;
     let stale = rebuilt || state.index.len() != entries_before;
     *segment.state.write() = state;
-    if stale {
-        if let Err(error) = segment.write_index() {
-            // The index is a cache: the segment is usable without a file for it.
-            warn!(segment = %segment.log_path.display(), %error, "cannot write segment index");
-        }
+    // The index is a cache: the segment is usable without a file for it.
+    if stale && let Err(error) = segment.write_index() {
+        warn!(segment = %segment.log_path.display(), %error, "cannot write segment index");
     }
     Ok(())
 }
@@ -182,7 +180,10 @@ fn recover_active(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
                     .file
                     .set_len(position)
                     .map_err(|e| Error::io(context(), e))?;
-                segment.file.sync_all().map_err(|e| Error::io(context(), e))?;
+                segment
+                    .file
+                    .sync_all()
+                    .map_err(|e| Error::io(context(), e))?;
                 break;
             }
         }
@@ -244,10 +245,10 @@ fn find_valid_frame(segment: &Segment, from: u64, len: u64) -> Result<Option<u64
             if let Ok(header) = FrameHeader::parse(&header_array) {
                 let body_start = start + HEADER_LEN;
                 let body_end = body_start.saturating_add(header.body_len as usize);
-                if let Some(body) = rest.get(body_start..body_end) {
-                    if header.crc_matches(&header_array, body) {
-                        return Ok(Some(from + start as u64));
-                    }
+                if let Some(body) = rest.get(body_start..body_end)
+                    && header.crc_matches(&header_array, body)
+                {
+                    return Ok(Some(from + start as u64));
                 }
             }
         }
@@ -257,9 +258,10 @@ fn find_valid_frame(segment: &Segment, from: u64, len: u64) -> Result<Option<u64
 }
 
 fn file_len(segment: &Segment) -> Result<u64> {
-    segment
-        .file
-        .metadata()
-        .map(|m| m.len())
-        .map_err(|e| Error::io(format!("reading metadata of {}", segment.log_path.display()), e))
+    segment.file.metadata().map(|m| m.len()).map_err(|e| {
+        Error::io(
+            format!("reading metadata of {}", segment.log_path.display()),
+            e,
+        )
+    })
 }

@@ -46,15 +46,21 @@ pub struct TopicStore {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
 }
 
-fn io_err(path: &Path, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { context: format!("{context} {}", path.display()), source }
+fn io_err<'a>(path: &'a Path, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        context: format!("{context} {}", path.display()),
+        source,
+    }
 }
 
 impl TopicStore {
     /// Opens the topic root (creating it). No topic is opened until asked for.
     pub fn open(root: &Path) -> Result<TopicStore> {
         fs::create_dir_all(root).map_err(io_err(root, "creating topic root"))?;
-        Ok(TopicStore { root: root.to_path_buf(), topics: RwLock::new(HashMap::new()) })
+        Ok(TopicStore {
+            root: root.to_path_buf(),
+            topics: RwLock::new(HashMap::new()),
+        })
     }
 
     fn topic_dir(&self, name: &str) -> PathBuf {
@@ -77,7 +83,10 @@ impl TopicStore {
         let logs = (0..partitions)
             .map(|p| PartitionLog::open(&dir.join(p.to_string()), config.clone()).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
-        let topic = Arc::new(Topic { name: name.to_string(), partitions: logs });
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            partitions: logs,
+        });
         self.topics.write().insert(name.to_string(), topic.clone());
         Ok(topic)
     }
@@ -117,7 +126,8 @@ impl TopicStore {
             let name = entry.file_name().to_string_lossy().into_owned();
             if entry.path().is_dir() && !keep.contains(&name) {
                 tracing::warn!(topic = %name, "removing orphan topic directory");
-                fs::remove_dir_all(entry.path()).map_err(io_err(&entry.path(), "removing orphan"))?;
+                fs::remove_dir_all(entry.path())
+                    .map_err(io_err(&entry.path(), "removing orphan"))?;
                 removed += 1;
             }
         }

@@ -1,1 +1,14 @@
+//! End-to-end tests: each test starts a real `eddy server` process on its own temp data dir and
+//! speaks to it as users do (tokio-postgres, psql, sqllogictest files through pgwire).
+//!
+//! One test binary for all of them, so the workspace links it once.
 
+mod harness;
+
+mod connection;
+mod copy;
+mod extended;
+mod psql;
+mod recovery;
+mod restart;
+mod slt;

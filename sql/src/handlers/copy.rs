@@ -17,11 +17,21 @@ pub fn is_copy(statement: &Statement) -> bool {
 
 /// Plans a COPY; `None` when the statement is not a COPY.
 pub async fn plan(session: &Session, statement: &Statement) -> Result<Option<Output>> {
-    let Statement::Copy { source, to, target, options, legacy_options, values } = statement else {
+    let Statement::Copy {
+        source,
+        to,
+        target,
+        options,
+        legacy_options,
+        values,
+    } = statement
+    else {
         return Ok(None);
     };
     if !values.is_empty() {
-        return Err(Error::Unsupported("inline COPY data is not supported; send it after the statement".into()));
+        return Err(Error::Unsupported(
+            "inline COPY data is not supported; send it after the statement".into(),
+        ));
     }
     let format = format_of(options, legacy_options)?;
     match (to, target) {
@@ -105,19 +115,36 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Copy
         "text" => CopyFormat::text(),
         "csv" => CopyFormat::csv(),
         "json" => CopyFormat::Json,
-        "binary" => return Err(Error::Unsupported("COPY binary format is not supported; use text or csv".into())),
-        other => return Err(Error::Invalid(format!("COPY format \"{other}\" not recognized"))),
+        "binary" => {
+            return Err(Error::Unsupported(
+                "COPY binary format is not supported; use text or csv".into(),
+            ));
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "COPY format \"{other}\" not recognized"
+            )));
+        }
     };
     let mut apply = |setting: Setting| -> Result<()> {
         match (&mut format, setting) {
-            (CopyFormat::Text { delimiter, .. } | CopyFormat::Csv { delimiter, .. }, Setting::Delimiter(c)) => {
-                *delimiter = single_byte(c, "delimiter")?
+            (
+                CopyFormat::Text { delimiter, .. } | CopyFormat::Csv { delimiter, .. },
+                Setting::Delimiter(c),
+            ) => *delimiter = single_byte(c, "delimiter")?,
+            (CopyFormat::Text { null, .. } | CopyFormat::Csv { null, .. }, Setting::Null(n)) => {
+                *null = n
             }
-            (CopyFormat::Text { null, .. } | CopyFormat::Csv { null, .. }, Setting::Null(n)) => *null = n,
             (CopyFormat::Csv { header, .. }, Setting::Header(h)) => *header = h,
             (CopyFormat::Csv { quote, .. }, Setting::Quote(c)) => *quote = single_byte(c, "quote")?,
-            (CopyFormat::Csv { escape, .. }, Setting::Escape(c)) => *escape = single_byte(c, "escape")?,
-            (_, s) => return Err(Error::Invalid(format!("COPY option {s:?} is not valid for this format"))),
+            (CopyFormat::Csv { escape, .. }, Setting::Escape(c)) => {
+                *escape = single_byte(c, "escape")?
+            }
+            (_, s) => {
+                return Err(Error::Invalid(format!(
+                    "COPY option {s:?} is not valid for this format"
+                )));
+            }
         }
         Ok(())
     };
@@ -129,7 +156,11 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Copy
             CopyOption::Header(h) => apply(Setting::Header(*h))?,
             CopyOption::Quote(c) => apply(Setting::Quote(*c))?,
             CopyOption::Escape(c) => apply(Setting::Escape(*c))?,
-            other => return Err(Error::Unsupported(format!("COPY option {other} is not supported"))),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "COPY option {other} is not supported"
+                )));
+            }
         }
     }
     for o in legacy {
@@ -143,12 +174,20 @@ fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Copy
                         CopyLegacyCsvOption::Header => apply(Setting::Header(true))?,
                         CopyLegacyCsvOption::Quote(q) => apply(Setting::Quote(*q))?,
                         CopyLegacyCsvOption::Escape(e) => apply(Setting::Escape(*e))?,
-                        other => return Err(Error::Unsupported(format!("COPY option {other} is not supported"))),
+                        other => {
+                            return Err(Error::Unsupported(format!(
+                                "COPY option {other} is not supported"
+                            )));
+                        }
                     }
                 }
             }
             CopyLegacyOption::Binary => {}
-            other => return Err(Error::Unsupported(format!("COPY option {other} is not supported"))),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "COPY option {other} is not supported"
+                )));
+            }
         }
     }
     Ok(format)

@@ -7,7 +7,12 @@ use crate::{Engine, Error, Output, Result};
 
 /// Creates a stream from its parsed definition.
 pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
-    let done = || Ok(Output::Command { tag: "CREATE STREAM".into(), rows: None });
+    let done = || {
+        Ok(Output::Command {
+            tag: "CREATE STREAM".into(),
+            rows: None,
+        })
+    };
     if c.if_not_exists && engine.catalog().stream(&c.name).is_some() {
         return done();
     }
@@ -16,7 +21,11 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
         columns: c
             .columns
             .iter()
-            .map(|(name, data_type, key)| ColumnDef { name: name.clone(), data_type: data_type.clone(), key: *key })
+            .map(|(name, data_type, key)| ColumnDef {
+                name: name.clone(),
+                data_type: data_type.clone(),
+                key: *key,
+            })
             .collect(),
         timestamp_column: None,
         partitions: engine.config().default_partitions,
@@ -25,9 +34,11 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
     };
     for (key, value) in &c.options {
         let number = || -> Result<u64> {
-            value
-                .parse::<u64>()
-                .map_err(|_| Error::Invalid(format!("option {key} takes a non-negative integer, got '{value}'")))
+            value.parse::<u64>().map_err(|_| {
+                Error::Invalid(format!(
+                    "option {key} takes a non-negative integer, got '{value}'"
+                ))
+            })
         };
         match key.as_str() {
             "partitions" => {
@@ -40,7 +51,9 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
             "segment_bytes" => {
                 let n = number()?;
                 if n < 1024 {
-                    return Err(Error::Invalid(format!("segment_bytes must be at least 1024, got {n}")));
+                    return Err(Error::Invalid(format!(
+                        "segment_bytes must be at least 1024, got {n}"
+                    )));
                 }
                 def.options.segment_bytes = Some(n)
             }
@@ -57,8 +70,14 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
 /// Drops a stream and deletes its data.
 pub fn drop_stream(engine: &Engine, name: &str, if_exists: bool) -> Result<Output> {
     if if_exists && engine.catalog().stream(name).is_none() {
-        return Ok(Output::Command { tag: "DROP STREAM".into(), rows: None });
+        return Ok(Output::Command {
+            tag: "DROP STREAM".into(),
+            rows: None,
+        });
     }
     engine.drop_stream(name)?;
-    Ok(Output::Command { tag: "DROP STREAM".into(), rows: None })
+    Ok(Output::Command {
+        tag: "DROP STREAM".into(),
+        rows: None,
+    })
 }

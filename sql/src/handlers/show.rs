@@ -13,11 +13,19 @@ use crate::{Engine, Error, Output, Result};
 pub fn rows(batch: RecordBatch) -> Result<Output> {
     let schema = batch.schema();
     let stream = MemoryStream::try_new(vec![batch], schema.clone(), None)?;
-    Ok(Output::Rows { schema, stream: Box::pin(stream) })
+    Ok(Output::Rows {
+        schema,
+        stream: Box::pin(stream),
+    })
 }
 
 fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
-    Arc::new(Schema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>()))
+    Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Columns of `SHOW STREAMS`.
@@ -35,11 +43,23 @@ pub fn streams_schema() -> SchemaRef {
 pub fn streams(engine: &Engine) -> Result<Output> {
     let streams = engine.catalog().streams();
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(streams.iter().map(|s| s.name.as_str()))),
-        Arc::new(StringArray::from_iter_values(streams.iter().map(|s| s.topic.as_str()))),
-        Arc::new(Int64Array::from_iter_values(streams.iter().map(|s| s.partitions as i64))),
-        Arc::new(StringArray::from_iter(streams.iter().map(|s| s.key_column().map(|(_, c)| c.name.clone())))),
-        Arc::new(StringArray::from_iter(streams.iter().map(|s| s.timestamp_column.clone()))),
+        Arc::new(StringArray::from_iter_values(
+            streams.iter().map(|s| s.name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            streams.iter().map(|s| s.topic.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            streams.iter().map(|s| s.partitions as i64),
+        )),
+        Arc::new(StringArray::from_iter(
+            streams
+                .iter()
+                .map(|s| s.key_column().map(|(_, c)| c.name.clone())),
+        )),
+        Arc::new(StringArray::from_iter(
+            streams.iter().map(|s| s.timestamp_column.clone()),
+        )),
     ];
     rows(RecordBatch::try_new(streams_schema(), cols)?)
 }
@@ -98,7 +118,10 @@ pub fn describe_schema() -> SchemaRef {
 
 /// `DESCRIBE name`: the stream's columns, then its pseudo-columns.
 pub fn describe(engine: &Engine, name: &str) -> Result<Output> {
-    let def = engine.catalog().stream(name).ok_or_else(|| Error::UnknownStream(name.to_string()))?;
+    let def = engine
+        .catalog()
+        .stream(name)
+        .ok_or_else(|| Error::UnknownStream(name.to_string()))?;
     let mut names = Vec::new();
     let mut types = Vec::new();
     let mut keys = Vec::new();
@@ -107,7 +130,11 @@ pub fn describe(engine: &Engine, name: &str) -> Result<Output> {
         names.push(c.name.clone());
         types.push(type_display(&c.data_type));
         keys.push(c.key);
-        extra.push(if def.timestamp_column.as_deref() == Some(&c.name) { Some("timestamp") } else { None });
+        extra.push(if def.timestamp_column.as_deref() == Some(&c.name) {
+            Some("timestamp")
+        } else {
+            None
+        });
     }
     for (n, t, e) in [
         ("rowtime", "TIMESTAMP", "pseudo-column: event time"),

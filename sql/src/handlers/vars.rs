@@ -57,13 +57,19 @@ pub fn set(session: &Session, name: &str, value: &str) -> Result<Output> {
             }
             v
         }
-        "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes" | "lc_collate" => {
-            return Err(Error::Invalid(format!("parameter \"{name}\" cannot be changed")));
+        "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes"
+        | "lc_collate" => {
+            return Err(Error::Invalid(format!(
+                "parameter \"{name}\" cannot be changed"
+            )));
         }
         _ => value.to_string(),
     };
     session.vars().lock().insert(name.to_string(), value);
-    Ok(Output::Command { tag: "SET".into(), rows: None })
+    Ok(Output::Command {
+        tag: "SET".into(),
+        rows: None,
+    })
 }
 
 /// `RESET name` / `RESET ALL`
@@ -73,7 +79,10 @@ pub fn reset(session: &Session, name: &str) -> Result<Output> {
     } else {
         session.vars().lock().remove(name);
     }
-    Ok(Output::Command { tag: "RESET".into(), rows: None })
+    Ok(Output::Command {
+        tag: "RESET".into(),
+        rows: None,
+    })
 }
 
 /// Result columns of `SHOW name`.
@@ -91,15 +100,29 @@ pub fn show_schema(name: &str) -> SchemaRef {
 /// `SHOW name` / `SHOW ALL`
 pub fn show(session: &Session, name: &str) -> Result<Output> {
     if name == "all" {
-        let mut all: std::collections::BTreeMap<String, String> =
-            DEFAULTS.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        all.extend(session.vars().lock().iter().map(|(n, v)| (n.clone(), v.clone())));
+        let mut all: std::collections::BTreeMap<String, String> = DEFAULTS
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        all.extend(
+            session
+                .vars()
+                .lock()
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone())),
+        );
         let names = StringArray::from_iter_values(all.keys());
         let values = StringArray::from_iter_values(all.values());
-        return rows(RecordBatch::try_new(show_schema(name), vec![Arc::new(names), Arc::new(values)])?);
+        return rows(RecordBatch::try_new(
+            show_schema(name),
+            vec![Arc::new(names), Arc::new(values)],
+        )?);
     }
-    let value = session
-        .variable(name)
-        .ok_or_else(|| Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")))?;
-    rows(RecordBatch::try_new(show_schema(name), vec![Arc::new(StringArray::from(vec![value]))])?)
+    let value = session.variable(name).ok_or_else(|| {
+        Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\""))
+    })?;
+    rows(RecordBatch::try_new(
+        show_schema(name),
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )?)
 }

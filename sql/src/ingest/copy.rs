@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, RecordBatch, StringArray, new_null_array,
+};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::json::ReaderBuilder;
@@ -47,12 +49,21 @@ pub enum CopyFormat {
 impl CopyFormat {
     /// PostgreSQL's default text format.
     pub fn text() -> Self {
-        CopyFormat::Text { delimiter: b'\t', null: "\\N".into() }
+        CopyFormat::Text {
+            delimiter: b'\t',
+            null: "\\N".into(),
+        }
     }
 
     /// PostgreSQL's default CSV format.
     pub fn csv() -> Self {
-        CopyFormat::Csv { delimiter: b',', quote: b'"', escape: b'"', null: String::new(), header: false }
+        CopyFormat::Csv {
+            delimiter: b',',
+            quote: b'"',
+            escape: b'"',
+            null: String::new(),
+            header: false,
+        }
     }
 }
 
@@ -64,13 +75,21 @@ struct Pending {
 
 impl Pending {
     fn new(columns: usize) -> Self {
-        Pending { values: vec![Vec::with_capacity(1024); columns], lines: Vec::with_capacity(1024) }
+        Pending {
+            values: vec![Vec::with_capacity(1024); columns],
+            lines: Vec::with_capacity(1024),
+        }
     }
 }
 
 /// Decodes COPY data for `columns` (indices into the stream's columns, in the order the data
 /// gives them) into stored batches. Fails on the first bad row, naming its line.
-pub fn decode(def: &StreamDef, columns: &[usize], format: &CopyFormat, data: &[u8]) -> Result<Vec<RecordBatch>> {
+pub fn decode(
+    def: &StreamDef,
+    columns: &[usize],
+    format: &CopyFormat,
+    data: &[u8],
+) -> Result<Vec<RecordBatch>> {
     match format {
         CopyFormat::Json => decode_json(def, columns, data),
         CopyFormat::Text { delimiter, null } => {
@@ -83,16 +102,28 @@ pub fn decode(def: &StreamDef, columns: &[usize], format: &CopyFormat, data: &[u
                     break; // end marker, or the final newline
                 }
                 let line_no = i + 1;
-                let text = std::str::from_utf8(line)
-                    .map_err(|_| Error::InvalidValue(format!("COPY {}: line {line_no} is not valid UTF-8", def.name)))?;
+                let text = std::str::from_utf8(line).map_err(|_| {
+                    Error::InvalidValue(format!(
+                        "COPY {}: line {line_no} is not valid UTF-8",
+                        def.name
+                    ))
+                })?;
                 let fields: Vec<&str> = text.split(*delimiter as char).collect();
                 check_arity(def, columns, fields.len(), line_no)?;
                 for (c, field) in fields.into_iter().enumerate() {
-                    pending.values[c].push(if field == null { None } else { Some(unescape_text(field)) });
+                    pending.values[c].push(if field == null {
+                        None
+                    } else {
+                        Some(unescape_text(field))
+                    });
                 }
                 pending.lines.push(line_no);
                 if pending.lines.len() >= MAX_FRAME_ROWS {
-                    out.push(finish(def, columns, std::mem::replace(&mut pending, Pending::new(columns.len())))?);
+                    out.push(finish(
+                        def,
+                        columns,
+                        std::mem::replace(&mut pending, Pending::new(columns.len())),
+                    )?);
                 }
             }
             if !pending.lines.is_empty() {
@@ -100,7 +131,13 @@ pub fn decode(def: &StreamDef, columns: &[usize], format: &CopyFormat, data: &[u
             }
             Ok(out)
         }
-        CopyFormat::Csv { delimiter, quote, escape, null, header } => {
+        CopyFormat::Csv {
+            delimiter,
+            quote,
+            escape,
+            null,
+            header,
+        } => {
             let mut reader = csv::ReaderBuilder::new()
                 .has_headers(*header)
                 .delimiter(*delimiter)
@@ -118,7 +155,10 @@ pub fn decode(def: &StreamDef, columns: &[usize], format: &CopyFormat, data: &[u
                     Ok(false) => break,
                     Ok(true) => {}
                     Err(e) => {
-                        return Err(Error::InvalidValue(format!("COPY {}, line {line_no}: {e}", def.name)));
+                        return Err(Error::InvalidValue(format!(
+                            "COPY {}, line {line_no}: {e}",
+                            def.name
+                        )));
                     }
                 }
                 if record.len() == 1 && &record[0] == "\\." {
@@ -128,11 +168,19 @@ pub fn decode(def: &StreamDef, columns: &[usize], format: &CopyFormat, data: &[u
                 for (c, field) in record.iter().enumerate() {
                     // The csv reader does not say whether a field was quoted, so an empty field
                     // is NULL when the NULL marker is empty (PostgreSQL's default).
-                    pending.values[c].push(if field == null { None } else { Some(field.to_string()) });
+                    pending.values[c].push(if field == null {
+                        None
+                    } else {
+                        Some(field.to_string())
+                    });
                 }
                 pending.lines.push(line_no);
                 if pending.lines.len() >= MAX_FRAME_ROWS {
-                    out.push(finish(def, columns, std::mem::replace(&mut pending, Pending::new(columns.len())))?);
+                    out.push(finish(
+                        def,
+                        columns,
+                        std::mem::replace(&mut pending, Pending::new(columns.len())),
+                    )?);
                 }
             }
             if !pending.lines.is_empty() {
@@ -145,11 +193,17 @@ pub fn decode(def: &StreamDef, columns: &[usize], format: &CopyFormat, data: &[u
 
 fn check_arity(def: &StreamDef, columns: &[usize], got: usize, line: usize) -> Result<()> {
     if got > columns.len() {
-        return Err(Error::InvalidValue(format!("COPY {}, line {line}: extra data after last expected column", def.name)));
+        return Err(Error::InvalidValue(format!(
+            "COPY {}, line {line}: extra data after last expected column",
+            def.name
+        )));
     }
     if got < columns.len() {
         let missing = &def.columns[columns[got]].name;
-        return Err(Error::InvalidValue(format!("COPY {}, line {line}: missing data for column \"{missing}\"", def.name)));
+        return Err(Error::InvalidValue(format!(
+            "COPY {}, line {line}: missing data for column \"{missing}\"",
+            def.name
+        )));
     }
     Ok(())
 }
@@ -182,7 +236,11 @@ fn unescape_text(field: &str) -> String {
 /// Converts gathered strings to the declared types and builds a stored batch.
 fn finish(def: &StreamDef, columns: &[usize], pending: Pending) -> Result<RecordBatch> {
     let rows = pending.lines.len();
-    let mut user: Vec<ArrayRef> = def.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect();
+    let mut user: Vec<ArrayRef> = def
+        .columns
+        .iter()
+        .map(|c| new_null_array(&c.data_type, rows))
+        .collect();
     for (values, &target) in pending.values.into_iter().zip(columns) {
         let col = &def.columns[target];
         let strings = StringArray::from(values);
@@ -191,7 +249,13 @@ fn finish(def: &StreamDef, columns: &[usize], pending: Pending) -> Result<Record
     with_rowtime(def, user, None)
 }
 
-fn convert(def: &StreamDef, name: &str, to: &DataType, strings: &StringArray, lines: &[usize]) -> Result<ArrayRef> {
+fn convert(
+    def: &StreamDef,
+    name: &str,
+    to: &DataType,
+    strings: &StringArray,
+    lines: &[usize],
+) -> Result<ArrayRef> {
     let bad = |row: usize, why: &str| {
         Error::InvalidValue(format!(
             "COPY {}, line {}, column {name}: invalid input for type {}: \"{}\"{why}",
@@ -222,7 +286,11 @@ fn convert(def: &StreamDef, name: &str, to: &DataType, strings: &StringArray, li
             let mut json = Vec::new();
             for row in 0..strings.len() {
                 json.extend_from_slice(b"{\"v\":");
-                json.extend_from_slice(if strings.is_null(row) { b"null" } else { strings.value(row).as_bytes() });
+                json.extend_from_slice(if strings.is_null(row) {
+                    b"null"
+                } else {
+                    strings.value(row).as_bytes()
+                });
                 json.extend_from_slice(b"}\n");
             }
             let schema = Arc::new(Schema::new(vec![Field::new("v", to.clone(), true)]));
@@ -234,7 +302,14 @@ fn convert(def: &StreamDef, name: &str, to: &DataType, strings: &StringArray, li
                 }
             };
         }
-        _ => cast_with_options(strings, to, &CastOptions { safe: true, ..Default::default() })?,
+        _ => cast_with_options(
+            strings,
+            to,
+            &CastOptions {
+                safe: true,
+                ..Default::default()
+            },
+        )?,
     };
     if converted.null_count() != strings.null_count() {
         for row in 0..strings.len() {
@@ -252,21 +327,29 @@ fn first_bad_json_row(to: &DataType, strings: &StringArray) -> usize {
         .find(|&row| {
             strings.is_valid(row) && {
                 let line = format!("{{\"v\":{}}}\n", strings.value(row));
-                decode_json_bytes(schema.clone(), line.as_bytes()).map(|b| b.num_rows() != 1).unwrap_or(true)
+                decode_json_bytes(schema.clone(), line.as_bytes())
+                    .map(|b| b.num_rows() != 1)
+                    .unwrap_or(true)
             }
         })
         .unwrap_or(0)
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
+/// Decodes JSON lines (at most [`MAX_FRAME_ROWS`] of them) into one batch.
 fn decode_json_bytes(schema: Arc<Schema>, data: &[u8]) -> Result<RecordBatch> {
-    let mut decoder = ReaderBuilder::new(schema.clone()).with_batch_size(usize::MAX >> 1).build_decoder()?;
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(MAX_FRAME_ROWS)
+        .build_decoder()?;
     let mut rest = data;
     while !rest.is_empty() {
         let n = decoder.decode(rest)?;
@@ -275,7 +358,9 @@ fn decode_json_bytes(schema: Arc<Schema>, data: &[u8]) -> Result<RecordBatch> {
         }
         rest = &rest[n..];
     }
-    Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema)))
+    Ok(decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
 }
 
 fn decode_json(def: &StreamDef, columns: &[usize], data: &[u8]) -> Result<Vec<RecordBatch>> {
@@ -302,14 +387,21 @@ fn decode_json(def: &StreamDef, columns: &[usize], data: &[u8]) -> Result<Vec<Re
                     }
                     if let Err(line_err) = decode_json_bytes(schema.clone(), line) {
                         let line_no = chunk_no * MAX_FRAME_ROWS + i + 1;
-                        return Err(Error::InvalidValue(format!("COPY {}, line {line_no}: {line_err}", def.name)));
+                        return Err(Error::InvalidValue(format!(
+                            "COPY {}, line {line_no}: {line_err}",
+                            def.name
+                        )));
                     }
                 }
                 return Err(e);
             }
         };
         let rows = batch.num_rows();
-        let mut user: Vec<ArrayRef> = def.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect();
+        let mut user: Vec<ArrayRef> = def
+            .columns
+            .iter()
+            .map(|c| new_null_array(&c.data_type, rows))
+            .collect();
         for (j, &target) in columns.iter().enumerate() {
             user[target] = batch.column(j).clone();
         }

@@ -29,7 +29,10 @@ pub const MAX_FRAME_ROWS: usize = 32 * 1024;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Converts rows in the table schema (user columns, then rowtime, rowpartition, rowoffset, as an
@@ -37,27 +40,47 @@ pub fn now_ms() -> i64 {
 pub fn from_table_rows(def: &StreamDef, batch: &RecordBatch) -> Result<RecordBatch> {
     let n = def.columns.len();
     if batch.num_columns() != n + 3 {
-        return Err(Error::Internal(format!("insert produced {} columns, expected {}", batch.num_columns(), n + 3)));
+        return Err(Error::Internal(format!(
+            "insert produced {} columns, expected {}",
+            batch.num_columns(),
+            n + 3
+        )));
     }
     for (i, name) in [(n + 1, "rowpartition"), (n + 2, "rowoffset")] {
         if batch.column(i).null_count() != batch.num_rows() {
-            return Err(Error::Invalid(format!("{name} is assigned by the log and cannot be inserted")));
+            return Err(Error::Invalid(format!(
+                "{name} is assigned by the log and cannot be inserted"
+            )));
         }
     }
     let user: Vec<ArrayRef> = batch.columns()[..n].to_vec();
-    let explicit = cast(batch.column(n), &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+    let explicit = cast(
+        batch.column(n),
+        &DataType::Timestamp(TimeUnit::Millisecond, None),
+    )?;
     with_rowtime(def, user, Some(explicit))
 }
 
 /// Builds a stored batch from the user columns (in declaration order, already of the declared
 /// types) and optionally explicit `rowtime` values (NULL where not given).
-pub fn with_rowtime(def: &StreamDef, user: Vec<ArrayRef>, explicit: Option<ArrayRef>) -> Result<RecordBatch> {
+pub fn with_rowtime(
+    def: &StreamDef,
+    user: Vec<ArrayRef>,
+    explicit: Option<ArrayRef>,
+) -> Result<RecordBatch> {
     let rows = user.first().map(|c| c.len()).unwrap_or(0);
     let now = now_ms();
-    let event: Option<ArrayRef> = match def.timestamp_column.as_ref().and_then(|c| def.column_index(c)) {
+    let event: Option<ArrayRef> = match def
+        .timestamp_column
+        .as_ref()
+        .and_then(|c| def.column_index(c))
+    {
         Some(i) => Some(match user[i].data_type() {
             DataType::Int64 => user[i].clone(),
-            _ => cast(&cast(&user[i], &DataType::Timestamp(TimeUnit::Millisecond, None))?, &DataType::Int64)?,
+            _ => cast(
+                &cast(&user[i], &DataType::Timestamp(TimeUnit::Millisecond, None))?,
+                &DataType::Int64,
+            )?,
         }),
         None => None,
     };
@@ -82,19 +105,34 @@ pub fn with_rowtime(def: &StreamDef, user: Vec<ArrayRef>, explicit: Option<Array
 }
 
 /// Appends stored batches to the stream's partitions; returns the number of rows appended.
-pub fn append(engine: &Engine, def: &StreamDef, topic: &Topic, batches: Vec<RecordBatch>) -> Result<u64> {
+pub fn append(
+    engine: &Engine,
+    def: &StreamDef,
+    topic: &Topic,
+    batches: Vec<RecordBatch>,
+) -> Result<u64> {
     let mut per_partition: Vec<Vec<RecordBatch>> = vec![Vec::new(); topic.partitions().len()];
     let mut total = 0u64;
     for batch in &batches {
         total += batch.num_rows() as u64;
-        for (p, part) in partitioner::split(def, batch, topic.partitions().len() as u32, engine.round_robin())? {
+        for (p, part) in partitioner::split(
+            def,
+            batch,
+            topic.partitions().len() as u32,
+            engine.round_robin(),
+        )? {
             per_partition[p as usize].push(part);
         }
     }
-    let work: Vec<(usize, Vec<RecordBatch>)> =
-        per_partition.into_iter().enumerate().filter(|(_, b)| !b.is_empty()).collect();
+    let work: Vec<(usize, Vec<RecordBatch>)> = per_partition
+        .into_iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+        .collect();
     let append_one = |p: usize, batches: &[RecordBatch]| -> Result<()> {
-        let log = topic.partition(p).ok_or_else(|| Error::Internal(format!("partition {p} missing")))?;
+        let log = topic
+            .partition(p)
+            .ok_or_else(|| Error::Internal(format!("partition {p} missing")))?;
         for batch in batches {
             let mut start = 0;
             while start < batch.num_rows() {
@@ -114,8 +152,14 @@ pub fn append(engine: &Engine, def: &StreamDef, topic: &Topic, batches: Vec<Reco
     } else {
         // Partitions fsync independently: append them in parallel so their syncs overlap.
         std::thread::scope(|s| {
-            let handles: Vec<_> = work.iter().map(|(p, b)| s.spawn(move || append_one(*p, b))).collect();
-            handles.into_iter().try_for_each(|h| h.join().map_err(|_| Error::Internal("append thread panicked".into()))?)
+            let handles: Vec<_> = work
+                .iter()
+                .map(|(p, b)| s.spawn(move || append_one(*p, b)))
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .map_err(|_| Error::Internal("append thread panicked".into()))?
+            })
         })?;
     }
     Ok(total)
@@ -123,7 +167,9 @@ pub fn append(engine: &Engine, def: &StreamDef, topic: &Topic, batches: Vec<Reco
 
 /// Min and max `rowtime` of a stored batch.
 pub fn time_range(batch: &RecordBatch) -> (i64, i64) {
-    let Some(col) = batch.columns().last() else { return (0, 0) };
+    let Some(col) = batch.columns().last() else {
+        return (0, 0);
+    };
     let ts = col.as_primitive::<TimestampMillisecondType>();
     (min(ts).unwrap_or(0), max(ts).unwrap_or(0))
 }

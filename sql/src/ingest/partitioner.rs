@@ -22,7 +22,12 @@ pub fn kafka_partition(bytes: &[u8], partitions: u32) -> u32 {
 }
 
 /// Splits a stored batch into `(partition, rows)` pieces.
-pub fn split(def: &StreamDef, batch: &RecordBatch, partitions: u32, rr: &AtomicU64) -> Result<Vec<(u32, RecordBatch)>> {
+pub fn split(
+    def: &StreamDef,
+    batch: &RecordBatch,
+    partitions: u32,
+    rr: &AtomicU64,
+) -> Result<Vec<(u32, RecordBatch)>> {
     let sticky = (rr.fetch_add(1, Ordering::Relaxed) % partitions as u64) as u32;
     let Some((key_idx, _)) = def.key_column() else {
         return Ok(vec![(sticky, batch.clone())]);
@@ -52,7 +57,10 @@ pub fn split(def: &StreamDef, batch: &RecordBatch, partitions: u32, rr: &AtomicU
             return Ok(vec![(p as u32, batch.clone())]);
         }
         if !rows.is_empty() {
-            out.push((p as u32, take_record_batch(batch, &UInt32Array::from(rows))?));
+            out.push((
+                p as u32,
+                take_record_batch(batch, &UInt32Array::from(rows))?,
+            ));
         }
     }
     Ok(out)
@@ -62,13 +70,22 @@ fn key_bytes(keys: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<()> {
     match keys.data_type() {
         DataType::Utf8 => out.extend_from_slice(keys.as_string::<i32>().value(row).as_bytes()),
         DataType::Binary => out.extend_from_slice(keys.as_binary::<i32>().value(row)),
-        DataType::Int32 => out.extend_from_slice(&keys.as_primitive::<Int32Type>().value(row).to_be_bytes()),
-        DataType::Int64 => out.extend_from_slice(&keys.as_primitive::<Int64Type>().value(row).to_be_bytes()),
-        DataType::Float64 => out.extend_from_slice(&keys.as_primitive::<Float64Type>().value(row).to_be_bytes()),
+        DataType::Int32 => {
+            out.extend_from_slice(&keys.as_primitive::<Int32Type>().value(row).to_be_bytes())
+        }
+        DataType::Int64 => {
+            out.extend_from_slice(&keys.as_primitive::<Int64Type>().value(row).to_be_bytes())
+        }
+        DataType::Float64 => {
+            out.extend_from_slice(&keys.as_primitive::<Float64Type>().value(row).to_be_bytes())
+        }
         _ => {
             // Other key types hash their canonical text form.
-            let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(keys, &Default::default())
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                keys,
+                &Default::default(),
+            )
+            .map_err(|e| Error::Internal(e.to_string()))?;
             out.extend_from_slice(formatter.value(row).to_string().as_bytes());
         }
     }
@@ -87,11 +104,18 @@ mod tests {
             (b"foobar", -790332482),
             (b"a-little-bit-long-string", -985981536),
             (b"a-little-bit-longer-string", -1486304829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             (b"abc", 479470107),
         ];
         for (bytes, expected) in cases {
-            assert_eq!(murmur2::murmur2(bytes, murmur2::KAFKA_SEED) as i32, expected, "{bytes:?}");
+            assert_eq!(
+                murmur2::murmur2(bytes, murmur2::KAFKA_SEED) as i32,
+                expected,
+                "{bytes:?}"
+            );
         }
     }
 

@@ -51,14 +51,22 @@ pub(super) fn parse(p: &mut Parser) -> Result<CreateStream> {
             let key = match p.next_token().token {
                 Token::Word(w) => w.value.to_lowercase(),
                 Token::SingleQuotedString(s) => s.to_lowercase(),
-                other => return Err(Error::Syntax(format!("expected an option name, found: {other}"))),
+                other => {
+                    return Err(Error::Syntax(format!(
+                        "expected an option name, found: {other}"
+                    )));
+                }
             };
             p.expect_token(&Token::Eq)?;
             let value = match p.next_token().token {
                 Token::Word(w) => w.value,
                 Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
                 Token::Number(n, _) => n,
-                other => return Err(Error::Syntax(format!("expected a value for {key}, found: {other}"))),
+                other => {
+                    return Err(Error::Syntax(format!(
+                        "expected a value for {key}, found: {other}"
+                    )));
+                }
             };
             options.push((key, value));
             if !p.consume_token(&Token::Comma) {
@@ -67,7 +75,12 @@ pub(super) fn parse(p: &mut Parser) -> Result<CreateStream> {
         }
         p.expect_token(&Token::RParen)?;
     }
-    Ok(CreateStream { name, if_not_exists, columns, options })
+    Ok(CreateStream {
+        name,
+        if_not_exists,
+        columns,
+        options,
+    })
 }
 
 #[cfg(test)]
@@ -81,7 +94,9 @@ mod tests {
              WITH (partitions=3, timestamp='ts', retention_ms=86400000)",
         )
         .unwrap();
-        let EddyStatement::CreateStream(c) = &s[0] else { panic!("{s:?}") };
+        let EddyStatement::CreateStream(c) = &s[0] else {
+            panic!("{s:?}")
+        };
         assert_eq!(c.name, "clicks");
         assert!(c.if_not_exists);
         assert_eq!(c.columns.len(), 3);

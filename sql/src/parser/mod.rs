@@ -76,7 +76,9 @@ pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
         out.push(parse_one(&mut parser)?);
         if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
             let found = parser.peek_token();
-            return Err(Error::Syntax(format!("expected end of statement, found: {found}")));
+            return Err(Error::Syntax(format!(
+                "expected end of statement, found: {found}"
+            )));
         }
     }
     Ok(out)
@@ -99,11 +101,17 @@ fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
         let name = object_name(p)?;
         return Ok(EddyStatement::DropStream { name, if_exists });
     }
-    if (word_is(p, 0, "SHOW") || word_is(p, 0, "LIST")) && (word_is(p, 1, "STREAMS") || word_is(p, 1, "TOPICS")) {
+    if (word_is(p, 0, "SHOW") || word_is(p, 0, "LIST"))
+        && (word_is(p, 1, "STREAMS") || word_is(p, 1, "TOPICS"))
+    {
         p.next_token();
         let streams = word_is(p, 0, "STREAMS");
         p.next_token();
-        return Ok(if streams { EddyStatement::ShowStreams } else { EddyStatement::ShowTopics });
+        return Ok(if streams {
+            EddyStatement::ShowStreams
+        } else {
+            EddyStatement::ShowTopics
+        });
     }
     if (word_is(p, 0, "DESCRIBE") || word_is(p, 0, "DESC")) && !word_is(p, 1, "SELECT") {
         p.next_token();
@@ -116,7 +124,10 @@ fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
             p.next_token();
             p.next_token();
             let value = variable_value(p)?;
-            return Ok(EddyStatement::SetVariable { name: "timezone".into(), value });
+            return Ok(EddyStatement::SetVariable {
+                name: "timezone".into(),
+                value,
+            });
         }
         let name = variable_name(p)?;
         if !p.consume_token(&Token::Eq) && !p.parse_keyword(Keyword::TO) {
@@ -148,7 +159,12 @@ fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
         skip_to_end(p);
         return Ok(EddyStatement::Begin);
     }
-    for (word, tag) in [("COMMIT", "COMMIT"), ("END", "COMMIT"), ("ROLLBACK", "ROLLBACK"), ("ABORT", "ROLLBACK")] {
+    for (word, tag) in [
+        ("COMMIT", "COMMIT"),
+        ("END", "COMMIT"),
+        ("ROLLBACK", "ROLLBACK"),
+        ("ABORT", "ROLLBACK"),
+    ] {
         if word_is(p, 0, word) {
             skip_to_end(p);
             return Ok(EddyStatement::EndTransaction { tag });
@@ -162,7 +178,9 @@ fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
     ] {
         if words.iter().enumerate().all(|(i, w)| word_is(p, i, w)) {
             skip_to_end(p);
-            return Ok(EddyStatement::NoOp { tag: tag.to_string() });
+            return Ok(EddyStatement::NoOp {
+                tag: tag.to_string(),
+            });
         }
     }
     Ok(EddyStatement::Sql(Box::new(p.parse_statement()?)))
@@ -176,12 +194,20 @@ fn skip_to_end(p: &mut Parser) {
 
 /// Normalises an identifier as Postgres does: unquoted names fold to lower case.
 pub fn normalize_ident(ident: &Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
 }
 
 /// A (possibly schema-qualified) object name, normalised; only the last part is kept.
 pub fn normalize_object_name(name: &ObjectName) -> String {
-    name.0.last().and_then(|p| p.as_ident()).map(normalize_ident).unwrap_or_default()
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(normalize_ident)
+        .unwrap_or_default()
 }
 
 fn object_name(p: &mut Parser) -> Result<String> {
@@ -194,7 +220,11 @@ fn variable_name(p: &mut Parser) -> Result<String> {
     let mut name = match tok.token {
         Token::Word(w) => w.value,
         Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
-        other => return Err(Error::Syntax(format!("expected a variable name, found: {other}"))),
+        other => {
+            return Err(Error::Syntax(format!(
+                "expected a variable name, found: {other}"
+            )));
+        }
     };
     while p.consume_token(&Token::Period) {
         match p.next_token().token {
@@ -202,7 +232,11 @@ fn variable_name(p: &mut Parser) -> Result<String> {
                 name.push('.');
                 name.push_str(&w.value);
             }
-            other => return Err(Error::Syntax(format!("expected a variable name, found: {other}"))),
+            other => {
+                return Err(Error::Syntax(format!(
+                    "expected a variable name, found: {other}"
+                )));
+            }
         }
     }
     Ok(name.to_lowercase())
@@ -246,7 +280,10 @@ mod tests {
         assert!(matches!(stmts[1], EddyStatement::Sql(_)));
         assert_eq!(
             stmts[2],
-            EddyStatement::SetVariable { name: "auto.offset.reset".into(), value: "earliest".into() }
+            EddyStatement::SetVariable {
+                name: "auto.offset.reset".into(),
+                value: "earliest".into()
+            }
         );
         assert_eq!(stmts[3], EddyStatement::ShowStreams);
         assert_eq!(stmts[4], EddyStatement::Begin);
@@ -255,7 +292,10 @@ mod tests {
     #[test]
     fn syntax_errors_are_reported() {
         assert!(matches!(parse_statements("selec 1"), Err(Error::Syntax(_))));
-        assert!(matches!(parse_statements("create stream s (a int"), Err(Error::Syntax(_))));
+        assert!(matches!(
+            parse_statements("create stream s (a int"),
+            Err(Error::Syntax(_))
+        ));
     }
 
     #[test]
@@ -266,7 +306,9 @@ mod tests {
         );
         assert_eq!(
             parse_statements("SHOW standard_conforming_strings").unwrap(),
-            vec![EddyStatement::ShowVariable("standard_conforming_strings".into())]
+            vec![EddyStatement::ShowVariable(
+                "standard_conforming_strings".into()
+            )]
         );
     }
 }

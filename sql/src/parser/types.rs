@@ -49,14 +49,18 @@ fn expect_gt(p: &mut Parser, pending_gt: &mut usize) -> Result<()> {
             *pending_gt += 1;
             Ok(())
         }
-        other => Err(Error::Syntax(format!("expected '>' in type, found: {other}"))),
+        other => Err(Error::Syntax(format!(
+            "expected '>' in type, found: {other}"
+        ))),
     }
 }
 
 fn expect_lt(p: &mut Parser) -> Result<()> {
     match p.next_token().token {
         Token::Lt => Ok(()),
-        other => Err(Error::Syntax(format!("expected '<' in type, found: {other}"))),
+        other => Err(Error::Syntax(format!(
+            "expected '<' in type, found: {other}"
+        ))),
     }
 }
 
@@ -67,7 +71,10 @@ fn number(p: &mut Parser) -> Result<u64> {
 fn parse_type(p: &mut Parser, pending_gt: &mut usize) -> Result<DataType> {
     let tok = p.next_token();
     let Token::Word(word) = tok.token else {
-        return Err(Error::Syntax(format!("expected a type name, found: {}", tok.token)));
+        return Err(Error::Syntax(format!(
+            "expected a type name, found: {}",
+            tok.token
+        )));
     };
     let name = word.value.to_uppercase();
     let t = match name.as_str() {
@@ -75,13 +82,20 @@ fn parse_type(p: &mut Parser, pending_gt: &mut usize) -> Result<DataType> {
         "INT" | "INTEGER" | "INT4" => DataType::Int32,
         "BIGINT" | "INT8" => DataType::Int64,
         "DOUBLE" | "FLOAT8" => {
-            let _ = word_is(p, "PRECISION") && { p.next_token(); true };
+            let _ = word_is(p, "PRECISION") && {
+                p.next_token();
+                true
+            };
             DataType::Float64
         }
         "DECIMAL" | "NUMERIC" => {
             if p.consume_token(&Token::LParen) {
                 let precision = number(p)?;
-                let scale = if p.consume_token(&Token::Comma) { number(p)? } else { 0 };
+                let scale = if p.consume_token(&Token::Comma) {
+                    number(p)?
+                } else {
+                    0
+                };
                 p.expect_token(&Token::RParen)?;
                 if precision == 0 || precision > 38 || scale > precision {
                     return Err(Error::Invalid(format!(
@@ -117,8 +131,14 @@ fn parse_type(p: &mut Parser, pending_gt: &mut usize) -> Result<DataType> {
             p.expect_token(&Token::Comma)?;
             let value = parse_type(p, pending_gt)?;
             expect_gt(p, pending_gt)?;
-            let entries = Fields::from(vec![Field::new("key", key, false), Field::new("value", value, true)]);
-            DataType::Map(Arc::new(Field::new("entries", DataType::Struct(entries), false)), false)
+            let entries = Fields::from(vec![
+                Field::new("key", key, false),
+                Field::new("value", value, true),
+            ]);
+            DataType::Map(
+                Arc::new(Field::new("entries", DataType::Struct(entries), false)),
+                false,
+            )
         }
         "STRUCT" => {
             expect_lt(p)?;
@@ -134,7 +154,12 @@ fn parse_type(p: &mut Parser, pending_gt: &mut usize) -> Result<DataType> {
             expect_gt(p, pending_gt)?;
             DataType::Struct(Fields::from(fields))
         }
-        _ => return Err(Error::UndefinedObject(format!("type \"{}\" does not exist", word.value))),
+        _ => {
+            return Err(Error::UndefinedObject(format!(
+                "type \"{}\" does not exist",
+                word.value
+            )));
+        }
     };
     Ok(t)
 }
@@ -162,13 +187,19 @@ pub fn type_display(t: &DataType) -> String {
         DataType::List(f) => format!("ARRAY<{}>", type_display(f.data_type())),
         DataType::Map(entries, _) => match entries.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => {
-                format!("MAP<{}, {}>", type_display(kv[0].data_type()), type_display(kv[1].data_type()))
+                format!(
+                    "MAP<{}, {}>",
+                    type_display(kv[0].data_type()),
+                    type_display(kv[1].data_type())
+                )
             }
             other => other.to_string(),
         },
         DataType::Struct(fields) => {
-            let inner: Vec<String> =
-                fields.iter().map(|f| format!("{} {}", f.name(), type_display(f.data_type()))).collect();
+            let inner: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), type_display(f.data_type())))
+                .collect();
             format!("STRUCT<{}>", inner.join(", "))
         }
         other => other.to_string(),
@@ -190,7 +221,10 @@ mod tests {
     #[test]
     fn scalar_and_nested_types() {
         assert_eq!(parse("bigint").unwrap(), DataType::Int64);
-        assert_eq!(parse("DECIMAL(10, 2)").unwrap(), DataType::Decimal128(10, 2));
+        assert_eq!(
+            parse("DECIMAL(10, 2)").unwrap(),
+            DataType::Decimal128(10, 2)
+        );
         let nested = parse("ARRAY<ARRAY<INT>>").unwrap();
         assert_eq!(type_display(&nested), "ARRAY<ARRAY<INTEGER>>");
         let m = parse("MAP<STRING, ARRAY<DOUBLE>>").unwrap();

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::logical_expr::expr::InList;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 
 /// Which partitions, offsets and event times a scan must read.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,13 @@ struct Acc {
 impl ScanBounds {
     /// Bounds implied by the conjunction of `filters`, for a stream of `partitions` partitions.
     pub fn from_filters(filters: &[Expr], partitions: u32) -> ScanBounds {
-        let mut acc = Acc { part_hi: i64::MAX, off_hi: i64::MAX, t_lo: i64::MIN, t_hi: i64::MAX, ..Acc::default() };
+        let mut acc = Acc {
+            part_hi: i64::MAX,
+            off_hi: i64::MAX,
+            t_lo: i64::MIN,
+            t_hi: i64::MAX,
+            ..Acc::default()
+        };
         for f in filters {
             acc.apply(f);
         }
@@ -62,7 +68,11 @@ impl ScanBounds {
         ScanBounds {
             partitions: parts,
             offset_start: acc.off_lo.max(0) as u64,
-            offset_end: if acc.off_hi == i64::MAX { u64::MAX } else { (acc.off_hi.max(-1) + 1) as u64 },
+            offset_end: if acc.off_hi == i64::MAX {
+                u64::MAX
+            } else {
+                (acc.off_hi.max(-1) + 1) as u64
+            },
             time: (acc.t_lo, acc.t_hi),
         }
     }
@@ -80,12 +90,27 @@ impl fmt::Display for ScanBounds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "partitions={:?}", self.partitions)?;
         if self.offset_start != 0 || self.offset_end != u64::MAX {
-            let end = if self.offset_end == u64::MAX { "end".to_string() } else { self.offset_end.to_string() };
+            let end = if self.offset_end == u64::MAX {
+                "end".to_string()
+            } else {
+                self.offset_end.to_string()
+            };
             write!(f, ", rowoffset=[{}, {end})", self.offset_start)?;
         }
         if self.time != (i64::MIN, i64::MAX) {
-            let show = |v: i64, inf: &str| if v == i64::MIN || v == i64::MAX { inf.to_string() } else { v.to_string() };
-            write!(f, ", rowtime_ms=[{}, {}]", show(self.time.0, "-inf"), show(self.time.1, "+inf"))?;
+            let show = |v: i64, inf: &str| {
+                if v == i64::MIN || v == i64::MAX {
+                    inf.to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            write!(
+                f,
+                ", rowtime_ms=[{}, {}]",
+                show(self.time.0, "-inf"),
+                show(self.time.1, "+inf")
+            )?;
         }
         Ok(())
     }
@@ -129,11 +154,28 @@ impl Acc {
     /// Folds one conjunct in; returns whether it was understood.
     fn apply(&mut self, expr: &Expr) -> bool {
         match expr {
-            Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And,
+                right,
+            }) => {
                 let l = self.apply(left);
                 let r = self.apply(right);
                 l || r
             }
+            Expr::BinaryExpr(BinaryExpr {
+                op: Operator::Or, ..
+            })
+            | Expr::InList(_) => match partition_set(expr) {
+                Some(v) => {
+                    self.partitions = Some(match self.partitions.take() {
+                        Some(prev) => prev.intersection(&v).copied().collect(),
+                        None => v,
+                    });
+                    true
+                }
+                None => false,
+            },
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 let (col, value, op) = match (pseudo_column(left), literal_value(right)) {
                     (Some(c), Some(v)) => (c, v, *op),
@@ -157,29 +199,24 @@ impl Acc {
                 self.narrow(col, lo, hi);
                 true
             }
-            Expr::Between(Between { expr, negated: false, low, high }) => {
-                match (pseudo_column(expr), literal_value(low), literal_value(high)) {
-                    (Some(c), Some(lo), Some(hi)) => {
-                        let hi = if c == "rowtime" { hi.saturating_add(1) } else { hi };
-                        self.narrow(c, lo, hi);
-                        true
-                    }
-                    _ => false,
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) => match (pseudo_column(expr), literal_value(low), literal_value(high)) {
+                (Some(c), Some(lo), Some(hi)) => {
+                    let hi = if c == "rowtime" {
+                        hi.saturating_add(1)
+                    } else {
+                        hi
+                    };
+                    self.narrow(c, lo, hi);
+                    true
                 }
-            }
-            Expr::InList(InList { expr, list, negated: false }) if pseudo_column(expr) == Some("rowpartition") => {
-                let values: Option<BTreeSet<i64>> = list.iter().map(literal_value).collect();
-                match values {
-                    Some(v) => {
-                        self.partitions = Some(match self.partitions.take() {
-                            Some(prev) => prev.intersection(&v).copied().collect(),
-                            None => v,
-                        });
-                        true
-                    }
-                    None => false,
-                }
-            }
+                _ => false,
+            },
+
             _ => false,
         }
     }
@@ -195,6 +232,47 @@ impl Acc {
     }
 }
 
+/// The set of partitions an `rowpartition = a OR rowpartition IN (b, c) OR ...` filter allows
+/// (DataFusion rewrites short IN lists into ORs).
+fn partition_set(expr: &Expr) -> Option<BTreeSet<i64>> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut l = partition_set(left)?;
+            l.extend(partition_set(right)?);
+            Some(l)
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            match (
+                pseudo_column(left),
+                literal_value(right),
+                pseudo_column(right),
+                literal_value(left),
+            ) {
+                (Some("rowpartition"), Some(v), _, _) | (_, _, Some("rowpartition"), Some(v)) => {
+                    Some(BTreeSet::from([v]))
+                }
+                _ => None,
+            }
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) if pseudo_column(expr) == Some("rowpartition") => {
+            list.iter().map(literal_value).collect()
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::logical_expr::{col, lit};
@@ -204,7 +282,9 @@ mod tests {
     #[test]
     fn offsets_partitions_and_time_narrow() {
         let filters = vec![
-            col("rowoffset").gt_eq(lit(10i64)).and(col("rowoffset").lt(lit(20i64))),
+            col("rowoffset")
+                .gt_eq(lit(10i64))
+                .and(col("rowoffset").lt(lit(20i64))),
             col("rowpartition").in_list(vec![lit(0i32), lit(2i32)], false),
             col("rowtime").between(
                 lit(ScalarValue::TimestampMillisecond(Some(1000), None)),
@@ -217,6 +297,16 @@ mod tests {
         assert_eq!((b.offset_start, b.offset_end), (10, 20));
         assert_eq!(b.time, (1000, 2001));
         assert!(!is_prunable(&filters[3]));
+    }
+
+    #[test]
+    fn or_of_partitions_is_a_set() {
+        let f = col("rowpartition")
+            .eq(lit(0))
+            .or(col("rowpartition").eq(lit(2)));
+        assert_eq!(ScanBounds::from_filters(&[f], 4).partitions, vec![0, 2]);
+        let mixed = col("rowpartition").eq(lit(0)).or(col("x").eq(lit(2)));
+        assert!(!is_prunable(&mixed));
     }
 
     #[test]

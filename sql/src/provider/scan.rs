@@ -14,8 +14,8 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    ReplaceChildrenOptions,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions,
 };
 use eddy_storage::{StoredBatch, Topic};
 
@@ -54,14 +54,34 @@ impl StreamScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(Self { stream, topic, table_schema, projection, projected, bounds, limit, properties })
+        Ok(Self {
+            stream,
+            topic,
+            table_schema,
+            projection,
+            projected,
+            bounds,
+            limit,
+            properties,
+        })
     }
 }
 
 impl DisplayAs for StreamScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let names: Vec<&str> = self.projected.fields().iter().map(|f| f.name().as_str()).collect();
-        write!(f, "StreamScanExec: stream={}, {}, projection=[{}]", self.stream, self.bounds, names.join(", "))?;
+        let names: Vec<&str> = self
+            .projected
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        write!(
+            f,
+            "StreamScanExec: stream={}, {}, projection=[{}]",
+            self.stream,
+            self.bounds,
+            names.join(", ")
+        )?;
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
         }
@@ -97,7 +117,9 @@ impl ExecutionPlan for StreamScanExec {
         if children.is_empty() {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal("StreamScanExec has no children".into()))
+            Err(DataFusionError::Internal(
+                "StreamScanExec has no children".into(),
+            ))
         }
     }
 
@@ -105,16 +127,25 @@ impl ExecutionPlan for StreamScanExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.projected.clone(), 2);
         let Some(&log_partition) = self.bounds.partitions.get(partition) else {
             return Ok(builder.build());
         };
         let Some(log) = self.topic.partition(log_partition as usize).cloned() else {
-            return Err(DataFusionError::Internal(format!("partition {log_partition} is not open")));
+            return Err(DataFusionError::Internal(format!(
+                "partition {log_partition} is not open"
+            )));
         };
         let tx = builder.tx();
         let bounds = self.bounds.clone();
@@ -128,13 +159,21 @@ impl ExecutionPlan for StreamScanExec {
         };
         let mut remaining = self.limit.unwrap_or(usize::MAX);
         builder.spawn_blocking(move || {
+            // A range past the end of this partition (or empty) reads nothing, as a filter would.
+            if bounds.offset_start >= bounds.offset_end
+                || bounds.offset_start >= log.high_watermark()
+            {
+                return Ok(());
+            }
             let time = (bounds.time != (i64::MIN, i64::MAX)).then_some(bounds.time);
             let reader = log
                 .reader_range(bounds.offset_start, bounds.offset_end, time)
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             for stored in reader {
                 let stored = stored.map_err(|e| DataFusionError::External(Box::new(e)))?;
-                let Some(mut batch) = shaper.shape(&stored)? else { continue };
+                let Some(mut batch) = shaper.shape(&stored)? else {
+                    continue;
+                };
                 if batch.num_rows() > remaining {
                     batch = batch.slice(0, remaining);
                 }
@@ -183,6 +222,10 @@ impl Shaper {
             })
             .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(len));
-        Ok(Some(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?))
+        Ok(Some(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?))
     }
 }

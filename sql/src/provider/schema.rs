@@ -25,7 +25,12 @@ impl EddySchemaProvider {
 #[async_trait]
 impl SchemaProvider for EddySchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.engine.catalog().streams().into_iter().map(|s| s.name).collect()
+        self.engine
+            .catalog()
+            .streams()
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {

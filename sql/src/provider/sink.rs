@@ -28,7 +28,12 @@ pub struct StreamSink {
 impl StreamSink {
     /// A sink into `topic` for rows of the table schema `schema`.
     pub fn new(engine: Arc<Engine>, def: StreamDef, topic: Arc<Topic>, schema: SchemaRef) -> Self {
-        Self { engine, def, topic, schema }
+        Self {
+            engine,
+            def,
+            topic,
+            schema,
+        }
     }
 }
 
@@ -44,7 +49,11 @@ impl DataSink for StreamSink {
         &self.schema
     }
 
-    async fn write_all(&self, data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> Result<u64> {
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
         let batches: Vec<_> = data.try_collect().await?;
         let stored = batches
             .iter()

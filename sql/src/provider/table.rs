@@ -33,10 +33,19 @@ pub struct StreamTable {
 impl StreamTable {
     /// A table over `def`, reading `topic`.
     pub fn new(engine: Arc<Engine>, def: StreamDef, topic: Arc<Topic>) -> Self {
-        let fields: Vec<Field> =
-            def.table_schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let fields: Vec<Field> = def
+            .table_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
         let schema = Arc::new(Schema::new(fields));
-        Self { engine, def, topic, schema }
+        Self {
+            engine,
+            def,
+            topic,
+            schema,
+        }
     }
 }
 
@@ -50,7 +59,10 @@ impl TableProvider for StreamTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Pruning is by whole partitions, segments and batches, so DataFusion still applies the
         // filter to the rows that remain: Inexact.
         Ok(filters
@@ -90,9 +102,16 @@ impl TableProvider for StreamTable {
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if insert_op != InsertOp::Append {
-            return datafusion::common::not_impl_err!("streams are append-only: {insert_op} is not supported");
+            return datafusion::common::not_impl_err!(
+                "streams are append-only: {insert_op} is not supported"
+            );
         }
-        let sink = StreamSink::new(self.engine.clone(), self.def.clone(), self.topic.clone(), self.schema.clone());
+        let sink = StreamSink::new(
+            self.engine.clone(),
+            self.def.clone(),
+            self.topic.clone(),
+            self.schema.clone(),
+        );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }

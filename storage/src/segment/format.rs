@@ -219,12 +219,12 @@ pub(crate) fn decode_body(body: Vec<u8>) -> Result<RecordBatch, ArrowError> {
     let mut decoder = StreamDecoder::new();
     let mut batch = None;
     while !buffer.is_empty() {
-        if let Some(decoded) = decoder.decode(&mut buffer)? {
-            if batch.replace(decoded).is_some() {
-                return Err(ArrowError::IpcError(
-                    "frame body holds more than one batch".to_string(),
-                ));
-            }
+        if let Some(decoded) = decoder.decode(&mut buffer)?
+            && batch.replace(decoded).is_some()
+        {
+            return Err(ArrowError::IpcError(
+                "frame body holds more than one batch".to_string(),
+            ));
         }
     }
     decoder.finish()?;

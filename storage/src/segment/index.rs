@@ -54,7 +54,7 @@ pub(crate) fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<IndexEntry>, 
     if bytes.is_empty() {
         return Err("index is empty");
     }
-    if bytes.len() % ENTRY_LEN != 0 {
+    if !bytes.len().is_multiple_of(ENTRY_LEN) {
         return Err("index length is not a whole number of entries");
     }
     let mut entries: Vec<IndexEntry> = Vec::with_capacity(bytes.len() / ENTRY_LEN);
@@ -125,17 +125,28 @@ mod tests {
 
     #[test]
     fn entries_round_trip() {
-        let entries = vec![entry(0, 0, 5, 9), entry(10, 4100, 1, 20), entry(25, 9000, 1, 20)];
+        let entries = vec![
+            entry(0, 0, 5, 9),
+            entry(10, 4100, 1, 20),
+            entry(25, 9000, 1, 20),
+        ];
         assert_eq!(decode(&encode(&entries), 10_000).unwrap(), entries);
     }
 
     #[test]
     fn malformed_indexes_are_rejected() {
         let good = encode(&[entry(0, 0, 5, 9), entry(10, 4100, 1, 20)]);
-        assert!(decode(&good[..good.len() - 1], 10_000).is_err(), "torn entry");
+        assert!(
+            decode(&good[..good.len() - 1], 10_000).is_err(),
+            "torn entry"
+        );
         assert!(decode(&good, 4100).is_err(), "points past the segment");
         assert!(decode(&[], 10).is_err(), "empty");
-        let unordered = encode(&[entry(0, 0, 5, 9), entry(10, 4100, 1, 20), entry(5, 5000, 1, 20)]);
+        let unordered = encode(&[
+            entry(0, 0, 5, 9),
+            entry(10, 4100, 1, 20),
+            entry(5, 5000, 1, 20),
+        ]);
         assert!(decode(&unordered, 10_000).is_err());
         let not_first = encode(&[entry(3, 0, 5, 9)]);
         assert!(decode(&not_first, 10_000).is_err());
@@ -145,7 +156,11 @@ mod tests {
 
     #[test]
     fn lookups_pick_the_last_entry_that_cannot_overshoot() {
-        let entries = vec![entry(0, 0, 5, 9), entry(10, 4100, 1, 20), entry(25, 9000, 1, 30)];
+        let entries = vec![
+            entry(0, 0, 5, 9),
+            entry(10, 4100, 1, 20),
+            entry(25, 9000, 1, 30),
+        ];
         assert_eq!(lookup_offset(&entries, 0).unwrap().relative_offset, 0);
         assert_eq!(lookup_offset(&entries, 9).unwrap().relative_offset, 0);
         assert_eq!(lookup_offset(&entries, 10).unwrap().relative_offset, 10);

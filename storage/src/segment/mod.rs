@@ -305,7 +305,10 @@ mod tests {
     #[test]
     fn file_names_are_zero_padded_and_parse_back() {
         assert_eq!(file_name(1234, "log"), "00000000000000001234.log");
-        assert_eq!(parse_file_name("00000000000000001234.log", "log"), Some(1234));
+        assert_eq!(
+            parse_file_name("00000000000000001234.log", "log"),
+            Some(1234)
+        );
         assert_eq!(parse_file_name("00000000000000001234.index", "log"), None);
         assert_eq!(parse_file_name("1234.log", "log"), None);
         assert_eq!(parse_file_name("0000000000000000123x.log", "log"), None);

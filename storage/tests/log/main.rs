@@ -1,0 +1,9 @@
+//! Behaviour of `PartitionLog` through its public API: a model-checked property test, crash
+//! and corruption simulation, retention, concurrency.
+
+mod api;
+mod common;
+mod concurrency;
+mod crash;
+mod model;
+mod retention;

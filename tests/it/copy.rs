@@ -1,0 +1,403 @@
+//! COPY through the wire protocol: text, CSV (with header), JSON lines, a large COPY, the
+//! all-or-nothing rule for bad input, and COPY ... TO STDOUT.
+
+use bytes::Bytes;
+use futures::{SinkExt, TryStreamExt, pin_mut};
+use tokio_postgres::Client;
+
+use crate::harness::{TestServer, rows, scalar_i64};
+
+/// Sends `chunks` as the data of `statement` (a COPY ... FROM STDIN); returns the row count.
+async fn copy_in(
+    client: &Client,
+    statement: &str,
+    chunks: &[&str],
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = client.copy_in::<_, Bytes>(statement).await?;
+    pin_mut!(sink);
+    for chunk in chunks {
+        sink.as_mut().send(Bytes::from(chunk.to_string())).await?;
+    }
+    sink.finish().await
+}
+
+/// Runs a COPY ... TO STDOUT and returns all its data as text.
+async fn copy_out(client: &Client, statement: &str) -> anyhow::Result<String> {
+    let stream = client.copy_out(statement).await?;
+    let chunks: Vec<Bytes> = stream.try_collect().await?;
+    Ok(String::from_utf8(chunks.concat())?)
+}
+
+fn cells(rows: Vec<Vec<Option<String>>>) -> Vec<Vec<String>> {
+    rows.into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|c| c.unwrap_or_else(|| "NULL".into()))
+                .collect()
+        })
+        .collect()
+}
+
+fn table(rows: &[&[&str]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_text_format_appends_rows_with_nulls() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a INT, b VARCHAR, c DOUBLE)")
+        .await?;
+
+    let n = copy_in(
+        &client,
+        "COPY s FROM STDIN",
+        &["1\tone\t1.5\n2\t\\N\t2.5\n", "3\tthree\t\\N\n"],
+    )
+    .await?;
+    assert_eq!(n, 3);
+
+    let got = cells(
+        rows(
+            &client,
+            "SELECT a, b, c, rowoffset FROM s ORDER BY rowoffset",
+        )
+        .await?,
+    );
+    assert_eq!(
+        got,
+        table(&[
+            &["1", "one", "1.5", "0"],
+            &["2", "NULL", "2.5", "1"],
+            &["3", "three", "NULL", "2"]
+        ])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_column_list_leaves_other_columns_null() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a INT, b VARCHAR, c DOUBLE)")
+        .await?;
+
+    let n = copy_in(
+        &client,
+        "COPY s (c, a) FROM STDIN",
+        &["0.5\t10\n0.25\t20\n"],
+    )
+    .await?;
+    assert_eq!(n, 2);
+    let got = cells(rows(&client, "SELECT a, b, c FROM s ORDER BY rowoffset").await?);
+    assert_eq!(
+        got,
+        table(&[&["10", "NULL", "0.5"], &["20", "NULL", "0.25"]])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_csv_with_header_skips_the_header_line() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a INT, b VARCHAR, c DOUBLE)")
+        .await?;
+
+    let data = "a,b,c\n1,\"hello, world\",1.5\n2,,2.5\n3,\"say \"\"hi\"\"\",3.5\n";
+    let n = copy_in(
+        &client,
+        "COPY s FROM STDIN WITH (FORMAT csv, HEADER true)",
+        &[data],
+    )
+    .await?;
+    assert_eq!(n, 3);
+
+    let got = cells(rows(&client, "SELECT a, b, c FROM s ORDER BY rowoffset").await?);
+    // In CSV an unquoted empty field is NULL, as in PostgreSQL.
+    assert_eq!(
+        got,
+        table(&[
+            &["1", "hello, world", "1.5"],
+            &["2", "NULL", "2.5"],
+            &["3", "say \"hi\"", "3.5"]
+        ])
+    );
+
+    // Without HEADER the first line is data.
+    let n = copy_in(
+        &client,
+        "COPY s FROM STDIN WITH (FORMAT csv)",
+        &["4,four,4.5\n"],
+    )
+    .await?;
+    assert_eq!(n, 1);
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_json_lines_maps_fields_by_name() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a INT, b VARCHAR, c DOUBLE, ts TIMESTAMP)")
+        .await?;
+
+    let data = concat!(
+        "{\"a\": 1, \"b\": \"one\", \"c\": 1.5, \"ts\": \"2024-01-01 00:00:00\"}\n",
+        "{\"b\": \"two\", \"a\": 2}\n",
+        "{\"a\": 3, \"b\": null, \"c\": 3.5}\n",
+    );
+    let n = copy_in(&client, "COPY s FROM STDIN WITH (FORMAT json)", &[data]).await?;
+    assert_eq!(n, 3);
+
+    let got = cells(rows(&client, "SELECT a, b, c, ts FROM s ORDER BY rowoffset").await?);
+    assert_eq!(
+        got,
+        table(&[
+            &["1", "one", "1.5", "2024-01-01 00:00:00"],
+            &["2", "two", "NULL", "NULL"],
+            &["3", "NULL", "3.5", "NULL"],
+        ])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_ten_thousand_rows_into_a_keyed_stream() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM big (k VARCHAR KEY, n BIGINT, note VARCHAR) WITH (partitions=4)",
+        )
+        .await?;
+
+    // Sent in many chunks whose boundaries fall mid-line, as a client streaming a file would.
+    let mut data = String::new();
+    for i in 0..10_000 {
+        data.push_str(&format!("key{}\t{i}\tnote number {i}\n", i % 37));
+    }
+    let bytes = data.as_bytes();
+    let chunks: Vec<&str> = bytes
+        .chunks(4093)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    let n = copy_in(&client, "COPY big FROM STDIN", &chunks).await?;
+    assert_eq!(n, 10_000);
+
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM big").await?,
+        10_000
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT sum(n) FROM big").await?,
+        49_995_000
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(DISTINCT n) FROM big").await?,
+        10_000
+    );
+    // Each key is on exactly one partition.
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM (SELECT k FROM big GROUP BY k HAVING count(DISTINCT rowpartition) > 1)")
+            .await?,
+        0
+    );
+    // Offsets of every partition are exactly 0..count-1.
+    let per_partition =
+        rows(&client, "SELECT rowpartition, count(*), min(rowoffset), max(rowoffset), count(DISTINCT rowoffset) FROM big GROUP BY rowpartition")
+            .await?;
+    for row in cells(per_partition) {
+        let count: i64 = row[1].parse()?;
+        assert_eq!(row[2], "0", "partition {} starts at 0: {row:?}", row[0]);
+        assert_eq!(
+            row[3].parse::<i64>()?,
+            count - 1,
+            "partition {} has no gaps: {row:?}",
+            row[0]
+        );
+        assert_eq!(
+            row[4].parse::<i64>()?,
+            count,
+            "partition {} has no duplicate offsets: {row:?}",
+            row[0]
+        );
+    }
+    // Within one key, the COPY's order is kept (offsets increase with n).
+    let out_of_order = scalar_i64(
+        &client,
+        "SELECT count(*) FROM (SELECT n, lag(n) OVER (PARTITION BY k ORDER BY rowoffset) AS prev FROM big) WHERE prev > n",
+    )
+    .await?;
+    assert_eq!(out_of_order, 0);
+    Ok(())
+}
+
+/// Asserts a COPY failed with 22P02 naming the line and column, then that nothing was appended.
+async fn assert_bad_copy_appends_nothing(
+    client: &Client,
+    statement: &str,
+    data: &str,
+    line: usize,
+    column: &str,
+) -> anyhow::Result<()> {
+    let before = scalar_i64(client, "SELECT count(*) FROM s").await?;
+    let result = copy_in(client, statement, &[data]).await;
+    let err = match result {
+        Ok(n) => panic!("{statement} with a bad line {line} succeeded ({n} rows)"),
+        Err(e) => e,
+    };
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{statement}: not a server error: {err:?}"));
+    assert_eq!(db.code().code(), "22P02", "{statement}: {}", db.message());
+    let message = format!("{} {}", db.message(), db.detail().unwrap_or_default());
+    assert!(
+        message.contains(&format!("line {line}")),
+        "{statement}: message {message:?} does not say line {line}"
+    );
+    assert!(
+        message.contains(column),
+        "{statement}: message {message:?} does not name column {column}"
+    );
+    assert_eq!(
+        scalar_i64(client, "SELECT count(*) FROM s").await?,
+        before,
+        "{statement}: rows were appended"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_with_a_bad_third_row_appends_nothing() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a INT, b VARCHAR, amount DOUBLE) WITH (partitions=2)")
+        .await?;
+    copy_in(&client, "COPY s FROM STDIN", &["0\tzero\t0.5\n"]).await?;
+
+    assert_bad_copy_appends_nothing(
+        &client,
+        "COPY s FROM STDIN",
+        "1\tone\t1.5\n2\ttwo\t2.5\n3\tthree\tlots\n4\tfour\t4.5\n",
+        3,
+        "amount",
+    )
+    .await?;
+    // CSV: line numbers count the header.
+    assert_bad_copy_appends_nothing(
+        &client,
+        "COPY s FROM STDIN WITH (FORMAT csv, HEADER true)",
+        "a,b,amount\n1,one,1.5\nx,two,2.5\n",
+        3,
+        "a",
+    )
+    .await?;
+    // A row with too many fields is bad too.
+    let result = copy_in(
+        &client,
+        "COPY s FROM STDIN",
+        &["1\tone\t1.5\n2\ttwo\t2.5\t9\n"],
+    )
+    .await;
+    assert!(result.is_err(), "a row with an extra field was accepted");
+
+    // The connection is still usable and the table holds only the good first COPY.
+    let got = cells(rows(&client, "SELECT a, b, amount FROM s").await?);
+    assert_eq!(got, table(&[&["0", "zero", "0.5"]]));
+    let offsets = cells(rows(&client, "SELECT rowpartition, rowoffset FROM s").await?);
+    assert_eq!(offsets[0][1], "0");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_json_with_a_bad_third_row_appends_nothing() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a INT, b VARCHAR)")
+        .await?;
+    client
+        .batch_execute("INSERT INTO s VALUES (0, 'zero')")
+        .await?;
+
+    assert_bad_copy_appends_nothing(
+        &client,
+        "COPY s FROM STDIN WITH (FORMAT json)",
+        "{\"a\": 1, \"b\": \"one\"}\n{\"a\": 2}\n{\"a\": \"three\"}\n",
+        3,
+        "a",
+    )
+    .await?;
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug: after tokio-postgres's copy_in fails with 42P01, the next query on that \
+            connection sees an unexpected message (psql's simple protocol is fine); open"]
+async fn copy_into_an_unknown_stream_is_42p01() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    let err = client
+        .copy_in::<_, Bytes>("COPY nope FROM STDIN")
+        .await
+        .err();
+    let err = match err {
+        Some(e) => e,
+        None => panic!("COPY into an unknown stream started"),
+    };
+    assert_eq!(
+        err.as_db_error().map(|d| d.code().code()),
+        Some("42P01"),
+        "{err:?}"
+    );
+    assert_eq!(scalar_i64(&client, "SELECT 1").await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_stdout_yields_the_rows() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a INT, b VARCHAR)")
+        .await?;
+    client
+        .batch_execute("INSERT INTO s VALUES (1, 'one'), (2, NULL), (3, 'with, comma')")
+        .await?;
+
+    let text = copy_out(&client, "COPY s TO STDOUT").await?;
+    assert_eq!(text, "1\tone\n2\t\\N\n3\twith, comma\n");
+
+    let csv = copy_out(
+        &client,
+        "COPY (SELECT a * 10, b FROM s WHERE a > 1 ORDER BY a) TO STDOUT WITH (FORMAT csv)",
+    )
+    .await?;
+    assert_eq!(csv, "20,\n30,\"with, comma\"\n");
+
+    let text = copy_out(
+        &client,
+        "COPY (SELECT rowoffset, a FROM s ORDER BY rowoffset DESC) TO STDOUT",
+    )
+    .await?;
+    assert_eq!(text, "2\t3\n1\t2\n0\t1\n");
+
+    // What COPY TO writes, COPY FROM reads back.
+    client
+        .batch_execute("CREATE STREAM s2 (a INT, b VARCHAR)")
+        .await?;
+    let all = copy_out(&client, "COPY s TO STDOUT").await?;
+    assert_eq!(copy_in(&client, "COPY s2 FROM STDIN", &[&all]).await?, 3);
+    assert_eq!(copy_out(&client, "COPY s2 TO STDOUT").await?, all);
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The extended query protocol as tokio-postgres uses it: parameters, prepared statements,
+//! binary results.
+
+use chrono::{NaiveDate, NaiveDateTime};
+
+use crate::harness::{TestServer, scalar_i64};
+
+fn ts(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").expect("timestamp literal")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_with_parameters_filters_rows() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a BIGINT, b VARCHAR)")
+        .await?;
+    client
+        .batch_execute("INSERT INTO s VALUES (1, 'one'), (5, 'five'), (7, 'seven'), (5, 'cinq')")
+        .await?;
+
+    let rows = client
+        .query("SELECT a, b FROM s WHERE a = $1 ORDER BY b", &[&5i64])
+        .await?;
+    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(5, "cinq".to_string()), (5, "five".to_string())]);
+
+    let rows = client
+        .query(
+            "SELECT b FROM s WHERE a > $1 AND b <> $2 ORDER BY a",
+            &[&1i64, &"five"],
+        )
+        .await?;
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, vec!["cinq".to_string(), "seven".to_string()]);
+
+    // The same prepared statement with different parameters.
+    let stmt = client
+        .prepare("SELECT count(*) FROM s WHERE a >= $1")
+        .await?;
+    for (min, expected) in [(0i64, 4i64), (5, 3), (6, 1), (100, 0)] {
+        let n: i64 = client.query_one(&stmt, &[&min]).await?.get(0);
+        assert_eq!(n, expected, "a >= {min}");
+    }
+
+    // A text parameter compared with a text column.
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM s WHERE b = $1", &[&"seven"])
+        .await?
+        .get(0);
+    assert_eq!(n, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_insert_appends_one_row_per_execution() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (a BIGINT, b VARCHAR) WITH (partitions=2)")
+        .await?;
+
+    let insert = client.prepare("INSERT INTO s VALUES ($1, $2)").await?;
+    for i in 0..50i64 {
+        let n = client.execute(&insert, &[&i, &format!("row {i}")]).await?;
+        assert_eq!(n, 1, "INSERT of row {i}");
+    }
+    // NULL parameters.
+    assert_eq!(
+        client
+            .execute(&insert, &[&None::<i64>, &None::<String>])
+            .await?,
+        1
+    );
+    // A column list with parameters.
+    assert_eq!(
+        client
+            .execute(
+                "INSERT INTO s (b, a) VALUES ($1, $2)",
+                &[&"listed", &1000i64]
+            )
+            .await?,
+        1
+    );
+
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 52);
+    assert_eq!(
+        scalar_i64(&client, "SELECT sum(a) FROM s").await?,
+        (0..50).sum::<i64>() + 1000
+    );
+    assert_eq!(
+        scalar_i64(
+            &client,
+            "SELECT count(*) FROM s WHERE a IS NULL AND b IS NULL"
+        )
+        .await?,
+        1
+    );
+    let b: String = client
+        .query_one("SELECT b FROM s WHERE a = $1", &[&1000i64])
+        .await?
+        .get(0);
+    assert_eq!(b, "listed");
+    let b: String = client
+        .query_one("SELECT b FROM s WHERE a = $1", &[&49i64])
+        .await?
+        .get(0);
+    assert_eq!(b, "row 49");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_results_decode_to_rust_types() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM t (i INT, big BIGINT, d DOUBLE, s VARCHAR, b BOOLEAN, ts TIMESTAMP, day DATE) \
+             WITH (timestamp='ts')",
+        )
+        .await?;
+    client
+        .batch_execute(
+            "INSERT INTO t VALUES \
+             (-7, 9000000000, 2.25, 'héllo', true, '2024-02-29 23:59:58.125', '2024-02-29'), \
+             (NULL, NULL, NULL, NULL, NULL, '1999-12-31 00:00:00', NULL)",
+        )
+        .await?;
+
+    // tokio-postgres asks for binary results for every column of `query`.
+    let rows = client.query("SELECT i, big, d, s, b, ts, day, rowtime, rowpartition, rowoffset FROM t ORDER BY rowoffset", &[]).await?;
+    assert_eq!(rows.len(), 2);
+    let r = &rows[0];
+    assert_eq!(r.get::<_, Option<i32>>(0), Some(-7));
+    assert_eq!(r.get::<_, Option<i64>>(1), Some(9_000_000_000));
+    assert_eq!(r.get::<_, Option<f64>>(2), Some(2.25));
+    assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("héllo"));
+    assert_eq!(r.get::<_, Option<bool>>(4), Some(true));
+    assert_eq!(
+        r.get::<_, Option<NaiveDateTime>>(5),
+        Some(ts("2024-02-29 23:59:58.125"))
+    );
+    assert_eq!(
+        r.get::<_, Option<NaiveDate>>(6),
+        NaiveDate::from_ymd_opt(2024, 2, 29)
+    );
+    assert_eq!(
+        r.get::<_, NaiveDateTime>(7),
+        ts("2024-02-29 23:59:58.125"),
+        "rowtime is the timestamp column"
+    );
+    assert_eq!(r.get::<_, i32>(8), 0, "rowpartition is INT");
+    assert_eq!(r.get::<_, i64>(9), 0, "rowoffset is BIGINT");
+
+    let r = &rows[1];
+    assert_eq!(r.get::<_, Option<i32>>(0), None);
+    assert_eq!(r.get::<_, Option<i64>>(1), None);
+    assert_eq!(r.get::<_, Option<f64>>(2), None);
+    assert_eq!(r.get::<_, Option<String>>(3), None);
+    assert_eq!(r.get::<_, Option<bool>>(4), None);
+    assert_eq!(r.get::<_, NaiveDateTime>(7), ts("1999-12-31 00:00:00"));
+    assert_eq!(r.get::<_, i64>(9), 1);
+
+    // Column metadata names the PostgreSQL types.
+    let stmt = client.prepare("SELECT i, big, d, s, b, ts FROM t").await?;
+    let types: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.type_().name().to_string())
+        .collect();
+    assert_eq!(
+        types,
+        ["int4", "int8", "float8", "text", "bool", "timestamp"].map(String::from)
+    );
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["i", "big", "d", "s", "b", "ts"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_parameters_round_trip_through_insert() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM t (i INT, d DOUBLE, b BOOLEAN, ts TIMESTAMP)")
+        .await?;
+
+    let when = ts("2023-06-15 08:30:00.5");
+    let n = client
+        .execute(
+            "INSERT INTO t VALUES ($1, $2, $3, $4)",
+            &[&42i32, &-1.5f64, &false, &when],
+        )
+        .await?;
+    assert_eq!(n, 1);
+    let row = client
+        .query_one("SELECT i, d, b, ts FROM t WHERE i = $1", &[&42i32])
+        .await?;
+    assert_eq!(row.get::<_, i32>(0), 42);
+    assert_eq!(row.get::<_, f64>(1), -1.5);
+    assert!(!row.get::<_, bool>(2));
+    assert_eq!(row.get::<_, NaiveDateTime>(3), when);
+
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM t WHERE ts < $1",
+            &[&ts("2024-01-01 00:00:00")],
+        )
+        .await?
+        .get(0);
+    assert_eq!(n, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_errors_carry_sqlstates_and_keep_the_connection() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client.batch_execute("CREATE STREAM s (a BIGINT)").await?;
+
+    let code = |e: tokio_postgres::Error| e.as_db_error().map(|d| d.code().code().to_string());
+    assert_eq!(
+        client
+            .prepare("SELECT * FROM nope WHERE a = $1")
+            .await
+            .err()
+            .and_then(code)
+            .as_deref(),
+        Some("42P01")
+    );
+    assert_eq!(
+        client
+            .prepare("SELECT nope FROM s")
+            .await
+            .err()
+            .and_then(code)
+            .as_deref(),
+        Some("42703")
+    );
+    assert_eq!(
+        client
+            .prepare("SELEKT 1")
+            .await
+            .err()
+            .and_then(code)
+            .as_deref(),
+        Some("42601")
+    );
+    assert_eq!(
+        client
+            .query("SELECT CAST($1 AS VARCHAR)::INT", &[&"x"])
+            .await
+            .err()
+            .and_then(code)
+            .as_deref(),
+        Some("22P02")
+    );
+
+    let one: i64 = client
+        .query_one("SELECT count(*) + 1 FROM s WHERE a = $1", &[&3i64])
+        .await?
+        .get(0);
+    assert_eq!(one, 1);
+    assert!(!client.is_closed());
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The real `psql` client against Eddy: DDL, INSERT (with its command tag), SELECT, COPY from
+//! psql's stdin, and an error. psql must be installed: without it these tests fail, never skip.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::harness::TestServer;
+
+const PSQL: &str = "/usr/bin/psql";
+
+struct Output {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `psql -X -A -t` with the given extra arguments, feeding `stdin`.
+async fn psql(server: &TestServer, args: &[&str], stdin: &str) -> Output {
+    assert!(
+        Path::new(PSQL).exists(),
+        "{PSQL} is not installed: these tests need the PostgreSQL client (apt-get install postgresql-client)"
+    );
+    let mut child = tokio::process::Command::new(PSQL)
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "eddy",
+            "-d",
+            "eddy",
+        ])
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", "disable")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("psql starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write psql stdin");
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("psql finished within 60 s")
+        .expect("psql ran");
+    Output {
+        status: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs one `-c` command that must succeed; returns its stdout.
+async fn psql_ok(server: &TestServer, command: &str) -> String {
+    let out = psql(server, &["-c", command], "").await;
+    assert_eq!(
+        out.status,
+        Some(0),
+        "psql -c {command:?} failed\nstdout: {}\nstderr: {}\n--- server stderr ---\n{}",
+        out.stdout,
+        out.stderr,
+        server.log()
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_creates_inserts_and_selects() {
+    let server = TestServer::start_fresh().expect("server starts");
+
+    let out = psql_ok(&server, "CREATE STREAM readings (sensor VARCHAR KEY, value DOUBLE, at TIMESTAMP) WITH (partitions=2, timestamp='at')").await;
+    assert_eq!(out.trim(), "CREATE STREAM");
+
+    let out = psql_ok(
+        &server,
+        "INSERT INTO readings VALUES ('s1', 20.5, '2024-05-01 12:00:00'), ('s2', 18.25, '2024-05-01 12:00:01'), ('s1', 21.75, '2024-05-01 12:00:02')",
+    )
+    .await;
+    assert_eq!(out.trim(), "INSERT 0 3");
+
+    let out = psql_ok(
+        &server,
+        "SELECT sensor, value, rowtime FROM readings ORDER BY rowtime",
+    )
+    .await;
+    assert_eq!(
+        out,
+        "s1|20.5|2024-05-01 12:00:00\ns2|18.25|2024-05-01 12:00:01\ns1|21.75|2024-05-01 12:00:02\n"
+    );
+
+    let out = psql_ok(
+        &server,
+        "SELECT sensor, count(*), max(value) FROM readings GROUP BY sensor ORDER BY sensor",
+    )
+    .await;
+    assert_eq!(out, "s1|2|21.75\ns2|1|18.25\n");
+
+    // NULL prints as an empty field in unaligned mode.
+    psql_ok(&server, "INSERT INTO readings (sensor) VALUES ('s3')").await;
+    let out = psql_ok(
+        &server,
+        "SELECT sensor, value FROM readings WHERE sensor = 's3'",
+    )
+    .await;
+    assert_eq!(out, "s3|\n");
+
+    let out = psql_ok(&server, "SHOW STREAMS").await;
+    assert_eq!(out, "readings|readings|2|sensor|at\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_runs_a_script_with_copy_from_stdin() {
+    let server = TestServer::start_fresh().expect("server starts");
+
+    // A script on stdin, with COPY data inline as pg_dump writes it.
+    let script = "\
+CREATE STREAM people (name VARCHAR, age INT);
+COPY people FROM STDIN;
+ada\t36
+grace\t45
+linus\t\\N
+\\.
+COPY people FROM STDIN WITH (FORMAT csv, HEADER true);
+name,age
+ken,70
+\\.
+SELECT name, age FROM people ORDER BY rowoffset;
+SELECT count(*) FROM people;
+";
+    let out = psql(&server, &["-f", "-"], script).await;
+    assert_eq!(
+        out.status,
+        Some(0),
+        "psql script failed\nstdout: {}\nstderr: {}\n{}",
+        out.stdout,
+        out.stderr,
+        server.log()
+    );
+    assert_eq!(
+        out.stdout,
+        "CREATE STREAM\nCOPY 3\nCOPY 1\nada|36\ngrace|45\nlinus|\nken|70\n4\n"
+    );
+
+    // COPY TO STDOUT goes to psql's stdout.
+    let out = psql_ok(
+        &server,
+        "COPY (SELECT name FROM people WHERE age > 40 ORDER BY name) TO STDOUT",
+    )
+    .await;
+    assert_eq!(out, "grace\nken\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_reports_errors_with_their_message() {
+    let server = TestServer::start_fresh().expect("server starts");
+
+    let out = psql(&server, &["-c", "SELECT * FROM missing"], "").await;
+    assert_ne!(
+        out.status,
+        Some(0),
+        "psql succeeded on an unknown stream: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("stream \"missing\" does not exist"),
+        "stderr: {}",
+        out.stderr
+    );
+
+    // VERBOSITY verbose shows the SQLSTATE.
+    let out = psql(
+        &server,
+        &["-v", "VERBOSITY=verbose", "-c", "CREATE TABLE t (a INT)"],
+        "",
+    )
+    .await;
+    assert_ne!(out.status, Some(0));
+    assert!(out.stderr.contains("0A000"), "stderr: {}", out.stderr);
+
+    // The server is still fine for the next client.
+    assert_eq!(psql_ok(&server, "SELECT 40 + 2").await, "42\n");
+}

@@ -1,0 +1,185 @@
+//! A clean restart (SIGTERM, exit 0) keeps streams, their definitions and their data; offsets
+//! continue where they stopped.
+
+use crate::harness::{TestServer, rows, scalar_i64};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_restart_keeps_streams_and_data() {
+    let dir = tempfile::Builder::new()
+        .prefix("eddy-it-restart-")
+        .tempdir()
+        .expect("temp dir");
+    let mut server = TestServer::start(dir.path()).expect("server starts");
+    let client = server.client().await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE STREAM orders (id BIGINT, customer VARCHAR KEY, amount DECIMAL(10, 2), placed TIMESTAMP, tags ARRAY<VARCHAR>) \
+             WITH (partitions=3, timestamp='placed', retention_ms=604800000)",
+        )
+        .await
+        .expect("create orders");
+    client
+        .batch_execute("CREATE STREAM notes (body VARCHAR)")
+        .await
+        .expect("create notes");
+    client
+        .batch_execute("CREATE STREAM scratch (x INT)")
+        .await
+        .expect("create scratch");
+    client
+        .batch_execute(
+            "INSERT INTO orders VALUES \
+             (1, 'alice', 10.50, '2024-01-01 10:00:00', ['a', 'b']), \
+             (2, 'bob', 3.25, '2024-01-01 11:00:00', []), \
+             (3, 'carol', 99.99, '2024-01-02 09:00:00', NULL)",
+        )
+        .await
+        .expect("insert orders");
+    client
+        .batch_execute("INSERT INTO notes VALUES ('first'), ('second')")
+        .await
+        .expect("insert notes");
+    client
+        .batch_execute("DROP STREAM scratch")
+        .await
+        .expect("drop scratch");
+
+    let streams_before = rows(&client, "SHOW STREAMS").await.expect("show streams");
+    let describe_before = rows(&client, "DESCRIBE orders").await.expect("describe");
+    let orders_query = "SELECT id, customer, amount, placed, tags, rowtime, rowpartition, rowoffset FROM orders ORDER BY id";
+    let data_before = rows(&client, orders_query).await.expect("select orders");
+    drop(client);
+
+    let code = server.terminate().expect("server stops on SIGTERM");
+    assert_eq!(code, Some(0), "exit code after SIGTERM\n{}", server.log());
+    assert!(
+        !server.log().contains("panicked"),
+        "server panicked:\n{}",
+        server.log()
+    );
+
+    server.restart().expect("server restarts");
+    let client = server.client().await.expect("connect after restart");
+    assert_eq!(
+        rows(&client, "SHOW STREAMS").await.expect("show streams"),
+        streams_before
+    );
+    assert_eq!(
+        rows(&client, "DESCRIBE orders").await.expect("describe"),
+        describe_before
+    );
+    assert_eq!(
+        rows(&client, orders_query).await.expect("select orders"),
+        data_before
+    );
+    let notes = rows(
+        &client,
+        "SELECT body, rowoffset FROM notes ORDER BY rowoffset",
+    )
+    .await
+    .expect("notes");
+    assert_eq!(
+        notes,
+        vec![
+            vec![Some("first".into()), Some("0".into())],
+            vec![Some("second".into()), Some("1".into())]
+        ]
+    );
+    assert_eq!(
+        client
+            .simple_query("SELECT * FROM scratch")
+            .await
+            .err()
+            .and_then(|e| e.as_db_error().map(|d| d.code().code().to_string())),
+        Some("42P01".to_string()),
+        "the dropped stream stays dropped"
+    );
+
+    // Offsets continue after the restart.
+    client
+        .batch_execute("INSERT INTO notes VALUES ('third')")
+        .await
+        .expect("insert after restart");
+    assert_eq!(
+        scalar_i64(&client, "SELECT rowoffset FROM notes WHERE body = 'third'")
+            .await
+            .expect("offset"),
+        2
+    );
+    // A key keeps its partition across restarts.
+    client
+        .batch_execute("INSERT INTO orders VALUES (4, 'alice', 1.00, '2024-01-03 00:00:00', NULL)")
+        .await
+        .expect("insert order");
+    let alice = rows(
+        &client,
+        "SELECT DISTINCT rowpartition FROM orders WHERE customer = 'alice'",
+    )
+    .await
+    .expect("alice");
+    assert_eq!(
+        alice.len(),
+        1,
+        "alice's orders are on one partition: {alice:?}"
+    );
+    // Its offset is the next one of that partition (which also holds other customers).
+    assert_eq!(
+        scalar_i64(
+            &client,
+            "SELECT count(*) FROM orders o JOIN orders n ON o.rowpartition = n.rowpartition WHERE n.id = 4 AND o.id <> 4"
+        )
+        .await
+        .expect("rows before"),
+        scalar_i64(&client, "SELECT rowoffset FROM orders WHERE id = 4").await.expect("offset"),
+    );
+
+    // A second clean cycle, with nothing written in between, changes nothing.
+    drop(client);
+    assert_eq!(server.terminate().expect("second SIGTERM"), Some(0));
+    server.restart().expect("second restart");
+    let client = server.client().await.expect("connect");
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM orders")
+            .await
+            .expect("count"),
+        4
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM notes")
+            .await
+            .expect("count"),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_idle_connections_still_exits_cleanly() {
+    let dir = tempfile::Builder::new()
+        .prefix("eddy-it-restart-")
+        .tempdir()
+        .expect("temp dir");
+    let mut server = TestServer::start(dir.path()).expect("server starts");
+    let idle = server.client().await.expect("connect");
+    let busy = server.client().await.expect("connect");
+    busy.batch_execute("CREATE STREAM s (v INT)")
+        .await
+        .expect("create");
+    busy.batch_execute("INSERT INTO s VALUES (1), (2)")
+        .await
+        .expect("insert");
+
+    let code = server
+        .terminate()
+        .expect("server stops on SIGTERM with open connections");
+    assert_eq!(code, Some(0), "{}", server.log());
+    drop((idle, busy));
+
+    server.restart().expect("restart");
+    let client = server.client().await.expect("connect");
+    assert_eq!(
+        scalar_i64(&client, "SELECT sum(v) FROM s")
+            .await
+            .expect("sum"),
+        3
+    );
+}
