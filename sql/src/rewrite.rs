@@ -6,14 +6,16 @@
 //! - `INSERT INTO s VALUES (...)` without a column list means the stream's own columns.
 //! - `pg_catalog.f(...)` calls `f`, so that client start-up queries such as
 //!   `select pg_catalog.version()` resolve to Eddy's compatibility functions.
+//! - psql's catalog spellings: `x OPERATOR(pg_catalog.~) 'p'` is `x ~ 'p'`, `COLLATE
+//!   pg_catalog.default` is dropped, and casts to `pg_catalog.*` types (regtype, text) read as text.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, Statement, TableFactor, TableObject, VisitMut, VisitorMut,
-    WildcardAdditionalOptions,
+    BinaryOperator, DataType, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, Statement, TableFactor, TableObject, Value, VisitMut,
+    VisitorMut, WildcardAdditionalOptions,
 };
 
 use crate::Engine;
@@ -178,6 +180,36 @@ impl VisitorMut for Rewriter<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // psql writes `x OPERATOR(pg_catalog.~) 'p' COLLATE pg_catalog.default`.
+        if let Expr::Collate { expr: inner, .. } = expr {
+            *expr = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+        }
+        // `x::pg_catalog.regtype::pg_catalog.text`: catalog types Eddy has no OIDs for read as text.
+        if let Expr::Cast { data_type, .. } = expr
+            && let DataType::Custom(name, _) = data_type
+            && name
+                .0
+                .first()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value == "pg_catalog")
+        {
+            *data_type = DataType::Text;
+        }
+        if let Expr::BinaryOp { op, .. } = expr
+            && let BinaryOperator::PGCustomBinaryOperator(parts) = op
+        {
+            let replacement = match parts.last().map(String::as_str) {
+                Some("~") => Some(BinaryOperator::PGRegexMatch),
+                Some("~*") => Some(BinaryOperator::PGRegexIMatch),
+                Some("!~") => Some(BinaryOperator::PGRegexNotMatch),
+                Some("!~*") => Some(BinaryOperator::PGRegexNotIMatch),
+                Some("=") => Some(BinaryOperator::Eq),
+                _ => None,
+            };
+            if let Some(r) = replacement {
+                *op = r;
+            }
+        }
         if let Expr::Function(f) = expr
             && f.name.0.len() == 2
             && f.name.0[0]

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use crate::handlers::{copy, ddl, query, show, vars};
 use crate::ingest::copy::CopyFormat;
 use crate::parser::{EddyStatement, parse_statements};
-use crate::provider::EddySchemaProvider;
+use crate::provider::{EddySchemaProvider, PgCatalogSchema};
 use crate::{Engine, Result, functions};
 
 /// What a statement produced.
@@ -112,6 +112,8 @@ impl Session {
         // Registering into a fresh in-memory catalog cannot fail.
         let _ =
             catalog.register_schema("public", Arc::new(EddySchemaProvider::new(engine.clone())));
+        let _ =
+            catalog.register_schema("pg_catalog", Arc::new(PgCatalogSchema::new(engine.clone())));
         ctx.register_catalog("eddy", Arc::new(catalog));
         functions::register(&ctx);
         Session {

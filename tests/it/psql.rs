@@ -197,3 +197,27 @@ async fn psql_reports_errors_with_their_message() {
     // The server is still fine for the next client.
     assert_eq!(psql_ok(&server, "SELECT 40 + 2").await, "42\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_backslash_d_lists_streams_as_tables() {
+    let server = TestServer::start_fresh().expect("server starts");
+    psql_ok(
+        &server,
+        "CREATE STREAM clicks (user_id VARCHAR KEY, n BIGINT)",
+    )
+    .await;
+    psql_ok(&server, "CREATE STREAM other (a INT)").await;
+
+    // -A -t: unaligned rows "schema|name|type|owner".
+    let out = psql_ok(&server, "\\d").await;
+    let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        rows,
+        vec!["public|clicks|table|eddy", "public|other|table|eddy"],
+        "{out}"
+    );
+
+    let out = psql_ok(&server, "\\dt cl*").await;
+    let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows, vec!["public|clicks|table|eddy"], "{out}");
+}

@@ -4,11 +4,13 @@
 //!
 //! This module never writes files: appends go through [`crate::ingest`] to the partition logs.
 
+pub mod pg_catalog;
 pub mod pushdown;
 pub mod scan;
 pub mod schema;
 pub mod sink;
 pub mod table;
 
+pub use pg_catalog::PgCatalogSchema;
 pub use schema::EddySchemaProvider;
 pub use table::StreamTable;
