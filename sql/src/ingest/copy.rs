@@ -93,8 +93,7 @@ pub fn decode(
     match format {
         CopyFormat::Json => decode_json(def, columns, data),
         CopyFormat::Text { delimiter, null } => {
-            let mut out = Vec::new();
-            let mut pending = Pending::new(columns.len());
+            let mut frames = Frames::new(def, columns);
             let mut lines = data.split(|b| *b == b'\n').enumerate().peekable();
             while let Some((i, line)) = lines.next() {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -110,26 +109,12 @@ pub fn decode(
                 })?;
                 let fields: Vec<&str> = text.split(*delimiter as char).collect();
                 check_arity(def, columns, fields.len(), line_no)?;
-                for (c, field) in fields.into_iter().enumerate() {
-                    pending.values[c].push(if field == null {
-                        None
-                    } else {
-                        Some(unescape_text(field))
-                    });
-                }
-                pending.lines.push(line_no);
-                if pending.lines.len() >= MAX_FRAME_ROWS {
-                    out.push(finish(
-                        def,
-                        columns,
-                        std::mem::replace(&mut pending, Pending::new(columns.len())),
-                    )?);
-                }
+                let values = fields
+                    .into_iter()
+                    .map(|f| (f != null).then(|| unescape_text(f)));
+                frames.push_row(values, line_no)?;
             }
-            if !pending.lines.is_empty() {
-                out.push(finish(def, columns, pending)?);
-            }
-            Ok(out)
+            frames.finish()
         }
         CopyFormat::Csv {
             delimiter,
@@ -146,8 +131,7 @@ pub fn decode(
                 .double_quote(escape == quote)
                 .flexible(true)
                 .from_reader(data);
-            let mut out = Vec::new();
-            let mut pending = Pending::new(columns.len());
+            let mut frames = Frames::new(def, columns);
             let mut record = csv::StringRecord::new();
             loop {
                 let line_no = reader.position().line() as usize;
@@ -165,29 +149,57 @@ pub fn decode(
                     break;
                 }
                 check_arity(def, columns, record.len(), line_no)?;
-                for (c, field) in record.iter().enumerate() {
-                    // The csv reader does not say whether a field was quoted, so an empty field
-                    // is NULL when the NULL marker is empty (PostgreSQL's default).
-                    pending.values[c].push(if field == null {
-                        None
-                    } else {
-                        Some(field.to_string())
-                    });
-                }
-                pending.lines.push(line_no);
-                if pending.lines.len() >= MAX_FRAME_ROWS {
-                    out.push(finish(
-                        def,
-                        columns,
-                        std::mem::replace(&mut pending, Pending::new(columns.len())),
-                    )?);
-                }
+                // The csv reader does not say whether a field was quoted, so an empty field is
+                // NULL when the NULL marker is empty (PostgreSQL's default).
+                let values = record
+                    .iter()
+                    .map(|f| (f != null.as_str()).then(|| f.to_string()));
+                frames.push_row(values, line_no)?;
             }
-            if !pending.lines.is_empty() {
-                out.push(finish(def, columns, pending)?);
-            }
-            Ok(out)
+            frames.finish()
         }
+    }
+}
+
+/// Rows gathered into frames of at most [`MAX_FRAME_ROWS`] rows, converted as each fills.
+struct Frames<'a> {
+    def: &'a StreamDef,
+    columns: &'a [usize],
+    pending: Pending,
+    out: Vec<RecordBatch>,
+}
+
+impl<'a> Frames<'a> {
+    fn new(def: &'a StreamDef, columns: &'a [usize]) -> Self {
+        Frames {
+            def,
+            columns,
+            pending: Pending::new(columns.len()),
+            out: Vec::new(),
+        }
+    }
+
+    fn push_row(
+        &mut self,
+        values: impl Iterator<Item = Option<String>>,
+        line: usize,
+    ) -> Result<()> {
+        for (c, value) in values.enumerate() {
+            self.pending.values[c].push(value);
+        }
+        self.pending.lines.push(line);
+        if self.pending.lines.len() >= MAX_FRAME_ROWS {
+            let full = std::mem::replace(&mut self.pending, Pending::new(self.columns.len()));
+            self.out.push(finish(self.def, self.columns, full)?);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<RecordBatch>> {
+        if !self.pending.lines.is_empty() {
+            self.out.push(finish(self.def, self.columns, self.pending)?);
+        }
+        Ok(self.out)
     }
 }
 
