@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{
     Int8Type, Int16Type, Int32Type, Int64Type, Time32MillisecondType, Time32SecondType,
     Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
+    UInt32Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::api::results::{CopyEncoder, DataRowEncoder, FieldInfo};
@@ -111,13 +111,6 @@ impl<'a> Column<'a> {
             D::UInt32 => {
                 let x = a.as_primitive::<UInt32Type>();
                 Column::I64(Box::new(move |i| x.value(i) as i64))
-            }
-            D::UInt64 => {
-                let x = a.as_primitive::<UInt64Type>();
-                let _ = x;
-                Column::Display(
-                    ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?,
-                )
             }
             D::Float16 => {
                 let x = a.as_primitive::<Float16Type>();

@@ -144,7 +144,7 @@ fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type) -> PgWireResu
     })
 }
 
-/// Milliseconds and the unit they came in, for time conversions.
+/// How many ticks of `unit` make one second.
 pub fn unit_per_second(unit: &TimeUnit) -> i64 {
     match unit {
         TimeUnit::Second => 1,
