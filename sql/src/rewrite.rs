@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, DataType, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, Statement, TableFactor, TableObject, Value, VisitMut,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableObject, Value, VisitMut,
     VisitorMut, WildcardAdditionalOptions,
 };
 
@@ -183,6 +183,22 @@ impl VisitorMut for Rewriter<'_> {
         // psql writes `x OPERATOR(pg_catalog.~) 'p' COLLATE pg_catalog.default`.
         if let Expr::Collate { expr: inner, .. } = expr {
             *expr = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+        }
+        // A scalar subquery over a catalog relation Eddy keeps empty (column defaults,
+        // collations, ...) has no row, so it is NULL — exactly, not approximately.
+        if let Expr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_ref()
+            && select.from.iter().any(|twj| match &twj.relation {
+                TableFactor::Table { name, .. } => {
+                    crate::provider::pg_catalog::ALWAYS_EMPTY
+                        .contains(&normalize_object_name(name).as_str())
+                        && name.0.len() == 2
+                }
+                _ => false,
+            })
+        {
+            *expr = Expr::value(Value::Null);
+            return ControlFlow::Continue(());
         }
         // `x::pg_catalog.regtype::pg_catalog.text`: catalog types Eddy has no OIDs for read as text.
         if let Expr::Cast { data_type, .. } = expr

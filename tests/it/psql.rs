@@ -217,6 +217,11 @@ async fn psql_backslash_d_lists_streams_as_tables() {
         "{out}"
     );
 
+    // `\d name`: columns with PostgreSQL's type names.
+    let out = psql_ok(&server, "\\d clicks").await;
+    let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows, vec!["user_id|text|||", "n|bigint|||"], "{out}");
+
     let out = psql_ok(&server, "\\dt cl*").await;
     let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(rows, vec!["public|clicks|table|eddy"], "{out}");

@@ -76,6 +76,16 @@ pub async fn execute(
     statement: &Statement,
     params: Option<Vec<ScalarValue>>,
 ) -> Result<Output> {
+    if let Some(columns) = provably_empty_catalog_query(statement) {
+        let fields: Vec<_> = columns
+            .iter()
+            .map(|c| datafusion::arrow::datatypes::Field::new(c, DataType::Utf8, true))
+            .collect();
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        return crate::handlers::show::rows(datafusion::arrow::array::RecordBatch::new_empty(
+            schema,
+        ));
+    }
     let mut plan = plan(session, statement).await?;
     if let Some(params) = params
         && !params.is_empty()
@@ -132,4 +142,83 @@ pub async fn describe(session: &Session, statement: &Statement) -> Result<Descri
     let is_insert = matches!(&plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
     let columns = (!is_insert).then(|| Arc::new(plan.schema().as_arrow().clone()));
     Ok(Description { params, columns })
+}
+
+/// Whether a query reads from a `pg_catalog` relation Eddy keeps empty, in a way that makes the
+/// whole result empty (the relation is the left side of every join, no aggregate), as psql's
+/// footer queries for `\d name` do. Such queries answer with no rows and text columns, exactly
+/// what PostgreSQL returns for them on a table without policies, publications, parents, ...
+pub fn provably_empty_catalog_query(statement: &Statement) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::ast::{JoinOperator, SelectItem, SetExpr, TableFactor};
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    fn select_of(body: &SetExpr) -> Option<&datafusion::sql::sqlparser::ast::Select> {
+        match body {
+            SetExpr::Select(s) => Some(s),
+            SetExpr::SetOperation { left, .. } => select_of(left),
+            SetExpr::Query(q) => select_of(&q.body),
+            _ => None,
+        }
+    }
+    fn all_empty(body: &SetExpr) -> bool {
+        match body {
+            SetExpr::Select(select) => {
+                // A cross product (comma list) with an empty factor is empty; so is an empty
+                // relation on the left of inner/left joins.
+                let any_empty_factor = select.from.iter().any(|twj| {
+                    let empty = matches!(&twj.relation, TableFactor::Table { name, .. }
+                        if name.0.len() == 2
+                            && name.0[0].as_ident().is_some_and(|i| i.value == "pg_catalog")
+                            && crate::provider::pg_catalog::ALWAYS_EMPTY
+                                .contains(&crate::parser::normalize_object_name(name).as_str()));
+                    empty
+                        && twj.joins.iter().all(|j| {
+                            matches!(
+                                j.join_operator,
+                                JoinOperator::Join(_)
+                                    | JoinOperator::Inner(_)
+                                    | JoinOperator::Left(_)
+                                    | JoinOperator::LeftOuter(_)
+                                    | JoinOperator::CrossJoin(_)
+                            )
+                        })
+                });
+                // A top-level aggregate over no rows still yields one row.
+                let aggregates = select.projection.iter().any(|item| {
+                    let expr = match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                        _ => return false,
+                    };
+                    matches!(expr, datafusion::sql::sqlparser::ast::Expr::Function(f)
+                        if ["count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or"]
+                            .contains(&crate::parser::normalize_object_name(&f.name).as_str()))
+                });
+                any_empty_factor && !aggregates && select.having.is_none()
+            }
+            SetExpr::SetOperation { left, right, .. } => all_empty(left) && all_empty(right),
+            SetExpr::Query(q) => all_empty(&q.body),
+            _ => false,
+        }
+    }
+    if !all_empty(&query.body) {
+        return None;
+    }
+    let select = select_of(&query.body)?;
+    Some(
+        select
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                SelectItem::UnnamedExpr(
+                    datafusion::sql::sqlparser::ast::Expr::CompoundIdentifier(parts),
+                ) => parts.last().map(|p| p.value.clone()).unwrap_or_default(),
+                SelectItem::UnnamedExpr(datafusion::sql::sqlparser::ast::Expr::Identifier(i)) => {
+                    i.value.clone()
+                }
+                _ => "?column?".to_string(),
+            })
+            .collect(),
+    )
 }

@@ -18,6 +18,25 @@ use crate::Engine;
 const PUBLIC_OID: i32 = 2200;
 const PG_CATALOG_OID: i32 = 11;
 const FIRST_TABLE_OID: i32 = 16384;
+/// Catalog relations that have no rows in Eddy (no column defaults, no collations, ...).
+pub const ALWAYS_EMPTY: [&str; 16] = [
+    "pg_attrdef",
+    "pg_collation",
+    "pg_am",
+    "pg_policy",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_rel",
+    "pg_publication_namespace",
+    "pg_inherits",
+    "pg_trigger",
+    "pg_index",
+    "pg_constraint",
+    "pg_rewrite",
+    "pg_foreign_table",
+    "pg_partitioned_table",
+    "pg_description",
+];
 const TABLES: [&str; 5] = [
     "pg_namespace",
     "pg_class",
