@@ -216,11 +216,7 @@ async fn verify(client: &Client, ledger: &Ledger, earlier: &Placement) -> Placem
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_mid_copy_keeps_acknowledged_rows() {
-    let dir = tempfile::Builder::new()
-        .prefix("eddy-it-recovery-")
-        .tempdir()
-        .expect("temp dir");
-    let mut server = TestServer::start(dir.path()).expect("server starts");
+    let mut server = TestServer::start_fresh().expect("server starts");
     {
         let client = server.client().await.expect("connect");
         client
@@ -301,11 +297,7 @@ async fn kill9_mid_copy_keeps_acknowledged_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_right_after_create_keeps_the_stream() {
-    let dir = tempfile::Builder::new()
-        .prefix("eddy-it-recovery-")
-        .tempdir()
-        .expect("temp dir");
-    let mut server = TestServer::start(dir.path()).expect("server starts");
+    let mut server = TestServer::start_fresh().expect("server starts");
     let client = server.client().await.expect("connect");
     client
         .batch_execute(

@@ -5,11 +5,7 @@ use crate::harness::{TestServer, rows, scalar_i64};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_restart_keeps_streams_and_data() {
-    let dir = tempfile::Builder::new()
-        .prefix("eddy-it-restart-")
-        .tempdir()
-        .expect("temp dir");
-    let mut server = TestServer::start(dir.path()).expect("server starts");
+    let mut server = TestServer::start_fresh().expect("server starts");
     let client = server.client().await.expect("connect");
     client
         .batch_execute(
@@ -154,11 +150,7 @@ async fn sigterm_restart_keeps_streams_and_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_idle_connections_still_exits_cleanly() {
-    let dir = tempfile::Builder::new()
-        .prefix("eddy-it-restart-")
-        .tempdir()
-        .expect("temp dir");
-    let mut server = TestServer::start(dir.path()).expect("server starts");
+    let mut server = TestServer::start_fresh().expect("server starts");
     let idle = server.client().await.expect("connect");
     let busy = server.client().await.expect("connect");
     busy.batch_execute("CREATE STREAM s (v INT)")
