@@ -173,10 +173,15 @@ impl Session {
     /// Parameter and result types of a statement, without running it.
     pub async fn describe(&self, stmt: &EddyStatement) -> Result<Description> {
         match stmt {
-            EddyStatement::Sql(statement) if copy::is_copy(statement) => Ok(Description {
-                params: vec![],
-                columns: None,
-            }),
+            EddyStatement::Sql(statement) if copy::is_copy(statement) => {
+                // As PostgreSQL does at Parse: an unknown stream or column fails the
+                // prepare, so a client never enters COPY mode for a statement that cannot run.
+                copy::check(self, statement).await?;
+                Ok(Description {
+                    params: vec![],
+                    columns: None,
+                })
+            }
             EddyStatement::Sql(statement) => query::describe(self, statement).await,
             EddyStatement::ShowStreams => Ok(Description {
                 params: vec![],

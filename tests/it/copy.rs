@@ -342,8 +342,6 @@ async fn copy_json_with_a_bad_third_row_appends_nothing() -> anyhow::Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: after tokio-postgres's copy_in fails with 42P01, the next query on that \
-            connection sees an unexpected message (psql's simple protocol is fine); open"]
 async fn copy_into_an_unknown_stream_is_42p01() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;
     let client = server.client().await?;
@@ -361,6 +359,19 @@ async fn copy_into_an_unknown_stream_is_42p01() -> anyhow::Result<()> {
         "{err:?}"
     );
     assert_eq!(scalar_i64(&client, "SELECT 1").await?, 1);
+    // An unknown column fails the prepare the same way, and the connection stays usable.
+    client.batch_execute("CREATE STREAM s (a INT)").await?;
+    let err = client
+        .copy_in::<_, Bytes>("COPY s (a, nope) FROM STDIN")
+        .await
+        .err()
+        .expect("COPY naming an unknown column started");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code().code()),
+        Some("42703"),
+        "{err:?}"
+    );
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 0);
     Ok(())
 }
 

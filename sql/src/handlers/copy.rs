@@ -15,6 +15,35 @@ pub fn is_copy(statement: &Statement) -> bool {
     matches!(statement, Statement::Copy { .. })
 }
 
+/// Checks a COPY without running it: the stream and columns of COPY FROM exist, and the
+/// source of COPY TO plans. Used when a COPY is prepared (extended protocol).
+pub async fn check(session: &Session, statement: &Statement) -> Result<()> {
+    let Statement::Copy { source, to, .. } = statement else {
+        return Ok(());
+    };
+    if !to {
+        // Planning COPY FROM only resolves names; it has no side effect.
+        return plan(session, statement).await.map(|_| ());
+    }
+    match source {
+        CopySource::Query(q) => {
+            let statements = crate::parser::parse_statements(&q.to_string())?;
+            if let [crate::parser::EddyStatement::Sql(stmt)] = statements.as_slice() {
+                query::describe(session, stmt).await?;
+            }
+            Ok(())
+        }
+        CopySource::Table { table_name, .. } => {
+            let name = normalize_object_name(table_name);
+            session
+                .engine()
+                .stream(&name)
+                .map(|_| ())
+                .ok_or(Error::UnknownStream(name))
+        }
+    }
+}
+
 /// Plans a COPY; `None` when the statement is not a COPY.
 pub async fn plan(session: &Session, statement: &Statement) -> Result<Option<Output>> {
     let Statement::Copy {
