@@ -18,9 +18,13 @@ pub struct ServerConfig {
     /// Partitions of a stream created without `partitions=`.
     #[arg(long, env = "EDDY_DEFAULT_PARTITIONS", default_value_t = 1)]
     pub default_partitions: u32,
-    /// How often retention runs, in milliseconds.
+    /// How often retention and tiering run, in milliseconds.
     #[arg(long, env = "EDDY_RETENTION_CHECK_MS", default_value_t = 30_000)]
     pub retention_check_ms: u64,
+    /// Where the cold tier lives: `file:///dir` or `s3://bucket/prefix` (credentials and
+    /// endpoint from the standard `AWS_*` variables). Default: `<data-dir>/cold`.
+    #[arg(long, env = "EDDY_COLD_STORE")]
+    pub cold_store: Option<String>,
 }
 
 impl ServerConfig {
@@ -31,6 +35,18 @@ impl ServerConfig {
             pg_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             default_partitions: 1,
             retention_check_ms: 30_000,
+            cold_store: None,
+        }
+    }
+
+    /// The cold store's URL: `--cold-store`, or the `cold` directory in the data directory.
+    pub fn cold_store_url(&self) -> anyhow::Result<String> {
+        match &self.cold_store {
+            Some(url) => Ok(url.clone()),
+            None => {
+                let dir = std::path::absolute(self.data_dir.join("cold"))?;
+                Ok(format!("file://{}", dir.display()))
+            }
         }
     }
 

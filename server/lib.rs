@@ -1,7 +1,7 @@
 //! # eddy (server)
 //!
 //! Process wiring: configuration ([`config`]), the PostgreSQL wire front end ([`pg`], the only
-//! module that speaks pgwire), and background tasks ([`tasks`]: retention). [`run`] opens the
+//! module that speaks pgwire), and background tasks ([`tasks`]: retention and tiering). [`run`] opens the
 //! engine, serves connections until SIGTERM or Ctrl-C, then closes every log cleanly.
 //!
 //! The server never plans SQL or touches files itself: sessions of [`eddy_sql`] do.
@@ -34,6 +34,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let config = Arc::new(config);
     let mut engine_config = EngineConfig::new(&config.data_dir);
     engine_config.default_partitions = config.default_partitions;
+    engine_config.cold_store = Some(config.cold_store_url()?);
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?
         .context("opening the data directory")?;
@@ -41,7 +42,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding {}", config.pg_addr))?;
     let addr = listener.local_addr()?;
-    let retention = tasks::spawn_retention(engine.clone(), config.retention_check_interval());
+    let retention = tasks::spawn_maintenance(engine.clone(), config.retention_check_interval());
     let serve = tokio::spawn(pg::serve(listener, engine.clone()));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "eddy is ready");
     Ok(RunningServer {

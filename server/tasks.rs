@@ -6,13 +6,36 @@ use std::time::Duration;
 use eddy_sql::Engine;
 use tokio::task::JoinHandle;
 
-/// Runs retention over every partition every `interval`.
-pub fn spawn_retention(engine: Arc<Engine>, interval: Duration) -> JoinHandle<()> {
+/// How long after a failed sweep of dropped streams' cold objects it is tried again.
+const SWEEP_RETRY: Duration = Duration::from_secs(30);
+
+/// Every `interval`: cold-tier passes (retention of cold objects, then tiering of closed
+/// segments past local retention; each partition backs off on its own after failures), then
+/// local retention. Cold objects of dropped streams are swept until a sweep succeeds.
+pub fn spawn_maintenance(engine: Arc<Engine>, interval: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut orphans_swept = false;
+        let mut sweep_due = tokio::time::Instant::now();
         loop {
             tick.tick().await;
+            if !orphans_swept && tokio::time::Instant::now() >= sweep_due {
+                sweep_due = tokio::time::Instant::now() + SWEEP_RETRY;
+                match engine.remove_cold_orphans().await {
+                    Ok(n) => {
+                        orphans_swept = true;
+                        if n > 0 {
+                            tracing::info!(topics = n, "removed cold objects of dropped streams");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cold orphan sweep failed; will retry"),
+                }
+            }
+            let tiered = engine.tier_pass().await;
+            if tiered > 0 {
+                tracing::info!(segments = tiered, "tiered segments to the cold store");
+            }
             let engine = engine.clone();
             match tokio::task::spawn_blocking(move || engine.enforce_retention()).await {
                 Ok(Ok(0)) => {}

@@ -30,6 +30,13 @@ pub struct StreamOptions {
     pub segment_bytes: Option<u64>,
     /// Roll the active segment at this age.
     pub segment_ms: Option<u64>,
+    /// Move closed segments older than this to the cold tier (Kafka's `local.retention.ms`).
+    #[serde(default)]
+    pub local_retention_ms: Option<u64>,
+    /// Move the oldest closed segments to the cold tier while the partition's local segments
+    /// are larger than this (Kafka's `local.retention.bytes`).
+    #[serde(default)]
+    pub local_retention_bytes: Option<u64>,
 }
 
 /// A stream: a topic plus a schema.

@@ -198,7 +198,7 @@ impl EddyHandler {
                     .lock()
                     .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
                     Some(PendingCopy {
-                        copy,
+                        copy: *copy,
                         data: Vec::new(),
                     });
                 Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use eddy_catalog::{Catalog, Command, StreamDef};
+use eddy_storage::tier::ColdStore;
 use eddy_storage::{LogConfig, Topic, TopicStore};
 
 use crate::{Result, Session};
@@ -19,6 +20,8 @@ pub struct EngineConfig {
     pub default_partitions: u32,
     /// Segment size of a stream created without `segment_bytes=`.
     pub default_segment_bytes: u64,
+    /// URL of the cold tier (`file:///dir`, `s3://bucket/prefix`); `None`: no cold tier.
+    pub cold_store: Option<String>,
 }
 
 impl EngineConfig {
@@ -28,6 +31,7 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             default_partitions: 1,
             default_segment_bytes: 128 << 20,
+            cold_store: None,
         }
     }
 }
@@ -46,7 +50,11 @@ impl Engine {
     /// drop a crash interrupted.
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let catalog = Catalog::open(&config.data_dir.join("catalog"))?;
-        let topics = TopicStore::open(&config.data_dir.join("topics"))?;
+        let cold = match &config.cold_store {
+            Some(url) => Some(ColdStore::from_url(url)?),
+            None => None,
+        };
+        let topics = TopicStore::open_with_cold_store(&config.data_dir.join("topics"), cold)?;
         let streams = catalog.streams();
         let names: Vec<String> = streams.iter().map(|s| s.topic.clone()).collect();
         topics.remove_orphans(&names)?;
@@ -102,16 +110,52 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes the stream from the catalog (durably), then deletes its data.
-    pub fn drop_stream(&self, name: &str) -> Result<()> {
+    /// Removes the stream from the catalog (durably), then deletes its cold objects and its
+    /// local data. A cold store that cannot be reached does not fail the drop: the objects
+    /// become orphans, removed at the next start (or by the sweep of a new stream of the same
+    /// name before it uploads anything).
+    pub async fn drop_stream(&self, name: &str) -> Result<()> {
         let topic = self.catalog.stream(name).map(|d| d.topic);
         self.catalog.execute(Command::DropStream {
             name: name.to_string(),
         })?;
         if let Some(topic) = topic {
+            if let Err(e) = self.topics.delete_cold(&topic).await {
+                tracing::warn!(topic = %topic, error = %e, "cold objects of a dropped stream left for the orphan sweep");
+            }
             self.topics.delete(&topic)?;
         }
         Ok(())
+    }
+
+    /// One tiering pass over every partition of every stream (see
+    /// [`eddy_storage::tier::ColdPartition::run_pass`]): retention of cold objects, then of
+    /// local segments, then tiering. Errors are recorded per partition (and logged); returns
+    /// how many segments were tiered.
+    pub async fn tier_pass(&self) -> usize {
+        let now = crate::ingest::now_ms();
+        let mut tiered = 0;
+        for topic in self.topics.topics() {
+            for (p, log) in topic.partitions().iter().enumerate() {
+                let Some(cold) = topic.cold(p) else { continue };
+                if let Ok(report) = cold.run_pass(log, now).await {
+                    tiered += report.tiered;
+                }
+            }
+        }
+        tiered
+    }
+
+    /// Removes cold objects of streams that no longer exist (a drop whose cold delete
+    /// failed); run at start, retried by the caller until it succeeds.
+    pub async fn remove_cold_orphans(&self) -> Result<usize> {
+        let names: Vec<String> = self
+            .catalog
+            .streams()
+            .iter()
+            .map(|s| s.topic.clone())
+            .collect();
+        Ok(self.topics.remove_cold_orphans(&names).await?)
     }
 
     /// Applies retention to every partition; returns the number of segments deleted.
@@ -145,6 +189,8 @@ pub fn log_config(config: &EngineConfig, def: &StreamDef) -> LogConfig {
         segment_ms: def.options.segment_ms,
         retention_ms: def.options.retention_ms,
         retention_bytes: def.options.retention_bytes,
+        local_retention_ms: def.options.local_retention_ms,
+        local_retention_bytes: def.options.local_retention_bytes,
         ..LogConfig::default()
     }
 }

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use crate::handlers::{copy, ddl, query, show, vars};
 use crate::ingest::copy::CopyFormat;
 use crate::parser::{EddyStatement, parse_statements};
-use crate::provider::{EddySchemaProvider, PgCatalogSchema};
+use crate::provider::{EddySchemaProvider, PgCatalogSchema, SystemSchema};
 use crate::{Engine, Result, functions};
 
 /// What a statement produced.
@@ -36,7 +36,7 @@ pub enum Output {
         rows: Option<usize>,
     },
     /// `COPY ... FROM STDIN`: the server collects the data, then calls [`Session::copy_in`].
-    CopyIn(CopyIn),
+    CopyIn(Box<CopyIn>),
     /// `COPY (...) TO STDOUT`: rows to send in COPY format.
     CopyOut {
         /// Result columns.
@@ -114,6 +114,7 @@ impl Session {
             catalog.register_schema("public", Arc::new(EddySchemaProvider::new(engine.clone())));
         let _ =
             catalog.register_schema("pg_catalog", Arc::new(PgCatalogSchema::new(engine.clone())));
+        let _ = catalog.register_schema("eddy", Arc::new(SystemSchema::new(engine.clone())));
         ctx.register_catalog("eddy", Arc::new(catalog));
         functions::register(&ctx);
         Session {
@@ -147,7 +148,7 @@ impl Session {
         match stmt {
             EddyStatement::CreateStream(c) => ddl::create_stream(&self.engine, c),
             EddyStatement::DropStream { name, if_exists } => {
-                ddl::drop_stream(&self.engine, name, *if_exists)
+                ddl::drop_stream(&self.engine, name, *if_exists).await
             }
             EddyStatement::ShowStreams => show::streams(&self.engine),
             EddyStatement::ShowTopics => show::topics(&self.engine),

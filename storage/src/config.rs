@@ -20,6 +20,13 @@ pub struct LogConfig {
     /// Delete the oldest closed segments while the log holds more than this many bytes.
     /// Default `None`: no size limit.
     pub retention_bytes: Option<u64>,
+    /// With a cold tier: move closed segments whose largest timestamp is older than
+    /// `now - local_retention_ms` to the cold tier (Kafka's `local.retention.ms`, KIP-405).
+    /// Default `None`: no tiering by age.
+    pub local_retention_ms: Option<u64>,
+    /// With a cold tier: move the oldest closed segments to the cold tier while the local log
+    /// holds more than this many bytes (Kafka's `local.retention.bytes`). Default `None`.
+    pub local_retention_bytes: Option<u64>,
     /// Sparse index density: an entry for a batch that starts at least this many bytes after
     /// the previous entry's batch. A segment's first batch always has an entry. Default 4096.
     pub index_interval_bytes: u64,
@@ -32,6 +39,8 @@ impl Default for LogConfig {
             segment_ms: None,
             retention_ms: None,
             retention_bytes: None,
+            local_retention_ms: None,
+            local_retention_bytes: None,
             index_interval_bytes: 4096,
         }
     }

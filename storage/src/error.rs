@@ -57,9 +57,30 @@ pub enum Error {
     /// The log was closed, or stopped accepting writes after a failed write or fsync.
     #[error("partition log is closed")]
     Closed,
+    /// A cold object is not in the store (retention deleted it while it was being read).
+    #[error("cold object {key} is gone (deleted by retention)")]
+    ColdObjectGone { key: String },
+    /// The cold tier's object store failed or could not be reached; `context` says what the
+    /// tier was doing. Retryable: local data is untouched.
+    #[error("cold tier: {context}: {source}")]
+    Cold {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
+    pub(crate) fn cold(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Cold {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -16,7 +16,9 @@
 //!   (`reader.rs`);
 //! - **recovery** on open: a torn tail is truncated, corruption elsewhere is reported
 //!   (`recovery.rs`);
-//! - **retention** of whole closed segments by time and size.
+//! - **retention** of whole closed segments by time and size;
+//! - the **cold tier** (`tier/`): closed segments past local retention rewritten as Parquet
+//!   objects in an `object_store` location, a per-partition manifest, streamed cold reads.
 //!
 //! It must never know SQL, schemas beyond what an Arrow batch carries, the catalog, or Raft's
 //! networking: it stores batches at offsets and hands them back.
@@ -25,10 +27,12 @@
 
 mod config;
 mod error;
+mod failpoint;
 mod log;
 mod reader;
 mod recovery;
 mod segment;
+pub mod tier;
 mod topics;
 
 pub use config::LogConfig;

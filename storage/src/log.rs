@@ -425,6 +425,33 @@ impl PartitionLog {
         Ok(removed.len())
     }
 
+    /// Deletes the oldest segment if it is closed and starts at `base_offset` (the cold tier
+    /// calls this once the segment's object is in its manifest). Returns whether it was
+    /// deleted. Readers holding it finish it from their open file handle.
+    pub fn remove_oldest_segment(&self, base_offset: u64) -> Result<bool> {
+        let removed = {
+            let mut segments = self.shared.segments.write();
+            if segments.len() < 2 || segments[0].base_offset != base_offset {
+                return Ok(false);
+            }
+            segments.remove(0)
+        };
+        for path in [&removed.log_path, &removed.index_path] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("deleting {}", path.display()), e)),
+            }
+        }
+        sync_dir(&self.shared.dir)?;
+        Ok(true)
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
     /// Replaces the configuration; it applies from the next append or retention run.
     pub fn set_config(&self, config: LogConfig) {
         *self.shared.config.write() = config;

@@ -12,13 +12,16 @@ use crate::segment::index::lookup_offset;
 /// [`PartitionLog::reader`](crate::PartitionLog::reader) and
 /// [`PartitionLog::reader_range`](crate::PartitionLog::reader_range).
 ///
-/// It holds one segment open at a time and finds the next one in the log's current segment
-/// list, so a segment deleted by retention before the reader reaches it is skipped (offsets
-/// jump to the new log start) and one deleted while being read is finished from the open
-/// file. After an error the iterator ends.
+/// It is a snapshot: it pins the segments that held its range when it was created, so a
+/// segment deleted meanwhile (by retention, or by the cold tier after uploading it) is still
+/// read from its open file. This is what lets a scan read the cold tier up to the manifest's
+/// end and the hot tier from there without a gap; the price is that a deleted segment's disk
+/// space is freed only when the last reader pinning it is done. After an error the iterator
+/// ends.
 #[derive(Debug)]
 pub struct LogReader {
-    shared: Arc<Shared>,
+    /// The segments that may hold `[start, end)`, pinned at creation.
+    segments: Vec<Arc<Segment>>,
     start: u64,
     end: u64,
     time_range: Option<(i64, i64)>,
@@ -45,14 +48,39 @@ impl LogReader {
         time_range: Option<(i64, i64)>,
     ) -> Self {
         let empty = start >= end || time_range.is_some_and(|(lo, hi)| lo > hi);
+        let segments = if empty {
+            vec![]
+        } else {
+            shared
+                .segments
+                .read()
+                .iter()
+                .filter(|s| s.state.read().next_offset > start && s.base_offset < end)
+                .cloned()
+                .collect()
+        };
         LogReader {
-            shared,
+            segments,
             start,
             end,
             time_range,
             next_offset: start,
             cursor: None,
             done: empty,
+        }
+    }
+
+    /// Moves the start of a reader that has not been read yet to `offset` (when larger): the
+    /// cold tier reads up to `offset`, this reader the rest of its pinned snapshot.
+    pub fn advance_start(&mut self, offset: u64) {
+        if offset > self.start && self.cursor.is_none() {
+            self.start = offset;
+            self.next_offset = offset;
+            self.segments
+                .retain(|s| s.state.read().next_offset > offset);
+            if offset >= self.end {
+                self.done = true;
+            }
         }
     }
 
@@ -64,8 +92,7 @@ impl LogReader {
     /// Positions a cursor at the frame holding `next_offset` (or the first frame after it
     /// that still exists and may match the time range). `None` when nothing is left.
     fn seek(&mut self) -> Option<Cursor> {
-        let segments = self.shared.segments.read();
-        for segment in segments.iter() {
+        for segment in &self.segments {
             let state = segment.state.read();
             if state.next_offset <= self.next_offset {
                 continue;

@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::tier::{ColdPartition, ColdStore};
 use crate::{Error, LogConfig, PartitionLog, Result};
 
-/// One topic: its partitions, indexed by partition number.
+/// One topic: its partitions, indexed by partition number, each with its cold tier.
 #[derive(Debug)]
 pub struct Topic {
     name: String,
     partitions: Vec<Arc<PartitionLog>>,
+    cold: Vec<Arc<ColdPartition>>,
 }
 
 impl Topic {
@@ -37,12 +39,18 @@ impl Topic {
     pub fn partition(&self, p: usize) -> Option<&Arc<PartitionLog>> {
         self.partitions.get(p)
     }
+
+    /// One partition's cold tier.
+    pub fn cold(&self, p: usize) -> Option<&Arc<ColdPartition>> {
+        self.cold.get(p)
+    }
 }
 
 /// The topics of one node.
 #[derive(Debug)]
 pub struct TopicStore {
     root: PathBuf,
+    cold_store: Option<ColdStore>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
 }
 
@@ -54,13 +62,26 @@ fn io_err<'a>(path: &'a Path, context: &'static str) -> impl FnOnce(std::io::Err
 }
 
 impl TopicStore {
-    /// Opens the topic root (creating it). No topic is opened until asked for.
+    /// Opens the topic root (creating it), with no cold tier. No topic is opened until
+    /// asked for.
     pub fn open(root: &Path) -> Result<TopicStore> {
+        Self::open_with_cold_store(root, None)
+    }
+
+    /// Opens the topic root (creating it); closed segments past local retention tier to
+    /// `cold_store`.
+    pub fn open_with_cold_store(root: &Path, cold_store: Option<ColdStore>) -> Result<TopicStore> {
         fs::create_dir_all(root).map_err(io_err(root, "creating topic root"))?;
         Ok(TopicStore {
             root: root.to_path_buf(),
+            cold_store,
             topics: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The cold store, if any.
+    pub fn cold_store(&self) -> Option<&ColdStore> {
+        self.cold_store.as_ref()
     }
 
     fn topic_dir(&self, name: &str) -> PathBuf {
@@ -83,9 +104,16 @@ impl TopicStore {
         let logs = (0..partitions)
             .map(|p| PartitionLog::open(&dir.join(p.to_string()), config.clone()).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
+        let cold = (0..partitions)
+            .map(|p| {
+                ColdPartition::open(&dir.join(p.to_string()), name, p, self.cold_store.clone())
+                    .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let topic = Arc::new(Topic {
             name: name.to_string(),
             partitions: logs,
+            cold,
         });
         self.topics.write().insert(name.to_string(), topic.clone());
         Ok(topic)
@@ -103,7 +131,8 @@ impl TopicStore {
         all
     }
 
-    /// Closes a topic and deletes its data.
+    /// Closes a topic and deletes its local data (see [`TopicStore::delete_cold`] for the
+    /// cold tier).
     pub fn delete(&self, name: &str) -> Result<()> {
         if let Some(topic) = self.topics.write().remove(name) {
             for log in topic.partitions() {
@@ -115,6 +144,33 @@ impl TopicStore {
             fs::remove_dir_all(&dir).map_err(io_err(&dir, "deleting topic"))?;
         }
         Ok(())
+    }
+
+    /// Deletes the cold objects of a topic (before [`TopicStore::delete`]). An unreachable
+    /// store fails this; the objects are then orphans, removed by
+    /// [`TopicStore::remove_cold_orphans`] or by the sweep of a new topic of the same name.
+    pub async fn delete_cold(&self, name: &str) -> Result<usize> {
+        match &self.cold_store {
+            Some(store) => store.delete_topic(name).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Deletes the cold objects of topics that no catalog entry names (a drop whose cold
+    /// delete failed). Returns how many topics were cleaned.
+    pub async fn remove_cold_orphans(&self, keep: &[String]) -> Result<usize> {
+        let Some(store) = &self.cold_store else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for topic in store.topics().await? {
+            if !keep.contains(&topic) {
+                tracing::warn!(topic = %topic, "removing orphan cold objects");
+                store.delete_topic(&topic).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes topic directories that no catalog entry names (a drop interrupted by a crash).

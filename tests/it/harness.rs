@@ -28,6 +28,9 @@ pub struct TestServer {
     log_path: PathBuf,
     /// Start counter, so each run's stderr goes to its own file.
     generation: u32,
+    /// Extra `eddy server` flags and environment, kept across restarts.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     /// Keeps the temp dir alive when the server created it.
     _temp: Option<TempDir>,
 }
@@ -35,24 +38,64 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a fresh temp dir that lives as long as the server.
     pub fn start_fresh() -> anyhow::Result<Self> {
+        Self::start_fresh_with(&[], &[])
+    }
+
+    /// Like [`TestServer::start_fresh`], with extra flags and environment variables.
+    pub fn start_fresh_with(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let temp = tempfile::Builder::new().prefix("eddy-it-").tempdir()?;
-        let mut server = Self::start(temp.path())?;
+        let mut server = Self::start_with(temp.path(), args, env)?;
         server._temp = Some(temp);
         Ok(server)
     }
 
-    /// Starts a server on `dir` (data in `dir/data`, stderr in `dir/server-N.log`).
-    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+    /// Starts a server on `dir` (data in `dir/data`, stderr in `dir/server-N.log`) with extra
+    /// flags and environment variables.
+    pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut server = TestServer {
             child: None,
             port: 0,
             data_dir: dir.join("data"),
             log_path: PathBuf::new(),
             generation: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _temp: None,
         };
         server.spawn(dir)?;
         Ok(server)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Sets (or with `None` removes) an environment variable for the next (re)start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Waits up to `timeout` for the server to exit by itself (a crash point); true if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        let Some(child) = self.child.as_mut() else {
+            return Ok(true);
+        };
+        while std::time::Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(false)
     }
 
     fn spawn(&mut self, dir: &Path) -> anyhow::Result<()> {
@@ -65,6 +108,8 @@ impl TestServer {
             .arg(&self.data_dir)
             .arg("--pg-addr")
             .arg("127.0.0.1:0")
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

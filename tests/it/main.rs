@@ -12,3 +12,4 @@ mod psql;
 mod recovery;
 mod restart;
 mod slt;
+mod tier;

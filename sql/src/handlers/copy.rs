@@ -83,7 +83,7 @@ pub async fn plan(session: &Session, statement: &Statement) -> Result<Option<Out
                     })
                     .collect::<Result<Vec<_>>>()?
             };
-            Ok(Some(Output::CopyIn(CopyIn { def, topic, columns, format })))
+            Ok(Some(Output::CopyIn(Box::new(CopyIn { def, topic, columns, format }))))
         }
         (true, CopyTarget::Stdout) => {
             if format == CopyFormat::Json {

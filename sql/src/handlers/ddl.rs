@@ -58,6 +58,8 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
                 def.options.segment_bytes = Some(n)
             }
             "segment_ms" => def.options.segment_ms = Some(number()?),
+            "local_retention_ms" => def.options.local_retention_ms = Some(number()?),
+            "local_retention_bytes" => def.options.local_retention_bytes = Some(number()?),
             // Accepted for ksqlDB compatibility: the topic is always the stream's own.
             "kafka_topic" | "value_format" | "key_format" | "format" => {}
             other => return Err(Error::Invalid(format!("unknown stream option \"{other}\""))),
@@ -67,15 +69,15 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
     done()
 }
 
-/// Drops a stream and deletes its data.
-pub fn drop_stream(engine: &Engine, name: &str, if_exists: bool) -> Result<Output> {
+/// Drops a stream and deletes its data, cold objects included.
+pub async fn drop_stream(engine: &Engine, name: &str, if_exists: bool) -> Result<Output> {
     if if_exists && engine.catalog().stream(name).is_none() {
         return Ok(Output::Command {
             tag: "DROP STREAM".into(),
             rows: None,
         });
     }
-    engine.drop_stream(name)?;
+    engine.drop_stream(name).await?;
     Ok(Output::Command {
         tag: "DROP STREAM".into(),
         rows: None,

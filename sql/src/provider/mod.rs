@@ -9,8 +9,10 @@ pub mod pushdown;
 pub mod scan;
 pub mod schema;
 pub mod sink;
+pub mod system;
 pub mod table;
 
 pub use pg_catalog::PgCatalogSchema;
 pub use schema::EddySchemaProvider;
+pub use system::SystemSchema;
 pub use table::StreamTable;

@@ -1,6 +1,10 @@
 //! [`StreamScanExec`]: reads a stream's partitions as Arrow batches, one DataFusion partition
-//! per log partition, adding the `rowpartition` and `rowoffset` pseudo-columns from each stored
-//! batch's base offset (no per-row decoding).
+//! per log partition: first the cold tier's Parquet objects (pruned by the manifest, row groups
+//! by statistics), then the hot log from where the cold tier ends, adding the `rowpartition`
+//! and `rowoffset` pseudo-columns from each stored batch's base offset (no per-row decoding).
+//!
+//! The hot reader is created (pinning its segments) before the manifest is read: tiering
+//! commits the manifest before it deletes a segment, so every offset is in one of the two.
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,12 +16,17 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
+use eddy_storage::tier::{ColdObject, ColdReadStats, ColdRequest, read_object};
 use eddy_storage::{StoredBatch, Topic};
+use futures::StreamExt;
 
 use super::pushdown::ScanBounds;
 
@@ -33,6 +42,21 @@ pub struct StreamScanExec {
     bounds: ScanBounds,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+/// The cold objects a scan of one partition reads: those overlapping the scan's offset and
+/// time bounds, in offset order.
+fn cold_objects(objects: Vec<ColdObject>, bounds: &ScanBounds) -> Vec<ColdObject> {
+    let (t0, t1) = bounds.time;
+    objects
+        .into_iter()
+        .filter(|o| o.next_offset > bounds.offset_start && o.base_offset < bounds.offset_end)
+        .filter(|o| match (o.min_timestamp, o.max_timestamp) {
+            (Some(lo), Some(hi)) => hi >= t0 && lo <= t1,
+            _ => true,
+        })
+        .collect()
 }
 
 impl StreamScanExec {
@@ -63,7 +87,21 @@ impl StreamScanExec {
             bounds,
             limit,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// (objects the scan reads, objects in the manifests) over the scanned partitions.
+    fn cold_counts(&self) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for &p in &self.bounds.partitions {
+            if let Some(cold) = self.topic.cold(p as usize) {
+                let objects = cold.objects();
+                counts.1 += objects.len();
+                counts.0 += cold_objects(objects, &self.bounds).len();
+            }
+        }
+        counts
     }
 }
 
@@ -82,6 +120,10 @@ impl DisplayAs for StreamScanExec {
             self.bounds,
             names.join(", ")
         )?;
+        let (read, total) = self.cold_counts();
+        if total > 0 {
+            write!(f, ", cold_objects={read} of {total}")?;
+        }
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
         }
@@ -133,6 +175,10 @@ impl ExecutionPlan for StreamScanExec {
         )
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -142,49 +188,160 @@ impl ExecutionPlan for StreamScanExec {
         let Some(&log_partition) = self.bounds.partitions.get(partition) else {
             return Ok(builder.build());
         };
-        let Some(log) = self.topic.partition(log_partition as usize).cloned() else {
+        let (Some(log), Some(cold)) = (
+            self.topic.partition(log_partition as usize).cloned(),
+            self.topic.cold(log_partition as usize).cloned(),
+        ) else {
             return Err(DataFusionError::Internal(format!(
                 "partition {log_partition} is not open"
             )));
         };
+        let metric = |name: &'static str| -> Count {
+            MetricBuilder::new(&self.metrics).counter(name, partition)
+        };
+        let counters = ColdCounters {
+            objects: metric("cold_objects_read"),
+            row_groups_read: metric("cold_row_groups_read"),
+            row_groups_pruned: metric("cold_row_groups_pruned"),
+            bytes: metric("cold_bytes_fetched"),
+        };
         let tx = builder.tx();
         let bounds = self.bounds.clone();
+        let stored_columns = self.table_schema.fields().len() - 2;
         let shaper = Shaper {
             partition: log_partition as i32,
-            stored_columns: self.table_schema.fields().len() - 2,
+            stored_columns,
             projection: self.projection.clone(),
             schema: self.projected.clone(),
             offset_start: bounds.offset_start,
             offset_end: bounds.offset_end,
         };
-        let mut remaining = self.limit.unwrap_or(usize::MAX);
-        builder.spawn_blocking(move || {
-            // A range past the end of this partition (or empty) reads nothing, as a filter would.
-            if bounds.offset_start >= bounds.offset_end
-                || bounds.offset_start >= log.high_watermark()
-            {
+        let limit = self.limit.unwrap_or(usize::MAX);
+        let time = (bounds.time != (i64::MIN, i64::MAX)).then_some(bounds.time);
+        // The hot reader first (pinning its segments), then the manifest; see the module doc.
+        let mut hot = if bounds.offset_start >= bounds.offset_end
+            || bounds.offset_start >= log.high_watermark()
+        {
+            None
+        } else {
+            Some(
+                log.reader_range(bounds.offset_start, bounds.offset_end, time)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            )
+        };
+        let cold_end = cold.end_offset();
+        let objects = cold_objects(cold.objects(), &bounds);
+        if let Some(hot) = hot.as_mut() {
+            hot.advance_start(cold_end);
+        }
+        let store = cold.store().cloned();
+        let cold = cold.clone();
+        let projection = self.projection.clone();
+        let schema = self.projected.clone();
+        builder.spawn(async move {
+            let mut remaining = limit;
+            if !objects.is_empty() {
+                let store = store.ok_or_else(|| {
+                    DataFusionError::Execution(format!(
+                        "partition {log_partition} has cold objects but the server has no cold store"
+                    ))
+                })?;
+                let stats = Arc::new(ColdReadStats::default());
+                for object in objects {
+                    let request = ColdRequest {
+                        columns: projection.clone(),
+                        offsets: (bounds.offset_start, bounds.offset_end.min(cold_end)),
+                        time: time.map(|(lo, hi)| (stored_columns - 1, lo, hi)),
+                        batch_size: 32 * 1024,
+                    };
+                    // An object retention deleted after this scan read the manifest is skipped,
+                    // as rows past retention are; any other failure fails the query.
+                    let gone = |e: eddy_storage::Error| match e {
+                        eddy_storage::Error::ColdObjectGone { .. }
+                            if !cold.objects().iter().any(|o| o.key == object.key) =>
+                        {
+                            Ok(())
+                        }
+                        e => Err(DataFusionError::External(Box::new(e))),
+                    };
+                    let mut batches = match read_object(&store, &object, request, stats.clone())
+                        .await
+                    {
+                        Ok(batches) => batches,
+                        Err(e) => {
+                            gone(e)?;
+                            continue;
+                        }
+                    };
+                    while let Some(batch) = batches.next().await {
+                        let batch = match batch {
+                            Ok(batch) => batch,
+                            Err(e) => {
+                                gone(e)?;
+                                break;
+                            }
+                        };
+                        let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                        let mut batch = RecordBatch::try_new_with_options(
+                            schema.clone(),
+                            batch.columns().to_vec(),
+                            &rows,
+                        )?;
+                        if batch.num_rows() > remaining {
+                            batch = batch.slice(0, remaining);
+                        }
+                        remaining -= batch.num_rows();
+                        if tx.send(Ok(batch)).await.is_err() || remaining == 0 {
+                            counters.record(&stats);
+                            return Ok(()); // the consumer went away, or the limit is reached
+                        }
+                    }
+                }
+                counters.record(&stats);
+            }
+            let Some(hot) = hot else {
                 return Ok(());
-            }
-            let time = (bounds.time != (i64::MIN, i64::MAX)).then_some(bounds.time);
-            let reader = log
-                .reader_range(bounds.offset_start, bounds.offset_end, time)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            for stored in reader {
-                let stored = stored.map_err(|e| DataFusionError::External(Box::new(e)))?;
-                let Some(mut batch) = shaper.shape(&stored)? else {
-                    continue;
-                };
-                if batch.num_rows() > remaining {
-                    batch = batch.slice(0, remaining);
+            };
+            tokio::task::spawn_blocking(move || {
+                for stored in hot {
+                    let stored = stored.map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    let Some(mut batch) = shaper.shape(&stored)? else {
+                        continue;
+                    };
+                    if batch.num_rows() > remaining {
+                        batch = batch.slice(0, remaining);
+                    }
+                    remaining -= batch.num_rows();
+                    if tx.blocking_send(Ok(batch)).is_err() || remaining == 0 {
+                        break; // the consumer went away, or the limit is reached
+                    }
                 }
-                remaining -= batch.num_rows();
-                if tx.blocking_send(Ok(batch)).is_err() || remaining == 0 {
-                    break; // the consumer went away, or the limit is reached
-                }
-            }
-            Ok(())
+                Ok(())
+            })
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
         });
         Ok(builder.build())
+    }
+}
+
+/// A scan's cold-read metrics (shown by `EXPLAIN ANALYZE`).
+struct ColdCounters {
+    objects: Count,
+    row_groups_read: Count,
+    row_groups_pruned: Count,
+    bytes: Count,
+}
+
+impl ColdCounters {
+    fn record(&self, stats: &ColdReadStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.objects.add(stats.objects.load(Relaxed) as usize);
+        self.row_groups_read
+            .add(stats.row_groups_read.load(Relaxed) as usize);
+        self.row_groups_pruned
+            .add(stats.row_groups_pruned.load(Relaxed) as usize);
+        self.bytes.add(stats.bytes_fetched.load(Relaxed) as usize);
     }
 }
 

@@ -1,0 +1,208 @@
+//! The `eddy` system schema: the storage of every stream as SQL rows, snapshotted when a query
+//! is planned.
+//!
+//! - `eddy.segments`: one row per local segment and per cold object, with its tier, offset
+//!   range, rows, bytes and time range;
+//! - `eddy.tiering`: one row per partition with its cold-tier status (uploads, failures in a
+//!   row, the last error, when the next attempt is due).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+
+use crate::Engine;
+
+/// The `eddy` schema.
+#[derive(Debug)]
+pub struct SystemSchema {
+    engine: Arc<Engine>,
+}
+
+impl SystemSchema {
+    /// The system schema over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+const TABLES: [&str; 2] = ["segments", "tiering"];
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match name {
+            "segments" => self.segments().map(Some),
+            "tiering" => self.tiering().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}
+
+impl SystemSchema {
+    fn segments(&self) -> Result<Arc<dyn TableProvider>> {
+        let mut rows = SegmentRows::default();
+        for def in self.engine.catalog().streams() {
+            let Some((_, topic)) = self.engine.stream(&def.name) else {
+                continue;
+            };
+            for (p, log) in topic.partitions().iter().enumerate() {
+                if let Some(cold) = topic.cold(p) {
+                    for o in cold.objects() {
+                        rows.push(&def.name, p, "cold", o.base_offset, o.next_offset, o.bytes);
+                        rows.min_ts.push(o.min_timestamp);
+                        rows.max_ts.push(o.max_timestamp);
+                        rows.location.push(o.key.clone());
+                        rows.active.push(false);
+                    }
+                }
+                for s in log.segments() {
+                    rows.push(&def.name, p, "local", s.base_offset, s.next_offset, s.bytes);
+                    rows.min_ts.push(s.min_timestamp);
+                    rows.max_ts.push(s.max_timestamp);
+                    rows.location.push(s.path.display().to_string());
+                    rows.active.push(s.active);
+                }
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("stream", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("tier", DataType::Utf8, false),
+            Field::new("base_offset", DataType::Int64, false),
+            Field::new("end_offset", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+            Field::new("min_rowtime", ts(), true),
+            Field::new("max_rowtime", ts(), true),
+            Field::new("active", DataType::Boolean, false),
+            Field::new("location", DataType::Utf8, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(rows.stream)),
+            Arc::new(Int32Array::from(rows.partition)),
+            Arc::new(StringArray::from(rows.tier)),
+            Arc::new(Int64Array::from(rows.base)),
+            Arc::new(Int64Array::from(rows.end)),
+            Arc::new(Int64Array::from(rows.rows)),
+            Arc::new(Int64Array::from(rows.bytes)),
+            Arc::new(TimestampMillisecondArray::from(rows.min_ts)),
+            Arc::new(TimestampMillisecondArray::from(rows.max_ts)),
+            Arc::new(BooleanArray::from(rows.active)),
+            Arc::new(StringArray::from(rows.location)),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+
+    fn tiering(&self) -> Result<Arc<dyn TableProvider>> {
+        let (mut stream, mut partition, mut store) = (vec![], vec![], vec![]);
+        let (mut cold_objects, mut cold_bytes, mut local_segments, mut local_bytes) =
+            (vec![], vec![], vec![], vec![]);
+        let (mut uploads, mut failures, mut last_error, mut retry_at) =
+            (vec![], vec![], vec![], vec![]);
+        for def in self.engine.catalog().streams() {
+            let Some((_, topic)) = self.engine.stream(&def.name) else {
+                continue;
+            };
+            for (p, log) in topic.partitions().iter().enumerate() {
+                let Some(cold) = topic.cold(p) else { continue };
+                let status = cold.status();
+                let segments = log.segments();
+                stream.push(def.name.clone());
+                partition.push(p as i32);
+                store.push(cold.store().map(|s| s.url().to_string()));
+                cold_objects.push(cold.objects().len() as i64);
+                cold_bytes.push(cold.bytes() as i64);
+                local_segments.push(segments.len() as i64);
+                local_bytes.push(segments.iter().map(|s| s.bytes as i64).sum::<i64>());
+                uploads.push(status.uploads as i64);
+                failures.push(i64::from(status.consecutive_failures));
+                last_error.push(status.last_error);
+                retry_at.push((status.retry_at_ms > 0).then_some(status.retry_at_ms));
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("stream", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("cold_store", DataType::Utf8, true),
+            Field::new("cold_objects", DataType::Int64, false),
+            Field::new("cold_bytes", DataType::Int64, false),
+            Field::new("local_segments", DataType::Int64, false),
+            Field::new("local_bytes", DataType::Int64, false),
+            Field::new("uploads", DataType::Int64, false),
+            Field::new("consecutive_failures", DataType::Int64, false),
+            Field::new("last_error", DataType::Utf8, true),
+            Field::new("retry_at", ts(), true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(stream)),
+            Arc::new(Int32Array::from(partition)),
+            Arc::new(StringArray::from(store)),
+            Arc::new(Int64Array::from(cold_objects)),
+            Arc::new(Int64Array::from(cold_bytes)),
+            Arc::new(Int64Array::from(local_segments)),
+            Arc::new(Int64Array::from(local_bytes)),
+            Arc::new(Int64Array::from(uploads)),
+            Arc::new(Int64Array::from(failures)),
+            Arc::new(StringArray::from(last_error)),
+            Arc::new(TimestampMillisecondArray::from(retry_at)),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
+#[derive(Default)]
+struct SegmentRows {
+    stream: Vec<String>,
+    partition: Vec<i32>,
+    tier: Vec<&'static str>,
+    base: Vec<i64>,
+    end: Vec<i64>,
+    rows: Vec<i64>,
+    bytes: Vec<i64>,
+    min_ts: Vec<Option<i64>>,
+    max_ts: Vec<Option<i64>>,
+    active: Vec<bool>,
+    location: Vec<String>,
+}
+
+impl SegmentRows {
+    fn push(
+        &mut self,
+        stream: &str,
+        p: usize,
+        tier: &'static str,
+        base: u64,
+        end: u64,
+        bytes: u64,
+    ) {
+        self.stream.push(stream.to_string());
+        self.partition.push(p as i32);
+        self.tier.push(tier);
+        self.base.push(base as i64);
+        self.end.push(end as i64);
+        self.rows.push((end - base) as i64);
+        self.bytes.push(bytes as i64);
+    }
+}
