@@ -41,7 +41,7 @@ pub fn classify(e: DataFusionError) -> Error {
     }
 }
 
-async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
+pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
     match statement {
         Statement::Query(_) | Statement::Insert(_) | Statement::Explain { .. } => {}
         Statement::CreateTable(_) | Statement::CreateView(_) => {

@@ -1,0 +1,128 @@
+//! [`PartitionTail`]: follows one partition's log as it grows.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::{DataFusionError, Result};
+use eddy_storage::{PartitionLog, StoredBatch};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::StartAt;
+
+/// Batches read per wake-up at most, so a long backlog (`earliest`) streams out in pieces.
+const BATCHES_PER_READ: usize = 64;
+
+/// Reads a partition from a start offset on, waiting on the log's high-watermark watch when it
+/// has caught up. Its batches have the stream's SQL schema (user columns, `rowtime`,
+/// `rowpartition`, `rowoffset`).
+pub(super) struct PartitionTail {
+    log: Arc<PartitionLog>,
+    partition: i32,
+    /// The next offset to read.
+    next: u64,
+    watch: watch::Receiver<u64>,
+    schema: SchemaRef,
+}
+
+impl PartitionTail {
+    pub(super) fn new(
+        log: Arc<PartitionLog>,
+        partition: i32,
+        start: StartAt,
+        schema: SchemaRef,
+    ) -> Self {
+        // Subscribe before reading the start offset, so no append between the two is missed.
+        let watch = log.watch_high_watermark();
+        let next = match start {
+            StartAt::Latest => log.high_watermark(),
+            StartAt::Earliest => log.log_start_offset(),
+        };
+        PartitionTail {
+            log,
+            partition,
+            next,
+            watch,
+            schema,
+        }
+    }
+
+    /// The batches committed after the previous call, waiting for at least one. `None` when
+    /// the log is gone (its stream was dropped).
+    async fn next_batches(&mut self) -> Option<Result<Vec<RecordBatch>>> {
+        loop {
+            // Mark the current value seen *before* reading the watermark: an append that
+            // lands after this point wakes `changed()` below.
+            self.watch.borrow_and_update();
+            if self.log.high_watermark() > self.next {
+                return Some(self.read().await);
+            }
+            self.watch.changed().await.ok()?;
+        }
+    }
+
+    async fn read(&mut self) -> Result<Vec<RecordBatch>> {
+        let (log, start) = (self.log.clone(), self.next);
+        let stored: Vec<StoredBatch> = tokio::task::spawn_blocking(move || {
+            log.reader(start)?
+                .take(BATCHES_PER_READ)
+                .collect::<eddy_storage::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut out = Vec::with_capacity(stored.len());
+        for batch in &stored {
+            let end = batch.base_offset + batch.batch.num_rows() as u64;
+            // A start below the log start (retention) begins at the first batch still there.
+            let first = self.next.max(batch.base_offset);
+            if first < end {
+                out.push(self.shape(batch, first, end)?);
+            }
+            self.next = self.next.max(end);
+        }
+        Ok(out)
+    }
+
+    /// Rows `first..end` of a stored batch, with the pseudo-columns added.
+    fn shape(&self, stored: &StoredBatch, first: u64, end: u64) -> Result<RecordBatch> {
+        let skip = (first - stored.base_offset) as usize;
+        let len = (end - first) as usize;
+        let mut columns: Vec<ArrayRef> = stored
+            .batch
+            .columns()
+            .iter()
+            .map(|c| c.slice(skip, len))
+            .collect();
+        columns.push(Arc::new(Int32Array::from_value(self.partition, len)));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            first as i64..end as i64,
+        )));
+        let options = RecordBatchOptions::new().with_row_count(Some(len));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// The tail as a stream of batches.
+    pub(super) fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + Unpin + 'static {
+        Box::pin(
+            futures::stream::unfold(Some(self), |tail| async move {
+                let mut tail = tail?;
+                match tail.next_batches().await? {
+                    Ok(batches) => Some((
+                        futures::stream::iter(batches.into_iter().map(Ok)).left_stream(),
+                        Some(tail),
+                    )),
+                    Err(e) => Some((futures::stream::iter([Err(e)]).right_stream(), None)),
+                }
+            })
+            .flatten(),
+        )
+    }
+}
