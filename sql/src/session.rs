@@ -205,10 +205,9 @@ impl Session {
                 columns: None,
             }),
             EddyStatement::Sql(statement) => query::describe(self, statement).await,
-            EddyStatement::Push(statement) if !copy::is_copy(statement) => Ok(Description {
-                params: vec![],
-                columns: Some(crate::push::describe(self, statement).await?),
-            }),
+            EddyStatement::Push(statement) if !copy::is_copy(statement) => {
+                crate::push::describe(self, statement).await
+            }
             EddyStatement::FetchCursor { name, .. } => Ok(Description {
                 params: vec![],
                 columns: Some(self.cursors.lock().await.schema(name)?),

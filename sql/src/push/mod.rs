@@ -30,7 +30,7 @@ use futures::StreamExt;
 
 pub(crate) use self::plan::PushPlan;
 use self::tail::PartitionTail;
-use crate::{Result, Session};
+use crate::{Description, Result, Session};
 
 /// Where a push query starts reading each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +90,11 @@ pub async fn execute(
     Ok((schema, stream))
 }
 
-/// The result columns of a push query, without starting it (extended protocol's Describe).
-pub async fn describe(session: &Session, query: &Statement) -> Result<SchemaRef> {
-    Ok(PushPlan::new(session, query, None).await?.schema())
+/// Parameter and result types of a push query, without starting it (extended protocol's
+/// Describe).
+pub async fn describe(session: &Session, query: &Statement) -> Result<Description> {
+    let (plan, _) = plan::logical(session, query).await?;
+    crate::handlers::query::describe_plan(&plan)
 }
 
 /// Ends `stream` after `limit` rows, slicing the batch that crosses it.

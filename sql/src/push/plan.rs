@@ -50,32 +50,7 @@ impl PushPlan {
         query: &Statement,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<PushPlan> {
-        let Statement::Query(q) = query else {
-            return Err(Error::Unsupported(SHAPE.into()));
-        };
-        let mut q = q.clone();
-        let limit = match q.limit_clause.take() {
-            None => None,
-            Some(LimitClause::LimitOffset {
-                limit,
-                offset: None,
-                limit_by,
-            }) if limit_by.is_empty() => match limit {
-                None => None,
-                Some(SqlExpr::Value(v)) => match &v.value {
-                    Value::Number(n, _) => Some(n.parse::<usize>().map_err(|_| {
-                        Error::Invalid(format!("LIMIT must be a non-negative integer, not {n}"))
-                    })?),
-                    _ => return Err(Error::Invalid("LIMIT must be an integer constant".into())),
-                },
-                Some(_) => return Err(Error::Invalid("LIMIT must be an integer constant".into())),
-            },
-            Some(_) => return Err(Error::Unsupported(SHAPE.into())),
-        };
-        if q.order_by.is_some() || q.fetch.is_some() {
-            return Err(Error::Unsupported(SHAPE.into()));
-        }
-        let mut plan = plan_statement(session, &Statement::Query(q)).await?;
+        let (mut plan, limit) = logical(session, query).await?;
         if let Some(params) = params
             && !params.is_empty()
         {
@@ -148,6 +123,40 @@ impl PushPlan {
         }
         Ok(batch)
     }
+}
+
+/// The DataFusion plan of a push query (without its LIMIT) and the LIMIT.
+pub(crate) async fn logical(
+    session: &Session,
+    query: &Statement,
+) -> Result<(LogicalPlan, Option<usize>)> {
+    let Statement::Query(q) = query else {
+        return Err(Error::Unsupported(SHAPE.into()));
+    };
+    let mut q = q.clone();
+    let limit = match q.limit_clause.take() {
+        None => None,
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => match limit {
+            None => None,
+            Some(SqlExpr::Value(v)) => match &v.value {
+                Value::Number(n, _) => Some(n.parse::<usize>().map_err(|_| {
+                    Error::Invalid(format!("LIMIT must be a non-negative integer, not {n}"))
+                })?),
+                _ => return Err(Error::Invalid("LIMIT must be an integer constant".into())),
+            },
+            Some(_) => return Err(Error::Invalid("LIMIT must be an integer constant".into())),
+        },
+        Some(_) => return Err(Error::Unsupported(SHAPE.into())),
+    };
+    if q.order_by.is_some() || q.fetch.is_some() {
+        return Err(Error::Unsupported(SHAPE.into()));
+    }
+    let plan = plan_statement(session, &Statement::Query(q)).await?;
+    Ok((plan, limit))
 }
 
 fn physical(state: &SessionState, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
