@@ -10,8 +10,8 @@
 //! reported. Latency from sending the INSERT is printed too.
 //!
 //! Scenarios: ~1k rows/s (single-row INSERTs), ~50k rows/s (500-row INSERTs every 10 ms), and
-//! ~1k rows/s again with 20 more push queries on the same stream, to see what concurrent
-//! readers cost the writers and each other.
+//! ~1k rows/s again with 20 more push queries on the same stream — receiving every row, or
+//! filtering every row out — to see what concurrent readers cost the writers and each other.
 //!
 //! Run with `cargo run --release --example push_latency`; `EDDY_PUSH_SECONDS=2` shortens each
 //! scenario (the default is 5 s). Figures are printed, never asserted; the row counts are
@@ -33,8 +33,11 @@ struct Scenario {
     period: Duration,
     connections: usize,
     rows_per_insert: usize,
-    /// Push queries besides the measured one.
+    /// Push queries besides the measured one, receiving every row too.
     extra_readers: usize,
+    /// Push queries whose WHERE matches no row: they wake, read and filter every batch but
+    /// send nothing, which isolates the server-side cost of a reader from delivering rows.
+    idle_readers: usize,
 }
 
 async fn connect(port: u16) -> anyhow::Result<Client> {
@@ -99,6 +102,15 @@ async fn run(port: u16, s: &Scenario, seconds: u64, stream: &str) -> anyhow::Res
             anyhow::Ok((n, arrivals))
         }));
     }
+    let mut idle = Vec::new();
+    for _ in 0..s.idle_readers {
+        let client = connect(port).await?;
+        let query = format!("SELECT batch FROM {stream} WHERE batch < 0 EMIT CHANGES");
+        // Never ends; aborting the task drops the connection, which ends the query.
+        idle.push(tokio::spawn(async move {
+            let _ = client.simple_query(&query).await;
+        }));
+    }
     // Give the push queries a moment to plan and start tailing before the first row.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -140,6 +152,9 @@ async fn run(port: u16, s: &Scenario, seconds: u64, stream: &str) -> anyhow::Res
         w.await??;
     }
     let write_seconds = started.elapsed().as_secs_f64();
+    for task in idle {
+        task.abort();
+    }
     let mut measured = Vec::new();
     for (i, r) in readers.into_iter().enumerate() {
         let (n, arrivals) = tokio::time::timeout(Duration::from_secs(120), r)
@@ -195,11 +210,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let scenarios = [
         Scenario {
-            name: "~1k rows/s, single-row INSERTs on 4 connections",
-            period: Duration::from_millis(4),
-            connections: 4,
+            name: "~1k rows/s, single-row INSERTs on 8 connections",
+            period: Duration::from_millis(8),
+            connections: 8,
             rows_per_insert: 1,
             extra_readers: 0,
+            idle_readers: 0,
         },
         Scenario {
             name: "~50k rows/s, 500-row INSERTs every 10 ms",
@@ -207,13 +223,23 @@ async fn main() -> anyhow::Result<()> {
             connections: 1,
             rows_per_insert: 500,
             extra_readers: 0,
+            idle_readers: 0,
         },
         Scenario {
-            name: "~1k rows/s with 20 more push queries on the stream",
-            period: Duration::from_millis(4),
-            connections: 4,
+            name: "~1k rows/s with 20 more push queries receiving every row",
+            period: Duration::from_millis(8),
+            connections: 8,
             rows_per_insert: 1,
             extra_readers: 20,
+            idle_readers: 0,
+        },
+        Scenario {
+            name: "~1k rows/s with 20 more push queries filtering out every row",
+            period: Duration::from_millis(8),
+            connections: 8,
+            rows_per_insert: 1,
+            extra_readers: 0,
+            idle_readers: 20,
         },
     ];
     for (i, s) in scenarios.iter().enumerate() {

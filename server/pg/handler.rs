@@ -388,7 +388,12 @@ impl SimpleQueryHandler for EddyHandler {
         }
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
-            match session.execute(statement, None).await {
+            let result = if matches!(statement, EddyStatement::FetchCursor { .. }) {
+                push::with_keepalive(client, session.execute(statement, None)).await?
+            } else {
+                session.execute(statement, None).await
+            };
+            match result {
                 Ok(Output::Push {
                     schema,
                     stream,
@@ -501,7 +506,12 @@ impl ExtendedQueryHandler for EddyHandler {
         } else {
             None
         };
-        let output = session.execute(statement, bound).await.map_err(to_pgwire)?;
+        let output = if matches!(statement, EddyStatement::FetchCursor { .. }) {
+            push::with_keepalive(client, session.execute(statement, bound)).await?
+        } else {
+            session.execute(statement, bound).await
+        }
+        .map_err(to_pgwire)?;
         cursor_portals(client, statement);
         match output {
             Output::Push {

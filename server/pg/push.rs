@@ -38,6 +38,46 @@ use super::types::field_infos;
 /// How long a push query may send nothing before a keep-alive probes the socket.
 pub const KEEPALIVE: Duration = Duration::from_secs(1);
 
+/// Runs `statement` while sending a keep-alive every [`KEEPALIVE`], so a client that goes away
+/// while it waits (a `FETCH` from a push cursor waiting for rows) ends it on a failed write.
+pub async fn with_keepalive<C, T>(
+    client: &mut C,
+    statement: impl Future<Output = T>,
+) -> PgWireResult<T>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut statement = std::pin::pin!(statement);
+    loop {
+        match tokio::time::timeout(KEEPALIVE, &mut statement).await {
+            Ok(done) => return Ok(done),
+            Err(_idle) => keepalive(client).await?,
+        }
+    }
+}
+
+async fn keepalive<C>(client: &mut C) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let application_name = client
+        .metadata()
+        .get("application_name")
+        .cloned()
+        .unwrap_or_default();
+    client
+        .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+            "application_name".into(),
+            application_name,
+        )))
+        .await?;
+    Ok(())
+}
+
 /// Streams a push query to the client until its `LIMIT` (or forever, until cancelled or the
 /// client goes away). `format` is the portal's result format (extended protocol, where the
 /// client already has the row description), `None` for the simple protocol. With `copy`, the
@@ -119,22 +159,12 @@ where
             None
         }
     };
-    let application_name = client
-        .metadata()
-        .get("application_name")
-        .cloned()
-        .unwrap_or_default();
     loop {
         let batch = match tokio::time::timeout(KEEPALIVE, stream.next()).await {
             Ok(Some(batch)) => batch.map_err(|e| to_pgwire(classify(e)))?,
             Ok(None) => break,
             Err(_idle) => {
-                client
-                    .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                        "application_name".into(),
-                        application_name.clone(),
-                    )))
-                    .await?;
+                keepalive(client).await?;
                 continue;
             }
         };

@@ -56,7 +56,17 @@ impl PartitionTail {
             // lands after this point wakes `changed()` below.
             self.watch.borrow_and_update();
             if self.log.high_watermark() > self.next {
-                return Some(self.read().await);
+                let before = self.next;
+                match self.read().await {
+                    Ok(batches) if batches.is_empty() => {
+                        if self.next > before {
+                            continue; // read past rows before the start offset
+                        }
+                        // Nothing readable below the watermark (a segment just deleted by
+                        // retention, say): wait for the next append rather than spin.
+                    }
+                    other => return Some(other),
+                }
             }
             self.watch.changed().await.ok()?;
         }
