@@ -53,7 +53,12 @@ where
     loop {
         match tokio::time::timeout(KEEPALIVE, &mut statement).await {
             Ok(done) => return Ok(done),
-            Err(_idle) => keepalive(client).await?,
+            Err(_idle) => {
+                if let Err(e) = keepalive(client).await {
+                    tracing::info!(peer = %client.socket_addr(), error = %e, "client gone while its statement waited");
+                    return Err(e);
+                }
+            }
         }
     }
 }

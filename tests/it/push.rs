@@ -318,6 +318,27 @@ async fn a_client_that_closes_its_socket_ends_its_push_query() -> anyhow::Result
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_its_socket_while_fetching_from_a_push_cursor_ends_the_fetch()
+-> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let _setup = events(&server, 1).await?;
+    let (client, connection) = server.config().connect(NoTls).await?;
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute("BEGIN; DECLARE p CURSOR FOR SELECT id FROM events EMIT CHANGES")
+        .await?;
+    // No row will come: the FETCH waits inside the server.
+    let fetch = tokio::spawn(async move {
+        let _ = client.simple_query("FETCH 1 FROM p").await;
+    });
+    wait_for_log(&server, "first FETCH from a push cursor").await?;
+    connection.abort();
+    fetch.abort();
+    wait_for_log(&server, "client gone while its statement waited").await?;
+    Ok(())
+}
+
 async fn wait_for_log(server: &TestServer, needle: &str) -> anyhow::Result<()> {
     bounded(needle, async {
         while !server_log_has(server, needle) {

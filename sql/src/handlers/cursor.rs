@@ -26,6 +26,8 @@ pub(crate) struct Cursor {
     /// Rows of the last batch not fetched yet.
     pending: Option<RecordBatch>,
     hold: bool,
+    /// A push cursor whose first FETCH has not come yet (logged once, when it does).
+    push_unfetched: bool,
 }
 
 /// The session's open cursors, by name.
@@ -82,6 +84,7 @@ pub async fn declare(
             stream,
             pending: None,
             hold,
+            push_unfetched: push,
         },
     );
     Ok(Output::Command {
@@ -94,6 +97,9 @@ pub async fn declare(
 pub async fn fetch(session: &Session, name: &str, count: FetchCount) -> Result<Output> {
     let mut cursors = session.cursors().lock().await;
     let cursor = cursors.0.get_mut(name).ok_or_else(|| unknown(name))?;
+    if std::mem::take(&mut cursor.push_unfetched) {
+        tracing::info!(cursor = name, "first FETCH from a push cursor");
+    }
     let mut wanted = match count {
         FetchCount::Rows(n) => usize::try_from(n).unwrap_or(usize::MAX),
         FetchCount::All => usize::MAX,
