@@ -32,9 +32,9 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::encode;
 use super::errors::{error_info, to_pgwire};
 use super::types::{field_infos, param_pg_type, params};
+use super::{encode, push};
 
 /// A prepared statement: its text and its parse.
 #[derive(Debug, Clone)]
@@ -210,34 +210,7 @@ impl EddyHandler {
             } => {
                 let fields = Arc::new(field_infos(&schema, None));
                 let columns = fields.len();
-                let mut encoder = match format {
-                    CopyFormat::Csv {
-                        delimiter,
-                        quote,
-                        escape,
-                        null,
-                        ..
-                    } => CopyEncoder::new_csv(
-                        fields,
-                        CopyCsvOptions {
-                            delimiter: (delimiter as char).to_string().into(),
-                            quote: (quote as char).to_string().into(),
-                            escape: (escape as char).to_string().into(),
-                            null_string: null.into(),
-                            force_quote: vec![],
-                        },
-                    ),
-                    CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
-                        fields,
-                        CopyTextOptions {
-                            delimiter: (delimiter as char).to_string().into(),
-                            null_string: null.into(),
-                        },
-                    ),
-                    CopyFormat::Json => {
-                        return Err(to_pgwire(Error::Unsupported("COPY TO JSON".into())));
-                    }
-                };
+                let mut encoder = copy_encoder(fields, format)?;
                 let data = cancellable(client, stream).flat_map(move |batch| {
                     let out: Vec<PgWireResult<CopyData>> = match batch {
                         Ok(batch) => match encode::copy_rows(&batch, &mut encoder) {
@@ -250,10 +223,78 @@ impl EddyHandler {
                 });
                 Response::CopyOut(CopyResponse::new(0, columns, data))
             }
+            Output::Push { .. } => {
+                // Push queries stream inside `do_query` (see `push::send`), never through here.
+                return Err(PgWireError::ApiError(
+                    "a push query reached the buffered response path".into(),
+                ));
+            }
             Output::Begin => Response::TransactionStart(Tag::new("BEGIN")),
             Output::EndTransaction(tag) => Response::TransactionEnd(Tag::new(tag)),
         })
     }
+}
+
+/// Mirrors SQL cursors as protocol portals of the same name, as PostgreSQL does: psycopg's
+/// named cursors `DECLARE` through the extended protocol, then Describe the portal named after
+/// the cursor to learn its columns. The portal fetches through the cursor.
+fn cursor_portals<C>(client: &C, statement: &EddyStatement)
+where
+    C: ClientPortalStore,
+    C::PortalStore: PortalStore<Statement = Prepared>,
+{
+    match statement {
+        EddyStatement::DeclareCursor { name, .. } => {
+            let fetch = Prepared {
+                sql: format!("FETCH ALL FROM \"{}\"", name.replace('"', "\"\"")),
+                statement: EddyStatement::FetchCursor {
+                    name: name.clone(),
+                    count: eddy_sql::parser::FetchCount::All,
+                },
+            };
+            let stored = Arc::new(StoredStatement::new(name.clone(), fetch, vec![]));
+            client
+                .portal_store()
+                .put_portal(Arc::new(Portal::new_cursor(name.clone(), stored)));
+        }
+        EddyStatement::CloseCursor { name: Some(name) } => client.portal_store().rm_portal(name),
+        _ => {}
+    }
+}
+
+/// The COPY TO encoder for `format`.
+pub(super) fn copy_encoder(
+    fields: Arc<Vec<FieldInfo>>,
+    format: CopyFormat,
+) -> PgWireResult<CopyEncoder> {
+    Ok(match format {
+        CopyFormat::Csv {
+            delimiter,
+            quote,
+            escape,
+            null,
+            ..
+        } => CopyEncoder::new_csv(
+            fields,
+            CopyCsvOptions {
+                delimiter: (delimiter as char).to_string().into(),
+                quote: (quote as char).to_string().into(),
+                escape: (escape as char).to_string().into(),
+                null_string: null.into(),
+                force_quote: vec![],
+            },
+        ),
+        CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
+            fields,
+            CopyTextOptions {
+                delimiter: (delimiter as char).to_string().into(),
+                null_string: null.into(),
+            },
+        ),
+        CopyFormat::Json => {
+            return Err(to_pgwire(Error::Unsupported("COPY TO JSON".into())));
+        }
+    })
 }
 
 /// Ends a result stream with SQLSTATE 57014 when the client sends a CancelRequest while rows are
@@ -335,9 +376,32 @@ impl SimpleQueryHandler for EddyHandler {
             Ok(s) => s,
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
         };
+        if statements.len() > 1
+            && statements
+                .iter()
+                .any(|s| matches!(s, EddyStatement::Push(_)))
+        {
+            let e = Error::Unsupported(
+                "a push query (EMIT CHANGES) must be the only statement in its query string".into(),
+            );
+            return Ok(vec![Response::Error(Box::new(error_info(&e)))]);
+        }
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
-            match session.execute(statement, None).await {
+            let result = if matches!(statement, EddyStatement::FetchCursor { .. }) {
+                push::with_keepalive(client, session.execute(statement, None)).await?
+            } else {
+                session.execute(statement, None).await
+            };
+            match result {
+                Ok(Output::Push {
+                    schema,
+                    stream,
+                    copy,
+                }) => {
+                    let tag = push::send(client, &schema, stream, copy, None).await?;
+                    responses.push(Response::Execution(tag));
+                }
                 Ok(output) => {
                     let response = self.response(client, output, None)?;
                     let is_copy_in = matches!(response, Response::CopyIn(_));
@@ -442,8 +506,25 @@ impl ExtendedQueryHandler for EddyHandler {
         } else {
             None
         };
-        let output = session.execute(statement, bound).await.map_err(to_pgwire)?;
-        self.response(client, output, Some(&portal.result_column_format))
+        let output = if matches!(statement, EddyStatement::FetchCursor { .. }) {
+            push::with_keepalive(client, session.execute(statement, bound)).await?
+        } else {
+            session.execute(statement, bound).await
+        }
+        .map_err(to_pgwire)?;
+        cursor_portals(client, statement);
+        match output {
+            Output::Push {
+                schema,
+                stream,
+                copy,
+            } => {
+                let format = Some(&portal.result_column_format);
+                let tag = push::send(client, &schema, stream, copy, format).await?;
+                Ok(Response::Execution(tag))
+            }
+            output => self.response(client, output, Some(&portal.result_column_format)),
+        }
     }
 }
 

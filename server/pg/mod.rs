@@ -7,6 +7,7 @@
 pub mod encode;
 pub mod errors;
 mod handler;
+mod push;
 pub mod types;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 //! ```text
 //!  SQL text ─▶ parser ─▶ EddyStatement ─▶ handlers ─┬─▶ ddl / show / vars ─▶ catalog
 //!                                                  ├─▶ query: DataFusion ─▶ StreamTable ─▶ StreamScanExec ─▶ logs
+//!                                                  ├─▶ push (EMIT CHANGES), cursors: tail logs ─▶ per-batch exprs
 //!                                                  └─▶ INSERT / COPY ─▶ ingest ─▶ partitioner ─▶ logs (group commit)
 //! ```
 //!
@@ -20,6 +21,7 @@ pub mod handlers;
 pub mod ingest;
 pub mod parser;
 pub mod provider;
+pub mod push;
 mod rewrite;
 mod session;
 

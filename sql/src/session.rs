@@ -13,7 +13,7 @@ use eddy_catalog::StreamDef;
 use eddy_storage::Topic;
 use parking_lot::Mutex;
 
-use crate::handlers::{copy, ddl, query, show, vars};
+use crate::handlers::{copy, cursor, ddl, query, show, vars};
 use crate::ingest::copy::CopyFormat;
 use crate::parser::{EddyStatement, parse_statements};
 use crate::provider::{EddySchemaProvider, PgCatalogSchema, SystemSchema};
@@ -46,6 +46,17 @@ pub enum Output {
         /// Text or CSV.
         format: CopyFormat,
     },
+    /// A push query's rows (`EMIT CHANGES`): a stream that ends only at its `LIMIT`, so the
+    /// server sends each batch as it arrives (flushing) rather than buffering, and stops when
+    /// the client cancels or disconnects.
+    Push {
+        /// Result columns.
+        schema: SchemaRef,
+        /// The rows, as they are committed.
+        stream: SendableRecordBatchStream,
+        /// `Some` for `COPY (... EMIT CHANGES) TO STDOUT`: send as COPY data in this format.
+        copy: Option<CopyFormat>,
+    },
     /// `BEGIN`: accepted (statements are atomic one by one; there are no multi-statement transactions).
     Begin,
     /// `COMMIT` / `ROLLBACK`, with its tag.
@@ -59,6 +70,7 @@ impl std::fmt::Debug for Output {
             Output::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
             Output::CopyIn(c) => write!(f, "CopyIn({})", c.def.name),
             Output::CopyOut { .. } => write!(f, "CopyOut"),
+            Output::Push { schema, copy, .. } => write!(f, "Push({schema:?}, {copy:?})"),
             Output::Begin => write!(f, "Begin"),
             Output::EndTransaction(t) => write!(f, "EndTransaction({t})"),
         }
@@ -92,6 +104,8 @@ pub struct Session {
     engine: Arc<Engine>,
     ctx: SessionContext,
     vars: Mutex<BTreeMap<String, String>>,
+    /// Open cursors; an async lock because `FETCH` from a push cursor waits for rows.
+    cursors: tokio::sync::Mutex<cursor::Cursors>,
 }
 
 impl std::fmt::Debug for Session {
@@ -121,6 +135,7 @@ impl Session {
             engine,
             ctx,
             vars: Mutex::new(BTreeMap::new()),
+            cursors: tokio::sync::Mutex::new(cursor::Cursors::default()),
         }
     }
 
@@ -157,7 +172,19 @@ impl Session {
             EddyStatement::ShowVariable(name) => vars::show(self, name),
             EddyStatement::ResetVariable(name) => vars::reset(self, name),
             EddyStatement::Begin => Ok(Output::Begin),
-            EddyStatement::EndTransaction { tag } => Ok(Output::EndTransaction(tag)),
+            EddyStatement::EndTransaction { tag } => {
+                self.cursors.lock().await.end_transaction();
+                Ok(Output::EndTransaction(tag))
+            }
+            EddyStatement::Push(statement) => self.push(statement, params).await,
+            EddyStatement::DeclareCursor {
+                name,
+                query,
+                push,
+                hold,
+            } => cursor::declare(self, name, query, *push, *hold).await,
+            EddyStatement::FetchCursor { name, count } => cursor::fetch(self, name, *count).await,
+            EddyStatement::CloseCursor { name } => cursor::close(self, name.as_deref()).await,
             EddyStatement::NoOp { tag } => Ok(Output::Command {
                 tag: tag.clone(),
                 rows: None,
@@ -184,6 +211,13 @@ impl Session {
                 })
             }
             EddyStatement::Sql(statement) => query::describe(self, statement).await,
+            EddyStatement::Push(statement) if !copy::is_copy(statement) => {
+                crate::push::describe(self, statement).await
+            }
+            EddyStatement::FetchCursor { name, .. } => Ok(Description {
+                params: vec![],
+                columns: Some(self.cursors.lock().await.schema(name)?),
+            }),
             EddyStatement::ShowStreams => Ok(Description {
                 params: vec![],
                 columns: Some(show::streams_schema()),
@@ -205,6 +239,42 @@ impl Session {
                 columns: None,
             }),
         }
+    }
+
+    /// Starts a push query, or a `COPY` of one.
+    async fn push(
+        &self,
+        statement: &datafusion::sql::sqlparser::ast::Statement,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Output> {
+        use datafusion::sql::sqlparser::ast::{CopySource, Statement};
+        let (query, copy) = match statement {
+            Statement::Copy {
+                source: CopySource::Query(q),
+                options,
+                legacy_options,
+                ..
+            } => {
+                let format = copy::format_of(options, legacy_options)?;
+                if format == CopyFormat::Json {
+                    return Err(crate::Error::Unsupported(
+                        "COPY TO supports FORMAT text and csv".into(),
+                    ));
+                }
+                (Statement::Query(q.clone()), Some(format))
+            }
+            other => (other.clone(), None),
+        };
+        let (schema, stream) = crate::push::execute(self, &query, params).await?;
+        Ok(Output::Push {
+            schema,
+            stream,
+            copy,
+        })
+    }
+
+    pub(crate) fn cursors(&self) -> &tokio::sync::Mutex<cursor::Cursors> {
+        &self.cursors
     }
 
     /// Appends the data of a COPY FROM STDIN; all or nothing. Returns the number of rows.

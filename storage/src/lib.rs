@@ -14,6 +14,8 @@
 //!   concurrent appenders share one sync (`log.rs`);
 //! - **reads** of durable batches by offset and time range, lazily, with no per-row decoding
 //!   (`reader.rs`);
+//! - **tailing**: the high watermark is published on a `tokio::sync::watch` channel
+//!   ([`PartitionLog::watch_high_watermark`]) so followers of the log wait without polling;
 //! - **recovery** on open: a torn tail is truncated, corruption elsewhere is reported
 //!   (`recovery.rs`);
 //! - **retention** of whole closed segments by time and size;

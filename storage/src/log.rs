@@ -13,6 +13,9 @@
 //!   everything in a closed segment is durable and a sync of the active file covers the rest.
 //! - Readers take a snapshot of `durable` (the high watermark) and only read frames below it,
 //!   which were completely written before it was published.
+//! - Every advance of `durable` is also published on a `tokio::sync::watch` channel, so tailing
+//!   readers (push queries) wait for new data without polling and without any lock of the
+//!   write path ([`PartitionLog::watch_high_watermark`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::config::LogConfig;
@@ -98,9 +102,25 @@ pub(crate) struct Shared {
     sync_lock: Mutex<()>,
     /// The high watermark: every offset below it is durable.
     pub(crate) durable: AtomicU64,
+    /// `durable`, published to tailing readers after each advance.
+    high_watermark_tx: watch::Sender<u64>,
     /// Appends are refused: closed, or a write or sync failed.
     closed: AtomicBool,
     counters: Counters,
+}
+
+impl Shared {
+    /// Advances the high watermark to at least `end` and wakes the tailing readers.
+    fn publish_durable(&self, end: u64) {
+        let durable = self.durable.fetch_max(end, Ordering::AcqRel).max(end);
+        self.high_watermark_tx.send_if_modified(|published| {
+            let advanced = *published < durable;
+            if advanced {
+                *published = durable;
+            }
+            advanced
+        });
+    }
 }
 
 /// One partition's log on local disk. `Send + Sync`: share it behind an `Arc`; appends,
@@ -152,6 +172,7 @@ impl PartitionLog {
             appender: Mutex::new(Appender { active, written }),
             sync_lock: Mutex::new(()),
             durable: AtomicU64::new(written),
+            high_watermark_tx: watch::Sender::new(written),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
         };
@@ -242,7 +263,7 @@ impl PartitionLog {
             return Err(e);
         }
         shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared.durable.fetch_max(target, Ordering::AcqRel);
+        shared.publish_durable(target);
         Ok(())
     }
 
@@ -270,7 +291,7 @@ impl PartitionLog {
         let old = Arc::clone(&appender.active);
         old.sync()?;
         shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared.durable.fetch_max(appender.written, Ordering::AcqRel);
+        shared.publish_durable(appender.written);
         let new = Arc::new(Segment::create(&shared.dir, appender.written)?);
         sync_dir(&shared.dir)?;
         old.state.write().closed = true;
@@ -287,6 +308,13 @@ impl PartitionLog {
     /// readable.
     pub fn high_watermark(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// A receiver of the high watermark: it changes (and wakes `changed().await`) each time
+    /// newly appended batches become durable. Tailing readers wait on it instead of polling;
+    /// it costs the write path one uncontended channel update per group commit.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<u64> {
+        self.shared.high_watermark_tx.subscribe()
     }
 
     /// The first offset still on disk (retention deletes whole segments from the front).
@@ -485,7 +513,7 @@ impl PartitionLog {
         let result = (|| {
             appender.active.sync()?;
             shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            shared.durable.fetch_max(appender.written, Ordering::AcqRel);
+            shared.publish_durable(appender.written);
             appender.active.write_index()?;
             sync_dir(&shared.dir)
         })();

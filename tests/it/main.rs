@@ -9,6 +9,7 @@ mod connection;
 mod copy;
 mod extended;
 mod psql;
+mod push;
 mod recovery;
 mod restart;
 mod slt;

@@ -11,14 +11,14 @@ use crate::harness::TestServer;
 
 const PSQL: &str = "/usr/bin/psql";
 
-struct Output {
-    status: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) status: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `psql -X -A -t` with the given extra arguments, feeding `stdin`.
-async fn psql(server: &TestServer, args: &[&str], stdin: &str) -> Output {
+pub(crate) async fn psql(server: &TestServer, args: &[&str], stdin: &str) -> Output {
     assert!(
         Path::new(PSQL).exists(),
         "{PSQL} is not installed: these tests need the PostgreSQL client (apt-get install postgresql-client)"

@@ -230,4 +230,5 @@ slt_tests! {
     slt_explain => "explain.slt",
     slt_session => "session.slt",
     slt_errors => "errors.slt",
+    slt_push => "push.slt",
 }

@@ -215,6 +215,17 @@ async fn closed_segments_tier_to_parquet_and_queries_span_both_tiers() -> anyhow
         .context("an object")?;
     check_object_with_parquet_crate(&cold_dir.join(&key))?;
 
+    // A push query from `earliest` replays the tiered history, then the hot tail, in order.
+    client
+        .batch_execute("SET 'auto.offset.reset' = 'earliest'")
+        .await?;
+    let pushed: Vec<i64> = rows(&client, "SELECT id FROM t EMIT CHANGES LIMIT 200")
+        .await?
+        .into_iter()
+        .map(|r| r[0].as_deref().unwrap_or("").parse().unwrap_or(-1))
+        .collect();
+    assert_eq!(pushed, (0..200).collect::<Vec<i64>>());
+
     // Everything survives a restart; new rows continue the offsets.
     drop(client);
     server.restart()?;

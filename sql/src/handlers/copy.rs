@@ -126,7 +126,7 @@ fn single_byte(c: char, what: &str) -> Result<u8> {
         .ok_or_else(|| Error::Invalid(format!("COPY {what} must be a single one-byte character")))
 }
 
-fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {
+pub(crate) fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {
     let mut kind = "text".to_string();
     for o in options {
         if let CopyOption::Format(f) = o {

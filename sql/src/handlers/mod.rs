@@ -1,6 +1,7 @@
 //! One handler per statement kind. Each turns a parsed statement into an [`crate::Output`].
 
 pub mod copy;
+pub mod cursor;
 pub mod ddl;
 pub mod query;
 pub mod show;

@@ -41,7 +41,7 @@ pub fn classify(e: DataFusionError) -> Error {
     }
 }
 
-async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
+pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
     match statement {
         Statement::Query(_) | Statement::Insert(_) | Statement::Explain { .. } => {}
         Statement::CreateTable(_) | Statement::CreateView(_) => {
@@ -129,7 +129,11 @@ pub async fn execute(
 
 /// Parameter and result types of a statement.
 pub async fn describe(session: &Session, statement: &Statement) -> Result<Description> {
-    let plan = plan(session, statement).await?;
+    describe_plan(&plan(session, statement).await?)
+}
+
+/// Parameter and result types of a planned statement.
+pub(crate) fn describe_plan(plan: &LogicalPlan) -> Result<Description> {
     let types: HashMap<String, Option<DataType>> = plan.get_parameter_types().map_err(classify)?;
     let count = types
         .keys()
@@ -139,7 +143,7 @@ pub async fn describe(session: &Session, statement: &Statement) -> Result<Descri
     let params = (1..=count)
         .map(|i| types.get(&format!("${i}")).cloned().flatten())
         .collect();
-    let is_insert = matches!(&plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
+    let is_insert = matches!(plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
     let columns = (!is_insert).then(|| Arc::new(plan.schema().as_arrow().clone()));
     Ok(Description { params, columns })
 }

@@ -45,8 +45,18 @@ pub fn default_value(name: &str) -> Option<&'static str> {
     DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
+/// The name a setting is stored under: `auto_offset_reset` is accepted for
+/// `auto.offset.reset` (ksqlDB's spelling needs quotes in SQL).
+fn canonical(name: &str) -> &str {
+    match name {
+        "auto_offset_reset" => "auto.offset.reset",
+        other => other,
+    }
+}
+
 /// `SET name = value`
 pub fn set(session: &Session, name: &str, value: &str) -> Result<Output> {
+    let name = canonical(name);
     let value = match name {
         "auto.offset.reset" => {
             let v = value.to_lowercase();
@@ -74,6 +84,7 @@ pub fn set(session: &Session, name: &str, value: &str) -> Result<Output> {
 
 /// `RESET name` / `RESET ALL`
 pub fn reset(session: &Session, name: &str) -> Result<Output> {
+    let name = canonical(name);
     if name == "all" {
         session.vars().lock().clear();
     } else {
@@ -99,6 +110,7 @@ pub fn show_schema(name: &str) -> SchemaRef {
 
 /// `SHOW name` / `SHOW ALL`
 pub fn show(session: &Session, name: &str) -> Result<Output> {
+    let name = canonical(name);
     if name == "all" {
         let mut all: std::collections::BTreeMap<String, String> = DEFAULTS
             .iter()

@@ -6,15 +6,17 @@
 //! else is handed to sqlparser's PostgreSQL dialect and later planned by DataFusion.
 
 mod create_stream;
+mod push;
 pub mod types;
 
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 pub use self::create_stream::CreateStream;
+pub use self::push::FetchCount;
 pub use self::types::parse_type_name;
 use crate::{Error, Result};
 
@@ -61,12 +63,45 @@ pub enum EddyStatement {
     },
     /// Any other statement, planned by DataFusion (or COPY, handled by the COPY handler).
     Sql(Box<Statement>),
+    /// A push query: `SELECT ... EMIT CHANGES [LIMIT n]` (a `Statement::Query`) or
+    /// `COPY (SELECT ... EMIT CHANGES [LIMIT n]) TO STDOUT` (a `Statement::Copy`), with the
+    /// `EMIT CHANGES` words removed.
+    Push(Box<Statement>),
+    /// `DECLARE name [NO SCROLL] CURSOR [WITH | WITHOUT HOLD] FOR query [EMIT CHANGES]`
+    DeclareCursor {
+        /// Cursor name, normalised.
+        name: String,
+        /// The query (a `Statement::Query`).
+        query: Box<Statement>,
+        /// The query ends in `EMIT CHANGES`.
+        push: bool,
+        /// `WITH HOLD`: the cursor outlives `COMMIT`.
+        hold: bool,
+    },
+    /// `FETCH [FORWARD] [n | ALL] [FROM] name`
+    FetchCursor {
+        /// Cursor name, normalised.
+        name: String,
+        /// How many rows.
+        count: FetchCount,
+    },
+    /// `CLOSE name` / `CLOSE ALL` (`name` is `None`).
+    CloseCursor {
+        /// Cursor name, normalised; `None` for ALL.
+        name: Option<String>,
+    },
 }
 
 /// Parses a string that may hold several `;`-separated statements.
 pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
     let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Syntax(e.to_string()))?;
+    if push::mentions_emit_changes(&tokens) {
+        return push::parse_with_emit(tokens);
+    }
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -154,6 +189,15 @@ fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
     if word_is(p, 0, "RESET") {
         p.next_token();
         return Ok(EddyStatement::ResetVariable(variable_name(p)?));
+    }
+    if word_is(p, 0, "DECLARE") {
+        return push::parse_declare(p, false);
+    }
+    if word_is(p, 0, "FETCH") {
+        return push::parse_fetch(p);
+    }
+    if word_is(p, 0, "CLOSE") {
+        return push::parse_close(p);
     }
     if word_is(p, 0, "BEGIN") || (word_is(p, 0, "START") && word_is(p, 1, "TRANSACTION")) {
         skip_to_end(p);
@@ -296,6 +340,77 @@ mod tests {
             parse_statements("create stream s (a int"),
             Err(Error::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn emit_changes_marks_push_queries_and_keeps_their_limit() {
+        let stmts = parse_statements(
+            "select a from s where a > 1 emit changes limit 3; select 1; \
+             copy (select * from s emit changes) to stdout; \
+             declare c no scroll cursor for select a from s emit changes",
+        )
+        .unwrap();
+        assert_eq!(stmts.len(), 4);
+        let EddyStatement::Push(q) = &stmts[0] else {
+            panic!("{:?}", stmts[0])
+        };
+        assert_eq!(q.to_string(), "SELECT a FROM s WHERE a > 1 LIMIT 3");
+        assert!(matches!(stmts[1], EddyStatement::Sql(_)));
+        assert!(
+            matches!(&stmts[2], EddyStatement::Push(c) if matches!(**c, Statement::Copy { .. }))
+        );
+        assert!(matches!(
+            &stmts[3],
+            EddyStatement::DeclareCursor { name, push: true, hold: false, .. } if name == "c"
+        ));
+        assert!(matches!(
+            parse_statements("insert into s values (1) emit changes"),
+            Err(Error::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn cursor_statements_as_psql_and_psycopg_send_them() {
+        let stmts = parse_statements(
+            "DECLARE _psql_cursor NO SCROLL CURSOR FOR\nselect * from s; \
+             FETCH FORWARD 1 FROM _psql_cursor; fetch 10 \"Cur\"; FETCH ALL IN c; FETCH NEXT c; \
+             CLOSE _psql_cursor; close all",
+        )
+        .unwrap();
+        assert!(matches!(
+            &stmts[0],
+            EddyStatement::DeclareCursor { name, push: false, .. } if name == "_psql_cursor"
+        ));
+        assert_eq!(
+            stmts[1..5],
+            [
+                EddyStatement::FetchCursor {
+                    name: "_psql_cursor".into(),
+                    count: FetchCount::Rows(1)
+                },
+                EddyStatement::FetchCursor {
+                    name: "Cur".into(),
+                    count: FetchCount::Rows(10)
+                },
+                EddyStatement::FetchCursor {
+                    name: "c".into(),
+                    count: FetchCount::All
+                },
+                EddyStatement::FetchCursor {
+                    name: "c".into(),
+                    count: FetchCount::Rows(1)
+                },
+            ]
+        );
+        assert_eq!(
+            stmts[5..],
+            [
+                EddyStatement::CloseCursor {
+                    name: Some("_psql_cursor".into())
+                },
+                EddyStatement::CloseCursor { name: None },
+            ]
+        );
     }
 
     #[test]

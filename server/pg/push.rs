@@ -1,0 +1,198 @@
+//! Sending a push query's rows as they arrive.
+//!
+//! pgwire's `send_query_response` feeds rows into the connection's buffer and flushes only at
+//! 8 KiB or at the end of the query, so a push query would sit in the buffer. Instead the rows
+//! are written here, inside `do_query`, with a flush after each batch; pgwire then sends only
+//! the `CommandComplete`. Running inside `do_query` also means pgwire's own cancel path
+//! applies: a CancelRequest drops this future and the client gets SQLSTATE 57014 on a
+//! connection that stays usable.
+//!
+//! A client that closes its socket is noticed on the next write. While no row arrives, a
+//! `ParameterStatus` message (allowed at any time by the protocol, ignored by clients) is sent
+//! every [`KEEPALIVE`], so an abandoned query ends within a few seconds instead of waiting
+//! forever for a row to fail on.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use eddy_sql::handlers::query::classify;
+use eddy_sql::ingest::copy::CopyFormat;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::ClientInfo;
+use pgwire::api::portal::Format;
+use pgwire::api::results::Tag;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyDone, CopyOutResponse};
+use pgwire::messages::data::RowDescription;
+use pgwire::messages::startup::ParameterStatus;
+
+use super::encode;
+use super::errors::to_pgwire;
+use super::handler::copy_encoder;
+use super::types::field_infos;
+
+/// How long a push query may send nothing before a keep-alive probes the socket.
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// Runs `statement` while sending a keep-alive every [`KEEPALIVE`], so a client that goes away
+/// while it waits (a `FETCH` from a push cursor waiting for rows) ends it on a failed write.
+pub async fn with_keepalive<C, T>(
+    client: &mut C,
+    statement: impl Future<Output = T>,
+) -> PgWireResult<T>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut statement = std::pin::pin!(statement);
+    loop {
+        match tokio::time::timeout(KEEPALIVE, &mut statement).await {
+            Ok(done) => return Ok(done),
+            Err(_idle) => {
+                if let Err(e) = keepalive(client).await {
+                    tracing::info!(peer = %client.socket_addr(), error = %e, "client gone while its statement waited");
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+async fn keepalive<C>(client: &mut C) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let application_name = client
+        .metadata()
+        .get("application_name")
+        .cloned()
+        .unwrap_or_default();
+    client
+        .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+            "application_name".into(),
+            application_name,
+        )))
+        .await?;
+    Ok(())
+}
+
+/// Streams a push query to the client until its `LIMIT` (or forever, until cancelled or the
+/// client goes away). `format` is the portal's result format (extended protocol, where the
+/// client already has the row description), `None` for the simple protocol. With `copy`, the
+/// rows go out as `COPY ... TO STDOUT` data. Returns the tag for `CommandComplete`.
+pub async fn send<C>(
+    client: &mut C,
+    schema: &SchemaRef,
+    stream: SendableRecordBatchStream,
+    copy: Option<CopyFormat>,
+    format: Option<&Format>,
+) -> PgWireResult<Tag>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut running = Running {
+        peer: client.socket_addr(),
+        rows: 0,
+        outcome: None,
+    };
+    tracing::info!(peer = %running.peer, "push query started");
+    let result = stream_rows(client, schema, stream, copy, format, &mut running.rows).await;
+    running.outcome = Some(match &result {
+        Ok(_) => "limit reached".into(),
+        Err(e) => format!("error: {e}"),
+    });
+    result
+}
+
+/// Logs the end of a push query on every exit, including a cancel, which drops the future.
+struct Running {
+    peer: std::net::SocketAddr,
+    rows: usize,
+    outcome: Option<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let outcome = self.outcome.as_deref().unwrap_or("cancelled");
+        tracing::info!(peer = %self.peer, rows = self.rows, outcome, "push query ended");
+    }
+}
+
+async fn stream_rows<C>(
+    client: &mut C,
+    schema: &SchemaRef,
+    mut stream: SendableRecordBatchStream,
+    copy: Option<CopyFormat>,
+    format: Option<&Format>,
+    rows: &mut usize,
+) -> PgWireResult<Tag>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let is_copy = copy.is_some();
+    let fields = Arc::new(field_infos(schema, if is_copy { None } else { format }));
+    let mut encoder = match copy {
+        Some(copy) => {
+            let columns = fields.len();
+            client
+                .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                    0,
+                    columns as i16,
+                    vec![0; columns],
+                )))
+                .await?;
+            Some(copy_encoder(fields.clone(), copy)?)
+        }
+        None => {
+            if format.is_none() {
+                let description = RowDescription::new(fields.iter().map(Into::into).collect());
+                client
+                    .send(PgWireBackendMessage::RowDescription(description))
+                    .await?;
+            }
+            None
+        }
+    };
+    loop {
+        let batch = match tokio::time::timeout(KEEPALIVE, stream.next()).await {
+            Ok(Some(batch)) => batch.map_err(|e| to_pgwire(classify(e)))?,
+            Ok(None) => break,
+            Err(_idle) => {
+                keepalive(client).await?;
+                continue;
+            }
+        };
+        *rows += batch.num_rows();
+        match &mut encoder {
+            Some(encoder) => {
+                for data in encode::copy_rows(&batch, encoder)? {
+                    client.feed(PgWireBackendMessage::CopyData(data)).await?;
+                }
+            }
+            None => {
+                for row in encode::data_rows(&batch, &fields)? {
+                    client.feed(PgWireBackendMessage::DataRow(row)).await?;
+                }
+            }
+        }
+        client.flush().await?;
+    }
+    if is_copy {
+        client
+            .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+            .await?;
+        return Ok(Tag::new("COPY").with_rows(*rows));
+    }
+    Ok(Tag::new("SELECT").with_rows(*rows))
+}

@@ -1,0 +1,131 @@
+//! Push queries: `SELECT ... FROM stream [WHERE ...] EMIT CHANGES [LIMIT n]`.
+//!
+//! ```text
+//!  PartitionLog ─ watch(high watermark) ─▶ tail::PartitionTail (one per partition) ─┐
+//!                                                                                  ├─ select_all ─▶ PushPlan::apply (filter, project) ─▶ LIMIT ─▶ client
+//!  PartitionLog ─ watch(high watermark) ─▶ tail::PartitionTail ───────────────────┘
+//! ```
+//!
+//! The query is planned once by DataFusion (logical plan + analyzer), then compiled into
+//! physical expressions ([`plan::PushPlan`]) that run on each new batch with Arrow kernels.
+//! Each partition is tailed from its high watermark at query start (`auto.offset.reset =
+//! latest`, the default) or its log start (`earliest`); a tail sleeps on the partition's
+//! high-watermark watch between batches — no polling, no lock on the write path.
+//!
+//! The stream ends after `LIMIT n` rows; otherwise it never ends, and the server drops it when
+//! the client cancels or goes away.
+
+mod plan;
+mod tail;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
+
+pub(crate) use self::plan::PushPlan;
+use self::tail::PartitionTail;
+use crate::{Description, Result, Session};
+
+/// Where a push query starts reading each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The high watermark at query start: only rows committed afterwards.
+    Latest,
+    /// The log start: everything still retained, then new rows.
+    Earliest,
+}
+
+impl StartAt {
+    /// The session's `auto.offset.reset`.
+    pub fn of(session: &Session) -> StartAt {
+        match session.variable("auto.offset.reset").as_deref() {
+            Some("earliest") => StartAt::Earliest,
+            _ => StartAt::Latest,
+        }
+    }
+}
+
+/// Plans a push query (a `Statement::Query` without its `EMIT CHANGES`) and starts tailing.
+/// Returns its result schema and the never-ending (or `LIMIT`-ed) stream of result batches.
+pub async fn execute(
+    session: &Session,
+    query: &Statement,
+    params: Option<Vec<ScalarValue>>,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let plan = PushPlan::new(session, query, params).await?;
+    let start = StartAt::of(session);
+    let tails = plan
+        .topic()
+        .partitions()
+        .iter()
+        .enumerate()
+        .map(|(p, log)| {
+            PartitionTail::new(
+                log.clone(),
+                plan.topic().cold(p).cloned(),
+                p as i32,
+                start,
+                plan.source_schema(),
+            )
+        })
+        .map(PartitionTail::into_stream);
+    let merged = futures::stream::select_all(tails);
+    let schema = plan.schema();
+    let plan = Arc::new(plan);
+    let limit = plan.limit();
+    let applied = merged.filter_map(move |batch| {
+        let plan = plan.clone();
+        async move {
+            match batch.and_then(|b| plan.apply(&b)) {
+                Ok(b) if b.num_rows() == 0 => None,
+                other => Some(other),
+            }
+        }
+    });
+    let stream: SendableRecordBatchStream = match limit {
+        None => Box::pin(RecordBatchStreamAdapter::new(schema.clone(), applied)),
+        Some(limit) => Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            limited(applied, limit),
+        )),
+    };
+    Ok((schema, stream))
+}
+
+/// Parameter and result types of a push query, without starting it (extended protocol's
+/// Describe).
+pub async fn describe(session: &Session, query: &Statement) -> Result<Description> {
+    let (plan, _) = plan::logical(session, query).await?;
+    crate::handlers::query::describe_plan(&plan)
+}
+
+/// Ends `stream` after `limit` rows, slicing the batch that crosses it.
+fn limited(
+    stream: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+    limit: usize,
+) -> impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static {
+    let stream = Box::pin(stream);
+    futures::stream::unfold((stream, limit), |(mut stream, remaining)| async move {
+        if remaining == 0 {
+            return None;
+        }
+        match stream.next().await? {
+            Ok(batch) => {
+                let batch = if batch.num_rows() > remaining {
+                    batch.slice(0, remaining)
+                } else {
+                    batch
+                };
+                let left = remaining - batch.num_rows();
+                Some((Ok(batch), (stream, left)))
+            }
+            Err(e) => Some((Err(e), (stream, 0))),
+        }
+    })
+}

@@ -1,0 +1,213 @@
+//! [`PartitionTail`]: follows one partition's log as it grows.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::{DataFusionError, Result};
+use eddy_storage::tier::{ColdPartition, ColdReadStats, ColdRequest, read_object};
+use eddy_storage::{PartitionLog, StoredBatch};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::StartAt;
+
+/// Batches read per wake-up at most, so a long backlog (`earliest`) streams out in pieces.
+const BATCHES_PER_READ: usize = 64;
+
+/// Reads a partition from a start offset on, waiting on the log's high-watermark watch when it
+/// has caught up. Its batches have the stream's SQL schema (user columns, `rowtime`,
+/// `rowpartition`, `rowoffset`). Offsets below the cold tier's end are read from the cold
+/// objects, one object per wake-up (so `earliest` replays tiered history too).
+pub(super) struct PartitionTail {
+    log: Arc<PartitionLog>,
+    cold: Option<Arc<ColdPartition>>,
+    partition: i32,
+    /// The next offset to read.
+    next: u64,
+    watch: watch::Receiver<u64>,
+    schema: SchemaRef,
+}
+
+impl PartitionTail {
+    pub(super) fn new(
+        log: Arc<PartitionLog>,
+        cold: Option<Arc<ColdPartition>>,
+        partition: i32,
+        start: StartAt,
+        schema: SchemaRef,
+    ) -> Self {
+        // Subscribe before reading the start offset, so no append between the two is missed.
+        let watch = log.watch_high_watermark();
+        let next = match start {
+            StartAt::Latest => log.high_watermark(),
+            StartAt::Earliest => cold
+                .as_ref()
+                .and_then(|c| c.objects().first().map(|o| o.base_offset))
+                .unwrap_or_else(|| log.log_start_offset()),
+        };
+        PartitionTail {
+            log,
+            cold,
+            partition,
+            next,
+            watch,
+            schema,
+        }
+    }
+
+    /// The batches committed after the previous call, waiting for at least one. `None` when
+    /// the log is gone (its stream was dropped).
+    async fn next_batches(&mut self) -> Option<Result<Vec<RecordBatch>>> {
+        loop {
+            // Mark the current value seen *before* reading the watermark: an append that
+            // lands after this point wakes `changed()` below.
+            self.watch.borrow_and_update();
+            if self.log.high_watermark() > self.next {
+                let before = self.next;
+                match self.read().await {
+                    Ok(batches) if batches.is_empty() => {
+                        if self.next > before {
+                            continue; // read past rows before the start offset
+                        }
+                        // Nothing readable below the watermark (a segment just deleted by
+                        // retention, say): wait for the next append rather than spin.
+                    }
+                    other => return Some(other),
+                }
+            }
+            self.watch.changed().await.ok()?;
+        }
+    }
+
+    async fn read(&mut self) -> Result<Vec<RecordBatch>> {
+        let (log, start) = (self.log.clone(), self.next);
+        // The hot reader pins its segments before the manifest is read: tiering commits the
+        // manifest before deleting a segment, so no offset falls between the two.
+        let reader = log
+            .reader(start)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if let Some(cold) = &self.cold
+            && start < cold.end_offset()
+        {
+            return self.read_cold(cold.clone()).await;
+        }
+        let stored: Vec<StoredBatch> = tokio::task::spawn_blocking(move || {
+            reader
+                .take(BATCHES_PER_READ)
+                .collect::<eddy_storage::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut out = Vec::with_capacity(stored.len());
+        for batch in &stored {
+            let end = batch.base_offset + batch.batch.num_rows() as u64;
+            // A start below the log start (retention) begins at the first batch still there.
+            let first = self.next.max(batch.base_offset);
+            if first < end {
+                out.push(self.shape(batch, first, end)?);
+            }
+            self.next = self.next.max(end);
+        }
+        Ok(out)
+    }
+
+    /// The rows of the first cold object holding offsets at or after `next`.
+    async fn read_cold(&mut self, cold: Arc<ColdPartition>) -> Result<Vec<RecordBatch>> {
+        let Some(object) = cold
+            .objects()
+            .into_iter()
+            .find(|o| o.next_offset > self.next)
+        else {
+            return Ok(vec![]);
+        };
+        let store = cold
+            .store()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Execution("cold objects but no cold store".into()))?;
+        let request = ColdRequest {
+            columns: (0..self.schema.fields().len()).collect(),
+            offsets: (self.next, object.next_offset),
+            time: None,
+            batch_size: 32 * 1024,
+        };
+        let stats = Arc::new(ColdReadStats::default());
+        let mut out = vec![];
+        let gone = |e: eddy_storage::Error| match e {
+            // Deleted by retention since the manifest was read: skip it, as retention does.
+            eddy_storage::Error::ColdObjectGone { .. }
+                if !cold.objects().iter().any(|o| o.key == object.key) =>
+            {
+                Ok(())
+            }
+            e => Err(DataFusionError::External(Box::new(e))),
+        };
+        match read_object(&store, &object, request, stats).await {
+            Ok(mut batches) => {
+                while let Some(batch) = batches.next().await {
+                    match batch {
+                        Ok(batch) => {
+                            let rows =
+                                RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                            out.push(RecordBatch::try_new_with_options(
+                                self.schema.clone(),
+                                batch.columns().to_vec(),
+                                &rows,
+                            )?);
+                        }
+                        Err(e) => {
+                            gone(e)?;
+                            out.clear();
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => gone(e)?,
+        }
+        self.next = self.next.max(object.next_offset);
+        Ok(out)
+    }
+
+    /// Rows `first..end` of a stored batch, with the pseudo-columns added.
+    fn shape(&self, stored: &StoredBatch, first: u64, end: u64) -> Result<RecordBatch> {
+        let skip = (first - stored.base_offset) as usize;
+        let len = (end - first) as usize;
+        let mut columns: Vec<ArrayRef> = stored
+            .batch
+            .columns()
+            .iter()
+            .map(|c| c.slice(skip, len))
+            .collect();
+        columns.push(Arc::new(Int32Array::from_value(self.partition, len)));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            first as i64..end as i64,
+        )));
+        let options = RecordBatchOptions::new().with_row_count(Some(len));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// The tail as a stream of batches.
+    pub(super) fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + Unpin + 'static {
+        Box::pin(
+            futures::stream::unfold(Some(self), |tail| async move {
+                let mut tail = tail?;
+                match tail.next_batches().await? {
+                    Ok(batches) => Some((
+                        futures::stream::iter(batches.into_iter().map(Ok)).left_stream(),
+                        Some(tail),
+                    )),
+                    Err(e) => Some((futures::stream::iter([Err(e)]).right_stream(), None)),
+                }
+            })
+            .flatten(),
+        )
+    }
+}
