@@ -615,6 +615,13 @@ async fn s3_store_tiers_queries_and_rides_out_an_outage() -> anyhow::Result<()> 
             .is_some_and(|e| e.contains("cold tier")),
         "{error:?}"
     );
+    let topics = rows(&client, "SHOW TOPICS").await?;
+    assert!(
+        topics[0][8]
+            .as_deref()
+            .is_some_and(|t| t.starts_with("failing (")),
+        "{topics:?}"
+    );
     // Hot data stays queryable (the manifest prunes every cold object).
     assert_eq!(
         scalar_i64(
@@ -636,6 +643,9 @@ async fn s3_store_tiers_queries_and_rides_out_an_outage() -> anyhow::Result<()> 
     )
     .await?;
     assert_exact(&client, 300).await?;
+    let topics = rows(&client, "SHOW TOPICS").await?;
+    assert_eq!(topics[0][8].as_deref(), Some("ok"), "{topics:?}");
+    assert_eq!(topics[0][2].as_deref(), Some("0"), "{topics:?}");
     drop(client);
     server.restart()?;
     let client = server.client().await?;

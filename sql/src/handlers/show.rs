@@ -73,10 +73,15 @@ pub fn topics_schema() -> SchemaRef {
         ("high_watermark", DataType::Int64),
         ("segments", DataType::Int64),
         ("bytes", DataType::Int64),
+        ("cold_objects", DataType::Int64),
+        ("cold_bytes", DataType::Int64),
+        ("tiering", DataType::Utf8),
     ])
 }
 
-/// `SHOW TOPICS`: one row per partition.
+/// `SHOW TOPICS`: one row per partition. `log_start_offset` is the first offset in either
+/// tier; `segments`/`bytes` are local, `cold_*` the cold tier's; `tiering` is `off` (the
+/// stream sets no local retention), `ok`, or `failing (N): <last error>`.
 pub fn topics(engine: &Engine) -> Result<Output> {
     let mut names = Vec::new();
     let mut parts = Vec::new();
@@ -84,15 +89,37 @@ pub fn topics(engine: &Engine) -> Result<Output> {
     let mut hws = Vec::new();
     let mut segs = Vec::new();
     let mut bytes = Vec::new();
+    let mut cold_objects = Vec::new();
+    let mut cold_bytes = Vec::new();
+    let mut tiering = Vec::new();
     for topic in engine.topics().topics() {
         for (p, log) in topic.partitions().iter().enumerate() {
             let segments = log.segments();
+            let cold = topic.cold(p);
+            let objects = cold.map(|c| c.objects()).unwrap_or_default();
             names.push(topic.name().to_string());
             parts.push(p as i64);
-            starts.push(log.log_start_offset() as i64);
+            starts.push(
+                objects
+                    .first()
+                    .map_or(log.log_start_offset(), |o| o.base_offset) as i64,
+            );
             hws.push(log.high_watermark() as i64);
             segs.push(segments.len() as i64);
             bytes.push(segments.iter().map(|s| s.bytes as i64).sum::<i64>());
+            cold_objects.push(objects.len() as i64);
+            cold_bytes.push(objects.iter().map(|o| o.bytes as i64).sum::<i64>());
+            let config = log.config();
+            let status = cold.map(|c| c.status()).unwrap_or_default();
+            tiering.push(
+                if config.local_retention_ms.is_none() && config.local_retention_bytes.is_none() {
+                    "off".to_string()
+                } else if let Some(error) = status.last_error {
+                    format!("failing ({}): {error}", status.consecutive_failures)
+                } else {
+                    "ok".to_string()
+                },
+            );
         }
     }
     let cols: Vec<ArrayRef> = vec![
@@ -102,6 +129,9 @@ pub fn topics(engine: &Engine) -> Result<Output> {
         Arc::new(Int64Array::from(hws)),
         Arc::new(Int64Array::from(segs)),
         Arc::new(Int64Array::from(bytes)),
+        Arc::new(Int64Array::from(cold_objects)),
+        Arc::new(Int64Array::from(cold_bytes)),
+        Arc::new(StringArray::from(tiering)),
     ];
     rows(RecordBatch::try_new(topics_schema(), cols)?)
 }
