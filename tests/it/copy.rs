@@ -412,3 +412,54 @@ async fn copy_to_stdout_yields_the_rows() -> anyhow::Result<()> {
     assert_eq!(copy_out(&client, "COPY s2 TO STDOUT").await?, all);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_partition_is_scanned_in_parallel_splits_each_row_once() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM big (x BIGINT) WITH (partitions=1)")
+        .await?;
+    let n: i64 = 300_000;
+    let text: String = (0..n).map(|i| format!("{i}\n")).collect();
+    assert_eq!(
+        copy_in(&client, "COPY big FROM STDIN", &[&text]).await?,
+        n as u64
+    );
+    // Enough rows for two readers of the one partition (on a machine with 2+ cores).
+    let plan: String = rows(&client, "EXPLAIN SELECT count(*) FROM big")
+        .await?
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if cores >= 2 {
+        assert!(plan.contains("splits=2"), "{plan}");
+    }
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT count(*), count(DISTINCT rowoffset), sum(x), min(rowoffset), max(rowoffset), \
+             count(*) FILTER (WHERE x = rowoffset) FROM big"
+        )
+        .await?,
+        vec![
+            [n, n, n * (n - 1) / 2, 0, n - 1, n]
+                .iter()
+                .map(|v| Some(v.to_string()))
+                .collect::<Vec<_>>()
+        ]
+    );
+    // Offset bounds still cut exactly across the splits.
+    assert_eq!(
+        scalar_i64(
+            &client,
+            "SELECT count(*) FROM big WHERE rowoffset >= 1000 AND rowoffset < 250000"
+        )
+        .await?,
+        249_000
+    );
+    Ok(())
+}

@@ -40,9 +40,73 @@ pub struct StreamScanExec {
     projection: Vec<usize>,
     projected: SchemaRef,
     bounds: ScanBounds,
+    /// What each DataFusion partition reads: a log partition and an offset range of it.
+    splits: Vec<Split>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+}
+
+/// One DataFusion partition of a scan: offsets `[start, end)` of log partition `partition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Split {
+    partition: u32,
+    start: u64,
+    end: u64,
+}
+
+/// A log partition is split for parallel reading only when it holds at least this many rows
+/// per split: below that, a second reader costs more than it saves.
+const MIN_SPLIT_ROWS: u64 = 128 * 1024;
+
+/// Splits for `bounds` over `topic`: one per log partition, or — when the stream has fewer
+/// partitions than the session's target parallelism — each partition's current offset range
+/// cut into equal pieces, the last open-ended so that rows committed before execution are
+/// still read. Order within a partition is not promised by a scan without `ORDER BY`.
+fn plan_splits(topic: &Topic, bounds: &ScanBounds, target_partitions: usize) -> Vec<Split> {
+    let per_partition = (target_partitions / bounds.partitions.len().max(1)).max(1) as u64;
+    let mut splits = Vec::new();
+    for &p in &bounds.partitions {
+        let whole = Split {
+            partition: p,
+            start: bounds.offset_start,
+            end: bounds.offset_end,
+        };
+        let (Some(log), Some(cold)) = (topic.partition(p as usize), topic.cold(p as usize)) else {
+            splits.push(whole);
+            continue;
+        };
+        let first = cold
+            .objects()
+            .first()
+            .map_or(log.log_start_offset(), |o| o.base_offset);
+        let lo = bounds.offset_start.max(first);
+        let hi = bounds.offset_end.min(log.high_watermark());
+        let pieces = per_partition
+            .min(hi.saturating_sub(lo) / MIN_SPLIT_ROWS)
+            .max(1);
+        if pieces == 1 {
+            splits.push(whole);
+            continue;
+        }
+        let step = (hi - lo).div_ceil(pieces);
+        for i in 0..pieces {
+            splits.push(Split {
+                partition: p,
+                start: if i == 0 {
+                    bounds.offset_start
+                } else {
+                    lo + i * step
+                },
+                end: if i + 1 == pieces {
+                    bounds.offset_end
+                } else {
+                    lo + (i + 1) * step
+                },
+            });
+        }
+    }
+    splits
 }
 
 /// The cold objects a scan of one partition reads: those overlapping the scan's offset and
@@ -60,7 +124,8 @@ fn cold_objects(objects: Vec<ColdObject>, bounds: &ScanBounds) -> Vec<ColdObject
 }
 
 impl StreamScanExec {
-    /// A scan of `topic` within `bounds`, producing `projection` of `table_schema`.
+    /// A scan of `topic` within `bounds`, producing `projection` of `table_schema`, read by
+    /// up to `target_partitions` parallel readers.
     pub fn new(
         stream: String,
         topic: Arc<Topic>,
@@ -68,10 +133,12 @@ impl StreamScanExec {
         projection: Option<Vec<usize>>,
         bounds: ScanBounds,
         limit: Option<usize>,
+        target_partitions: usize,
     ) -> Result<Self> {
         let projection = projection.unwrap_or_else(|| (0..table_schema.fields().len()).collect());
         let projected = Arc::new(table_schema.project(&projection)?);
-        let partitions = bounds.partitions.len().max(1);
+        let splits = plan_splits(&topic, &bounds, target_partitions);
+        let partitions = splits.len().max(1);
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(projected.clone()),
             Partitioning::UnknownPartitioning(partitions),
@@ -85,6 +152,7 @@ impl StreamScanExec {
             projection,
             projected,
             bounds,
+            splits,
             limit,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -120,6 +188,9 @@ impl DisplayAs for StreamScanExec {
             self.bounds,
             names.join(", ")
         )?;
+        if self.splits.len() > self.bounds.partitions.len() {
+            write!(f, ", splits={}", self.splits.len())?;
+        }
         let (read, total) = self.cold_counts();
         if total > 0 {
             write!(f, ", cold_objects={read} of {total}")?;
@@ -185,9 +256,10 @@ impl ExecutionPlan for StreamScanExec {
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.projected.clone(), 2);
-        let Some(&log_partition) = self.bounds.partitions.get(partition) else {
+        let Some(split) = self.splits.get(partition).copied() else {
             return Ok(builder.build());
         };
+        let log_partition = split.partition;
         let (Some(log), Some(cold)) = (
             self.topic.partition(log_partition as usize).cloned(),
             self.topic.cold(log_partition as usize).cloned(),
@@ -206,7 +278,11 @@ impl ExecutionPlan for StreamScanExec {
             bytes: metric("cold_bytes_fetched"),
         };
         let tx = builder.tx();
-        let bounds = self.bounds.clone();
+        let bounds = ScanBounds {
+            offset_start: split.start,
+            offset_end: split.end,
+            ..self.bounds.clone()
+        };
         let stored_columns = self.table_schema.fields().len() - 2;
         let shaper = Shaper {
             partition: log_partition as i32,

@@ -79,7 +79,7 @@ impl TableProvider for StreamTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -92,6 +92,7 @@ impl TableProvider for StreamTable {
             projection.cloned(),
             bounds,
             limit,
+            state.config().target_partitions(),
         )?))
     }
 
