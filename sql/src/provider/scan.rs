@@ -1,7 +1,9 @@
 //! [`StreamScanExec`]: reads a stream's partitions as Arrow batches, one DataFusion partition
-//! per log partition: first the cold tier's Parquet objects (pruned by the manifest, row groups
-//! by statistics), then the hot log from where the cold tier ends, adding the `rowpartition`
-//! and `rowoffset` pseudo-columns from each stored batch's base offset (no per-row decoding).
+//! per log partition (or per offset range of one, when the stream has fewer partitions than
+//! the session has cores): first the cold tier's Parquet objects (pruned by the manifest, row
+//! groups by statistics), then the hot log from where the cold tier ends, adding the
+//! `rowpartition` and `rowoffset` pseudo-columns from each stored batch's base offset (no
+//! per-row decoding).
 //!
 //! The hot reader is created (pinning its segments) before the manifest is read: tiering
 //! commits the manifest before it deletes a segment, so every offset is in one of the two.
