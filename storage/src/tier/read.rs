@@ -103,9 +103,13 @@ pub async fn read_object(
         Ordering::Relaxed,
     );
 
-    // Decode the requested columns plus the offset column (to cut at the range's ends).
+    // Decode the requested columns, plus the offset column when the range cuts the object
+    // (to cut at the range's ends); a request covering the whole object needs no cutting.
+    let covers = start <= object.base_offset && end >= object.next_offset;
     let mut roots: Vec<usize> = request.columns.clone();
-    roots.push(offset_index);
+    if !covers {
+        roots.push(offset_index);
+    }
     roots.sort_unstable();
     roots.dedup();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
@@ -114,7 +118,7 @@ pub async fn read_object(
         .iter()
         .map(|c| roots.binary_search(c).unwrap_or_default())
         .collect();
-    let offset_position = roots.binary_search(&offset_index).unwrap_or_default();
+    let offset_position = (!covers).then(|| roots.binary_search(&offset_index).unwrap_or_default());
     let stream = builder
         .with_projection(mask)
         .with_row_groups(keep)
@@ -124,7 +128,11 @@ pub async fn read_object(
     Ok(stream
         .map_err(move |e| classify(&path, "reading", e))
         .try_filter_map(move |batch| {
-            let out = cut(&batch, offset_position, start, end).and_then(|b| {
+            let cut = match offset_position {
+                Some(position) => cut(&batch, position, start, end),
+                None => Ok(Some(batch)),
+            };
+            let out = cut.and_then(|b| {
                 b.map(|b| {
                     b.project(&positions)
                         .map_err(|e| Error::Encode { source: e })
