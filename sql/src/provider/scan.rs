@@ -332,15 +332,14 @@ impl ExecutionPlan for StreamScanExec {
                         time: time.map(|(lo, hi)| (stored_columns - 1, lo, hi)),
                         batch_size: 32 * 1024,
                     };
-                    // An object retention deleted after this scan read the manifest is skipped,
-                    // as rows past retention are; any other failure fails the query.
-                    let gone = |e: eddy_storage::Error| match e {
-                        eddy_storage::Error::ColdObjectGone { .. }
-                            if !cold.objects().iter().any(|o| o.key == object.key) =>
-                        {
+                    // An object deleted by retention since the manifest was read is skipped; any other
+                    // failure fails the query.
+                    let gone = |e: eddy_storage::Error| {
+                        if cold.expired_while_reading(&e) {
                             Ok(())
+                        } else {
+                            Err(DataFusionError::External(Box::new(e)))
                         }
-                        e => Err(DataFusionError::External(Box::new(e))),
                     };
                     let mut batches = match read_object(&store, &object, request, stats.clone())
                         .await

@@ -134,14 +134,14 @@ impl PartitionTail {
         };
         let stats = Arc::new(ColdReadStats::default());
         let mut out = vec![];
-        let gone = |e: eddy_storage::Error| match e {
-            // Deleted by retention since the manifest was read: skip it, as retention does.
-            eddy_storage::Error::ColdObjectGone { .. }
-                if !cold.objects().iter().any(|o| o.key == object.key) =>
-            {
+        // An object deleted by retention since the manifest was read is skipped; any other
+        // failure fails the query.
+        let gone = |e: eddy_storage::Error| {
+            if cold.expired_while_reading(&e) {
                 Ok(())
+            } else {
+                Err(DataFusionError::External(Box::new(e)))
             }
-            e => Err(DataFusionError::External(Box::new(e))),
         };
         match read_object(&store, &object, request, stats).await {
             Ok(mut batches) => {

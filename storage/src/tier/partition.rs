@@ -100,6 +100,18 @@ impl ColdPartition {
         self.manifest.read().end_offset().unwrap_or(0)
     }
 
+    /// Whether `error`, from reading one of this partition's objects, only says that retention
+    /// deleted the object after the reader took it from the manifest: readers then skip it, as
+    /// they skip any row past retention.
+    pub fn expired_while_reading(&self, error: &Error) -> bool {
+        match error {
+            Error::ColdObjectGone { key } => {
+                !self.manifest.read().objects.iter().any(|o| &o.key == key)
+            }
+            _ => false,
+        }
+    }
+
     /// Total bytes of the cold objects.
     pub fn bytes(&self) -> u64 {
         self.manifest.read().bytes()
