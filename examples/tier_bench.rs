@@ -11,9 +11,8 @@
 //! `cargo run --release --example tier_bench`; `EDDY_BENCH_ROWS=20000` for a quick run,
 //! `EDDY_BENCH_S3_ROWS` (default: min(rows, 2M); moto is a Python server) for the S3 part.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,9 @@ use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use eddy_sql::{Engine, EngineConfig, Output, Session};
 use futures::TryStreamExt;
+
+#[path = "../tests/support/moto.rs"]
+mod moto;
 
 const DEFAULT_ROWS: u64 = 10_000_000;
 const PARTITIONS: u32 = 2;
@@ -227,62 +229,6 @@ async fn raw_scan(ctx: &SessionContext) -> anyhow::Result<Vec<RecordBatch>> {
         .await?)
 }
 
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> anyhow::Result<Option<Moto>> {
-    let ok = Command::new("python3")
-        .args(["-c", "import moto.server"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return Ok(None);
-    }
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let moto = Moto { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            write!(
-                s,
-                "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut r = String::new();
-            s.read_to_string(&mut r)?;
-            if r.split_whitespace().nth(1) == Some("200") {
-                return Ok(Some(moto));
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("moto did not start");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 async fn bench_store(
     label: &str,
     dir: &Path,
@@ -427,10 +373,12 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    let Some(moto) = start_moto()? else {
+    if !moto::installed() {
         println!("\nS3: skipped (moto is not installed: pip install 'moto[server]')");
         return Ok(());
-    };
+    }
+    let moto = moto::Moto::start()?;
+    moto.create_bucket("bench")?;
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
     let status = Command::new(std::env::current_exe()?)
         .env("EDDY_BENCH_MOTO_PORT", moto.port.to_string())

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures::{SinkExt, TryStreamExt, pin_mut};
 use tokio_postgres::Client;
 
-use crate::harness::{TestServer, rows, scalar_i64};
+use crate::harness::{TestServer, rows, scalar_i64, text};
 
 /// Sends `chunks` as the data of `statement` (a COPY ... FROM STDIN); returns the row count.
 async fn copy_in(
@@ -421,19 +421,13 @@ async fn a_large_partition_is_scanned_in_parallel_splits_each_row_once() -> anyh
         .batch_execute("CREATE STREAM big (x BIGINT) WITH (partitions=1)")
         .await?;
     let n: i64 = 300_000;
-    let text: String = (0..n).map(|i| format!("{i}\n")).collect();
+    let data: String = (0..n).map(|i| format!("{i}\n")).collect();
     assert_eq!(
-        copy_in(&client, "COPY big FROM STDIN", &[&text]).await?,
+        copy_in(&client, "COPY big FROM STDIN", &[&data]).await?,
         n as u64
     );
     // Enough rows for two readers of the one partition (on a machine with 2+ cores).
-    let plan: String = rows(&client, "EXPLAIN SELECT count(*) FROM big")
-        .await?
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan: String = text(&client, "EXPLAIN SELECT count(*) FROM big").await?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     if cores >= 2 {
         assert!(plan.contains("splits=2"), "{plan}");

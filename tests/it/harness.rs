@@ -286,6 +286,17 @@ pub async fn rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<S
         .collect())
 }
 
+/// Runs a query (e.g. `EXPLAIN ...`) and returns all its cells joined by newlines.
+pub async fn text(client: &Client, sql: &str) -> anyhow::Result<String> {
+    Ok(rows(client, sql)
+        .await?
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 /// Runs a query that returns one integer cell.
 pub async fn scalar_i64(client: &Client, sql: &str) -> anyhow::Result<i64> {
     let rows = rows(client, sql).await?;

@@ -4,6 +4,8 @@
 //! One test binary for all of them, so the workspace links it once.
 
 mod harness;
+#[path = "../support/moto.rs"]
+mod moto;
 
 mod connection;
 mod copy;

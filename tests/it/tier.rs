@@ -4,10 +4,7 @@
 //! nothing and leaves no orphan.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_postgres::Client;
 
-use crate::harness::{TestServer, rows, scalar_i64};
+use crate::harness::{TestServer, rows, scalar_i64, text};
+use crate::moto::Moto;
 
 /// Maintenance (retention + tiering) every 200 ms, so tests see tiering quickly.
 const FAST: [&str; 2] = ["--retention-check-ms", "200"];
@@ -191,13 +189,7 @@ async fn closed_segments_tier_to_parquet_and_queries_span_both_tiers() -> anyhow
         total > first,
         "{total} objects, {first} hold offsets below 10"
     );
-    let plan: String = rows(&client, "EXPLAIN SELECT id FROM t WHERE rowoffset < 10")
-        .await?
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan: String = text(&client, "EXPLAIN SELECT id FROM t WHERE rowoffset < 10").await?;
     assert!(
         plan.contains(&format!("cold_objects={first} of {total}")),
         "{plan}"
@@ -435,74 +427,6 @@ async fn crash_during_cold_retention_leaves_no_orphan() -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------------------------------
 // A real S3-compatible server (moto, from PyPI) behind a proxy the test can cut.
-
-/// A `moto_server` child process on a loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl Moto {
-    fn start() -> anyhow::Result<Moto> {
-        let probe = Command::new("python3")
-            .args(["-c", "import moto.server"])
-            .status()
-            .context("running python3")?;
-        if !probe.success() {
-            bail!("moto is not installed: python3 -m pip install 'moto[server]' (.ci/run does)");
-        }
-        let port = free_port()?;
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting moto")?;
-        let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("moto did not listen on {port}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(moto)
-    }
-
-    /// Creates a bucket (moto does not check signatures, so a bare PUT does).
-    fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        write!(
-            stream,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        if response.split_whitespace().nth(1) != Some("200") {
-            bail!("creating bucket {bucket}: {response}");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A TCP proxy in front of the store; `cut` refuses new connections and drops open ones.
 struct Proxy {
