@@ -38,6 +38,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?
         .context("opening the data directory")?;
+    engine.start_queries().await;
     let listener = TcpListener::bind(config.pg_addr)
         .await
         .with_context(|| format!("binding {}", config.pg_addr))?;

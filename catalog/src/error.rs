@@ -11,6 +11,12 @@ pub enum Error {
     /// No stream with this name exists.
     #[error("stream \"{0}\" does not exist")]
     NotFound(String),
+    /// No persistent query with this id exists.
+    #[error("query \"{0}\" does not exist")]
+    QueryNotFound(String),
+    /// The object is used by a persistent query.
+    #[error("{0}")]
+    InUse(String),
     /// The definition is inconsistent (duplicate column, bad option, ...).
     #[error("{0}")]
     Invalid(String),

@@ -16,6 +16,6 @@ mod persist;
 mod state;
 
 pub use error::{Error, Result};
-pub use model::{ColumnDef, PSEUDO_COLUMNS, StreamDef, StreamOptions};
+pub use model::{ColumnDef, PSEUDO_COLUMNS, QueryDef, RelationKind, StreamDef, StreamOptions};
 pub use persist::Catalog;
 pub use state::{CatalogState, Command};

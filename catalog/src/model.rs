@@ -39,7 +39,19 @@ pub struct StreamOptions {
     pub local_retention_bytes: Option<u64>,
 }
 
-/// A stream: a topic plus a schema.
+/// Whether a relation is an append-only stream or an upserting table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationKind {
+    /// Every row is an event (`CREATE STREAM`).
+    #[default]
+    Stream,
+    /// The latest row per primary key is the table's content (`CREATE TABLE`); the topic is
+    /// its changelog.
+    Table,
+}
+
+/// A stream or table: a topic plus a schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamDef {
     /// Stream name (normalised).
@@ -54,6 +66,13 @@ pub struct StreamDef {
     pub options: StreamOptions,
     /// Name of the backing topic (the stream's name today).
     pub topic: String,
+    /// Stream or table.
+    #[serde(default)]
+    pub kind: RelationKind,
+    /// A table's primary key columns (a row whose other columns are all NULL deletes its key);
+    /// empty for streams.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
 }
 
 impl StreamDef {
@@ -83,9 +102,25 @@ impl StreamDef {
         SchemaRef::new(Schema::new(fields))
     }
 
+    /// `"stream"` or `"table"`, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            RelationKind::Stream => "stream",
+            RelationKind::Table => "table",
+        }
+    }
+
     /// Checks the definition is self-consistent.
     pub fn validate(&self) -> crate::Result<()> {
         let invalid = |m: String| Err(crate::Error::Invalid(m));
+        for k in &self.primary_key {
+            if self.column_index(k).is_none() {
+                return invalid(format!("primary key column \"{k}\" is not a column"));
+            }
+        }
+        if self.kind == RelationKind::Table && self.primary_key.is_empty() {
+            return invalid(format!("table \"{}\" needs a PRIMARY KEY", self.name));
+        }
         if self.columns.is_empty() {
             return invalid(format!(
                 "stream \"{}\" must have at least one column",
@@ -142,4 +177,18 @@ fn rowtime_field() -> Field {
         DataType::Timestamp(TimeUnit::Millisecond, None),
         false,
     )
+}
+
+/// A persistent query: `CREATE STREAM|TABLE ... AS SELECT` or `INSERT INTO ... SELECT ...
+/// EMIT CHANGES`. The statement is kept as text and planned again when the node starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryDef {
+    /// Id, as ksqlDB names them: `CSAS_<SINK>_<n>`, `CTAS_<SINK>_<n>`, `INSERTQUERY_<n>`.
+    pub id: String,
+    /// The statement as the user wrote it.
+    pub sql: String,
+    /// Streams and tables it reads.
+    pub sources: Vec<String>,
+    /// The stream or table it writes.
+    pub sink: String,
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::{CatalogState, Command, Error, Result, StreamDef};
+use crate::{CatalogState, Command, Error, QueryDef, Result, StreamDef};
 
 /// The node's catalog: state machine plus its persistence.
 #[derive(Debug)]
@@ -117,6 +117,22 @@ impl Catalog {
     pub fn streams(&self) -> Vec<StreamDef> {
         self.state.read().streams().cloned().collect()
     }
+
+    /// A persistent query by id.
+    pub fn query(&self, id: &str) -> Option<QueryDef> {
+        self.state.read().query(id).cloned()
+    }
+
+    /// All persistent queries, ordered by id.
+    pub fn queries(&self) -> Vec<QueryDef> {
+        self.state.read().queries().cloned().collect()
+    }
+
+    /// The number of commands applied so far: a counter that never goes back, used to number
+    /// persistent queries.
+    pub fn applied(&self) -> u64 {
+        self.state.read().applied()
+    }
 }
 
 fn write_snapshot(dir: &Path, state: &CatalogState) -> Result<()> {
@@ -155,6 +171,8 @@ mod tests {
             partitions: 1,
             options: StreamOptions::default(),
             topic: name.into(),
+            kind: Default::default(),
+            primary_key: vec![],
         }
     }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, StreamDef};
+use crate::{Error, QueryDef, Result, StreamDef};
 
 /// A change to the catalog. Commands are what the command log (and later the metadata Raft
 /// group) records; applying the same commands in the same order yields the same state.
@@ -18,12 +18,28 @@ pub enum Command {
         /// Stream name.
         name: String,
     },
+    /// Start a persistent query, creating its sink first when `sink` is given
+    /// (`CREATE STREAM|TABLE ... AS SELECT`), in one step.
+    CreateQuery {
+        /// The query.
+        query: QueryDef,
+        /// The sink to create with it; `None` when it writes an existing stream.
+        sink: Option<StreamDef>,
+    },
+    /// Remove a persistent query (`TERMINATE`).
+    DropQuery {
+        /// Query id.
+        id: String,
+    },
 }
 
 /// Everything the catalog knows, keyed by stream name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CatalogState {
     streams: BTreeMap<String, StreamDef>,
+    /// Persistent queries by id.
+    #[serde(default)]
+    queries: BTreeMap<String, QueryDef>,
     /// Number of commands applied so far (the log index of the last one).
     applied: u64,
 }
@@ -42,6 +58,48 @@ impl CatalogState {
                 if !self.streams.contains_key(name) {
                     return Err(Error::NotFound(name.clone()));
                 }
+                if let Some(q) = self
+                    .queries
+                    .values()
+                    .find(|q| q.sink == *name || q.sources.contains(name))
+                {
+                    let how = if q.sink == *name { "writes" } else { "reads" };
+                    return Err(Error::InUse(format!(
+                        "cannot drop \"{name}\": persistent query {} {how} it; TERMINATE {} first",
+                        q.id, q.id
+                    )));
+                }
+            }
+            Command::CreateQuery { query, sink } => {
+                if self.queries.contains_key(&query.id) {
+                    return Err(Error::AlreadyExists(query.id.clone()));
+                }
+                for source in &query.sources {
+                    if !self.streams.contains_key(source) {
+                        return Err(Error::NotFound(source.clone()));
+                    }
+                }
+                match sink {
+                    Some(def) => {
+                        def.validate()?;
+                        if def.name != query.sink {
+                            return Err(Error::Invalid("query sink mismatch".into()));
+                        }
+                        if self.streams.contains_key(&def.name) {
+                            return Err(Error::AlreadyExists(def.name.clone()));
+                        }
+                    }
+                    None => {
+                        if !self.streams.contains_key(&query.sink) {
+                            return Err(Error::NotFound(query.sink.clone()));
+                        }
+                    }
+                }
+            }
+            Command::DropQuery { id } => {
+                if !self.queries.contains_key(id) {
+                    return Err(Error::QueryNotFound(id.clone()));
+                }
             }
         }
         Ok(())
@@ -57,6 +115,15 @@ impl CatalogState {
             Command::DropStream { name } => {
                 self.streams.remove(&name);
             }
+            Command::CreateQuery { query, sink } => {
+                if let Some(def) = sink {
+                    self.streams.insert(def.name.clone(), def);
+                }
+                self.queries.insert(query.id.clone(), query);
+            }
+            Command::DropQuery { id } => {
+                self.queries.remove(&id);
+            }
         }
         self.applied += 1;
         Ok(())
@@ -70,6 +137,16 @@ impl CatalogState {
     /// All streams, ordered by name.
     pub fn streams(&self) -> impl Iterator<Item = &StreamDef> {
         self.streams.values()
+    }
+
+    /// A persistent query by id.
+    pub fn query(&self, id: &str) -> Option<&QueryDef> {
+        self.queries.get(id)
+    }
+
+    /// All persistent queries, ordered by id.
+    pub fn queries(&self) -> impl Iterator<Item = &QueryDef> {
+        self.queries.values()
     }
 
     /// Number of commands applied.
@@ -97,6 +174,8 @@ mod tests {
             partitions: 2,
             options: StreamOptions::default(),
             topic: name.into(),
+            kind: Default::default(),
+            primary_key: vec![],
         }
     }
 

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use eddy_catalog::{Catalog, Command, StreamDef};
+use eddy_catalog::{Catalog, Command, QueryDef, StreamDef};
 use eddy_storage::tier::ColdStore;
 use eddy_storage::{LogConfig, Topic, TopicStore};
 
+use crate::continuous::{Queries, TableStores};
 use crate::{Result, Session};
 
 /// Engine settings.
@@ -43,6 +44,8 @@ pub struct Engine {
     catalog: Catalog,
     topics: TopicStore,
     round_robin: AtomicU64,
+    queries: Queries,
+    tables: TableStores,
 }
 
 impl Engine {
@@ -67,6 +70,8 @@ impl Engine {
             catalog,
             topics,
             round_robin: AtomicU64::new(0),
+            queries: Queries::default(),
+            tables: TableStores::default(),
         }))
     }
 
@@ -97,6 +102,43 @@ impl Engine {
         Some((def, topic))
     }
 
+    /// The persistent queries and table materializers running on this node.
+    pub fn queries(&self) -> &Queries {
+        &self.queries
+    }
+
+    /// The stores of the node's tables (what pull queries read).
+    pub fn tables(&self) -> &TableStores {
+        &self.tables
+    }
+
+    /// Starts the persistent queries and table stores the catalog records; call once after
+    /// [`Engine::open`], inside the runtime.
+    pub async fn start_queries(self: &Arc<Self>) {
+        crate::continuous::start_all(self).await;
+    }
+
+    /// Records a persistent query (and the sink it creates) in the catalog, durably, then
+    /// creates the sink's topic.
+    pub(crate) fn create_query(&self, query: QueryDef, sink: Option<StreamDef>) -> Result<()> {
+        self.catalog.execute(Command::CreateQuery {
+            query,
+            sink: sink.clone(),
+        })?;
+        if let Some(def) = sink {
+            self.topics
+                .create(&def.topic, def.partitions, log_config(&self.config, &def))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a persistent query from the catalog.
+    pub(crate) fn drop_query(&self, id: &str) -> Result<()> {
+        self.catalog
+            .execute(Command::DropQuery { id: id.to_string() })?;
+        Ok(())
+    }
+
     /// Counter for round-robin placement of keyless rows.
     pub fn round_robin(&self) -> &AtomicU64 {
         &self.round_robin
@@ -119,6 +161,8 @@ impl Engine {
         self.catalog.execute(Command::DropStream {
             name: name.to_string(),
         })?;
+        self.queries.stop_materializer(name);
+        self.tables.remove(name);
         if let Some(topic) = topic {
             if let Err(e) = self.topics.delete_cold(&topic).await {
                 tracing::warn!(topic = %topic, error = %e, "cold objects of a dropped stream left for the orphan sweep");
@@ -163,8 +207,9 @@ impl Engine {
         Ok(self.topics.enforce_retention(crate::ingest::now_ms())?)
     }
 
-    /// Syncs and closes every partition log.
+    /// Stops the persistent queries, then syncs and closes every partition log.
     pub fn close(&self) -> Result<()> {
+        self.queries.abort_all();
         for topic in self.topics.topics() {
             for log in topic.partitions() {
                 log.close()?;

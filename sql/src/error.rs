@@ -38,6 +38,12 @@ pub enum Error {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(eddy_catalog::Error),
+    /// The object is used by a persistent query (2BP01).
+    #[error("{0}")]
+    InUse(String),
+    /// No persistent query with this id (42704).
+    #[error("query \"{0}\" does not exist")]
+    UnknownQuery(String),
     /// The client cancelled the statement (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
@@ -52,6 +58,8 @@ impl From<eddy_catalog::Error> for Error {
             eddy_catalog::Error::AlreadyExists(n) => Error::AlreadyExists(n),
             eddy_catalog::Error::NotFound(n) => Error::UnknownStream(n),
             eddy_catalog::Error::Invalid(m) => Error::Invalid(m),
+            eddy_catalog::Error::InUse(m) => Error::InUse(m),
+            eddy_catalog::Error::QueryNotFound(id) => Error::UnknownQuery(id),
             other => Error::Catalog(other),
         }
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::logical_expr::{
+    AggregateUDF, AggregateUDFImpl, ColumnarValue, Signature, Volatility, create_udf,
+};
 use datafusion::prelude::SessionContext;
 
 use crate::handlers::vars::SERVER_VERSION;
@@ -90,4 +92,58 @@ pub fn register(ctx: &SessionContext) {
         Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     );
     ctx.register_udf(pg_get_expr);
+    for name in ["count_distinct", "latest_by_offset", "earliest_by_offset"] {
+        ctx.register_udaf(AggregateUDF::from(KsqlAggregate::new(name)));
+    }
+}
+
+/// ksqlDB's aggregates that DataFusion lacks (`COUNT_DISTINCT`, `LATEST_BY_OFFSET`,
+/// `EARLIEST_BY_OFFSET`): declared here so that queries plan; persistent queries compute them
+/// with their own accumulators (`continuous::aggregate`). An ad hoc query that runs one is
+/// told which standard function to use instead.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KsqlAggregate {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl KsqlAggregate {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for KsqlAggregate {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(match self.name {
+            "count_distinct" => DataType::Int64,
+            _ => args.first().cloned().unwrap_or(DataType::Null),
+        })
+    }
+
+    fn accumulator(
+        &self,
+        _args: datafusion::logical_expr::function::AccumulatorArgs,
+    ) -> datafusion::error::Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+        let instead = match self.name {
+            "count_distinct" => "COUNT(DISTINCT x)",
+            "latest_by_offset" => "last_value(x ORDER BY rowpartition, rowoffset)",
+            _ => "first_value(x ORDER BY rowpartition, rowoffset)",
+        };
+        datafusion::common::not_impl_err!(
+            "{} runs in persistent queries (CREATE TABLE ... AS SELECT); in an ad hoc query use {instead}",
+            self.name.to_uppercase()
+        )
+    }
 }

@@ -8,12 +8,15 @@
 //!  SQL text ─▶ parser ─▶ EddyStatement ─▶ handlers ─┬─▶ ddl / show / vars ─▶ catalog
 //!                                                  ├─▶ query: DataFusion ─▶ StreamTable ─▶ StreamScanExec ─▶ logs
 //!                                                  ├─▶ push (EMIT CHANGES), cursors: tail logs ─▶ per-batch exprs
+//!                                                  ├─▶ persistent (CREATE ... AS SELECT): continuous ─▶ runner per query
+//!                                                  │      (steps, windowed aggregation, checkpoints) ─▶ sink log + table store
 //!                                                  └─▶ INSERT / COPY ─▶ ingest ─▶ partitioner ─▶ logs (group commit)
 //! ```
 //!
 //! This crate never touches files directly (the catalog and storage crates do), and never
 //! speaks a wire protocol (the server does): it turns statements into [`Output`]s.
 
+pub mod continuous;
 pub mod engine;
 mod error;
 mod functions;

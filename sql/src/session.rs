@@ -13,7 +13,7 @@ use eddy_catalog::StreamDef;
 use eddy_storage::Topic;
 use parking_lot::Mutex;
 
-use crate::handlers::{copy, cursor, ddl, query, show, vars};
+use crate::handlers::{copy, cursor, ddl, persistent, query, show, vars};
 use crate::ingest::copy::CopyFormat;
 use crate::parser::{EddyStatement, parse_statements};
 use crate::provider::{EddySchemaProvider, PgCatalogSchema, SystemSchema};
@@ -99,10 +99,34 @@ pub struct Description {
     pub columns: Option<SchemaRef>,
 }
 
+/// A DataFusion context over the engine's catalog; `changelog`: tables read as their topics.
+fn context_over(engine: &Arc<Engine>, changelog: bool) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_create_default_catalog_and_schema(false)
+        .with_default_catalog_and_schema("eddy", "public")
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let catalog = MemoryCatalogProvider::new();
+    let public = if changelog {
+        EddySchemaProvider::changelog(engine.clone())
+    } else {
+        EddySchemaProvider::new(engine.clone())
+    };
+    // Registering into a fresh in-memory catalog cannot fail.
+    let _ = catalog.register_schema("public", Arc::new(public));
+    let _ = catalog.register_schema("pg_catalog", Arc::new(PgCatalogSchema::new(engine.clone())));
+    let _ = catalog.register_schema("eddy", Arc::new(SystemSchema::new(engine.clone())));
+    ctx.register_catalog("eddy", Arc::new(catalog));
+    functions::register(&ctx);
+    ctx
+}
+
 /// One client's session.
 pub struct Session {
     engine: Arc<Engine>,
     ctx: SessionContext,
+    /// The same, but tables read as their changelog topics (push queries).
+    changelog_ctx: SessionContext,
     vars: Mutex<BTreeMap<String, String>>,
     /// Open cursors; an async lock because `FETCH` from a push cursor waits for rows.
     cursors: tokio::sync::Mutex<cursor::Cursors>,
@@ -117,23 +141,10 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// A session over `engine`, with its own DataFusion context.
     pub fn new(engine: Arc<Engine>) -> Session {
-        let config = SessionConfig::new()
-            .with_create_default_catalog_and_schema(false)
-            .with_default_catalog_and_schema("eddy", "public")
-            .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
-        let catalog = MemoryCatalogProvider::new();
-        // Registering into a fresh in-memory catalog cannot fail.
-        let _ =
-            catalog.register_schema("public", Arc::new(EddySchemaProvider::new(engine.clone())));
-        let _ =
-            catalog.register_schema("pg_catalog", Arc::new(PgCatalogSchema::new(engine.clone())));
-        let _ = catalog.register_schema("eddy", Arc::new(SystemSchema::new(engine.clone())));
-        ctx.register_catalog("eddy", Arc::new(catalog));
-        functions::register(&ctx);
         Session {
+            ctx: context_over(&engine, false),
+            changelog_ctx: context_over(&engine, true),
             engine,
-            ctx,
             vars: Mutex::new(BTreeMap::new()),
             cursors: tokio::sync::Mutex::new(cursor::Cursors::default()),
         }
@@ -149,6 +160,11 @@ impl Session {
         &self.ctx
     }
 
+    /// The DataFusion context in which tables are their changelog streams (push queries).
+    pub fn changelog_context(&self) -> &SessionContext {
+        &self.changelog_ctx
+    }
+
     /// Parses one query string into statements.
     pub fn parse(&self, sql: &str) -> Result<Vec<EddyStatement>> {
         parse_statements(sql)
@@ -161,11 +177,20 @@ impl Session {
         params: Option<Vec<ScalarValue>>,
     ) -> Result<Output> {
         match stmt {
-            EddyStatement::CreateStream(c) => ddl::create_stream(&self.engine, c),
-            EddyStatement::DropStream { name, if_exists } => {
-                ddl::drop_stream(&self.engine, name, *if_exists).await
+            EddyStatement::CreateStream(c) | EddyStatement::CreateTable(c) => {
+                ddl::create_stream(&self.engine, c)
             }
+            EddyStatement::DropStream {
+                name,
+                if_exists,
+                table,
+            } => ddl::drop_stream(&self.engine, name, *if_exists, *table).await,
             EddyStatement::ShowStreams => show::streams(&self.engine),
+            EddyStatement::ShowTables => persistent::show_tables(self),
+            EddyStatement::ShowQueries => persistent::show_queries(self),
+            EddyStatement::Persistent(q) => persistent::create(self, q).await,
+            EddyStatement::Terminate(id) => persistent::terminate(self, id.as_deref()).await,
+            EddyStatement::ExplainQuery(id) => persistent::explain(self, id),
             EddyStatement::ShowTopics => show::topics(&self.engine),
             EddyStatement::Describe(name) => show::describe(&self.engine, name),
             EddyStatement::SetVariable { name, value } => vars::set(self, name, value),
@@ -225,6 +250,18 @@ impl Session {
             EddyStatement::ShowTopics => Ok(Description {
                 params: vec![],
                 columns: Some(show::topics_schema()),
+            }),
+            EddyStatement::ShowTables => Ok(Description {
+                params: vec![],
+                columns: Some(persistent::tables_schema()),
+            }),
+            EddyStatement::ShowQueries => Ok(Description {
+                params: vec![],
+                columns: Some(persistent::queries_schema()),
+            }),
+            EddyStatement::ExplainQuery(_) => Ok(Description {
+                params: vec![],
+                columns: Some(persistent::explain_schema()),
             }),
             EddyStatement::Describe(_) => Ok(Description {
                 params: vec![],

@@ -1,15 +1,22 @@
-//! `CREATE STREAM` and `DROP STREAM`.
+//! `CREATE STREAM`, `CREATE TABLE` (source tables), `DROP STREAM` and `DROP TABLE`.
 
-use eddy_catalog::{ColumnDef, StreamDef, StreamOptions};
+use std::sync::Arc;
+
+use eddy_catalog::{ColumnDef, RelationKind, StreamDef, StreamOptions};
 
 use crate::parser::CreateStream;
 use crate::{Engine, Error, Output, Result};
 
 /// Creates a stream from its parsed definition.
-pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
+pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
+    let tag = if c.primary_key.is_some() {
+        "CREATE TABLE"
+    } else {
+        "CREATE STREAM"
+    };
     let done = || {
         Ok(Output::Command {
-            tag: "CREATE STREAM".into(),
+            tag: tag.into(),
             rows: None,
         })
     };
@@ -31,8 +38,32 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
         partitions: engine.config().default_partitions,
         options: StreamOptions::default(),
         topic: c.name.clone(),
+        kind: RelationKind::Stream,
+        primary_key: vec![],
     };
-    for (key, value) in &c.options {
+    apply_options(&mut def, &c.options)?;
+    if let Some(pk) = &c.primary_key {
+        def.kind = RelationKind::Table;
+        def.primary_key = pk.clone();
+        if def.options.retention_ms.is_some() || def.options.retention_bytes.is_some() {
+            // Until the log compacts tables, retention would delete keys that are current.
+            return Err(Error::Invalid(
+                "a table keeps the latest row of every key: retention_ms and retention_bytes \
+                 do not apply to tables"
+                    .into(),
+            ));
+        }
+    }
+    engine.create_stream(def.clone())?;
+    if def.kind == RelationKind::Table {
+        crate::continuous::start_table(engine, &def)?;
+    }
+    done()
+}
+
+/// Applies `WITH (...)` options to a stream or table definition.
+pub fn apply_options(def: &mut StreamDef, options: &[(String, String)]) -> Result<()> {
+    for (key, value) in options {
         let number = || -> Result<u64> {
             value.parse::<u64>().map_err(|_| {
                 Error::Invalid(format!(
@@ -65,21 +96,34 @@ pub fn create_stream(engine: &Engine, c: &CreateStream) -> Result<Output> {
             other => return Err(Error::Invalid(format!("unknown stream option \"{other}\""))),
         }
     }
-    engine.create_stream(def)?;
-    done()
+    Ok(())
 }
 
-/// Drops a stream and deletes its data, cold objects included.
-pub async fn drop_stream(engine: &Engine, name: &str, if_exists: bool) -> Result<Output> {
-    if if_exists && engine.catalog().stream(name).is_none() {
-        return Ok(Output::Command {
-            tag: "DROP STREAM".into(),
-            rows: None,
-        });
+/// Drops a stream or table and deletes its data, cold objects included.
+pub async fn drop_stream(
+    engine: &Engine,
+    name: &str,
+    if_exists: bool,
+    table: bool,
+) -> Result<Output> {
+    let tag = if table { "DROP TABLE" } else { "DROP STREAM" };
+    let done = Ok(Output::Command {
+        tag: tag.into(),
+        rows: None,
+    });
+    let Some(def) = engine.catalog().stream(name) else {
+        if if_exists {
+            return done;
+        }
+        return Err(Error::UnknownStream(name.to_string()));
+    };
+    if table != (def.kind == RelationKind::Table) {
+        return Err(Error::Invalid(format!(
+            "\"{name}\" is a {}: use DROP {}",
+            def.kind_name(),
+            def.kind_name().to_uppercase()
+        )));
     }
     engine.drop_stream(name).await?;
-    Ok(Output::Command {
-        tag: "DROP STREAM".into(),
-        rows: None,
-    })
+    done
 }

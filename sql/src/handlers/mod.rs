@@ -3,6 +3,7 @@
 pub mod copy;
 pub mod cursor;
 pub mod ddl;
+pub mod persistent;
 pub mod query;
 pub mod show;
 pub mod vars;

@@ -42,6 +42,15 @@ pub fn classify(e: DataFusionError) -> Error {
 }
 
 pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
+    plan_in(session, statement, false).await
+}
+
+/// Plans `statement`; `changelog`: tables read as their changelog topics (push queries).
+pub(crate) async fn plan_in(
+    session: &Session,
+    statement: &Statement,
+    changelog: bool,
+) -> Result<LogicalPlan> {
     match statement {
         Statement::Query(_) | Statement::Insert(_) | Statement::Explain { .. } => {}
         Statement::CreateTable(_) | Statement::CreateView(_) => {
@@ -63,7 +72,12 @@ pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<Log
     }
     let mut statement = statement.clone();
     rewrite::rewrite(&mut statement, session.engine());
-    let state = session.context().state();
+    let ctx = if changelog {
+        session.changelog_context()
+    } else {
+        session.context()
+    };
+    let state = ctx.state();
     state
         .statement_to_plan(DFStatement::Statement(Box::new(statement)))
         .await

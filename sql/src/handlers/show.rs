@@ -19,7 +19,7 @@ pub fn rows(batch: RecordBatch) -> Result<Output> {
     })
 }
 
-fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
+pub(crate) fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
     Arc::new(Schema::new(
         fields
             .iter()
@@ -41,7 +41,12 @@ pub fn streams_schema() -> SchemaRef {
 
 /// `SHOW STREAMS`
 pub fn streams(engine: &Engine) -> Result<Output> {
-    let streams = engine.catalog().streams();
+    let streams: Vec<_> = engine
+        .catalog()
+        .streams()
+        .into_iter()
+        .filter(|s| s.kind == eddy_catalog::RelationKind::Stream)
+        .collect();
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             streams.iter().map(|s| s.name.as_str()),
@@ -159,9 +164,12 @@ pub fn describe(engine: &Engine, name: &str) -> Result<Output> {
     for c in &def.columns {
         names.push(c.name.clone());
         types.push(type_display(&c.data_type));
-        keys.push(c.key);
+        let primary = def.primary_key.contains(&c.name);
+        keys.push(c.key || primary);
         extra.push(if def.timestamp_column.as_deref() == Some(&c.name) {
             Some("timestamp")
+        } else if primary {
+            Some("primary key")
         } else {
             None
         });

@@ -39,6 +39,10 @@ pub fn now_ms() -> i64 {
 /// INSERT plan produces them) to the stored schema (user columns, then rowtime).
 pub fn from_table_rows(def: &StreamDef, batch: &RecordBatch) -> Result<RecordBatch> {
     let n = def.columns.len();
+    if batch.num_columns() == n {
+        // A table's INSERT: the user columns only.
+        return with_rowtime(def, batch.columns().to_vec(), None);
+    }
     if batch.num_columns() != n + 3 {
         return Err(Error::Internal(format!(
             "insert produced {} columns, expected {}",

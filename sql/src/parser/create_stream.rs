@@ -1,4 +1,5 @@
-//! `CREATE STREAM [IF NOT EXISTS] name (col TYPE [KEY], ...) [WITH (option = value, ...)]`
+//! `CREATE STREAM [IF NOT EXISTS] name (col TYPE [KEY], ...) [WITH (option = value, ...)]` and
+//! `CREATE TABLE [IF NOT EXISTS] name (col TYPE PRIMARY KEY, ...) [WITH (...)]`
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -19,24 +20,48 @@ pub struct CreateStream {
     pub columns: Vec<(String, DataType, bool)>,
     /// `WITH (...)` options, names lower-cased, values as text.
     pub options: Vec<(String, String)>,
+    /// `CREATE TABLE`: the PRIMARY KEY columns (the KEY flag is set on them too).
+    pub primary_key: Option<Vec<String>>,
 }
 
 pub(super) fn parse(p: &mut Parser) -> Result<CreateStream> {
+    parse_relation(p, false)
+}
+
+/// `CREATE TABLE`'s body.
+pub(super) fn parse_table(p: &mut Parser) -> Result<CreateStream> {
+    parse_relation(p, true)
+}
+
+fn parse_relation(p: &mut Parser, table: bool) -> Result<CreateStream> {
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = object_name(p)?;
     p.expect_token(&Token::LParen)?;
     let mut columns = Vec::new();
+    let mut primary_key = Vec::new();
     loop {
         let col = p.parse_identifier()?;
         let data_type = parse_type_name(p)?;
         let mut key = false;
         if word_is(p, 0, "KEY") {
             p.next_token();
+            if table {
+                return Err(Error::Syntax(
+                    "a table's key is declared `col TYPE PRIMARY KEY`".into(),
+                ));
+            }
             key = true;
         } else if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
-            return Err(Error::Unsupported(
-                "PRIMARY KEY declares a table; streams take `col TYPE KEY`".into(),
-            ));
+            if !table {
+                return Err(Error::Unsupported(
+                    "PRIMARY KEY declares a table; streams take `col TYPE KEY`".into(),
+                ));
+            }
+            if !primary_key.is_empty() {
+                return Err(Error::Invalid("a table has one PRIMARY KEY column".into()));
+            }
+            primary_key.push(normalize_ident(&col));
+            key = true;
         }
         columns.push((normalize_ident(&col), data_type, key));
         if !p.consume_token(&Token::Comma) {
@@ -44,6 +69,23 @@ pub(super) fn parse(p: &mut Parser) -> Result<CreateStream> {
         }
     }
     p.expect_token(&Token::RParen)?;
+    if table && primary_key.is_empty() {
+        return Err(Error::Invalid(format!(
+            "table \"{name}\" needs a PRIMARY KEY column: `col TYPE PRIMARY KEY`"
+        )));
+    }
+    let options = parse_options(p)?;
+    Ok(CreateStream {
+        name,
+        if_not_exists,
+        columns,
+        options,
+        primary_key: table.then_some(primary_key),
+    })
+}
+
+/// An optional `WITH (name = value, ...)`; names lower-cased, values as text.
+pub(super) fn parse_options(p: &mut Parser) -> Result<Vec<(String, String)>> {
     let mut options = Vec::new();
     if p.parse_keyword(Keyword::WITH) {
         p.expect_token(&Token::LParen)?;
@@ -75,12 +117,7 @@ pub(super) fn parse(p: &mut Parser) -> Result<CreateStream> {
         }
         p.expect_token(&Token::RParen)?;
     }
-    Ok(CreateStream {
-        name,
-        if_not_exists,
-        columns,
-        options,
-    })
+    Ok(options)
 }
 
 #[cfg(test)]

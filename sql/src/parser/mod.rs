@@ -6,6 +6,7 @@
 //! else is handed to sqlparser's PostgreSQL dialect and later planned by DataFusion.
 
 mod create_stream;
+mod persistent;
 mod push;
 pub mod types;
 
@@ -16,6 +17,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 pub use self::create_stream::CreateStream;
+pub use self::persistent::{Emit, PersistentQuery, SinkKind, WindowKind, WindowSpec};
 pub use self::push::FetchCount;
 pub use self::types::parse_type_name;
 use crate::{Error, Result};
@@ -25,15 +27,29 @@ use crate::{Error, Result};
 pub enum EddyStatement {
     /// `CREATE STREAM [IF NOT EXISTS] name (...) WITH (...)`
     CreateStream(CreateStream),
-    /// `DROP STREAM [IF EXISTS] name`
+    /// `CREATE TABLE [IF NOT EXISTS] name (k TYPE PRIMARY KEY, ...) WITH (...)`: a source table.
+    CreateTable(CreateStream),
+    /// `DROP STREAM|TABLE [IF EXISTS] name`
     DropStream {
         /// Stream name.
         name: String,
         /// `IF EXISTS` given.
         if_exists: bool,
+        /// `DROP TABLE` (else `DROP STREAM`).
+        table: bool,
     },
     /// `SHOW STREAMS` / `LIST STREAMS`
     ShowStreams,
+    /// `SHOW TABLES` / `LIST TABLES`
+    ShowTables,
+    /// `SHOW QUERIES` / `LIST QUERIES`
+    ShowQueries,
+    /// `CREATE STREAM|TABLE ... AS SELECT`, `INSERT INTO ... SELECT ... EMIT CHANGES`.
+    Persistent(Box<PersistentQuery>),
+    /// `TERMINATE id` (`None`: `TERMINATE ALL`).
+    Terminate(Option<String>),
+    /// `EXPLAIN <query id>`
+    ExplainQuery(String),
     /// `SHOW TOPICS` / `LIST TOPICS`
     ShowTopics,
     /// `DESCRIBE name`
@@ -98,7 +114,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| Error::Syntax(e.to_string()))?;
-    if push::mentions_emit_changes(&tokens) {
+    if push::needs_token_pass(&tokens) {
         return push::parse_with_emit(tokens);
     }
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
@@ -129,24 +145,36 @@ fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
         p.next_token();
         return Ok(EddyStatement::CreateStream(create_stream::parse(p)?));
     }
-    if word_is(p, 0, "DROP") && word_is(p, 1, "STREAM") {
+    if word_is(p, 0, "CREATE") && word_is(p, 1, "TABLE") {
         p.next_token();
+        p.next_token();
+        return Ok(EddyStatement::CreateTable(create_stream::parse_table(p)?));
+    }
+    if word_is(p, 0, "DROP") && (word_is(p, 1, "STREAM") || word_is(p, 1, "TABLE")) {
+        p.next_token();
+        let table = word_is(p, 0, "TABLE");
         p.next_token();
         let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
         let name = object_name(p)?;
-        return Ok(EddyStatement::DropStream { name, if_exists });
-    }
-    if (word_is(p, 0, "SHOW") || word_is(p, 0, "LIST"))
-        && (word_is(p, 1, "STREAMS") || word_is(p, 1, "TOPICS"))
-    {
-        p.next_token();
-        let streams = word_is(p, 0, "STREAMS");
-        p.next_token();
-        return Ok(if streams {
-            EddyStatement::ShowStreams
-        } else {
-            EddyStatement::ShowTopics
+        return Ok(EddyStatement::DropStream {
+            name,
+            if_exists,
+            table,
         });
+    }
+    if word_is(p, 0, "SHOW") || word_is(p, 0, "LIST") {
+        for (word, statement) in [
+            ("STREAMS", EddyStatement::ShowStreams),
+            ("TOPICS", EddyStatement::ShowTopics),
+            ("TABLES", EddyStatement::ShowTables),
+            ("QUERIES", EddyStatement::ShowQueries),
+        ] {
+            if word_is(p, 1, word) {
+                p.next_token();
+                p.next_token();
+                return Ok(statement);
+            }
+        }
     }
     if (word_is(p, 0, "DESCRIBE") || word_is(p, 0, "DESC")) && !word_is(p, 1, "SELECT") {
         p.next_token();

@@ -22,17 +22,22 @@ fn is_blank(token: &Token) -> bool {
     matches!(token, Token::Whitespace(_))
 }
 
-/// Whether any `EMIT CHANGES` appears in the tokens (the cheap check before the slow path).
-pub(super) fn mentions_emit_changes(tokens: &[TokenWithSpan]) -> bool {
-    let mut words = tokens.iter().map(|t| &t.token).filter(|t| !is_blank(t));
-    let mut previous_emit = false;
-    for token in &mut words {
-        if previous_emit && is_word(token, "CHANGES") {
-            return true;
-        }
-        previous_emit = is_word(token, "EMIT");
-    }
-    false
+/// Whether the tokens need the statement-by-statement pass: they mention `EMIT`, `WINDOW`,
+/// `AS` after `CREATE`, `TERMINATE` or `EXPLAIN` (the cheap check before the slow path).
+pub(super) fn needs_token_pass(tokens: &[TokenWithSpan]) -> bool {
+    let words: Vec<&Token> = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !is_blank(t))
+        .collect();
+    let create = words.iter().any(|t| is_word(t, "CREATE"));
+    words.iter().any(|t| {
+        is_word(t, "EMIT")
+            || is_word(t, "WINDOW")
+            || is_word(t, "TERMINATE")
+            || is_word(t, "EXPLAIN")
+            || (create && is_word(t, "AS"))
+    })
 }
 
 /// Splits tokens into statements at top-level semicolons.
@@ -209,12 +214,17 @@ pub(super) fn parse_close(p: &mut Parser) -> Result<EddyStatement> {
     })
 }
 
-/// Parses a string known to mention `EMIT CHANGES`: statement by statement, so that each one
-/// knows whether it was a push query.
+/// Parses a string statement by statement, so that each one knows whether it was a persistent
+/// or push query.
 pub(super) fn parse_with_emit(tokens: Vec<TokenWithSpan>) -> Result<Vec<EddyStatement>> {
     let dialect = PostgreSqlDialect {};
     let mut out = Vec::new();
     for mut tokens in split_statements(tokens) {
+        let sql = super::persistent::render(&tokens);
+        if let Some(statement) = super::persistent::try_parse(&tokens, &sql)? {
+            out.push(statement);
+            continue;
+        }
         let push = strip_emit_changes(&mut tokens);
         let mut p = Parser::new(&dialect).with_tokens_with_locations(tokens);
         let statement = if push {

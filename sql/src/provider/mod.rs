@@ -5,6 +5,7 @@
 //! This module never writes files: appends go through [`crate::ingest`] to the partition logs.
 
 pub mod pg_catalog;
+pub mod pull;
 pub mod pushdown;
 pub mod scan;
 pub mod schema;
@@ -13,6 +14,7 @@ pub mod system;
 pub mod table;
 
 pub use pg_catalog::PgCatalogSchema;
+pub use pull::PullTable;
 pub use schema::EddySchemaProvider;
 pub use system::SystemSchema;
 pub use table::StreamTable;

@@ -6,19 +6,35 @@ use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::error::Result;
 
-use super::StreamTable;
+use eddy_catalog::RelationKind;
+
+use super::{PullTable, StreamTable};
 use crate::Engine;
 
-/// Resolves table names to streams of the engine's catalog.
+/// Resolves table names to streams and tables of the engine's catalog. A table is its
+/// current rows ([`PullTable`]), or, in `changelog` mode (push and persistent queries), its
+/// topic of changes read as a stream.
 #[derive(Debug)]
 pub struct EddySchemaProvider {
     engine: Arc<Engine>,
+    changelog: bool,
 }
 
 impl EddySchemaProvider {
     /// A schema provider over `engine`'s catalog.
     pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            changelog: false,
+        }
+    }
+
+    /// A provider that reads tables as their changelog topics.
+    pub fn changelog(engine: Arc<Engine>) -> Self {
+        Self {
+            engine,
+            changelog: true,
+        }
     }
 }
 
@@ -34,10 +50,25 @@ impl SchemaProvider for EddySchemaProvider {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .engine
-            .stream(name)
-            .map(|(def, topic)| Arc::new(StreamTable::new(self.engine.clone(), def, topic)) as _))
+        let Some((def, topic)) = self.engine.stream(name) else {
+            return Ok(None);
+        };
+        if def.kind == RelationKind::Table
+            && !self.changelog
+            && let Some(store) = self.engine.tables().get(name)
+        {
+            return Ok(Some(Arc::new(PullTable::new(
+                self.engine.clone(),
+                def,
+                topic,
+                store,
+            ))));
+        }
+        Ok(Some(Arc::new(StreamTable::new(
+            self.engine.clone(),
+            def,
+            topic,
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -16,7 +16,7 @@
 //! the client cancels or goes away.
 
 mod plan;
-mod tail;
+pub(crate) mod tail;
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 
-pub(crate) use self::plan::PushPlan;
+pub(crate) use self::plan::{PushPlan, Step, compile, physical, run_steps};
 use self::tail::PartitionTail;
 use crate::{Description, Result, Session};
 

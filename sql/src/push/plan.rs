@@ -13,11 +13,12 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, LimitClause, Statement, Value};
 use eddy_storage::Topic;
 
-use crate::handlers::query::{classify, plan as plan_statement};
+use crate::handlers::query::{classify, plan_in};
 use crate::{Error, Result, Session};
 
 /// One step of the per-batch pipeline, bottom-up.
-enum Step {
+#[derive(Clone)]
+pub(crate) enum Step {
     /// Keep the rows where the predicate is true.
     Filter(Arc<dyn PhysicalExpr>),
     /// Compute the output columns.
@@ -37,7 +38,7 @@ pub(crate) struct PushPlan {
     limit: Option<usize>,
 }
 
-const SHAPE: &str = "push queries (EMIT CHANGES) support projections, WHERE filters and scalar \
+pub(crate) const SHAPE: &str = "push queries (EMIT CHANGES) support projections, WHERE filters and scalar \
     functions over one stream; aggregates, joins, windows, DISTINCT, ORDER BY and OFFSET are \
     not supported yet";
 
@@ -95,8 +96,19 @@ impl PushPlan {
 
     /// Runs the filters and projections on one batch of the stream.
     pub(crate) fn apply(&self, batch: &RecordBatch) -> DFResult<RecordBatch> {
-        let mut batch = batch.clone();
-        for step in &self.steps {
+        let batch = run_steps(&self.steps, batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
+        Ok(batch)
+    }
+}
+
+/// Runs filter and projection steps on one batch (stopping early when no row is left).
+pub(crate) fn run_steps(steps: &[Step], batch: &RecordBatch) -> DFResult<RecordBatch> {
+    let mut batch = batch.clone();
+    {
+        for step in steps {
             if batch.num_rows() == 0 {
                 break;
             }
@@ -118,11 +130,8 @@ impl PushPlan {
                 }
             };
         }
-        if batch.num_rows() == 0 {
-            return Ok(RecordBatch::new_empty(self.schema.clone()));
-        }
-        Ok(batch)
     }
+    Ok(batch)
 }
 
 /// The DataFusion plan of a push query (without its LIMIT) and the LIMIT.
@@ -155,11 +164,15 @@ pub(crate) async fn logical(
     if q.order_by.is_some() || q.fetch.is_some() {
         return Err(Error::Unsupported(SHAPE.into()));
     }
-    let plan = plan_statement(session, &Statement::Query(q)).await?;
+    let plan = plan_in(session, &Statement::Query(q), true).await?;
     Ok((plan, limit))
 }
 
-fn physical(state: &SessionState, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+pub(crate) fn physical(
+    state: &SessionState,
+    expr: &Expr,
+    schema: &DFSchema,
+) -> Result<Arc<dyn PhysicalExpr>> {
     if expr_has_subquery(expr) {
         return Err(Error::Unsupported(SHAPE.into()));
     }
@@ -181,7 +194,7 @@ fn expr_has_subquery(expr: &Expr) -> bool {
 
 /// Appends the steps computing `plan` to `steps`; returns the stream it reads and that
 /// stream's schema.
-fn compile(
+pub(crate) fn compile(
     state: &SessionState,
     plan: &LogicalPlan,
     steps: &mut Vec<Step>,

@@ -19,7 +19,7 @@ const BATCHES_PER_READ: usize = 64;
 /// has caught up. Its batches have the stream's SQL schema (user columns, `rowtime`,
 /// `rowpartition`, `rowoffset`). Offsets below the cold tier's end are read from the cold
 /// objects, one object per wake-up (so `earliest` replays tiered history too).
-pub(super) struct PartitionTail {
+pub(crate) struct PartitionTail {
     log: Arc<PartitionLog>,
     cold: Option<Arc<ColdPartition>>,
     partition: i32,
@@ -27,6 +27,7 @@ pub(super) struct PartitionTail {
     next: u64,
     watch: watch::Receiver<u64>,
     schema: SchemaRef,
+    max_batches: usize,
 }
 
 impl PartitionTail {
@@ -53,7 +54,68 @@ impl PartitionTail {
             next,
             watch,
             schema,
+            max_batches: BATCHES_PER_READ,
         }
+    }
+
+    /// A tail of `log` starting at `next` (a persistent query resuming from its checkpoint).
+    pub(crate) fn at(
+        log: Arc<PartitionLog>,
+        cold: Option<Arc<ColdPartition>>,
+        partition: i32,
+        next: u64,
+        schema: SchemaRef,
+    ) -> Self {
+        let watch = log.watch_high_watermark();
+        PartitionTail {
+            log,
+            cold,
+            partition,
+            next,
+            watch,
+            schema,
+            max_batches: BATCHES_PER_READ,
+        }
+    }
+
+    /// Reads at most `n` stored batches per call.
+    pub(crate) fn with_max_batches(mut self, n: usize) -> Self {
+        self.max_batches = n.max(1);
+        self
+    }
+
+    /// The next offset to read.
+    pub(crate) fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Rows committed but not yet read.
+    pub(crate) fn lag(&self) -> u64 {
+        self.log.high_watermark().saturating_sub(self.next)
+    }
+
+    /// What is readable now, without waiting (empty when caught up).
+    pub(crate) async fn read_available(&mut self) -> Result<Vec<RecordBatch>> {
+        self.watch.borrow_and_update();
+        loop {
+            if self.log.high_watermark() <= self.next {
+                return Ok(vec![]);
+            }
+            let before = self.next;
+            let batches = self.read().await?;
+            if !batches.is_empty() || self.next == before {
+                return Ok(batches);
+            }
+        }
+    }
+
+    /// Waits until the high watermark moves (returns at once if it moved since the last read).
+    /// `false` when the log is gone.
+    pub(crate) async fn changed(&mut self) -> bool {
+        if self.log.high_watermark() > self.next {
+            return true;
+        }
+        self.watch.changed().await.is_ok()
     }
 
     /// The batches committed after the previous call, waiting for at least one. `None` when
@@ -81,7 +143,7 @@ impl PartitionTail {
     }
 
     async fn read(&mut self) -> Result<Vec<RecordBatch>> {
-        let (log, start) = (self.log.clone(), self.next);
+        let (log, start, max_batches) = (self.log.clone(), self.next, self.max_batches);
         // The hot reader pins its segments before the manifest is read: tiering commits the
         // manifest before deleting a segment, so no offset falls between the two.
         let reader = log
@@ -94,7 +156,7 @@ impl PartitionTail {
         }
         let stored: Vec<StoredBatch> = tokio::task::spawn_blocking(move || {
             reader
-                .take(BATCHES_PER_READ)
+                .take(max_batches)
                 .collect::<eddy_storage::Result<Vec<_>>>()
         })
         .await

@@ -1,0 +1,430 @@
+//! Persistent queries and tables: `CREATE STREAM|TABLE ... AS SELECT`, `INSERT INTO ...
+//! SELECT ... EMIT CHANGES`, source tables (`CREATE TABLE ... PRIMARY KEY`), and the stores
+//! that pull queries read.
+//!
+//! ```text
+//!  source partitions ─ PartitionTail ─▶ Runner ─ steps (filters, projections) ─┬─▶ sink rows
+//!     (watch HW)                          │        Aggregator (keys × windows) ─┘      │
+//!                                         └─ commit: Wal (offsets + state delta + output)
+//!                                              then sink append (tagged), then TableStore
+//!  table topic ─ PartitionTail ─▶ materialize ─▶ TableStore (source tables)
+//! ```
+//!
+//! - [`plan`] plans the `SELECT` once with DataFusion and compiles it;
+//! - [`aggregator`] is the keyed, windowed aggregation ([`aggregate`] its accumulators,
+//!   [`window`] its windows);
+//! - [`wal`] is the checkpoint log that makes a query exactly-once across crashes;
+//! - [`runner`] is the task per query; [`store`] the rows a table serves to pull queries.
+//!
+//! A query runs as one tokio task that reads all of its source's partitions; its state is in
+//! memory, checkpointed incrementally (see [`wal`]). This module never speaks a wire protocol
+//! and reaches files only through `eddy-storage`'s logs (and the directory it deletes on
+//! `TERMINATE`).
+
+pub(crate) mod aggregate;
+pub(crate) mod aggregator;
+pub(crate) mod plan;
+pub(crate) mod runner;
+pub mod store;
+pub(crate) mod wal;
+pub(crate) mod window;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use eddy_catalog::{ColumnDef, QueryDef, RelationKind, StreamDef, StreamOptions};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use self::plan::{ContinuousPlan, Shape};
+pub use self::runner::Status;
+use self::runner::{Runner, RunnerParts};
+pub use self::store::{TableStore, TableStores};
+use crate::parser::{EddyStatement, PersistentQuery, SinkKind, parse_statements};
+use crate::{Engine, Error, Result};
+
+/// A running (or failed) persistent query, as `SHOW QUERIES` and `EXPLAIN` see it.
+#[derive(Debug, Clone)]
+pub struct QueryInfo {
+    /// The catalog's record of it.
+    pub def: QueryDef,
+    /// Counters and state.
+    pub status: Arc<Status>,
+    /// Its DataFusion plan and compiled shape.
+    pub explain: String,
+}
+
+struct Running {
+    info: QueryInfo,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The node's persistent queries and table materializers.
+#[derive(Default)]
+pub struct Queries {
+    running: Mutex<BTreeMap<String, Running>>,
+    materializers: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Queries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queries")
+            .field("running", &self.running.lock().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Queries {
+    /// Every query, by id.
+    pub fn list(&self) -> Vec<QueryInfo> {
+        self.running
+            .lock()
+            .values()
+            .map(|r| r.info.clone())
+            .collect()
+    }
+
+    /// One query.
+    pub fn get(&self, id: &str) -> Option<QueryInfo> {
+        self.running.lock().get(id).map(|r| r.info.clone())
+    }
+
+    /// Stops every task (server shutdown). Checkpoints make this safe at any point.
+    pub fn abort_all(&self) {
+        for (_, r) in std::mem::take(&mut *self.running.lock()) {
+            r.task.abort();
+        }
+        for (_, t) in std::mem::take(&mut *self.materializers.lock()) {
+            t.abort();
+        }
+    }
+
+    pub(crate) fn stop_materializer(&self, table: &str) {
+        if let Some(t) = self.materializers.lock().remove(table) {
+            t.abort();
+        }
+    }
+}
+
+fn query_dir(engine: &Engine, id: &str) -> PathBuf {
+    engine.data_dir().join("queries").join(id)
+}
+
+/// The columns of `def` without `rowtime`, as a table's store holds them.
+fn user_schema(def: &StreamDef) -> SchemaRef {
+    let stored = def.stored_schema();
+    let n = stored.fields().len() - 1;
+    Arc::new(Schema::new(stored.fields()[..n].to_vec()))
+}
+
+/// Starts a source table's store and the task that fills it from the table's topic.
+pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
+    let Some((_, topic)) = engine.stream(&def.name) else {
+        return Err(Error::UnknownStream(def.name.clone()));
+    };
+    let store = Arc::new(
+        TableStore::new(user_schema(def), &def.primary_key, None)?.following(topic.clone()),
+    );
+    engine.tables().insert(&def.name, store.clone());
+    let (name, def) = (def.name.clone(), def.clone());
+    let table = name.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = runner::materialize(topic, def, store).await {
+            tracing::error!(table = %name, error = %e, "table materialization stopped");
+        }
+    });
+    engine.queries().materializers.lock().insert(table, task);
+    Ok(())
+}
+
+/// Starts the persistent queries and table stores the catalog records (server start).
+pub async fn start_all(engine: &Arc<Engine>) {
+    for def in engine.catalog().streams() {
+        let fed_by_query = engine
+            .catalog()
+            .queries()
+            .iter()
+            .any(|q| q.sink == def.name);
+        if def.kind == RelationKind::Table
+            && !fed_by_query
+            && let Err(e) = start_table(engine, &def)
+        {
+            tracing::error!(table = %def.name, error = %e, "cannot start table");
+        }
+    }
+    for q in engine.catalog().queries() {
+        if let Err(e) = resume(engine, &q).await {
+            tracing::error!(query = %q.id, error = %e, "cannot start persistent query");
+            let status = Arc::new(Status::default());
+            status.set(format!("ERROR: {e}"));
+            let (stop, _) = watch::channel(false);
+            engine.queries().running.lock().insert(
+                q.id.clone(),
+                Running {
+                    info: QueryInfo {
+                        def: q.clone(),
+                        status,
+                        explain: String::new(),
+                    },
+                    stop,
+                    task: tokio::spawn(async {}),
+                },
+            );
+        }
+    }
+}
+
+fn parse_persistent(sql: &str) -> Result<PersistentQuery> {
+    match parse_statements(sql)?.into_iter().next() {
+        Some(EddyStatement::Persistent(q)) => Ok(*q),
+        _ => Err(Error::Internal(format!("not a persistent query: {sql}"))),
+    }
+}
+
+async fn resume(engine: &Arc<Engine>, def: &QueryDef) -> Result<()> {
+    let pq = parse_persistent(&def.sql)?;
+    let plan = plan::plan(engine, &pq).await?;
+    spawn(engine, def.clone(), plan)
+}
+
+/// The sink a `CREATE STREAM|TABLE ... AS SELECT` creates.
+fn sink_def(engine: &Engine, pq: &PersistentQuery, plan: &ContinuousPlan) -> Result<StreamDef> {
+    let source_key = plan.source.key_column().map(|(_, c)| c.name.clone());
+    let (kind, primary_key, key): (RelationKind, Vec<String>, Option<String>) = match &plan.shape {
+        Shape::Stateless => (RelationKind::Stream, vec![], source_key),
+        Shape::Aggregate(a) => {
+            let keys: Vec<String> = a
+                .key_outputs
+                .iter()
+                .map(|&c| plan.output.field(c).name().clone())
+                .collect();
+            let mut pk = keys.clone();
+            if let Some((ws, _)) = a.window_outputs {
+                pk.push(plan.output.field(ws).name().clone());
+            }
+            let key = (keys.len() == 1).then(|| keys[0].clone());
+            (RelationKind::Table, pk, key)
+        }
+    };
+    let mut def = StreamDef {
+        name: pq.sink.clone(),
+        columns: plan
+            .output
+            .fields()
+            .iter()
+            .map(|f| ColumnDef {
+                name: f.name().clone(),
+                data_type: f.data_type().clone(),
+                key: key.as_deref() == Some(f.name().as_str()),
+            })
+            .collect(),
+        timestamp_column: None,
+        partitions: plan.source.partitions,
+        options: StreamOptions::default(),
+        topic: pq.sink.clone(),
+        kind,
+        primary_key,
+    };
+    if pq.options.iter().any(|(k, _)| k == "timestamp") {
+        return Err(Error::Invalid(
+            "a persistent query's output keeps its input's row time; the timestamp option \
+             does not apply"
+                .into(),
+        ));
+    }
+    let _ = engine;
+    crate::handlers::ddl::apply_options(&mut def, &pq.options)?;
+    Ok(def)
+}
+
+/// Checks that an `INSERT INTO target SELECT ... EMIT CHANGES` produces the target's columns.
+fn check_target(target: &StreamDef, plan: &ContinuousPlan) -> Result<()> {
+    if target.kind == RelationKind::Table {
+        return Err(Error::Invalid(format!(
+            "INSERT INTO ... EMIT CHANGES writes streams; \"{}\" is a table",
+            target.name
+        )));
+    }
+    if !matches!(plan.shape, Shape::Stateless) {
+        return Err(Error::Invalid(
+            "INSERT INTO ... EMIT CHANGES cannot aggregate".into(),
+        ));
+    }
+    let out = &plan.output;
+    if out.fields().len() != target.columns.len() {
+        return Err(Error::Invalid(format!(
+            "INSERT INTO {} needs {} columns in its order ({}), the query gives {}",
+            target.name,
+            target.columns.len(),
+            target
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            out.fields().len()
+        )));
+    }
+    for (f, c) in out.fields().iter().zip(&target.columns) {
+        if f.data_type() != &c.data_type
+            && !datafusion::arrow::compute::can_cast_types(f.data_type(), &c.data_type)
+        {
+            return Err(Error::Invalid(format!(
+                "column {} of {} is {}, the query gives {}",
+                c.name,
+                target.name,
+                c.data_type,
+                f.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates and starts a persistent query; returns its id. `earliest`: read the source from
+/// its first retained offset, else from now on (`auto.offset.reset`, as in ksqlDB).
+pub async fn create(engine: &Arc<Engine>, pq: &PersistentQuery, earliest: bool) -> Result<String> {
+    let plan = plan::plan(engine, pq).await?;
+    let (sink, new_sink) = match pq.kind {
+        SinkKind::CreateStream | SinkKind::CreateTable => {
+            if engine.catalog().stream(&pq.sink).is_some() {
+                return Err(Error::AlreadyExists(pq.sink.clone()));
+            }
+            (sink_def(engine, pq, &plan)?, true)
+        }
+        SinkKind::InsertInto => {
+            let target = engine
+                .catalog()
+                .stream(&pq.sink)
+                .ok_or_else(|| Error::UnknownStream(pq.sink.clone()))?;
+            check_target(&target, &plan)?;
+            (target, false)
+        }
+    };
+    if plan.source.name == sink.name {
+        return Err(Error::Invalid(format!(
+            "a persistent query cannot write the stream it reads (\"{}\")",
+            sink.name
+        )));
+    }
+    let n = engine.catalog().applied();
+    let id = match pq.kind {
+        SinkKind::CreateStream => format!("CSAS_{}_{n}", pq.sink.to_uppercase()),
+        SinkKind::CreateTable => format!("CTAS_{}_{n}", pq.sink.to_uppercase()),
+        SinkKind::InsertInto => format!("INSERTQUERY_{n}"),
+    };
+    let def = QueryDef {
+        id: id.clone(),
+        sql: pq.sql.clone(),
+        sources: vec![plan.source.name.clone()],
+        sink: sink.name.clone(),
+    };
+    // The first checkpoint (where reading starts) is durable before the query exists.
+    let (_, source) = engine
+        .stream(&plan.source.name)
+        .ok_or_else(|| Error::UnknownStream(plan.source.name.clone()))?;
+    let dir = query_dir(engine, &id);
+    let _ = std::fs::remove_dir_all(&dir);
+    runner::initialize(&dir, runner::start_offsets(&source, earliest))?;
+    if let Err(e) = engine.create_query(def.clone(), new_sink.then(|| sink.clone())) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    spawn(engine, def, plan)?;
+    Ok(id)
+}
+
+fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()> {
+    let (sink_def, sink) = engine
+        .stream(&def.sink)
+        .ok_or_else(|| Error::UnknownStream(def.sink.clone()))?;
+    let (_, source) = engine
+        .stream(&plan.source.name)
+        .ok_or_else(|| Error::UnknownStream(plan.source.name.clone()))?;
+    let store = match (&plan.shape, sink_def.kind) {
+        (Shape::Aggregate(a), RelationKind::Table) => {
+            let retention = a.windowing.map(|w| w.retention);
+            let store = Arc::new(
+                TableStore::new(user_schema(&sink_def), &sink_def.primary_key, retention)?
+                    .following(source.clone()),
+            );
+            engine.tables().insert(&sink_def.name, store.clone());
+            Some(store)
+        }
+        _ => None,
+    };
+    let explain = format!(
+        "{}\nsource: {} ({} partitions) -> sink: {} ({} partitions)\n{}",
+        def.id,
+        plan.source.name,
+        source.partitions().len(),
+        sink_def.name,
+        sink.partitions().len(),
+        plan.logical
+    );
+    let status = Arc::new(Status::default());
+    status.set("STARTING");
+    let parts = RunnerParts {
+        id: def.id.clone(),
+        plan,
+        source,
+        sink_def,
+        sink,
+        store,
+        status: status.clone(),
+    };
+    let dir = query_dir(engine, &def.id);
+    let (stop, stopped) = watch::channel(false);
+    let task_status = status.clone();
+    let id = def.id.clone();
+    let task = tokio::spawn(async move {
+        let result = async { Runner::open(parts, &dir).await?.run(stopped).await }.await;
+        match result {
+            Ok(()) => task_status.set("STOPPED"),
+            Err(e) => {
+                tracing::error!(query = %id, error = %e, "persistent query failed");
+                task_status.set(format!("ERROR: {e}"));
+            }
+        }
+    });
+    engine.queries().running.lock().insert(
+        def.id.clone(),
+        Running {
+            info: QueryInfo {
+                def,
+                status,
+                explain,
+            },
+            stop,
+            task,
+        },
+    );
+    Ok(())
+}
+
+/// `TERMINATE id`: stops the query, removes it from the catalog and deletes its checkpoints.
+/// Its sink stays (drop it with `DROP STREAM|TABLE`).
+pub async fn terminate(engine: &Arc<Engine>, id: &str) -> Result<()> {
+    if engine.catalog().query(id).is_none() {
+        return Err(Error::UnknownQuery(id.to_string()));
+    }
+    let running = engine.queries().running.lock().remove(id);
+    if let Some(r) = running {
+        let _ = r.stop.send(true);
+        let mut task = r.task;
+        if tokio::time::timeout(Duration::from_secs(10), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+    engine.drop_query(id)?;
+    let _ = std::fs::remove_dir_all(query_dir(engine, id));
+    Ok(())
+}

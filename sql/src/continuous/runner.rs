@@ -1,0 +1,475 @@
+//! [`Runner`]: the task that runs one persistent query, and [`materialize`], the task that
+//! keeps a source table's store up to date.
+//!
+//! A runner loops: read what its source partitions have committed (up to a budget per
+//! partition), run the stateless steps and the aggregation on each batch, then commit the
+//! chunk — checkpoint first ([`super::wal`]), then append the output to the sink, then update
+//! the table's store. It sleeps on the partitions' high-watermark watches when caught up.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::SchemaRef;
+use eddy_catalog::StreamDef;
+use eddy_storage::Topic;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::aggregator::Aggregator;
+use super::plan::{ContinuousPlan, Shape, source_schema, with_window_columns};
+use super::store::TableStore;
+use super::wal::{Commit, Marks, Wal, is_tagged, tag};
+use crate::ingest::{partitioner, time_range, with_rowtime};
+use crate::push::run_steps;
+use crate::push::tail::PartitionTail;
+use crate::{Error, Result};
+
+/// Stored batches read per source partition per chunk.
+const BATCHES_PER_CHUNK: usize = 8;
+/// Write a full snapshot once the checkpoint log grew this much past the last one.
+const SNAPSHOT_SLACK_BYTES: u64 = 64 << 20;
+
+/// A query's state as `SHOW QUERIES` reports it.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// `RUNNING`, `STARTING` or `ERROR: ...`.
+    pub state: Mutex<String>,
+    /// Rows read from the source.
+    pub rows_in: AtomicU64,
+    /// Rows written to the sink.
+    pub rows_out: AtomicU64,
+    /// Rows dropped because their window had closed.
+    pub late: AtomicU64,
+    /// Rows committed to the source but not yet processed.
+    pub lag: AtomicU64,
+    /// Groups (open windows) held in memory.
+    pub groups: AtomicU64,
+}
+
+impl Status {
+    pub(crate) fn set(&self, state: impl Into<String>) {
+        *self.state.lock() = state.into();
+    }
+}
+
+/// Everything a runner needs, resolved by the query manager.
+pub(crate) struct RunnerParts {
+    pub id: String,
+    pub plan: ContinuousPlan,
+    pub source: Arc<Topic>,
+    pub sink_def: StreamDef,
+    pub sink: Arc<Topic>,
+    pub store: Option<Arc<TableStore>>,
+    pub status: Arc<Status>,
+}
+
+/// One running persistent query.
+pub(crate) struct Runner {
+    parts: RunnerParts,
+    agg: Option<Aggregator>,
+    wal: Arc<Wal>,
+    tails: Vec<PartitionTail>,
+    marks: Marks,
+    window_schema: Option<SchemaRef>,
+    round_robin: AtomicU64,
+    /// Checkpoint log size right after the last snapshot.
+    snapshot_bytes: u64,
+}
+
+/// The offsets a new query starts from: each partition's high watermark (`latest`) or its
+/// first retained offset, cold tier included (`earliest`).
+pub(crate) fn start_offsets(source: &Topic, earliest: bool) -> Vec<u64> {
+    source
+        .partitions()
+        .iter()
+        .enumerate()
+        .map(|(p, log)| {
+            if earliest {
+                source
+                    .cold(p)
+                    .and_then(|c| c.objects().first().map(|o| o.base_offset))
+                    .unwrap_or_else(|| log.log_start_offset())
+            } else {
+                log.high_watermark()
+            }
+        })
+        .collect()
+}
+
+/// Writes a new query's first checkpoint: where it starts reading.
+pub(crate) fn initialize(dir: &Path, offsets: Vec<u64>) -> Result<()> {
+    let wal = Wal::open(dir)?;
+    let n = offsets.len();
+    wal.append(&Commit {
+        marks: Marks {
+            epoch: 0,
+            offsets,
+            stream_times: vec![None; n],
+            ..Marks::default()
+        },
+        ..Commit::default()
+    })?;
+    wal.close()
+}
+
+impl Runner {
+    /// Opens the query's checkpoint log in `dir`, restores its state and table store, and
+    /// finishes the last commit's sink appends if a crash cut them short.
+    pub(crate) async fn open(parts: RunnerParts, dir: &Path) -> Result<Runner> {
+        let partitions = parts.source.partitions().len();
+        let mut agg = match &parts.plan.shape {
+            Shape::Aggregate(plan) => Some(Aggregator::new(plan.clone(), partitions)?),
+            Shape::Stateless => None,
+        };
+        let mut wal = Wal::open(dir)?;
+        let mut last: Option<Commit> = None;
+        let store = parts.store.clone();
+        wal.replay(|commit| {
+            if commit.marks.snapshot {
+                if let Some(a) = agg.as_mut() {
+                    a.clear();
+                }
+                if let Some(s) = &store {
+                    s.clear();
+                }
+            }
+            if let Some(a) = agg.as_mut() {
+                a.restore(commit.state.as_ref(), commit.deleted.as_ref())?;
+                a.set_stream_times(commit.marks.stream_times.clone());
+                a.late = commit.marks.late;
+            }
+            if let Some(s) = &store {
+                if let Some(rows) = &commit.store {
+                    s.apply(rows)?;
+                }
+                for (_, out) in &commit.outputs {
+                    s.apply(out)?;
+                }
+            }
+            last = Some(commit);
+            Ok(())
+        })?;
+        let Some(last) = last else {
+            return Err(Error::Internal(format!(
+                "query {} has no checkpoint (its first one is written when it is created)",
+                parts.id
+            )));
+        };
+        let wal = Arc::new(wal);
+        finish_outputs(&parts, &last).await?;
+        if last.marks.offsets.len() != partitions {
+            return Err(Error::Internal(format!(
+                "query {}: checkpoint has {} source partitions, the source has {partitions}",
+                parts.id,
+                last.marks.offsets.len()
+            )));
+        }
+        let window_schema = match &parts.plan.shape {
+            Shape::Aggregate(a) if a.windowing.is_some() => {
+                Some(source_schema(&parts.plan.source, true))
+            }
+            _ => None,
+        };
+        let sql_schema = parts.plan.source.table_schema();
+        let tails = parts
+            .source
+            .partitions()
+            .iter()
+            .enumerate()
+            .map(|(p, log)| {
+                PartitionTail::at(
+                    log.clone(),
+                    parts.source.cold(p).cloned(),
+                    p as i32,
+                    last.marks.offsets[p],
+                    sql_schema.clone(),
+                )
+                .with_max_batches(BATCHES_PER_CHUNK)
+            })
+            .collect();
+        let status = parts.status.clone();
+        status.rows_in.store(last.marks.rows_in, Ordering::Relaxed);
+        status
+            .rows_out
+            .store(last.marks.rows_out, Ordering::Relaxed);
+        status.late.store(last.marks.late, Ordering::Relaxed);
+        if let Some(s) = &parts.store {
+            s.set_position(last.marks.offsets.iter().sum());
+        }
+        Ok(Runner {
+            snapshot_bytes: wal.bytes(),
+            parts,
+            agg,
+            wal,
+            tails,
+            marks: last.marks,
+            window_schema,
+            round_robin: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs until `stop` turns true or the source is dropped (or the task is aborted).
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        self.parts.status.set("RUNNING");
+        loop {
+            if *stop.borrow() {
+                self.wal.close()?;
+                return Ok(());
+            }
+            let mut batches = Vec::new();
+            for (p, tail) in self.tails.iter_mut().enumerate() {
+                for b in tail
+                    .read_available()
+                    .await
+                    .map_err(crate::handlers::query::classify)?
+                {
+                    batches.push((p, b));
+                }
+            }
+            let lag: u64 = self.tails.iter().map(|t| t.lag()).sum();
+            self.parts.status.lag.store(lag, Ordering::Relaxed);
+            if batches.is_empty() {
+                let waits = self.tails.iter_mut().map(|t| Box::pin(t.changed()));
+                tokio::select! {
+                    (alive, _, _) = futures::future::select_all(waits) => {
+                        if !alive {
+                            return Ok(());
+                        }
+                    }
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let outputs = self.process(batches)?;
+            self.commit(outputs).await?;
+        }
+    }
+
+    /// Runs the chunk through the query; returns stateless output batches (with the row time
+    /// as the last column).
+    fn process(&mut self, batches: Vec<(usize, RecordBatch)>) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for (p, batch) in batches {
+            self.marks.rows_in += batch.num_rows() as u64;
+            let batch = match &self.window_schema {
+                Some(schema) => with_window_columns(&batch, schema)?,
+                None => batch,
+            };
+            let rows = run_steps(&self.parts.plan.pre, &batch)?;
+            if rows.num_rows() == 0 {
+                continue;
+            }
+            match self.agg.as_mut() {
+                Some(agg) => agg.process_batch(&rows, p)?,
+                None => out.push(rows),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sink's stored rows for output columns plus row times.
+    fn stored(&self, columns: &[ArrayRef], times: ArrayRef) -> Result<RecordBatch> {
+        let def = &self.parts.sink_def;
+        let user = columns
+            .iter()
+            .zip(&def.columns)
+            .map(|(c, d)| {
+                if c.data_type() == &d.data_type {
+                    Ok(c.clone())
+                } else {
+                    Ok(cast(c, &d.data_type)?)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        with_rowtime(def, user, Some(times))
+    }
+
+    async fn commit(&mut self, stateless: Vec<RecordBatch>) -> Result<()> {
+        let mut stored = Vec::new();
+        for b in &stateless {
+            let n = b.num_columns() - 1;
+            stored.push(self.stored(&b.columns()[..n], b.column(n).clone())?);
+        }
+        let (mut state, mut deleted) = (None, None);
+        if let Some(agg) = self.agg.as_mut() {
+            let flushed = agg.flush()?;
+            state = flushed.state;
+            deleted = flushed.deleted;
+            self.marks.stream_times = agg.stream_times().to_vec();
+            self.marks.late = agg.late;
+            self.parts
+                .status
+                .groups
+                .store(agg.groups() as u64, Ordering::Relaxed);
+            if let Some((rows, times)) = flushed.output {
+                stored.push(self.stored(rows.columns(), times)?);
+            }
+        }
+        // One frame per sink partition.
+        let sink = &self.parts.sink;
+        let n = sink.partitions().len();
+        let mut per_partition: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+        for b in &stored {
+            for (p, part) in
+                partitioner::split(&self.parts.sink_def, b, n as u32, &self.round_robin)?
+            {
+                per_partition[p as usize].push(part);
+            }
+        }
+        let schema = self.parts.sink_def.stored_schema();
+        let mut outputs = Vec::new();
+        for (p, parts) in per_partition.into_iter().enumerate() {
+            if !parts.is_empty() {
+                outputs.push((p as u32, concat_batches(&schema, &parts)?));
+            }
+        }
+        self.marks.epoch += 1;
+        self.marks.offsets = self.tails.iter().map(|t| t.position()).collect();
+        self.marks.rows_out += outputs
+            .iter()
+            .map(|(_, b)| b.num_rows() as u64)
+            .sum::<u64>();
+        self.marks.sink_marks = sink
+            .partitions()
+            .iter()
+            .map(|l| l.high_watermark())
+            .collect();
+        let snapshot = (self.agg.is_some() || self.parts.store.is_some())
+            && self.wal.bytes() > 2 * self.snapshot_bytes + SNAPSHOT_SLACK_BYTES;
+        self.marks.snapshot = snapshot;
+        let mut commit = Commit {
+            marks: self.marks.clone(),
+            state,
+            deleted,
+            store: None,
+            outputs,
+        };
+        if snapshot {
+            commit.state = match &self.agg {
+                Some(a) => a.snapshot()?,
+                None => None,
+            };
+            commit.deleted = None;
+            commit.store = match &self.parts.store {
+                Some(s) => Some(s.snapshot()?),
+                None => None,
+            };
+        }
+        let wal = self.wal.clone();
+        let commit = tokio::task::spawn_blocking(move || wal.append(&commit).map(|()| commit))
+            .await
+            .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
+        if snapshot {
+            self.snapshot_bytes = self.wal.bytes();
+        }
+        append_outputs(&self.parts, &commit, None).await?;
+        if let Some(store) = &self.parts.store {
+            for (_, out) in &commit.outputs {
+                store.apply(out)?;
+            }
+            if let Some(newest) = self.marks.stream_times.iter().flatten().max() {
+                store.expire(*newest);
+            }
+            store.set_position(self.marks.offsets.iter().sum());
+        }
+        let status = &self.parts.status;
+        status.rows_in.store(self.marks.rows_in, Ordering::Relaxed);
+        status
+            .rows_out
+            .store(self.marks.rows_out, Ordering::Relaxed);
+        status.late.store(self.marks.late, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Appends a commit's output to the sink; with `only_missing`, first looks for each
+/// partition's frame above the recorded watermark and skips the ones already there.
+async fn append_outputs(
+    parts: &RunnerParts,
+    commit: &Commit,
+    only_missing: Option<()>,
+) -> Result<()> {
+    for (p, batch) in &commit.outputs {
+        let Some(log) = parts.sink.partition(*p as usize).cloned() else {
+            return Err(Error::Internal(format!("sink partition {p} missing")));
+        };
+        let (id, epoch) = (parts.id.clone(), commit.marks.epoch);
+        let mark = commit
+            .marks
+            .sink_marks
+            .get(*p as usize)
+            .copied()
+            .unwrap_or(0);
+        let batch = tag(batch, &id, epoch)?;
+        let check = only_missing.is_some();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if check {
+                for frame in log.reader(mark.min(log.high_watermark()))? {
+                    if is_tagged(&frame?.batch, &id, epoch) {
+                        return Ok(());
+                    }
+                }
+            }
+            let (lo, hi) = time_range(&batch);
+            log.append(&batch, lo, hi)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("sink append task: {e}")))??;
+    }
+    Ok(())
+}
+
+/// After a restart: the last commit's output rows that did not reach the sink.
+async fn finish_outputs(parts: &RunnerParts, last: &Commit) -> Result<()> {
+    append_outputs(parts, last, Some(())).await
+}
+
+/// Keeps a source table's store equal to the latest row per key of its topic: replays the
+/// topic from its first retained offset, then follows it.
+pub(crate) async fn materialize(
+    topic: Arc<Topic>,
+    def: StreamDef,
+    store: Arc<TableStore>,
+) -> Result<()> {
+    let schema = def.table_schema();
+    let offsets = start_offsets(&topic, true);
+    let mut tails: Vec<PartitionTail> = topic
+        .partitions()
+        .iter()
+        .enumerate()
+        .map(|(p, log)| {
+            PartitionTail::at(
+                log.clone(),
+                topic.cold(p).cloned(),
+                p as i32,
+                offsets[p],
+                schema.clone(),
+            )
+        })
+        .collect();
+    loop {
+        let mut any = false;
+        for tail in tails.iter_mut() {
+            for b in tail
+                .read_available()
+                .await
+                .map_err(crate::handlers::query::classify)?
+            {
+                store.apply(&b)?;
+                any = true;
+            }
+        }
+        store.set_position(tails.iter().map(|t| t.position()).sum());
+        if !any {
+            let waits = tails.iter_mut().map(|t| Box::pin(t.changed()));
+            let (alive, _, _) = futures::future::select_all(waits).await;
+            if !alive {
+                return Ok(());
+            }
+        }
+    }
+}

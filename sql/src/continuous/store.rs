@@ -1,0 +1,329 @@
+//! [`TableStore`]: a table's current rows by primary key — what pull queries read.
+//!
+//! Rows are kept in Arrow's row format (compact, comparable bytes) in an ordered map keyed by
+//! the primary key's row-format bytes. The key of a windowed table is its key columns then
+//! `windowstart`; because the row format encodes columns one after another, the bytes of the
+//! key columns alone are a prefix of every window's key, so "all windows of key k" is a range
+//! scan. A row whose non-key columns are all NULL is a tombstone: it deletes its key.
+//!
+//! The store is updated only with committed rows (after the query's checkpoint and the sink
+//! append), so a pull query never sees a row that a crash could take back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use eddy_storage::Topic;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+struct Entry {
+    row: Box<[u8]>,
+    /// Stream time after which the row is dropped (windowed tables), else `i64::MAX`.
+    expire: i64,
+}
+
+/// The rows of one table.
+pub struct TableStore {
+    schema: SchemaRef,
+    key_cols: Vec<usize>,
+    /// Key columns that are not `windowstart` (what a lookup by key gives).
+    lookup_cols: Vec<usize>,
+    /// `windowend` column and retention, for windowed tables.
+    expiry: Option<(usize, i64)>,
+    key_converter: RowConverter,
+    lookup_converter: RowConverter,
+    row_converter: RowConverter,
+    rows: RwLock<BTreeMap<Box<[u8]>, Entry>>,
+    /// The topic whose rows feed the table (a source table's own, a query's source).
+    source: Option<Arc<Topic>>,
+    /// Sum over the source's partitions of the next offset already reflected in the rows.
+    position: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for TableStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableStore")
+            .field("rows", &self.rows.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn converter(schema: &SchemaRef, cols: &[usize]) -> Result<RowConverter> {
+    Ok(RowConverter::new(
+        cols.iter()
+            .map(|&c| SortField::new(schema.field(c).data_type().clone()))
+            .collect(),
+    )?)
+}
+
+impl TableStore {
+    /// A store for rows of `schema` keyed by `key_cols` (by name); `window`: the
+    /// `windowstart` and `windowend` columns' names are in the key, and rows expire
+    /// `retention` ms after their window's end.
+    pub fn new(schema: SchemaRef, key: &[String], retention: Option<i64>) -> Result<TableStore> {
+        let index = |name: &str| {
+            schema.index_of(name).map_err(|_| {
+                DataFusionError::Plan(format!("primary key column {name} is not a column"))
+            })
+        };
+        let key_cols = key.iter().map(|k| index(k)).collect::<Result<Vec<_>>>()?;
+        let lookup_cols: Vec<usize> = key_cols
+            .iter()
+            .copied()
+            .filter(|&c| schema.field(c).name() != "windowstart")
+            .collect();
+        let expiry = match retention {
+            Some(r) => Some((index("windowend")?, r)),
+            None => None,
+        };
+        let all: Vec<usize> = (0..schema.fields().len()).collect();
+        let row_converter = converter(&schema, &all).map_err(|e| {
+            DataFusionError::Plan(format!("a table cannot hold these column types: {e}"))
+        })?;
+        Ok(TableStore {
+            key_converter: converter(&schema, &key_cols)?,
+            lookup_converter: converter(&schema, &lookup_cols)?,
+            row_converter,
+            schema,
+            key_cols,
+            lookup_cols,
+            expiry,
+            rows: RwLock::new(BTreeMap::new()),
+            source: None,
+            position: watch::Sender::new(0),
+        })
+    }
+
+    /// The store follows `topic`: a read waits until the rows reflect what it had committed.
+    pub(crate) fn following(mut self, topic: Arc<Topic>) -> Self {
+        self.source = Some(topic);
+        self
+    }
+
+    /// Records how far into the source the rows reflect (sum of next offsets).
+    pub(crate) fn set_position(&self, position: u64) {
+        self.position.send_replace(position);
+    }
+
+    /// Waits (up to `timeout`) until the rows reflect every source row committed now, so that
+    /// a pull query sees the writes acknowledged before it. Returns whether it caught up.
+    pub async fn catch_up(&self, timeout: Duration) -> bool {
+        let Some(topic) = &self.source else {
+            return true;
+        };
+        let target: u64 = topic.partitions().iter().map(|l| l.high_watermark()).sum();
+        let mut rx = self.position.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The table's columns.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.read().len()
+    }
+
+    /// Whether the table has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key columns that a lookup by key names (the primary key without `windowstart`).
+    pub fn lookup_columns(&self) -> Vec<String> {
+        self.lookup_cols
+            .iter()
+            .map(|&c| self.schema.field(c).name().clone())
+            .collect()
+    }
+
+    /// Upserts the rows of `batch` (in the table's column order; extra trailing columns such as
+    /// `rowtime` are ignored), deleting keys whose other columns are all NULL.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<()> {
+        let n = self.schema.fields().len();
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = batch.columns()[..n].to_vec();
+        let key_arrays: Vec<ArrayRef> = self.key_cols.iter().map(|&c| columns[c].clone()).collect();
+        let keys = self.key_converter.convert_columns(&key_arrays)?;
+        let rows = self.row_converter.convert_columns(&columns)?;
+        let window_end = self.expiry.map(|(c, _)| c);
+        let value_cols: Vec<&ArrayRef> = (0..n)
+            .filter(|c| !self.key_cols.contains(c) && Some(*c) != window_end)
+            .map(|c| &columns[c])
+            .collect();
+        let ends = self
+            .expiry
+            .map(|(c, r)| (columns[c].as_primitive_opt::<Int64Type>().cloned(), r));
+        let mut map = self.rows.write();
+        for i in 0..batch.num_rows() {
+            let key: Box<[u8]> = keys.row(i).as_ref().into();
+            let tombstone = !value_cols.is_empty() && value_cols.iter().all(|c| c.is_null(i));
+            if tombstone {
+                map.remove(&key);
+                continue;
+            }
+            let expire = match &ends {
+                Some((Some(e), r)) if e.is_valid(i) => e.value(i).saturating_add(*r),
+                _ => i64::MAX,
+            };
+            map.insert(
+                key,
+                Entry {
+                    row: rows.row(i).as_ref().into(),
+                    expire,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops rows whose retention ended before `stream_time`.
+    pub fn expire(&self, stream_time: i64) -> usize {
+        if self.expiry.is_none() {
+            return 0;
+        }
+        let mut map = self.rows.write();
+        let before = map.len();
+        map.retain(|_, e| e.expire > stream_time);
+        before - map.len()
+    }
+
+    /// Removes every row.
+    pub fn clear(&self) {
+        self.rows.write().clear();
+    }
+
+    /// The rows whose lookup key equals `key` (one value per lookup column), or every row.
+    pub fn scan(&self, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
+        let map = self.rows.read();
+        let parser = self.row_converter.parser();
+        let rows: Vec<_> = match key {
+            None => map.values().map(|e| parser.parse(&e.row)).collect(),
+            Some(values) => {
+                let arrays = values
+                    .iter()
+                    .zip(&self.lookup_cols)
+                    .map(|(v, &c)| v.cast_to(self.schema.field(c).data_type())?.to_array())
+                    .collect::<Result<Vec<_>>>()?;
+                let prefix = self.lookup_converter.convert_columns(&arrays)?;
+                let prefix = prefix.row(0);
+                let prefix = prefix.as_ref();
+                if self.lookup_cols.len() == self.key_cols.len() {
+                    map.get(prefix)
+                        .map(|e| parser.parse(&e.row))
+                        .into_iter()
+                        .collect()
+                } else {
+                    map.range::<[u8], _>((
+                        std::ops::Bound::Included(prefix),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(_, e)| parser.parse(&e.row))
+                    .collect()
+                }
+            }
+        };
+        if rows.is_empty() {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
+        let columns = self.row_converter.convert_rows(rows)?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Every row, for a snapshot.
+    pub fn snapshot(&self) -> Result<RecordBatch> {
+        self.scan(None)
+    }
+}
+
+/// Stores of the node's tables, by table name.
+#[derive(Debug, Default)]
+pub struct TableStores {
+    stores: RwLock<BTreeMap<String, Arc<TableStore>>>,
+}
+
+impl TableStores {
+    /// A table's store.
+    pub fn get(&self, name: &str) -> Option<Arc<TableStore>> {
+        self.stores.read().get(name).cloned()
+    }
+
+    pub(crate) fn insert(&self, name: &str, store: Arc<TableStore>) {
+        self.stores.write().insert(name.to_string(), store);
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        self.stores.write().remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn upsert_tombstone_lookup_and_window_prefix() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("windowstart", DataType::Int64, true),
+            Field::new("windowend", DataType::Int64, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let store = TableStore::new(
+            schema.clone(),
+            &["k".into(), "windowstart".into()],
+            Some(100),
+        )
+        .unwrap();
+        let batch = |k: Vec<&str>, s: Vec<i64>, n: Vec<Option<i64>>| {
+            let e: Vec<i64> = s.iter().map(|s| s + 10).collect();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(k)),
+                    Arc::new(Int64Array::from(s)),
+                    Arc::new(Int64Array::from(e)),
+                    Arc::new(Int64Array::from(n)),
+                ],
+            )
+            .unwrap()
+        };
+        store
+            .apply(&batch(
+                vec!["a", "a", "ab", "b"],
+                vec![0, 10, 0, 0],
+                vec![Some(1), Some(2), Some(3), Some(4)],
+            ))
+            .unwrap();
+        store
+            .apply(&batch(vec!["a"], vec![0], vec![Some(5)]))
+            .unwrap();
+        assert_eq!(store.len(), 4);
+        let a = store.scan(Some(&[ScalarValue::from("a")])).unwrap();
+        // "ab" shares the bytes of "a" only up to the row format's terminator: not a match.
+        assert_eq!(a.num_rows(), 2);
+        assert_eq!(a.column(3).as_primitive::<Int64Type>().values(), &[5, 2]);
+        // A tombstone: the columns besides the key and window bounds are NULL.
+        store.apply(&batch(vec!["b"], vec![0], vec![None])).unwrap();
+        assert_eq!(store.len(), 3);
+        // Windows ending at 10 expire at stream time 110, the one ending at 20 at 120.
+        assert_eq!(store.expire(110), 2);
+        assert_eq!(store.len(), 1);
+    }
+}
