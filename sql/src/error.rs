@@ -38,7 +38,10 @@ pub enum Error {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(eddy_catalog::Error),
-    /// The object is used by a persistent query (2BP01).
+    /// A DROP refused: a persistent query depends on the object (2BP01).
+    #[error("{0}")]
+    Dependents(String),
+    /// The object is written by a persistent query and takes no other writes (55006).
     #[error("{0}")]
     InUse(String),
     /// No persistent query with this id (42704).
@@ -58,7 +61,7 @@ impl From<eddy_catalog::Error> for Error {
             eddy_catalog::Error::AlreadyExists(n) => Error::AlreadyExists(n),
             eddy_catalog::Error::NotFound(n) => Error::UnknownStream(n),
             eddy_catalog::Error::Invalid(m) => Error::Invalid(m),
-            eddy_catalog::Error::InUse(m) => Error::InUse(m),
+            eddy_catalog::Error::InUse(m) => Error::Dependents(m),
             eddy_catalog::Error::QueryNotFound(id) => Error::UnknownQuery(id),
             other => Error::Catalog(other),
         }

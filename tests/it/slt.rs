@@ -231,4 +231,5 @@ slt_tests! {
     slt_session => "session.slt",
     slt_errors => "errors.slt",
     slt_push => "push.slt",
+    slt_persistent => "persistent.slt",
 }

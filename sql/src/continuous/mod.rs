@@ -126,9 +126,16 @@ pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
     let Some((_, topic)) = engine.stream(&def.name) else {
         return Err(Error::UnknownStream(def.name.clone()));
     };
-    let store = Arc::new(
-        TableStore::new(user_schema(def), &def.primary_key, None)?.following(topic.clone()),
-    );
+    let key = def
+        .primary_key
+        .iter()
+        .map(|k| {
+            def.column_index(k)
+                .ok_or_else(|| Error::Internal(format!("primary key {k} is not a column")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let store =
+        Arc::new(TableStore::new(user_schema(def), key, None)?.following(topic.clone()));
     engine.tables().insert(&def.name, store.clone());
     let (name, def) = (def.name.clone(), def.clone());
     let table = name.clone();
@@ -347,10 +354,16 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
         .ok_or_else(|| Error::UnknownStream(plan.source.name.clone()))?;
     let store = match (&plan.shape, sink_def.kind) {
         (Shape::Aggregate(a), RelationKind::Table) => {
-            let retention = a.windowing.map(|w| w.retention);
+            let mut key = a.key_outputs.clone();
+            let window = match (a.window_outputs, a.windowing) {
+                (Some((ws, we)), Some(w)) => {
+                    key.push(ws);
+                    Some((ws, we, w.retention))
+                }
+                _ => None,
+            };
             let store = Arc::new(
-                TableStore::new(user_schema(&sink_def), &sink_def.primary_key, retention)?
-                    .following(source.clone()),
+                TableStore::new(user_schema(&sink_def), key, window)?.following(source.clone()),
             );
             engine.tables().insert(&sink_def.name, store.clone());
             Some(store)

@@ -63,25 +63,23 @@ fn converter(schema: &SchemaRef, cols: &[usize]) -> Result<RowConverter> {
 }
 
 impl TableStore {
-    /// A store for rows of `schema` keyed by `key_cols` (by name); `window`: the
-    /// `windowstart` and `windowend` columns' names are in the key, and rows expire
-    /// `retention` ms after their window's end.
-    pub fn new(schema: SchemaRef, key: &[String], retention: Option<i64>) -> Result<TableStore> {
-        let index = |name: &str| {
-            schema.index_of(name).map_err(|_| {
-                DataFusionError::Plan(format!("primary key column {name} is not a column"))
-            })
-        };
-        let key_cols = key.iter().map(|k| index(k)).collect::<Result<Vec<_>>>()?;
+    /// A store for rows of `schema` keyed by the columns `key_cols`. `window`: the
+    /// `windowstart` and `windowend` columns (the first is part of the key) and how long after
+    /// a window's end its row stays.
+    pub fn new(
+        schema: SchemaRef,
+        key_cols: Vec<usize>,
+        window: Option<(usize, usize, i64)>,
+    ) -> Result<TableStore> {
+        if let Some(&c) = key_cols.iter().find(|&&c| c >= schema.fields().len()) {
+            return Err(DataFusionError::Plan(format!("key column {c} out of range")));
+        }
         let lookup_cols: Vec<usize> = key_cols
             .iter()
             .copied()
-            .filter(|&c| schema.field(c).name() != "windowstart")
+            .filter(|&c| window.is_none_or(|(ws, _, _)| c != ws))
             .collect();
-        let expiry = match retention {
-            Some(r) => Some((index("windowend")?, r)),
-            None => None,
-        };
+        let expiry = window.map(|(_, we, retention)| (we, retention));
         let all: Vec<usize> = (0..schema.fields().len()).collect();
         let row_converter = converter(&schema, &all).map_err(|e| {
             DataFusionError::Plan(format!("a table cannot hold these column types: {e}"))
@@ -137,6 +135,11 @@ impl TableStore {
     /// Whether the table has no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether rows are per window.
+    pub fn windowed(&self) -> bool {
+        self.expiry.is_some()
     }
 
     /// The key columns that a lookup by key names (the primary key without `windowstart`).
@@ -285,12 +288,7 @@ mod tests {
             Field::new("windowend", DataType::Int64, true),
             Field::new("n", DataType::Int64, true),
         ]));
-        let store = TableStore::new(
-            schema.clone(),
-            &["k".into(), "windowstart".into()],
-            Some(100),
-        )
-        .unwrap();
+        let store = TableStore::new(schema.clone(), vec![0, 1], Some((1, 2, 100))).unwrap();
         let batch = |k: Vec<&str>, s: Vec<i64>, n: Vec<Option<i64>>| {
             let e: Vec<i64> = s.iter().map(|s| s + 10).collect();
             RecordBatch::try_new(

@@ -165,10 +165,9 @@ pub fn show_tables(session: &Session) -> Result<Output> {
             engine.tables().get(&t.name).map_or(0, |s| s.len() as i64)
         }))),
         Arc::new(StringArray::from_iter_values(tables.iter().map(|t| {
-            if t.primary_key.iter().any(|k| k == "windowstart") {
-                "yes"
-            } else {
-                "no"
+            match engine.tables().get(&t.name) {
+                Some(s) if s.windowed() => "yes",
+                _ => "no",
             }
         }))),
     ];

@@ -143,11 +143,12 @@ impl TableProvider for PullTable {
             .into_iter()
             .find(|q| q.sink == self.def.name)
         {
-            return datafusion::common::plan_err!(
-                "table \"{}\" is maintained by persistent query {}; it takes no INSERT",
-                self.def.name,
-                q.id
-            );
+            return Err(datafusion::error::DataFusionError::External(Box::new(
+                crate::Error::InUse(format!(
+                    "table \"{}\" is maintained by persistent query {}; it takes no INSERT",
+                    self.def.name, q.id
+                )),
+            )));
         }
         let sink = StreamSink::new(
             self.engine.clone(),
