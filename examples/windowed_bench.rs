@@ -58,9 +58,7 @@ async fn load(client: &Client, events: u64, keys: u64, span_ms: u64) -> anyhow::
     let mut i = 0;
     while i < events {
         let end = (i + chunk).min(events);
-        let sink = client
-            .copy_in("COPY events (k, v, ts) FROM STDIN")
-            .await?;
+        let sink = client.copy_in("COPY events (k, v, ts) FROM STDIN").await?;
         let mut text = String::with_capacity(((end - i) * 24) as usize);
         for e in i..end {
             let ts = e * span_ms / events;
@@ -80,7 +78,11 @@ async fn query_counts(client: &Client, id: &str) -> anyhow::Result<(i64, i64, St
             && r.get("query_id") == Some(id)
         {
             let n = |c: &str| r.get(c).and_then(|v| v.parse().ok()).unwrap_or(0);
-            return Ok((n("rows_in"), n("lag"), r.get("status").unwrap_or("").to_string()));
+            return Ok((
+                n("rows_in"),
+                n("lag"),
+                r.get("status").unwrap_or("").to_string(),
+            ));
         }
     }
     anyhow::bail!("query {id} not in SHOW QUERIES")
@@ -181,9 +183,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  checked: {windows} (key, window) rows, {n} events, sum {total}");
 
     // Pull queries by key.
-    let pull = client
-        .prepare("SELECT * FROM per_key WHERE k = $1")
-        .await?;
+    let pull = client.prepare("SELECT * FROM per_key WHERE k = $1").await?;
     let mut hist = Histogram::<u64>::new(3)?;
     let lookups = env("EDDY_PULL_QUERIES", 2_000);
     let start = Instant::now();

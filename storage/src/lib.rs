@@ -29,7 +29,7 @@
 
 mod config;
 mod error;
-mod failpoint;
+pub mod failpoint;
 mod log;
 mod reader;
 mod recovery;

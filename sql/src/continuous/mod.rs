@@ -134,8 +134,7 @@ pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
                 .ok_or_else(|| Error::Internal(format!("primary key {k} is not a column")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let store =
-        Arc::new(TableStore::new(user_schema(def), key, None)?.following(topic.clone()));
+    let store = Arc::new(TableStore::new(user_schema(def), key, None)?.following(topic.clone()));
     engine.tables().insert(&def.name, store.clone());
     let (name, def) = (def.name.clone(), def.clone());
     let table = name.clone();

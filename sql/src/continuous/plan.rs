@@ -354,7 +354,13 @@ fn compile_aggregate(
     let mut key_outputs = vec![usize::MAX; keys.len()];
     let mut window_outputs = (usize::MAX, usize::MAX);
     for (i, e) in projection.expr.iter().enumerate() {
-        let field = projection.schema.field(i).as_ref().clone();
+        // Nullable: a table's tombstones carry NULL in every non-key column.
+        let field = projection
+            .schema
+            .field(i)
+            .as_ref()
+            .clone()
+            .with_nullable(true);
         if let Some(g) = group_col_of(e, agg) {
             match group[g] {
                 GroupCol::Key(k) if key_outputs[k] == usize::MAX => key_outputs[k] = i,

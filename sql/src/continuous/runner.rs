@@ -365,7 +365,9 @@ impl Runner {
         if snapshot {
             self.snapshot_bytes = self.wal.bytes();
         }
+        eddy_storage::failpoint::crash_point("query-after-checkpoint");
         append_outputs(&self.parts, &commit, None).await?;
+        eddy_storage::failpoint::crash_point("query-after-output");
         if let Some(store) = &self.parts.store {
             for (_, out) in &commit.outputs {
                 store.apply(out)?;

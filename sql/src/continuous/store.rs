@@ -72,7 +72,9 @@ impl TableStore {
         window: Option<(usize, usize, i64)>,
     ) -> Result<TableStore> {
         if let Some(&c) = key_cols.iter().find(|&&c| c >= schema.fields().len()) {
-            return Err(DataFusionError::Plan(format!("key column {c} out of range")));
+            return Err(DataFusionError::Plan(format!(
+                "key column {c} out of range"
+            )));
         }
         let lookup_cols: Vec<usize> = key_cols
             .iter()
