@@ -25,6 +25,10 @@ pub struct ServerConfig {
     /// endpoint from the standard `AWS_*` variables). Default: `<data-dir>/cold`.
     #[arg(long, env = "EDDY_COLD_STORE")]
     pub cold_store: Option<String>,
+    /// A persistent query writes a full snapshot of its state once its checkpoint log has
+    /// grown this many bytes past twice the last snapshot (then drops the older checkpoints).
+    #[arg(long, env = "EDDY_QUERY_SNAPSHOT_BYTES", default_value_t = 64 << 20)]
+    pub query_snapshot_bytes: u64,
 }
 
 impl ServerConfig {
@@ -36,6 +40,7 @@ impl ServerConfig {
             default_partitions: 1,
             retention_check_ms: 30_000,
             cold_store: None,
+            query_snapshot_bytes: 64 << 20,
         }
     }
 

@@ -35,6 +35,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut engine_config = EngineConfig::new(&config.data_dir);
     engine_config.default_partitions = config.default_partitions;
     engine_config.cold_store = Some(config.cold_store_url()?);
+    engine_config.query_snapshot_bytes = config.query_snapshot_bytes;
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?
         .context("opening the data directory")?;

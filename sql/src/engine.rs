@@ -23,6 +23,9 @@ pub struct EngineConfig {
     pub default_segment_bytes: u64,
     /// URL of the cold tier (`file:///dir`, `s3://bucket/prefix`); `None`: no cold tier.
     pub cold_store: Option<String>,
+    /// A persistent query snapshots its state once its checkpoint log grew this many bytes
+    /// past twice the last snapshot.
+    pub query_snapshot_bytes: u64,
 }
 
 impl EngineConfig {
@@ -33,6 +36,7 @@ impl EngineConfig {
             default_partitions: 1,
             default_segment_bytes: 128 << 20,
             cold_store: None,
+            query_snapshot_bytes: 64 << 20,
         }
     }
 }

@@ -147,8 +147,24 @@ pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
     Ok(())
 }
 
+/// Removes checkpoint directories of queries the catalog no longer has (a `TERMINATE` that
+/// crashed after the catalog change).
+fn remove_orphan_dirs(engine: &Engine) {
+    let Ok(entries) = std::fs::read_dir(engine.data_dir().join("queries")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if engine.catalog().query(&name).is_none() {
+            tracing::info!(dir = %entry.path().display(), "removing checkpoints of a terminated query");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Starts the persistent queries and table stores the catalog records (server start).
 pub async fn start_all(engine: &Arc<Engine>) {
+    remove_orphan_dirs(engine);
     for def in engine.catalog().streams() {
         let fed_by_query = engine
             .catalog()
@@ -388,6 +404,7 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
         sink,
         store,
         status: status.clone(),
+        snapshot_slack: engine.config().query_snapshot_bytes,
     };
     let dir = query_dir(engine, &def.id);
     let (stop, stopped) = watch::channel(false);

@@ -29,8 +29,6 @@ use crate::{Error, Result};
 
 /// Stored batches read per source partition per chunk.
 const BATCHES_PER_CHUNK: usize = 8;
-/// Write a full snapshot once the checkpoint log grew this much past the last one.
-const SNAPSHOT_SLACK_BYTES: u64 = 64 << 20;
 
 /// A query's state as `SHOW QUERIES` reports it.
 #[derive(Debug, Default)]
@@ -64,6 +62,8 @@ pub(crate) struct RunnerParts {
     pub sink: Arc<Topic>,
     pub store: Option<Arc<TableStore>>,
     pub status: Arc<Status>,
+    /// Snapshot once the checkpoint log grew this much past twice the last snapshot.
+    pub snapshot_slack: u64,
 }
 
 /// One running persistent query.
@@ -338,7 +338,7 @@ impl Runner {
             .map(|l| l.high_watermark())
             .collect();
         let snapshot = (self.agg.is_some() || self.parts.store.is_some())
-            && self.wal.bytes() > 2 * self.snapshot_bytes + SNAPSHOT_SLACK_BYTES;
+            && self.wal.bytes() > 2 * self.snapshot_bytes + self.parts.snapshot_slack;
         self.marks.snapshot = snapshot;
         let mut commit = Commit {
             marks: self.marks.clone(),
