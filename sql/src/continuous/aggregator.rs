@@ -22,6 +22,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::error::{DataFusionError, Result};
+use foldhash::fast::RandomState;
 
 use super::aggregate::{Accumulator, create};
 use super::plan::{AggregatePlan, GroupCol};
@@ -59,7 +60,9 @@ pub(crate) struct Aggregator {
     plan: Arc<AggregatePlan>,
     windowing: Option<Windowing>,
     converter: RowConverter,
-    keys: HashMap<Box<[u8]>, Vec<u32>>,
+    /// Group key (row format) → its open windows' slots. foldhash: the std SipHash costs
+    /// more than the rest of a row's work.
+    keys: HashMap<Box<[u8]>, Vec<u32>, RandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     accs: Vec<Box<dyn Accumulator>>,
@@ -96,7 +99,7 @@ impl Aggregator {
             windowing: plan.windowing,
             plan,
             converter,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             accs,

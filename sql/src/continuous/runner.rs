@@ -27,8 +27,11 @@ use crate::push::run_steps;
 use crate::push::tail::PartitionTail;
 use crate::{Error, Result};
 
-/// Stored batches read per source partition per chunk.
-const BATCHES_PER_CHUNK: usize = 8;
+/// Stored batches (up to 32k rows each) read per source partition per chunk. A chunk ends in
+/// one commit, and an aggregation emits each changed group once per commit: through a
+/// backlog, big chunks emit (and checkpoint) far fewer rows than they read. Caught up, a
+/// chunk is whatever arrived since the last one, so latency does not depend on this.
+const BATCHES_PER_CHUNK: usize = 16;
 
 /// A query's state as `SHOW QUERIES` reports it.
 #[derive(Debug, Default)]
