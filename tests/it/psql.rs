@@ -187,7 +187,7 @@ async fn psql_reports_errors_with_their_message() {
     // VERBOSITY verbose shows the SQLSTATE.
     let out = psql(
         &server,
-        &["-v", "VERBOSITY=verbose", "-c", "CREATE TABLE t (a INT)"],
+        &["-v", "VERBOSITY=verbose", "-c", "CREATE VIEW v AS SELECT 1"],
         "",
     )
     .await;

@@ -55,7 +55,9 @@ pub(crate) async fn plan_in(
         Statement::Query(_) | Statement::Insert(_) | Statement::Explain { .. } => {}
         Statement::CreateTable(_) | Statement::CreateView(_) => {
             return Err(Error::Unsupported(
-                "CREATE TABLE and CREATE VIEW are not supported yet; use CREATE STREAM".into(),
+                "this CREATE TABLE / CREATE VIEW form is not supported: use CREATE STREAM, \
+                 CREATE TABLE (k TYPE PRIMARY KEY, ...) or CREATE STREAM|TABLE ... AS SELECT"
+                    .into(),
             ));
         }
         other => {
