@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryArray, RecordBatch, StringArray, new_null_array,
+    Array, ArrayRef, BinaryArray, RecordBatch, StringArray, StringBuilder, new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -67,17 +67,20 @@ impl CopyFormat {
     }
 }
 
-/// Rows being gathered for one frame: a string column per target column, with line numbers.
+/// Rows being gathered for one frame: a string column per target column (fields are copied
+/// once, straight into the Arrow buffers), with line numbers.
 struct Pending {
-    values: Vec<Vec<Option<String>>>,
+    values: Vec<StringBuilder>,
     lines: Vec<usize>,
 }
 
 impl Pending {
     fn new(columns: usize) -> Self {
         Pending {
-            values: vec![Vec::with_capacity(1024); columns],
-            lines: Vec::with_capacity(1024),
+            values: (0..columns)
+                .map(|_| StringBuilder::with_capacity(4096, 64 * 1024))
+                .collect(),
+            lines: Vec::with_capacity(4096),
         }
     }
 }
@@ -94,6 +97,8 @@ pub fn decode(
         CopyFormat::Json => decode_json(def, columns, data),
         CopyFormat::Text { delimiter, null } => {
             let mut frames = Frames::new(def, columns);
+            let mut fields: Vec<&str> = Vec::with_capacity(columns.len());
+            let mut unescaped = String::new();
             let mut lines = data.split(|b| *b == b'\n').enumerate().peekable();
             while let Some((i, line)) = lines.next() {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -107,12 +112,20 @@ pub fn decode(
                         def.name
                     ))
                 })?;
-                let fields: Vec<&str> = text.split(*delimiter as char).collect();
+                fields.clear();
+                fields.extend(text.split(*delimiter as char));
                 check_arity(def, columns, fields.len(), line_no)?;
-                let values = fields
-                    .into_iter()
-                    .map(|f| (f != null).then(|| unescape_text(f)));
-                frames.push_row(values, line_no)?;
+                for (c, f) in fields.iter().enumerate() {
+                    if *f == null {
+                        frames.field(c, None);
+                    } else if f.contains('\\') {
+                        unescape_text(f, &mut unescaped);
+                        frames.field(c, Some(&unescaped));
+                    } else {
+                        frames.field(c, Some(f));
+                    }
+                }
+                frames.end_row(line_no)?;
             }
             frames.finish()
         }
@@ -151,10 +164,10 @@ pub fn decode(
                 check_arity(def, columns, record.len(), line_no)?;
                 // The csv reader does not say whether a field was quoted, so an empty field is
                 // NULL when the NULL marker is empty (PostgreSQL's default).
-                let values = record
-                    .iter()
-                    .map(|f| (f != null.as_str()).then(|| f.to_string()));
-                frames.push_row(values, line_no)?;
+                for (c, f) in record.iter().enumerate() {
+                    frames.field(c, (f != null.as_str()).then_some(f));
+                }
+                frames.end_row(line_no)?;
             }
             frames.finish()
         }
@@ -179,14 +192,16 @@ impl<'a> Frames<'a> {
         }
     }
 
-    fn push_row(
-        &mut self,
-        values: impl Iterator<Item = Option<String>>,
-        line: usize,
-    ) -> Result<()> {
-        for (c, value) in values.enumerate() {
-            self.pending.values[c].push(value);
+    /// Appends field `c` of the current row.
+    fn field(&mut self, c: usize, value: Option<&str>) {
+        match value {
+            Some(v) => self.pending.values[c].append_value(v),
+            None => self.pending.values[c].append_null(),
         }
+    }
+
+    /// Ends the current row (every field given), from input line `line`.
+    fn end_row(&mut self, line: usize) -> Result<()> {
         self.pending.lines.push(line);
         if self.pending.lines.len() >= MAX_FRAME_ROWS {
             let full = std::mem::replace(&mut self.pending, Pending::new(self.columns.len()));
@@ -220,11 +235,9 @@ fn check_arity(def: &StreamDef, columns: &[usize], got: usize, line: usize) -> R
     Ok(())
 }
 
-fn unescape_text(field: &str) -> String {
-    if !field.contains('\\') {
-        return field.to_string();
-    }
-    let mut out = String::with_capacity(field.len());
+/// PostgreSQL text-format escapes (`\n`, `\t`, ...) decoded into `out`.
+fn unescape_text(field: &str, out: &mut String) {
+    out.clear();
     let mut chars = field.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
@@ -242,7 +255,6 @@ fn unescape_text(field: &str) -> String {
             None => out.push('\\'),
         }
     }
-    out
 }
 
 /// Converts gathered strings to the declared types and builds a stored batch.
@@ -253,9 +265,9 @@ fn finish(def: &StreamDef, columns: &[usize], pending: Pending) -> Result<Record
         .iter()
         .map(|c| new_null_array(&c.data_type, rows))
         .collect();
-    for (values, &target) in pending.values.into_iter().zip(columns) {
+    for (mut values, &target) in pending.values.into_iter().zip(columns) {
         let col = &def.columns[target];
-        let strings = StringArray::from(values);
+        let strings = values.finish();
         user[target] = convert(def, &col.name, &col.data_type, &strings, &pending.lines)?;
     }
     with_rowtime(def, user, None)
