@@ -137,16 +137,19 @@ pub fn append(
         let log = topic
             .partition(p)
             .ok_or_else(|| Error::Internal(format!("partition {p} missing")))?;
+        let mut frames = Vec::new();
         for batch in batches {
             let mut start = 0;
             while start < batch.num_rows() {
                 let len = MAX_FRAME_ROWS.min(batch.num_rows() - start);
                 let frame = batch.slice(start, len);
                 let (lo, hi) = time_range(&frame);
-                log.append(&frame, lo, hi)?;
+                frames.push((frame, lo, hi));
                 start += len;
             }
         }
+        // One sync for the whole statement's frames in this partition.
+        log.append_batches(&frames)?;
         Ok(())
     };
     if work.len() <= 1 {

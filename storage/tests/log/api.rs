@@ -132,3 +132,29 @@ fn log_is_shareable_across_threads_and_readers_are_sendable() {
     send::<eddy_storage::LogReader>();
     send_sync::<Error>();
 }
+
+#[test]
+fn append_batches_writes_consecutive_frames_under_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    let before = log.stats().fsyncs;
+    let frames = vec![
+        (batch(0, 3), 1, 1),
+        (batch(3, 2), 2, 2),
+        (batch(5, 4), 3, 3),
+    ];
+    let infos = log.append_batches(&frames).unwrap();
+    let offsets: Vec<(u64, u64)> = infos
+        .iter()
+        .map(|i| (i.base_offset, i.next_offset))
+        .collect();
+    assert_eq!(offsets, vec![(0, 3), (3, 5), (5, 9)]);
+    assert_eq!(
+        log.stats().fsyncs - before,
+        1,
+        "one group commit for all frames"
+    );
+    assert_eq!(log.high_watermark(), 9);
+    assert_eq!(read_offsets(&log, 0), (0..9).collect::<Vec<_>>());
+    assert!(log.append_batches(&[]).unwrap().is_empty());
+}
