@@ -16,8 +16,10 @@
 //! - [`wal`] is the checkpoint log that makes a query exactly-once across crashes;
 //! - [`runner`] is the task per query; [`store`] the rows a table serves to pull queries.
 //!
-//! A query runs as one tokio task that reads all of its source's partitions; its state is in
-//! memory, checkpointed incrementally (see [`wal`]). This module never speaks a wire protocol
+//! A query runs as one tokio task per source partition when the rows it combines share a
+//! partition (row-by-row queries, GROUP BY the source's KEY column), else as one task for all
+//! partitions; each task has its own checkpoint log and its own shard of the table's store.
+//! State is in memory, checkpointed incrementally (see [`wal`]). This module never speaks a wire protocol
 //! and reaches files only through `eddy-storage`'s logs (and the directory it deletes on
 //! `TERMINATE`).
 
@@ -51,16 +53,41 @@ use crate::{Engine, Error, Result};
 pub struct QueryInfo {
     /// The catalog's record of it.
     pub def: QueryDef,
-    /// Counters and state.
-    pub status: Arc<Status>,
+    /// Counters and state of each of its tasks (one per source partition, or one).
+    pub runners: Vec<Arc<Status>>,
     /// Its DataFusion plan and compiled shape.
     pub explain: String,
+}
+
+impl QueryInfo {
+    /// `ERROR: ...` if a task failed, else the first task's state.
+    pub fn state(&self) -> String {
+        let states: Vec<String> = self
+            .runners
+            .iter()
+            .map(|s| s.state.lock().clone())
+            .collect();
+        states
+            .iter()
+            .find(|s| s.starts_with("ERROR"))
+            .or(states.first())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A counter summed over the tasks.
+    pub fn total(&self, counter: impl Fn(&Status) -> &std::sync::atomic::AtomicU64) -> u64 {
+        self.runners
+            .iter()
+            .map(|s| counter(s).load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
 }
 
 struct Running {
     info: QueryInfo,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The node's persistent queries and table materializers.
@@ -96,7 +123,9 @@ impl Queries {
     /// Stops every task (server shutdown). Checkpoints make this safe at any point.
     pub fn abort_all(&self) {
         for (_, r) in std::mem::take(&mut *self.running.lock()) {
-            r.task.abort();
+            for t in r.tasks {
+                t.abort();
+            }
         }
         for (_, t) in std::mem::take(&mut *self.materializers.lock()) {
             t.abort();
@@ -134,7 +163,7 @@ pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
                 .ok_or_else(|| Error::Internal(format!("primary key {k} is not a column")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let store = Arc::new(TableStore::new(user_schema(def), key, None)?.following(topic.clone()));
+    let store = Arc::new(TableStore::new(user_schema(def), key, None, 1)?.following(topic.clone()));
     engine.tables().insert(&def.name, store.clone());
     let (name, def) = (def.name.clone(), def.clone());
     let table = name.clone();
@@ -189,11 +218,11 @@ pub async fn start_all(engine: &Arc<Engine>) {
                 Running {
                     info: QueryInfo {
                         def: q.clone(),
-                        status,
+                        runners: vec![status],
                         explain: String::new(),
                     },
                     stop,
-                    task: tokio::spawn(async {}),
+                    tasks: vec![],
                 },
             );
         }
@@ -351,13 +380,33 @@ pub async fn create(engine: &Arc<Engine>, pq: &PersistentQuery, earliest: bool) 
         .ok_or_else(|| Error::UnknownStream(plan.source.name.clone()))?;
     let dir = query_dir(engine, &id);
     let _ = std::fs::remove_dir_all(&dir);
-    runner::initialize(&dir, runner::start_offsets(&source, earliest))?;
+    let offsets = runner::start_offsets(&source, earliest);
+    for (name, partitions) in runner_split(&plan, source.partitions().len()) {
+        let subset = partitions.iter().map(|&p| offsets[p]).collect();
+        if let Err(e) = runner::initialize(&dir.join(name), subset) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    }
     if let Err(e) = engine.create_query(def.clone(), new_sink.then(|| sink.clone())) {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
     spawn(engine, def, plan)?;
     Ok(id)
+}
+
+/// How a query's work is split into tasks: one per source partition (`p<N>`) when
+/// [`ContinuousPlan::per_partition`], else one for all (`all`). Each task has its own
+/// checkpoint log in `queries/<id>/<name>`.
+fn runner_split(plan: &ContinuousPlan, partitions: usize) -> Vec<(String, Vec<usize>)> {
+    if plan.per_partition() {
+        (0..partitions)
+            .map(|p| (format!("p{p}"), vec![p]))
+            .collect()
+    } else {
+        vec![("all".to_string(), (0..partitions).collect())]
+    }
 }
 
 fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()> {
@@ -367,6 +416,7 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
     let (_, source) = engine
         .stream(&plan.source.name)
         .ok_or_else(|| Error::UnknownStream(plan.source.name.clone()))?;
+    let split = runner_split(&plan, source.partitions().len());
     let store = match (&plan.shape, sink_def.kind) {
         (Shape::Aggregate(a), RelationKind::Table) => {
             let mut key = a.key_outputs.clone();
@@ -378,7 +428,8 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
                 _ => None,
             };
             let store = Arc::new(
-                TableStore::new(user_schema(&sink_def), key, window)?.following(source.clone()),
+                TableStore::new(user_schema(&sink_def), key, window, split.len())?
+                    .following(source.clone()),
             );
             engine.tables().insert(&sink_def.name, store.clone());
             Some(store)
@@ -394,42 +445,51 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
         sink.partitions().len(),
         plan.logical
     );
-    let status = Arc::new(Status::default());
-    status.set("STARTING");
-    let parts = RunnerParts {
-        id: def.id.clone(),
-        plan,
-        source,
-        sink_def,
-        sink,
-        store,
-        status: status.clone(),
-        snapshot_slack: engine.config().query_snapshot_bytes,
-    };
-    let dir = query_dir(engine, &def.id);
-    let (stop, stopped) = watch::channel(false);
-    let task_status = status.clone();
-    let id = def.id.clone();
-    let task = tokio::spawn(async move {
-        let result = async { Runner::open(parts, &dir).await?.run(stopped).await }.await;
-        match result {
-            Ok(()) => task_status.set("STOPPED"),
-            Err(e) => {
-                tracing::error!(query = %id, error = %e, "persistent query failed");
-                task_status.set(format!("ERROR: {e}"));
+    let plan = Arc::new(plan);
+    let (stop, _) = watch::channel(false);
+    let mut runners = Vec::new();
+    let mut tasks = Vec::new();
+    for (shard, (name, partitions)) in split.into_iter().enumerate() {
+        let status = Arc::new(Status::default());
+        status.set("STARTING");
+        let parts = RunnerParts {
+            id: format!("{}/{name}", def.id),
+            partitions,
+            shard,
+            plan: plan.clone(),
+            source: source.clone(),
+            sink_def: sink_def.clone(),
+            sink: sink.clone(),
+            store: store.clone(),
+            status: status.clone(),
+            snapshot_slack: engine.config().query_snapshot_bytes,
+        };
+        let dir = query_dir(engine, &def.id).join(&name);
+        let stopped = stop.subscribe();
+        let task_status = status.clone();
+        let id = parts.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = async { Runner::open(parts, &dir).await?.run(stopped).await }.await;
+            match result {
+                Ok(()) => task_status.set("STOPPED"),
+                Err(e) => {
+                    tracing::error!(query = %id, error = %e, "persistent query failed");
+                    task_status.set(format!("ERROR: {e}"));
+                }
             }
-        }
-    });
+        }));
+        runners.push(status);
+    }
     engine.queries().running.lock().insert(
         def.id.clone(),
         Running {
             info: QueryInfo {
                 def,
-                status,
+                runners,
                 explain,
             },
             stop,
-            task,
+            tasks,
         },
     );
     Ok(())
@@ -444,13 +504,14 @@ pub async fn terminate(engine: &Arc<Engine>, id: &str) -> Result<()> {
     let running = engine.queries().running.lock().remove(id);
     if let Some(r) = running {
         let _ = r.stop.send(true);
-        let mut task = r.task;
-        if tokio::time::timeout(Duration::from_secs(10), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-            let _ = task.await;
+        for mut task in r.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
         }
     }
     engine.drop_query(id)?;

@@ -76,6 +76,8 @@ pub(crate) struct AggregatePlan {
     pub group: Vec<GroupCol>,
     /// Key expressions over the steps' output, and their types.
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Per key expression, the source column it is, when it is a plain column.
+    pub key_columns: Vec<Option<String>>,
     pub key_types: Vec<DataType>,
     /// Aggregates: function, argument (`None`: counts rows), argument type.
     pub aggs: Vec<AggExpr>,
@@ -92,6 +94,22 @@ pub(crate) struct AggregatePlan {
     pub emit: Emit,
     /// Columns of the steps' output holding `rowtime` and `rowpartition`.
     pub rowtime_col: usize,
+}
+
+impl ContinuousPlan {
+    /// Whether the query can run as one task per source partition: every row it combines
+    /// with another lives in the same partition. True for row-by-row queries, and for
+    /// aggregations grouped by exactly the source's KEY column (rows of a key share a
+    /// partition). Other groupings need all partitions in one task.
+    pub(crate) fn per_partition(&self) -> bool {
+        match &self.shape {
+            Shape::Stateless => true,
+            Shape::Aggregate(a) => {
+                let key = self.source.key_column().map(|(_, c)| c.name.clone());
+                key.is_some() && a.key_columns == vec![key]
+            }
+        }
+    }
 }
 
 /// An empty table with `schema`: planning needs schemas, never data.
@@ -280,6 +298,7 @@ fn compile_aggregate(
     let mut group = Vec::new();
     let mut keys = Vec::new();
     let mut key_types = Vec::new();
+    let mut key_columns = Vec::new();
     for e in &agg.group_expr {
         match e {
             Expr::Column(c) if c.name == "windowstart" && q.window.is_some() => {
@@ -292,6 +311,10 @@ fn compile_aggregate(
                 group.push(GroupCol::Key(keys.len()));
                 let t = e.get_type(input_schema).map_err(classify)?;
                 key_types.push(t);
+                key_columns.push(match e {
+                    Expr::Column(c) => Some(c.name.clone()),
+                    _ => None,
+                });
                 keys.push(physical(state, e, input_schema)?);
             }
         }
@@ -420,6 +443,7 @@ fn compile_aggregate(
     let plan = AggregatePlan {
         group,
         keys,
+        key_columns,
         key_types,
         aggs,
         agg_schema,

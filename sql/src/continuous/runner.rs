@@ -58,8 +58,13 @@ impl Status {
 
 /// Everything a runner needs, resolved by the query manager.
 pub(crate) struct RunnerParts {
+    /// The query id and this runner's part of it (`p<N>` for one source partition, `all`).
     pub id: String,
-    pub plan: ContinuousPlan,
+    /// The source partitions this runner reads.
+    pub partitions: Vec<usize>,
+    /// Its shard of the table's store.
+    pub shard: usize,
+    pub plan: Arc<ContinuousPlan>,
     pub source: Arc<Topic>,
     pub sink_def: StreamDef,
     pub sink: Arc<Topic>,
@@ -122,7 +127,7 @@ impl Runner {
     /// Opens the query's checkpoint log in `dir`, restores its state and table store, and
     /// finishes the last commit's sink appends if a crash cut them short.
     pub(crate) async fn open(parts: RunnerParts, dir: &Path) -> Result<Runner> {
-        let partitions = parts.source.partitions().len();
+        let partitions = parts.partitions.len();
         let mut agg = match &parts.plan.shape {
             Shape::Aggregate(plan) => Some(Aggregator::new(plan.clone(), partitions)?),
             Shape::Stateless => None,
@@ -130,13 +135,14 @@ impl Runner {
         let mut wal = Wal::open(dir)?;
         let mut last: Option<Commit> = None;
         let store = parts.store.clone();
+        let shard = parts.shard;
         wal.replay(|commit| {
             if commit.marks.snapshot {
                 if let Some(a) = agg.as_mut() {
                     a.clear();
                 }
                 if let Some(s) = &store {
-                    s.clear();
+                    s.clear(shard);
                 }
             }
             if let Some(a) = agg.as_mut() {
@@ -146,10 +152,10 @@ impl Runner {
             }
             if let Some(s) = &store {
                 if let Some(rows) = &commit.store {
-                    s.apply(rows)?;
+                    s.apply(shard, rows)?;
                 }
                 for (_, out) in &commit.outputs {
-                    s.apply(out)?;
+                    s.apply(shard, out)?;
                 }
             }
             last = Some(commit);
@@ -165,7 +171,7 @@ impl Runner {
         finish_outputs(&parts, &last).await?;
         if last.marks.offsets.len() != partitions {
             return Err(Error::Internal(format!(
-                "query {}: checkpoint has {} source partitions, the source has {partitions}",
+                "query {}: checkpoint has {} source partitions, the task reads {partitions}",
                 parts.id,
                 last.marks.offsets.len()
             )));
@@ -178,21 +184,25 @@ impl Runner {
         };
         let sql_schema = parts.plan.source.table_schema();
         let tails = parts
-            .source
-            .partitions()
+            .partitions
             .iter()
             .enumerate()
-            .map(|(p, log)| {
-                PartitionTail::at(
-                    log.clone(),
+            .map(|(i, &p)| {
+                let log = parts
+                    .source
+                    .partition(p)
+                    .cloned()
+                    .ok_or_else(|| Error::Internal(format!("source partition {p} missing")))?;
+                Ok(PartitionTail::at(
+                    log,
                     parts.source.cold(p).cloned(),
                     p as i32,
-                    last.marks.offsets[p],
+                    last.marks.offsets[i],
                     sql_schema.clone(),
                 )
-                .with_max_batches(BATCHES_PER_CHUNK)
+                .with_max_batches(BATCHES_PER_CHUNK))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let status = parts.status.clone();
         status.rows_in.store(last.marks.rows_in, Ordering::Relaxed);
         status
@@ -200,7 +210,9 @@ impl Runner {
             .store(last.marks.rows_out, Ordering::Relaxed);
         status.late.store(last.marks.late, Ordering::Relaxed);
         if let Some(s) = &parts.store {
-            s.set_position(last.marks.offsets.iter().sum());
+            for (i, &p) in parts.partitions.iter().enumerate() {
+                s.set_position(p, last.marks.offsets[i]);
+            }
         }
         Ok(Runner {
             snapshot_bytes: wal.bytes(),
@@ -357,7 +369,7 @@ impl Runner {
             };
             commit.deleted = None;
             commit.store = match &self.parts.store {
-                Some(s) => Some(s.snapshot()?),
+                Some(s) => Some(s.snapshot(self.parts.shard)?),
                 None => None,
             };
         }
@@ -373,12 +385,14 @@ impl Runner {
         eddy_storage::failpoint::crash_point("query-after-output");
         if let Some(store) = &self.parts.store {
             for (_, out) in &commit.outputs {
-                store.apply(out)?;
+                store.apply(self.parts.shard, out)?;
             }
             if let Some(newest) = self.marks.stream_times.iter().flatten().max() {
-                store.expire(*newest);
+                store.expire(self.parts.shard, *newest);
             }
-            store.set_position(self.marks.offsets.iter().sum());
+            for (i, &p) in self.parts.partitions.iter().enumerate() {
+                store.set_position(p, self.marks.offsets[i]);
+            }
         }
         let status = &self.parts.status;
         status.rows_in.store(self.marks.rows_in, Ordering::Relaxed);
@@ -464,11 +478,13 @@ pub(crate) async fn materialize(
                 .await
                 .map_err(crate::handlers::query::classify)?
             {
-                store.apply(&b)?;
+                store.apply(0, &b)?;
                 any = true;
             }
         }
-        store.set_position(tails.iter().map(|t| t.position()).sum());
+        for (p, t) in tails.iter().enumerate() {
+            store.set_position(p, t.position());
+        }
         if !any {
             let waits = tails.iter_mut().map(|t| Box::pin(t.changed()));
             let (alive, _, _) = futures::future::select_all(waits).await;

@@ -39,17 +39,22 @@ pub struct TableStore {
     key_converter: RowConverter,
     lookup_converter: RowConverter,
     row_converter: RowConverter,
-    rows: RwLock<BTreeMap<Box<[u8]>, Entry>>,
+    /// One map per shard: each task of a query writes (and snapshots, and restores) its own
+    /// shard, so tasks never clear each other's rows. A key lives in one shard.
+    shards: Vec<RwLock<BTreeMap<Box<[u8]>, Entry>>>,
     /// The topic whose rows feed the table (a source table's own, a query's source).
     source: Option<Arc<Topic>>,
-    /// Sum over the source's partitions of the next offset already reflected in the rows.
+    /// Per source partition, the next offset already reflected in the rows (runners of
+    /// different partitions report their own).
+    positions: parking_lot::Mutex<Vec<u64>>,
+    /// The sum of `positions`, published for readers that wait.
     position: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for TableStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TableStore")
-            .field("rows", &self.rows.read().len())
+            .field("rows", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +75,7 @@ impl TableStore {
         schema: SchemaRef,
         key_cols: Vec<usize>,
         window: Option<(usize, usize, i64)>,
+        shards: usize,
     ) -> Result<TableStore> {
         if let Some(&c) = key_cols.iter().find(|&&c| c >= schema.fields().len()) {
             return Err(DataFusionError::Plan(format!(
@@ -94,8 +100,11 @@ impl TableStore {
             key_cols,
             lookup_cols,
             expiry,
-            rows: RwLock::new(BTreeMap::new()),
+            shards: (0..shards.max(1))
+                .map(|_| RwLock::new(BTreeMap::new()))
+                .collect(),
             source: None,
+            positions: parking_lot::Mutex::new(Vec::new()),
             position: watch::Sender::new(0),
         })
     }
@@ -106,9 +115,14 @@ impl TableStore {
         self
     }
 
-    /// Records how far into the source the rows reflect (sum of next offsets).
-    pub(crate) fn set_position(&self, position: u64) {
-        self.position.send_replace(position);
+    /// Records how far into source partition `partition` the rows reflect.
+    pub(crate) fn set_position(&self, partition: usize, next_offset: u64) {
+        let mut positions = self.positions.lock();
+        if positions.len() <= partition {
+            positions.resize(partition + 1, 0);
+        }
+        positions[partition] = next_offset;
+        self.position.send_replace(positions.iter().sum());
     }
 
     /// Waits (up to `timeout`) until the rows reflect every source row committed now, so that
@@ -131,7 +145,11 @@ impl TableStore {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.rows.read().len()
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    fn shard(&self, shard: usize) -> &RwLock<BTreeMap<Box<[u8]>, Entry>> {
+        &self.shards[shard % self.shards.len()]
     }
 
     /// Whether the table has no rows.
@@ -154,7 +172,7 @@ impl TableStore {
 
     /// Upserts the rows of `batch` (in the table's column order; extra trailing columns such as
     /// `rowtime` are ignored), deleting keys whose other columns are all NULL.
-    pub fn apply(&self, batch: &RecordBatch) -> Result<()> {
+    pub fn apply(&self, shard: usize, batch: &RecordBatch) -> Result<()> {
         let n = self.schema.fields().len();
         if batch.num_rows() == 0 {
             return Ok(());
@@ -171,7 +189,7 @@ impl TableStore {
         let ends = self
             .expiry
             .map(|(c, r)| (columns[c].as_primitive_opt::<Int64Type>().cloned(), r));
-        let mut map = self.rows.write();
+        let mut map = self.shard(shard).write();
         for i in 0..batch.num_rows() {
             let key: Box<[u8]> = keys.row(i).as_ref().into();
             let tombstone = !value_cols.is_empty() && value_cols.iter().all(|c| c.is_null(i));
@@ -195,27 +213,40 @@ impl TableStore {
     }
 
     /// Drops rows whose retention ended before `stream_time`.
-    pub fn expire(&self, stream_time: i64) -> usize {
+    pub fn expire(&self, shard: usize, stream_time: i64) -> usize {
         if self.expiry.is_none() {
             return 0;
         }
-        let mut map = self.rows.write();
+        let mut map = self.shard(shard).write();
         let before = map.len();
         map.retain(|_, e| e.expire > stream_time);
         before - map.len()
     }
 
-    /// Removes every row.
-    pub fn clear(&self) {
-        self.rows.write().clear();
+    /// Removes every row of a shard.
+    pub fn clear(&self, shard: usize) {
+        self.shard(shard).write().clear();
     }
 
     /// The rows whose lookup key equals `key` (one value per lookup column), or every row.
     pub fn scan(&self, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
-        let map = self.rows.read();
+        let shards: Vec<_> = self.shards.iter().map(|s| s.read()).collect();
+        self.scan_maps(&shards, key)
+    }
+
+    fn scan_maps(
+        &self,
+        maps: &[impl std::ops::Deref<Target = BTreeMap<Box<[u8]>, Entry>>],
+        key: Option<&[ScalarValue]>,
+    ) -> Result<RecordBatch> {
         let parser = self.row_converter.parser();
-        let rows: Vec<_> = match key {
-            None => map.values().map(|e| parser.parse(&e.row)).collect(),
+        let mut rows = Vec::new();
+        match key {
+            None => {
+                for map in maps {
+                    rows.extend(map.values().map(|e| parser.parse(&e.row)));
+                }
+            }
             Some(values) => {
                 let arrays = values
                     .iter()
@@ -225,22 +256,22 @@ impl TableStore {
                 let prefix = self.lookup_converter.convert_columns(&arrays)?;
                 let prefix = prefix.row(0);
                 let prefix = prefix.as_ref();
-                if self.lookup_cols.len() == self.key_cols.len() {
-                    map.get(prefix)
-                        .map(|e| parser.parse(&e.row))
-                        .into_iter()
-                        .collect()
-                } else {
-                    map.range::<[u8], _>((
-                        std::ops::Bound::Included(prefix),
-                        std::ops::Bound::Unbounded,
-                    ))
-                    .take_while(|(k, _)| k.starts_with(prefix))
-                    .map(|(_, e)| parser.parse(&e.row))
-                    .collect()
+                for map in maps {
+                    if self.lookup_cols.len() == self.key_cols.len() {
+                        rows.extend(map.get(prefix).map(|e| parser.parse(&e.row)));
+                    } else {
+                        rows.extend(
+                            map.range::<[u8], _>((
+                                std::ops::Bound::Included(prefix),
+                                std::ops::Bound::Unbounded,
+                            ))
+                            .take_while(|(k, _)| k.starts_with(prefix))
+                            .map(|(_, e)| parser.parse(&e.row)),
+                        );
+                    }
                 }
             }
-        };
+        }
         if rows.is_empty() {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         }
@@ -248,9 +279,10 @@ impl TableStore {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
-    /// Every row, for a snapshot.
-    pub fn snapshot(&self) -> Result<RecordBatch> {
-        self.scan(None)
+    /// Every row of a shard, for a snapshot.
+    pub fn snapshot(&self, shard: usize) -> Result<RecordBatch> {
+        let map = self.shard(shard).read();
+        self.scan_maps(std::slice::from_ref(&map), None)
     }
 }
 
@@ -290,7 +322,7 @@ mod tests {
             Field::new("windowend", DataType::Int64, true),
             Field::new("n", DataType::Int64, true),
         ]));
-        let store = TableStore::new(schema.clone(), vec![0, 1], Some((1, 2, 100))).unwrap();
+        let store = TableStore::new(schema.clone(), vec![0, 1], Some((1, 2, 100)), 1).unwrap();
         let batch = |k: Vec<&str>, s: Vec<i64>, n: Vec<Option<i64>>| {
             let e: Vec<i64> = s.iter().map(|s| s + 10).collect();
             RecordBatch::try_new(
@@ -305,14 +337,17 @@ mod tests {
             .unwrap()
         };
         store
-            .apply(&batch(
-                vec!["a", "a", "ab", "b"],
-                vec![0, 10, 0, 0],
-                vec![Some(1), Some(2), Some(3), Some(4)],
-            ))
+            .apply(
+                0,
+                &batch(
+                    vec!["a", "a", "ab", "b"],
+                    vec![0, 10, 0, 0],
+                    vec![Some(1), Some(2), Some(3), Some(4)],
+                ),
+            )
             .unwrap();
         store
-            .apply(&batch(vec!["a"], vec![0], vec![Some(5)]))
+            .apply(0, &batch(vec!["a"], vec![0], vec![Some(5)]))
             .unwrap();
         assert_eq!(store.len(), 4);
         let a = store.scan(Some(&[ScalarValue::from("a")])).unwrap();
@@ -320,10 +355,12 @@ mod tests {
         assert_eq!(a.num_rows(), 2);
         assert_eq!(a.column(3).as_primitive::<Int64Type>().values(), &[5, 2]);
         // A tombstone: the columns besides the key and window bounds are NULL.
-        store.apply(&batch(vec!["b"], vec![0], vec![None])).unwrap();
+        store
+            .apply(0, &batch(vec!["b"], vec![0], vec![None]))
+            .unwrap();
         assert_eq!(store.len(), 3);
         // Windows ending at 10 expire at stream time 110, the one ending at 20 at 120.
-        assert_eq!(store.expire(110), 2);
+        assert_eq!(store.expire(0, 110), 2);
         assert_eq!(store.len(), 1);
     }
 }

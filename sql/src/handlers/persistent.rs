@@ -2,7 +2,6 @@
 //! `SHOW QUERIES`, `EXPLAIN <query id>`, `TERMINATE`, `SHOW TABLES`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -55,9 +54,9 @@ pub fn queries_schema() -> SchemaRef {
 /// `SHOW QUERIES`: one row per persistent query.
 pub fn show_queries(session: &Session) -> Result<Output> {
     let queries = session.engine().queries().list();
-    let count = |f: &dyn Fn(&continuous::Status) -> u64| -> ArrayRef {
+    let count = |f: &dyn Fn(&continuous::Status) -> &std::sync::atomic::AtomicU64| -> ArrayRef {
         Arc::new(Int64Array::from_iter_values(
-            queries.iter().map(|q| f(&q.status) as i64),
+            queries.iter().map(|q| q.total(f) as i64),
         ))
     };
     let columns: Vec<ArrayRef> = vec![
@@ -65,7 +64,7 @@ pub fn show_queries(session: &Session) -> Result<Output> {
             queries.iter().map(|q| q.def.id.clone()),
         )),
         Arc::new(StringArray::from_iter_values(
-            queries.iter().map(|q| q.status.state.lock().clone()),
+            queries.iter().map(|q| q.state()),
         )),
         Arc::new(StringArray::from_iter_values(
             queries.iter().map(|q| q.def.sink.clone()),
@@ -73,11 +72,11 @@ pub fn show_queries(session: &Session) -> Result<Output> {
         Arc::new(StringArray::from_iter_values(
             queries.iter().map(|q| q.def.sources.join(", ")),
         )),
-        count(&|s| s.rows_in.load(Ordering::Relaxed)),
-        count(&|s| s.rows_out.load(Ordering::Relaxed)),
-        count(&|s| s.late.load(Ordering::Relaxed)),
-        count(&|s| s.lag.load(Ordering::Relaxed)),
-        count(&|s| s.groups.load(Ordering::Relaxed)),
+        count(&|s| &s.rows_in),
+        count(&|s| &s.rows_out),
+        count(&|s| &s.late),
+        count(&|s| &s.lag),
+        count(&|s| &s.groups),
         Arc::new(StringArray::from_iter_values(
             queries.iter().map(|q| q.def.sql.clone()),
         )),
@@ -99,7 +98,8 @@ pub fn explain(session: &Session, id: &str) -> Result<Output> {
         .ok_or_else(|| Error::UnknownQuery(id.to_string()))?;
     let mut lines = vec![
         format!("statement: {}", q.def.sql),
-        format!("status: {}", q.status.state.lock()),
+        format!("status: {}", q.state()),
+        format!("tasks: {}", q.runners.len()),
     ];
     lines.extend(q.explain.lines().map(str::to_string));
     let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(lines))];
