@@ -1,8 +1,8 @@
 //! Throughput of a persistent windowed aggregation, and latency of pull queries on its table.
 //!
 //! An in-process server. `EDDY_WINDOW_EVENTS` events (default 10M) over `EDDY_WINDOW_KEYS`
-//! keys (default 100k), event times spread over 100 s, are loaded with COPY into a one-
-//! partition stream; then
+//! keys (default 100k), event times spread over 100 s, are loaded with COPY into a stream of
+//! `EDDY_WINDOW_PARTITIONS` partitions (default 1); then
 //!
 //! ```sql
 //! CREATE TABLE per_key AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
@@ -10,7 +10,8 @@
 //! ```
 //!
 //! reads the backlog from the earliest offset; the run ends when `SHOW QUERIES` reports every
-//! event read and committed. That gives events/s for one query (one task, so one core). The
+//! event read and committed. That gives events/s for one query: one task per partition (the
+//! GROUP BY is the stream's KEY), so one core with one partition. The
 //! table's rows are checked against the input (every event counted once, sums match). Then
 //! pull queries by key (`SELECT * FROM per_key WHERE k = $1`, prepared) are timed. The same
 //! aggregation by DataFusion over the stream's history (an ad hoc `GROUP BY`) is the reference.
@@ -93,6 +94,8 @@ async fn main() -> anyhow::Result<()> {
     let events = env("EDDY_WINDOW_EVENTS", 10_000_000);
     let keys = env("EDDY_WINDOW_KEYS", 100_000).min(events).max(1);
     let span_ms = 100_000u64;
+    // The stream's partitions: GROUP BY its KEY column runs one query task per partition.
+    let partitions = env("EDDY_WINDOW_PARTITIONS", 1).max(1);
     let dir = tempfile::tempdir()?;
     let server = eddy_server::start(ServerConfig::for_dir(dir.path())).await?;
     let port = server.addr.port();
@@ -102,16 +105,16 @@ async fn main() -> anyhow::Result<()> {
         "release"
     };
     println!(
-        "windowed_bench: eddy on {} ({build} build), {events} events, {keys} keys, 10 s tumbling windows over {} s of event time",
+        "windowed_bench: eddy on {} ({build} build), {events} events, {keys} keys, {partitions} partition(s), 10 s tumbling windows over {} s of event time",
         server.addr,
         span_ms / 1000
     );
     let client = connect(port).await?;
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE STREAM events (k VARCHAR KEY, v BIGINT, ts BIGINT) \
-             WITH (partitions = 1, timestamp = 'ts')",
-        )
+             WITH (partitions = {partitions}, timestamp = 'ts')"
+        ))
         .await?;
     let load_s = load(&client, events, keys, span_ms).await?;
     println!(
@@ -164,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let agg_s = start.elapsed().as_secs_f64();
     println!(
-        "  persistent windowed count+sum: {:>10.0} events/s ({agg_s:.2} s, one query task)",
+        "  persistent windowed count+sum: {:>10.0} events/s ({agg_s:.2} s, {partitions} query task(s))",
         events as f64 / agg_s
     );
 

@@ -9,10 +9,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, Decimal128Array, Float64Array, Int64Array, ListBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, Float64Array, Int64Array, ListBuilder, PrimitiveArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int64Type,
+};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
@@ -74,13 +76,16 @@ pub(crate) fn create(func: AggFn, arg_type: &DataType) -> Result<Box<dyn Accumul
     Ok(match func {
         AggFn::Count => Box::new(Count::default()),
         AggFn::Sum => match arg_type {
-            t if t.is_integer() => Box::new(SumInt::default()),
-            t if t.is_floating() => Box::new(SumFloat::default()),
-            DataType::Decimal128(_, s) => Box::new(SumDecimal {
-                scale: *s,
-                ..Default::default()
-            }),
-            DataType::Null => Box::new(SumInt::default()),
+            t if t.is_integer() || t == &DataType::Null => {
+                Box::new(Sum::<Int64Type>::new(DataType::Int64, i64::wrapping_add))
+            }
+            t if t.is_floating() => {
+                Box::new(Sum::<Float64Type>::new(DataType::Float64, |a, b| a + b))
+            }
+            DataType::Decimal128(_, s) => Box::new(Sum::<Decimal128Type>::new(
+                DataType::Decimal128(38, *s),
+                i128::wrapping_add,
+            )),
             other => {
                 return Err(DataFusionError::Plan(format!(
                     "SUM of {other} is not supported in persistent queries"
@@ -156,157 +161,60 @@ impl Accumulator for Count {
     }
 }
 
-/// A sum over a primitive type: `None` until the first non-NULL value.
-#[derive(Default)]
-struct Sum<T> {
-    sums: Vec<Option<T>>,
+/// A sum over a primitive Arrow type (`Int64` for integers, `Float64` for floats,
+/// `Decimal128(38, s)` for decimals): `None` until the first non-NULL value.
+struct Sum<T: ArrowPrimitiveType> {
+    /// The type arguments are cast to and results are built as.
+    target: DataType,
+    add: fn(T::Native, T::Native) -> T::Native,
+    sums: Vec<Option<T::Native>>,
 }
 
-type SumInt = Sum<i64>;
-type SumFloat = Sum<f64>;
-
-#[derive(Default)]
-struct SumDecimal {
-    scale: i8,
-    sums: Vec<Option<i128>>,
+impl<T: ArrowPrimitiveType> Sum<T> {
+    fn new(target: DataType, add: fn(T::Native, T::Native) -> T::Native) -> Self {
+        Sum {
+            target,
+            add,
+            sums: Vec::new(),
+        }
+    }
 }
 
-macro_rules! sum_update {
-    ($sums:expr, $values:expr, $rows:expr, $slots:expr, $add:expr) => {{
-        let values = $values;
-        for (&r, &s) in $rows.iter().zip($slots) {
+impl<T: ArrowPrimitiveType> Accumulator for Sum<T> {
+    fn resize(&mut self, n: usize) {
+        self.sums.resize(n, None);
+    }
+    fn update(&mut self, arg: Option<&ArrayRef>, rows: &[u32], slots: &[u32]) -> Result<()> {
+        let Some(arg) = arg else { return Ok(()) };
+        let arg = cast(arg, &self.target)?;
+        let values = arg.as_primitive::<T>();
+        for (&r, &s) in rows.iter().zip(slots) {
             if values.is_valid(r as usize) {
                 let v = values.value(r as usize);
-                let slot = &mut $sums[s as usize];
-                *slot = Some(match *slot {
-                    Some(acc) => $add(acc, v),
-                    None => v,
-                });
+                let slot = &mut self.sums[s as usize];
+                *slot = Some(slot.map_or(v, |acc| (self.add)(acc, v)));
             }
         }
-    }};
-}
-
-impl Accumulator for SumInt {
-    fn resize(&mut self, n: usize) {
-        self.sums.resize(n, None);
-    }
-    fn update(&mut self, arg: Option<&ArrayRef>, rows: &[u32], slots: &[u32]) -> Result<()> {
-        let Some(arg) = arg else { return Ok(()) };
-        let arg = cast(arg, &DataType::Int64)?;
-        sum_update!(
-            self.sums,
-            arg.as_primitive::<Int64Type>(),
-            rows,
-            slots,
-            |a: i64, b: i64| a.wrapping_add(b)
-        );
         Ok(())
     }
     fn merge(&mut self, into: u32, from: u32) {
         if let Some(v) = self.sums[from as usize] {
             let slot = &mut self.sums[into as usize];
-            *slot = Some(slot.unwrap_or(0).wrapping_add(v));
+            *slot = Some(slot.map_or(v, |acc| (self.add)(acc, v)));
         }
     }
     fn reset(&mut self, slot: u32) {
         self.sums[slot as usize] = None;
     }
     fn evaluate(&self, slots: &[u32]) -> Result<ArrayRef> {
-        Ok(Arc::new(Int64Array::from_iter(
-            slots.iter().map(|&s| self.sums[s as usize]),
-        )))
+        let values: PrimitiveArray<T> = slots.iter().map(|&s| self.sums[s as usize]).collect();
+        Ok(Arc::new(values.with_data_type(self.target.clone())))
     }
     fn state(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
         Ok(vec![self.evaluate(slots)?])
     }
     fn restore(&mut self, slots: &[u32], state: &[ArrayRef]) -> Result<()> {
-        let a = state[0].as_primitive::<Int64Type>();
-        for (i, &s) in slots.iter().enumerate() {
-            self.sums[s as usize] = a.is_valid(i).then(|| a.value(i));
-        }
-        Ok(())
-    }
-}
-
-impl Accumulator for SumFloat {
-    fn resize(&mut self, n: usize) {
-        self.sums.resize(n, None);
-    }
-    fn update(&mut self, arg: Option<&ArrayRef>, rows: &[u32], slots: &[u32]) -> Result<()> {
-        let Some(arg) = arg else { return Ok(()) };
-        let arg = cast(arg, &DataType::Float64)?;
-        sum_update!(
-            self.sums,
-            arg.as_primitive::<Float64Type>(),
-            rows,
-            slots,
-            |a: f64, b: f64| a + b
-        );
-        Ok(())
-    }
-    fn merge(&mut self, into: u32, from: u32) {
-        if let Some(v) = self.sums[from as usize] {
-            let slot = &mut self.sums[into as usize];
-            *slot = Some(slot.unwrap_or(0.0) + v);
-        }
-    }
-    fn reset(&mut self, slot: u32) {
-        self.sums[slot as usize] = None;
-    }
-    fn evaluate(&self, slots: &[u32]) -> Result<ArrayRef> {
-        Ok(Arc::new(Float64Array::from_iter(
-            slots.iter().map(|&s| self.sums[s as usize]),
-        )))
-    }
-    fn state(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(slots)?])
-    }
-    fn restore(&mut self, slots: &[u32], state: &[ArrayRef]) -> Result<()> {
-        let a = state[0].as_primitive::<Float64Type>();
-        for (i, &s) in slots.iter().enumerate() {
-            self.sums[s as usize] = a.is_valid(i).then(|| a.value(i));
-        }
-        Ok(())
-    }
-}
-
-impl Accumulator for SumDecimal {
-    fn resize(&mut self, n: usize) {
-        self.sums.resize(n, None);
-    }
-    fn update(&mut self, arg: Option<&ArrayRef>, rows: &[u32], slots: &[u32]) -> Result<()> {
-        let Some(arg) = arg else { return Ok(()) };
-        let arg = cast(arg, &DataType::Decimal128(38, self.scale))?;
-        sum_update!(
-            self.sums,
-            arg.as_primitive::<Decimal128Type>(),
-            rows,
-            slots,
-            |a: i128, b: i128| a.wrapping_add(b)
-        );
-        Ok(())
-    }
-    fn merge(&mut self, into: u32, from: u32) {
-        if let Some(v) = self.sums[from as usize] {
-            let slot = &mut self.sums[into as usize];
-            *slot = Some(slot.unwrap_or(0).wrapping_add(v));
-        }
-    }
-    fn reset(&mut self, slot: u32) {
-        self.sums[slot as usize] = None;
-    }
-    fn evaluate(&self, slots: &[u32]) -> Result<ArrayRef> {
-        Ok(Arc::new(
-            Decimal128Array::from_iter(slots.iter().map(|&s| self.sums[s as usize]))
-                .with_precision_and_scale(38, self.scale)?,
-        ))
-    }
-    fn state(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(slots)?])
-    }
-    fn restore(&mut self, slots: &[u32], state: &[ArrayRef]) -> Result<()> {
-        let a = state[0].as_primitive::<Decimal128Type>();
+        let a = state[0].as_primitive::<T>();
         for (i, &s) in slots.iter().enumerate() {
             self.sums[s as usize] = a.is_valid(i).then(|| a.value(i));
         }
@@ -546,5 +454,16 @@ mod tests {
         assert_eq!(latest.as_string::<i32>().value(0), "c");
         let earliest = run(AggFn::EarliestByOffset, strings, &slots);
         assert_eq!(earliest.as_string::<i32>().value(0), "b");
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![0.5, 1.25, 2.0, 0.25]));
+        let sum = run(AggFn::Sum, floats, &slots);
+        assert_eq!(sum.as_primitive::<Float64Type>().values(), &[2.0, 2.0]);
+        let cents: ArrayRef = Arc::new(
+            datafusion::arrow::array::Decimal128Array::from(vec![150, 275, 1, 25])
+                .with_precision_and_scale(10, 2)
+                .unwrap(),
+        );
+        let sum = run(AggFn::Sum, cents, &slots);
+        assert_eq!(sum.data_type(), &DataType::Decimal128(38, 2));
+        assert_eq!(sum.as_primitive::<Decimal128Type>().values(), &[450, 1]);
     }
 }

@@ -38,8 +38,6 @@ impl PartitionTail {
         start: StartAt,
         schema: SchemaRef,
     ) -> Self {
-        // Subscribe before reading the start offset, so no append between the two is missed.
-        let watch = log.watch_high_watermark();
         let next = match start {
             StartAt::Latest => log.high_watermark(),
             StartAt::Earliest => cold
@@ -47,15 +45,9 @@ impl PartitionTail {
                 .and_then(|c| c.objects().first().map(|o| o.base_offset))
                 .unwrap_or_else(|| log.log_start_offset()),
         };
-        PartitionTail {
-            log,
-            cold,
-            partition,
-            next,
-            watch,
-            schema,
-            max_batches: BATCHES_PER_READ,
-        }
+        // `at` subscribes to the watch; an append between reading `next` and subscribing is
+        // still seen, because the tail compares the watermark with `next` before it waits.
+        Self::at(log, cold, partition, next, schema)
     }
 
     /// A tail of `log` starting at `next` (a persistent query resuming from its checkpoint).
