@@ -241,7 +241,21 @@ async fn terminate_stops_output_and_drop_waits_for_it() -> anyhow::Result<()> {
     c.batch_execute("INSERT INTO src VALUES (2)").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(scalar_i64(&c, "SELECT count(*) FROM copy").await?, 1);
-    c.batch_execute("DROP STREAM copy; DROP STREAM src").await?;
+    // A table outlives its terminated query, frozen: pull queries answer at once.
+    c.batch_execute(
+        "CREATE TABLE counts AS SELECT id, COUNT(*) AS n FROM src GROUP BY id;
+         INSERT INTO src VALUES (3)",
+    )
+    .await?;
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM counts").await?, 1);
+    let id = rows(&c, "SHOW QUERIES").await?[0][0]
+        .clone()
+        .context("query id")?;
+    c.batch_execute(&format!("TERMINATE {id}; INSERT INTO src VALUES (4)"))
+        .await?;
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM counts").await?, 1);
+    c.batch_execute("DROP TABLE counts; DROP STREAM copy; DROP STREAM src")
+        .await?;
     assert_eq!(
         sqlstate(c.batch_execute("TERMINATE CSAS_COPY_1").await),
         "42704"

@@ -514,7 +514,12 @@ pub async fn terminate(engine: &Arc<Engine>, id: &str) -> Result<()> {
             }
         }
     }
+    let sink = engine.catalog().query(id).map(|q| q.sink);
     engine.drop_query(id)?;
+    if let Some(store) = sink.and_then(|s| engine.tables().get(&s)) {
+        // The table keeps its last rows; pull queries no longer wait for the source.
+        store.stop_following();
+    }
     let _ = std::fs::remove_dir_all(query_dir(engine, id));
     Ok(())
 }

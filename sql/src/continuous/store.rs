@@ -44,6 +44,8 @@ pub struct TableStore {
     shards: Vec<RwLock<BTreeMap<Box<[u8]>, Entry>>>,
     /// The topic whose rows feed the table (a source table's own, a query's source).
     source: Option<Arc<Topic>>,
+    /// Cleared when nothing feeds the table any more (its query was terminated).
+    following: std::sync::atomic::AtomicBool,
     /// Per source partition, the next offset already reflected in the rows (runners of
     /// different partitions report their own).
     positions: parking_lot::Mutex<Vec<u64>>,
@@ -104,6 +106,7 @@ impl TableStore {
                 .map(|_| RwLock::new(BTreeMap::new()))
                 .collect(),
             source: None,
+            following: std::sync::atomic::AtomicBool::new(false),
             positions: parking_lot::Mutex::new(Vec::new()),
             position: watch::Sender::new(0),
         })
@@ -112,7 +115,14 @@ impl TableStore {
     /// The store follows `topic`: a read waits until the rows reflect what it had committed.
     pub(crate) fn following(mut self, topic: Arc<Topic>) -> Self {
         self.source = Some(topic);
+        self.following = std::sync::atomic::AtomicBool::new(true);
         self
+    }
+
+    /// Nothing feeds the table any more: reads stop waiting for the source.
+    pub(crate) fn stop_following(&self) {
+        self.following
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Records how far into source partition `partition` the rows reflect.
@@ -131,6 +141,9 @@ impl TableStore {
         let Some(topic) = &self.source else {
             return true;
         };
+        if !self.following.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
         let target: u64 = topic.partitions().iter().map(|l| l.high_watermark()).sum();
         let mut rx = self.position.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|p| *p >= target))
