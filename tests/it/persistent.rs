@@ -466,3 +466,37 @@ async fn restart_from_snapshots_rebuilds_state_and_tables() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// A query that fails on a row (division by zero) reports `ERROR: ...` in SHOW QUERIES and
+/// stops; its table keeps the rows committed before, and pull queries still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_query_reports_its_error_and_its_table_stays_readable() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let c = server.client().await?;
+    c.batch_execute(
+        "CREATE STREAM nums (k VARCHAR KEY, d INT) WITH (partitions = 1);
+         CREATE TABLE ratios AS SELECT k, SUM(100 / d) AS r FROM nums GROUP BY k;
+         INSERT INTO nums VALUES ('a', 4), ('b', 5)",
+    )
+    .await?;
+    assert_eq!(
+        table(rows(&c, "SELECT k, r FROM ratios").await?),
+        vec!["a 25", "b 20"]
+    );
+    c.batch_execute("INSERT INTO nums VALUES ('a', 0)").await?;
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let q = show_query(&c, "CTAS_RATIOS_1").await?;
+        if q["status"].starts_with("ERROR") {
+            assert!(q["status"].contains("ivide by zero"), "{q:?}");
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no error reported: {q:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        table(rows(&c, "SELECT k, r FROM ratios").await?),
+        vec!["a 25", "b 20"]
+    );
+    Ok(())
+}

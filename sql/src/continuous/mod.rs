@@ -468,6 +468,7 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
         let stopped = stop.subscribe();
         let task_status = status.clone();
         let id = parts.id.clone();
+        let task_store = parts.store.clone();
         tasks.push(tokio::spawn(async move {
             let result = async { Runner::open(parts, &dir).await?.run(stopped).await }.await;
             match result {
@@ -475,6 +476,10 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
                 Err(e) => {
                     tracing::error!(query = %id, error = %e, "persistent query failed");
                     task_status.set(format!("ERROR: {e}"));
+                    // Its table will not catch up: pull queries serve the rows it has.
+                    if let Some(store) = task_store {
+                        store.stop_following();
+                    }
                 }
             }
         }));
