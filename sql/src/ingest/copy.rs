@@ -96,38 +96,7 @@ pub fn decode(
     match format {
         CopyFormat::Json => decode_json(def, columns, data),
         CopyFormat::Text { delimiter, null } => {
-            let mut frames = Frames::new(def, columns);
-            let mut fields: Vec<&str> = Vec::with_capacity(columns.len());
-            let mut unescaped = String::new();
-            let mut lines = data.split(|b| *b == b'\n').enumerate().peekable();
-            while let Some((i, line)) = lines.next() {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line == b"\\." || (line.is_empty() && lines.peek().is_none()) {
-                    break; // end marker, or the final newline
-                }
-                let line_no = i + 1;
-                let text = std::str::from_utf8(line).map_err(|_| {
-                    Error::InvalidValue(format!(
-                        "COPY {}: line {line_no} is not valid UTF-8",
-                        def.name
-                    ))
-                })?;
-                fields.clear();
-                fields.extend(text.split(*delimiter as char));
-                check_arity(def, columns, fields.len(), line_no)?;
-                for (c, f) in fields.iter().enumerate() {
-                    if *f == null {
-                        frames.field(c, None);
-                    } else if f.contains('\\') {
-                        unescape_text(f, &mut unescaped);
-                        frames.field(c, Some(&unescaped));
-                    } else {
-                        frames.field(c, Some(f));
-                    }
-                }
-                frames.end_row(line_no)?;
-            }
-            frames.finish()
+            decode_text_parallel(def, columns, *delimiter, null, data)
         }
         CopyFormat::Csv {
             delimiter,
@@ -172,6 +141,88 @@ pub fn decode(
             frames.finish()
         }
     }
+}
+
+/// Text-format payloads at least this large are decoded by two threads, each taking half
+/// of the lines (COPY is the bulk path; the machine has two cores).
+const PARALLEL_TEXT_BYTES: usize = 4 << 20;
+
+/// Decodes text-format COPY data, splitting a large payload at a line boundary and decoding
+/// the halves on two threads. Line numbers in errors stay those of the whole payload, and the
+/// first bad line (lowest number) is the one reported.
+fn decode_text_parallel(
+    def: &StreamDef,
+    columns: &[usize],
+    delimiter: u8,
+    null: &str,
+    data: &[u8],
+) -> Result<Vec<RecordBatch>> {
+    // An end marker (`\.`) ends the data early: keep the simple path for it.
+    let has_marker = data.starts_with(b"\\.") || data.windows(3).any(|w| w == b"\n\\.");
+    if data.len() < PARALLEL_TEXT_BYTES || has_marker {
+        return decode_text(def, columns, delimiter, null, data, 0);
+    }
+    let Some(cut) = data[data.len() / 2..].iter().position(|&b| b == b'\n') else {
+        return decode_text(def, columns, delimiter, null, data, 0);
+    };
+    let cut = data.len() / 2 + cut + 1;
+    let (first, second) = data.split_at(cut);
+    let first_lines = first.iter().filter(|&&b| b == b'\n').count();
+    let (a, b) = std::thread::scope(|scope| {
+        let second =
+            scope.spawn(|| decode_text(def, columns, delimiter, null, second, first_lines));
+        let a = decode_text(def, columns, delimiter, null, first, 0);
+        let b = second
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("COPY decode thread panicked".into())));
+        (a, b)
+    });
+    let mut out = a?;
+    out.extend(b?);
+    Ok(out)
+}
+
+/// Decodes text-format COPY data whose first line is line `first_line + 1` of the payload.
+fn decode_text(
+    def: &StreamDef,
+    columns: &[usize],
+    delimiter: u8,
+    null: &str,
+    data: &[u8],
+    first_line: usize,
+) -> Result<Vec<RecordBatch>> {
+    let mut frames = Frames::new(def, columns);
+    let mut fields: Vec<&str> = Vec::with_capacity(columns.len());
+    let mut unescaped = String::new();
+    let mut lines = data.split(|b| *b == b'\n').enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line == b"\\." || (line.is_empty() && lines.peek().is_none()) {
+            break; // end marker, or the final newline
+        }
+        let line_no = first_line + i + 1;
+        let text = std::str::from_utf8(line).map_err(|_| {
+            Error::InvalidValue(format!(
+                "COPY {}: line {line_no} is not valid UTF-8",
+                def.name
+            ))
+        })?;
+        fields.clear();
+        fields.extend(text.split(delimiter as char));
+        check_arity(def, columns, fields.len(), line_no)?;
+        for (c, f) in fields.iter().enumerate() {
+            if *f == null {
+                frames.field(c, None);
+            } else if f.contains('\\') {
+                unescape_text(f, &mut unescaped);
+                frames.field(c, Some(&unescaped));
+            } else {
+                frames.field(c, Some(f));
+            }
+        }
+        frames.end_row(line_no)?;
+    }
+    frames.finish()
 }
 
 /// Rows gathered into frames of at most [`MAX_FRAME_ROWS`] rows, converted as each fills.
@@ -434,4 +485,80 @@ fn decode_json(def: &StreamDef, columns: &[usize], data: &[u8]) -> Result<Vec<Re
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    use eddy_catalog::{ColumnDef, RelationKind, StreamOptions};
+
+    use super::*;
+
+    fn def() -> StreamDef {
+        StreamDef {
+            name: "s".into(),
+            columns: vec![
+                ColumnDef {
+                    name: "id".into(),
+                    data_type: DataType::Int64,
+                    key: false,
+                },
+                ColumnDef {
+                    name: "name".into(),
+                    data_type: DataType::Utf8,
+                    key: false,
+                },
+            ],
+            timestamp_column: None,
+            partitions: 1,
+            options: StreamOptions::default(),
+            topic: "s".into(),
+            kind: RelationKind::Stream,
+            primary_key: vec![],
+        }
+    }
+
+    /// A payload big enough to be decoded by two threads.
+    fn payload(rows: usize, bad: Option<usize>) -> Vec<u8> {
+        let mut text = String::new();
+        for i in 0..rows {
+            if Some(i) == bad {
+                text.push_str("oops\tx\n");
+            } else {
+                text.push_str(&format!("{i}\tname with some padding {i}\\tend\n"));
+            }
+        }
+        text.into_bytes()
+    }
+
+    #[test]
+    fn large_text_payloads_decode_in_order_on_two_threads() {
+        let rows = 200_000;
+        let data = payload(rows, None);
+        assert!(data.len() >= PARALLEL_TEXT_BYTES);
+        let batches = decode(&def(), &[0, 1], &CopyFormat::text(), &data).unwrap();
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(ids, (0..rows as i64).collect::<Vec<_>>());
+        let last = batches.last().unwrap();
+        assert_eq!(
+            last.column(1).as_string::<i32>().value(last.num_rows() - 1),
+            format!("name with some padding {}\tend", rows - 1)
+        );
+    }
+
+    #[test]
+    fn a_bad_row_in_the_second_half_is_named_by_its_line_in_the_whole_payload() {
+        for bad in [150_000, 10] {
+            let data = payload(200_000, Some(bad));
+            let err = decode(&def(), &[0, 1], &CopyFormat::text(), &data).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("line {}", bad + 1)),
+                "{err}"
+            );
+        }
+    }
 }
