@@ -318,9 +318,20 @@ impl Session {
     pub async fn copy_in(&self, copy: &CopyIn, data: Vec<u8>) -> Result<u64> {
         let (engine, copy) = (self.engine.clone(), copy.clone());
         tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
             let batches =
                 crate::ingest::copy::decode(&copy.def, &copy.columns, &copy.format, &data)?;
-            crate::ingest::append(&engine, &copy.def, &copy.topic, batches)
+            let decoded = start.elapsed();
+            let rows = crate::ingest::append(&engine, &copy.def, &copy.topic, batches)?;
+            tracing::debug!(
+                stream = %copy.def.name,
+                rows,
+                bytes = data.len(),
+                decode_us = decoded.as_micros() as u64,
+                append_us = (start.elapsed() - decoded).as_micros() as u64,
+                "COPY appended"
+            );
+            Ok(rows)
         })
         .await
         .map_err(|e| crate::Error::Internal(format!("COPY task failed: {e}")))?
