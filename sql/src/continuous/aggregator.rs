@@ -385,7 +385,8 @@ impl Aggregator {
                     slots.iter().map(|&s| self.slots[s as usize].bounds.start),
                 )),
                 GroupCol::WindowEnd => Arc::new(Int64Array::from_iter_values(
-                    slots.iter().map(|&s| self.window_end(s)),
+                    // ksqlDB's WINDOWEND: the end of a time window, the last event of a session.
+                    slots.iter().map(|&s| self.slots[s as usize].bounds.end),
                 )),
             });
         }
@@ -410,11 +411,6 @@ impl Aggregator {
             slots.iter().map(|&s| self.slots[s as usize].max_time),
         ));
         Ok((out, times))
-    }
-
-    /// `windowend` as ksqlDB reports it: the end for time windows, the last event for sessions.
-    fn window_end(&self, s: u32) -> i64 {
-        self.slots[s as usize].bounds.end
     }
 
     /// Tombstones (key and window columns set, the rest NULL) for freed emitted session rows.

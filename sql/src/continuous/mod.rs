@@ -243,7 +243,7 @@ async fn resume(engine: &Arc<Engine>, def: &QueryDef) -> Result<()> {
 }
 
 /// The sink a `CREATE STREAM|TABLE ... AS SELECT` creates.
-fn sink_def(engine: &Engine, pq: &PersistentQuery, plan: &ContinuousPlan) -> Result<StreamDef> {
+fn sink_def(pq: &PersistentQuery, plan: &ContinuousPlan) -> Result<StreamDef> {
     let source_key = plan.source.key_column().map(|(_, c)| c.name.clone());
     let (kind, primary_key, key): (RelationKind, Vec<String>, Option<String>) = match &plan.shape {
         Shape::Stateless => (RelationKind::Stream, vec![], source_key),
@@ -287,7 +287,6 @@ fn sink_def(engine: &Engine, pq: &PersistentQuery, plan: &ContinuousPlan) -> Res
                 .into(),
         ));
     }
-    let _ = engine;
     crate::handlers::ddl::apply_options(&mut def, &pq.options)?;
     Ok(def)
 }
@@ -345,7 +344,7 @@ pub async fn create(engine: &Arc<Engine>, pq: &PersistentQuery, earliest: bool) 
             if engine.catalog().stream(&pq.sink).is_some() {
                 return Err(Error::AlreadyExists(pq.sink.clone()));
             }
-            (sink_def(engine, pq, &plan)?, true)
+            (sink_def(pq, &plan)?, true)
         }
         SinkKind::InsertInto => {
             let target = engine

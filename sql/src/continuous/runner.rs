@@ -24,7 +24,7 @@ use super::store::TableStore;
 use super::wal::{Commit, Marks, Wal, is_tagged, tag};
 use crate::ingest::{partitioner, time_range, with_rowtime};
 use crate::push::run_steps;
-use crate::push::tail::PartitionTail;
+use crate::push::tail::{PartitionTail, first_offset};
 use crate::{Error, Result};
 
 /// Stored batches (up to 32k rows each) read per source partition per chunk. A chunk ends in
@@ -96,10 +96,7 @@ pub(crate) fn start_offsets(source: &Topic, earliest: bool) -> Vec<u64> {
         .enumerate()
         .map(|(p, log)| {
             if earliest {
-                source
-                    .cold(p)
-                    .and_then(|c| c.objects().first().map(|o| o.base_offset))
-                    .unwrap_or_else(|| log.log_start_offset())
+                first_offset(log, source.cold(p))
             } else {
                 log.high_watermark()
             }
@@ -168,7 +165,8 @@ impl Runner {
             )));
         };
         let wal = Arc::new(wal);
-        finish_outputs(&parts, &last).await?;
+        // The last commit's output rows that a crash kept from the sink.
+        append_outputs(&parts, &last, true).await?;
         if last.marks.offsets.len() != partitions {
             return Err(Error::Internal(format!(
                 "query {}: checkpoint has {} source partitions, the task reads {partitions}",
@@ -381,7 +379,7 @@ impl Runner {
             self.snapshot_bytes = self.wal.bytes();
         }
         eddy_storage::failpoint::crash_point("query-after-checkpoint");
-        append_outputs(&self.parts, &commit, None).await?;
+        append_outputs(&self.parts, &commit, false).await?;
         eddy_storage::failpoint::crash_point("query-after-output");
         if let Some(store) = &self.parts.store {
             for (_, out) in &commit.outputs {
@@ -404,13 +402,11 @@ impl Runner {
     }
 }
 
-/// Appends a commit's output to the sink; with `only_missing`, first looks for each
-/// partition's frame above the recorded watermark and skips the ones already there.
-async fn append_outputs(
-    parts: &RunnerParts,
-    commit: &Commit,
-    only_missing: Option<()>,
-) -> Result<()> {
+/// Appends a commit's output to the sink, each partition's frame on its own blocking task so
+/// their fdatasyncs overlap. `skip_present` (after a restart): first look for the partition's
+/// tagged frame above the recorded watermark and skip it when it is already there.
+async fn append_outputs(parts: &RunnerParts, commit: &Commit, skip_present: bool) -> Result<()> {
+    let mut appends = Vec::with_capacity(commit.outputs.len());
     for (p, batch) in &commit.outputs {
         let Some(log) = parts.sink.partition(*p as usize).cloned() else {
             return Err(Error::Internal(format!("sink partition {p} missing")));
@@ -423,9 +419,8 @@ async fn append_outputs(
             .copied()
             .unwrap_or(0);
         let batch = tag(batch, &id, epoch)?;
-        let check = only_missing.is_some();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            if check {
+        appends.push(tokio::task::spawn_blocking(move || -> Result<()> {
+            if skip_present {
                 for frame in log.reader(mark.min(log.high_watermark()))? {
                     if is_tagged(&frame?.batch, &id, epoch) {
                         return Ok(());
@@ -435,16 +430,14 @@ async fn append_outputs(
             let (lo, hi) = time_range(&batch);
             log.append(&batch, lo, hi)?;
             Ok(())
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("sink append task: {e}")))??;
+        }));
+    }
+    for append in appends {
+        append
+            .await
+            .map_err(|e| Error::Internal(format!("sink append task: {e}")))??;
     }
     Ok(())
-}
-
-/// After a restart: the last commit's output rows that did not reach the sink.
-async fn finish_outputs(parts: &RunnerParts, last: &Commit) -> Result<()> {
-    append_outputs(parts, last, Some(())).await
 }
 
 /// Keeps a source table's store equal to the latest row per key of its topic: replays the

@@ -15,6 +15,12 @@ use super::StartAt;
 /// Batches read per wake-up at most, so a long backlog (`earliest`) streams out in pieces.
 const BATCHES_PER_READ: usize = 64;
 
+/// The first offset a partition still holds, in either tier.
+pub(crate) fn first_offset(log: &PartitionLog, cold: Option<&Arc<ColdPartition>>) -> u64 {
+    cold.and_then(|c| c.objects().first().map(|o| o.base_offset))
+        .unwrap_or_else(|| log.log_start_offset())
+}
+
 /// Reads a partition from a start offset on, waiting on the log's high-watermark watch when it
 /// has caught up. Its batches have the stream's SQL schema (user columns, `rowtime`,
 /// `rowpartition`, `rowoffset`). Offsets below the cold tier's end are read from the cold
@@ -40,10 +46,7 @@ impl PartitionTail {
     ) -> Self {
         let next = match start {
             StartAt::Latest => log.high_watermark(),
-            StartAt::Earliest => cold
-                .as_ref()
-                .and_then(|c| c.objects().first().map(|o| o.base_offset))
-                .unwrap_or_else(|| log.log_start_offset()),
+            StartAt::Earliest => first_offset(&log, cold.as_ref()),
         };
         // `at` subscribes to the watch; an append between reading `next` and subscribing is
         // still seen, because the tail compares the watermark with `next` before it waits.
