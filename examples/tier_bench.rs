@@ -103,7 +103,7 @@ async fn load(session: &Session, name: &str, with: &str, rows: u64) -> anyhow::R
         let Output::CopyIn(copy) = session.execute(&stmt[0], None).await? else {
             bail!("COPY did not start");
         };
-        session.copy_in(&copy, text.into_bytes()).await?;
+        session.copy_in(&copy, text.as_bytes()).await?;
         i = end;
     }
     Ok(sum)

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use eddy_sql::ingest::copy::CopyFormat;
+use eddy_sql::ingest::copy::{CopyFormat, CopyReceiver};
 use eddy_sql::parser::EddyStatement;
-use eddy_sql::{CopyIn, Engine, Error, Output, Session};
+use eddy_sql::{Engine, Error, Output, Session};
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::{
     ServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
@@ -124,14 +124,10 @@ impl ServerParameterProvider for ServerParameters {
     }
 }
 
-/// A COPY FROM STDIN in progress on a connection: its plan and the data received so far.
-struct PendingCopy {
-    copy: CopyIn,
-    data: Vec<u8>,
-}
-
+/// The COPY FROM STDIN in progress on a connection, if any. It is taken out while a piece of
+/// data is handed to it (the lock is never held across an await).
 #[derive(Default)]
-struct CopySlot(Mutex<Option<PendingCopy>>);
+struct CopySlot(Mutex<Option<CopyReceiver>>);
 
 /// Serves every protocol callback of every connection.
 pub struct EddyHandler {
@@ -197,10 +193,7 @@ impl EddyHandler {
                     .0
                     .lock()
                     .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
-                    Some(PendingCopy {
-                        copy: *copy,
-                        data: Vec::new(),
-                    });
+                    Some(self.session(client).copy_receiver(*copy));
                 Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
             }
             Output::CopyOut {
@@ -539,12 +532,15 @@ impl CopyHandler for EddyHandler {
         let slot = client
             .session_extensions()
             .get_or_insert_with(CopySlot::default);
-        let mut guard = slot
-            .0
-            .lock()
-            .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?;
-        if let Some(pending) = guard.as_mut() {
-            pending.data.extend_from_slice(&copy_data.data);
+        let lock = || {
+            slot.0
+                .lock()
+                .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))
+        };
+        let receiver = lock()?.take();
+        if let Some(mut receiver) = receiver {
+            receiver.push(&copy_data.data).await;
+            *lock()? = Some(receiver);
         }
         Ok(())
     }
@@ -558,23 +554,19 @@ impl CopyHandler for EddyHandler {
         let slot = client
             .session_extensions()
             .get_or_insert_with(CopySlot::default);
-        let pending = slot
+        let receiver = slot
             .0
             .lock()
             .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?
             .take();
-        let Some(pending) = pending else {
+        let Some(receiver) = receiver else {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "ERROR".into(),
                 "08P01".into(),
                 "COPY data without a COPY statement".into(),
             ))));
         };
-        let session = self.session(client);
-        let rows = session
-            .copy_in(&pending.copy, pending.data)
-            .await
-            .map_err(to_pgwire)?;
+        let rows = receiver.finish().await.map_err(to_pgwire)?;
         client
             .send(PgWireBackendMessage::CommandComplete(
                 Tag::new("COPY").with_rows(rows as usize).into(),

@@ -314,27 +314,16 @@ impl Session {
         &self.cursors
     }
 
-    /// Appends the data of a COPY FROM STDIN; all or nothing. Returns the number of rows.
-    pub async fn copy_in(&self, copy: &CopyIn, data: Vec<u8>) -> Result<u64> {
-        let (engine, copy) = (self.engine.clone(), copy.clone());
-        tokio::task::spawn_blocking(move || {
-            let start = std::time::Instant::now();
-            let batches =
-                crate::ingest::copy::decode(&copy.def, &copy.columns, &copy.format, &data)?;
-            let decoded = start.elapsed();
-            let rows = crate::ingest::append(&engine, &copy.def, &copy.topic, batches)?;
-            tracing::debug!(
-                stream = %copy.def.name,
-                rows,
-                bytes = data.len(),
-                decode_us = decoded.as_micros() as u64,
-                append_us = (start.elapsed() - decoded).as_micros() as u64,
-                "COPY appended"
-            );
-            Ok(rows)
-        })
-        .await
-        .map_err(|e| crate::Error::Internal(format!("COPY task failed: {e}")))?
+    /// Starts receiving the data of a COPY FROM STDIN.
+    pub fn copy_receiver(&self, copy: CopyIn) -> crate::ingest::copy::CopyReceiver {
+        crate::ingest::copy::CopyReceiver::new(self.engine.clone(), copy)
+    }
+
+    /// Appends the whole data of a COPY FROM STDIN; all or nothing. Returns the number of rows.
+    pub async fn copy_in(&self, copy: &CopyIn, data: &[u8]) -> Result<u64> {
+        let mut receiver = self.copy_receiver(copy.clone());
+        receiver.push(data).await;
+        receiver.finish().await
     }
 
     /// A session variable's current value (settings made with SET, else the default).

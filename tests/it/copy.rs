@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures::{SinkExt, TryStreamExt, pin_mut};
 use tokio_postgres::Client;
 
-use crate::harness::{TestServer, rows, scalar_i64, text};
+use crate::harness::{TestServer, rows, rows as rows_of, scalar_i64, text};
 
 /// Sends `chunks` as the data of `statement` (a COPY ... FROM STDIN); returns the row count.
 async fn copy_in(
@@ -315,6 +315,148 @@ async fn copy_with_a_bad_third_row_appends_nothing() -> anyhow::Result<()> {
     assert_eq!(got, table(&[&["0", "zero", "0.5"]]));
     let offsets = cells(rows(&client, "SELECT rowpartition, rowoffset FROM s").await?);
     assert_eq!(offsets[0][1], "0");
+    Ok(())
+}
+
+/// Row `i` of the streamed-COPY test, in text format with CRLF line ends, escapes, a
+/// multi-byte character, NULLs and timestamps in several shapes.
+fn streamed_row(i: usize) -> String {
+    let name = match i % 4 {
+        0 => format!("caf\u{e9} {i}"),
+        1 => format!("tab\\t{i}"),
+        2 => "\\N".to_string(),
+        _ => format!("oct\\101{i}"),
+    };
+    let ts = match i % 3 {
+        0 => format!("2024-01-01 00:00:{:02}", i % 60),
+        1 => format!("2024-01-01T00:00:{:02}.5", i % 60),
+        _ => format!("2024-01-01 00:00:{:02}+00:00", i % 60),
+    };
+    format!("{i}\t{name}\t{ts}\r\n")
+}
+
+/// Cuts `data` into pieces of `size` bytes, cutting through lines and characters.
+fn pieces(data: &[u8], size: usize) -> Vec<Bytes> {
+    data.chunks(size).map(Bytes::copy_from_slice).collect()
+}
+
+async fn copy_pieces(
+    client: &Client,
+    statement: &str,
+    chunks: Vec<Bytes>,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = client.copy_in::<_, Bytes>(statement).await?;
+    pin_mut!(sink);
+    for chunk in chunks {
+        sink.as_mut().send(chunk).await?;
+    }
+    sink.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_copy_cut_anywhere_decodes_every_row_once() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM s (id BIGINT, name VARCHAR, ts TIMESTAMP) WITH (partitions=2)",
+        )
+        .await?;
+    // Enough rows for several decode blocks (a block is one frame: 32768 lines).
+    let rows = 100_000;
+    let data: String = (0..rows).map(streamed_row).collect();
+    let n = copy_pieces(&client, "COPY s FROM STDIN", pieces(data.as_bytes(), 7_777)).await?;
+    assert_eq!(n, rows as u64);
+    let got = cells(
+        rows_of(
+            &client,
+            "SELECT count(*), count(DISTINCT id), sum(id), count(name), \
+             sum(CAST(extract(epoch FROM ts) AS BIGINT) % 60) FROM s",
+        )
+        .await?,
+    );
+    let (sum_ids, sum_secs): (usize, usize) = ((0..rows).sum(), (0..rows).map(|i| i % 60).sum());
+    let quarter = rows / 4;
+    assert_eq!(
+        got,
+        table(&[&[
+            &rows.to_string(),
+            &rows.to_string(),
+            &sum_ids.to_string(),
+            &(rows - quarter).to_string(),
+            &sum_secs.to_string(),
+        ]])
+    );
+    let got = cells(
+        rows_of(
+            &client,
+            "SELECT id, name, CAST(ts AS VARCHAR) FROM s WHERE id IN (40000, 40001, 40002, 40003, 99999) ORDER BY id",
+        )
+        .await?,
+    );
+    assert_eq!(
+        got,
+        table(&[
+            &["40000", "caf\u{e9} 40000", "2024-01-01T00:00:40.500"],
+            &["40001", "tab\t40001", "2024-01-01T00:00:41"],
+            &["40002", "NULL", "2024-01-01T00:00:42"],
+            &["40003", "octA40003", "2024-01-01T00:00:43.500"],
+            &["99999", "octA99999", "2024-01-01T00:00:39"],
+        ])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_row_in_a_late_block_fails_the_whole_copy() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (id BIGINT, name VARCHAR, ts TIMESTAMP)")
+        .await?;
+    let good: String = (0..100_000).map(streamed_row).collect();
+    // Line 90001 gets a bad timestamp; line 95001 a missing field (in a later block, so never
+    // the one reported).
+    let data = good
+        .replace(
+            "90000\tcaf\u{e9} 90000\t2024-01-01 00:00:00\r\n",
+            "90000\tcaf\u{e9} 90000\t2024-01-01 25:00:00\r\n",
+        )
+        .replace(
+            "95000\tcaf\u{e9} 95000\t2024-01-01 00:00:20+00:00\r\n",
+            "95000\r\n",
+        );
+    assert_eq!(
+        good.len() - data.len(),
+        "\tcaf\u{e9} 95000\t2024-01-01 00:00:20+00:00".len()
+    );
+    let err = copy_pieces(
+        &client,
+        "COPY s FROM STDIN",
+        pieces(data.as_bytes(), 65_536),
+    )
+    .await
+    .expect_err("a COPY with a bad row succeeded");
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "22P02", "{}", db.message());
+    assert!(
+        db.message().contains("line 90001, column ts") && db.message().contains("25:00:00"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 0);
+
+    // An end marker in a late block ends the data: rows after it are not read.
+    let mut data: String = (0..50_000).map(streamed_row).collect();
+    data.push_str("\\.\r\nnot a row at all\n");
+    let n = copy_pieces(
+        &client,
+        "COPY s FROM STDIN",
+        pieces(data.as_bytes(), 100_000),
+    )
+    .await?;
+    assert_eq!(n, 50_000);
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 50_000);
     Ok(())
 }
 

@@ -1,20 +1,28 @@
 //! Decoding `COPY ... FROM STDIN` data (text, CSV and JSON lines) into stored batches.
 //!
-//! Text and CSV fields are split per row into string columns, then converted to the declared
-//! types a whole column at a time with Arrow's cast kernel; a value the cast rejects is found by
-//! comparing null masks and reported with its line number and column, as PostgreSQL does.
-//! Nested columns (ARRAY, MAP, STRUCT) take JSON text in every format.
+//! Text ([`text`]) and CSV fields go to per-column sinks ([`columns`]): common scalar types are
+//! parsed as they arrive, others gathered as strings and converted a whole column at a time with
+//! Arrow's cast kernel (a value the cast rejects is found by comparing null masks). Either way a
+//! bad value is reported with its line number and column, as PostgreSQL does. Nested columns
+//! (ARRAY, MAP, STRUCT) take JSON text in every format.
+
+mod columns;
+mod receive;
+mod text;
+
+pub use receive::CopyReceiver;
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryArray, RecordBatch, StringArray, StringBuilder, new_null_array,
+    Array, ArrayRef, BinaryArray, RecordBatch, StringArray, new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::json::ReaderBuilder;
 use eddy_catalog::StreamDef;
 
+use self::columns::Frames;
 use super::{MAX_FRAME_ROWS, with_rowtime};
 use crate::parser::types::type_display;
 use crate::{Error, Result};
@@ -67,24 +75,6 @@ impl CopyFormat {
     }
 }
 
-/// Rows being gathered for one frame: a string column per target column (fields are copied
-/// once, straight into the Arrow buffers), with line numbers.
-struct Pending {
-    values: Vec<StringBuilder>,
-    lines: Vec<usize>,
-}
-
-impl Pending {
-    fn new(columns: usize) -> Self {
-        Pending {
-            values: (0..columns)
-                .map(|_| StringBuilder::with_capacity(4096, 64 * 1024))
-                .collect(),
-            lines: Vec::with_capacity(4096),
-        }
-    }
-}
-
 /// Decodes COPY data for `columns` (indices into the stream's columns, in the order the data
 /// gives them) into stored batches. Fails on the first bad row, naming its line.
 pub fn decode(
@@ -95,9 +85,15 @@ pub fn decode(
 ) -> Result<Vec<RecordBatch>> {
     match format {
         CopyFormat::Json => decode_json(def, columns, data),
-        CopyFormat::Text { delimiter, null } => {
-            decode_text_parallel(def, columns, *delimiter, null, data)
-        }
+        CopyFormat::Text { delimiter, null } => text::decode(
+            def,
+            columns,
+            text::TextOptions {
+                delimiter: *delimiter,
+                null,
+            },
+            data,
+        ),
         CopyFormat::Csv {
             delimiter,
             quote,
@@ -134,138 +130,12 @@ pub fn decode(
                 // The csv reader does not say whether a field was quoted, so an empty field is
                 // NULL when the NULL marker is empty (PostgreSQL's default).
                 for (c, f) in record.iter().enumerate() {
-                    frames.field(c, (f != null.as_str()).then_some(f));
+                    frames.field(c, (f != null.as_str()).then_some(f), line_no)?;
                 }
                 frames.end_row(line_no)?;
             }
             frames.finish()
         }
-    }
-}
-
-/// Text-format payloads at least this large are decoded by two threads, each taking half
-/// of the lines (COPY is the bulk path; the machine has two cores).
-const PARALLEL_TEXT_BYTES: usize = 4 << 20;
-
-/// Decodes text-format COPY data, splitting a large payload at a line boundary and decoding
-/// the halves on two threads. Line numbers in errors stay those of the whole payload, and the
-/// first bad line (lowest number) is the one reported.
-fn decode_text_parallel(
-    def: &StreamDef,
-    columns: &[usize],
-    delimiter: u8,
-    null: &str,
-    data: &[u8],
-) -> Result<Vec<RecordBatch>> {
-    // An end marker (`\.`) ends the data early: keep the simple path for it.
-    let has_marker = data.starts_with(b"\\.") || data.windows(3).any(|w| w == b"\n\\.");
-    if data.len() < PARALLEL_TEXT_BYTES || has_marker {
-        return decode_text(def, columns, delimiter, null, data, 0);
-    }
-    let Some(cut) = data[data.len() / 2..].iter().position(|&b| b == b'\n') else {
-        return decode_text(def, columns, delimiter, null, data, 0);
-    };
-    let cut = data.len() / 2 + cut + 1;
-    let (first, second) = data.split_at(cut);
-    let first_lines = first.iter().filter(|&&b| b == b'\n').count();
-    let (a, b) = std::thread::scope(|scope| {
-        let second =
-            scope.spawn(|| decode_text(def, columns, delimiter, null, second, first_lines));
-        let a = decode_text(def, columns, delimiter, null, first, 0);
-        let b = second
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("COPY decode thread panicked".into())));
-        (a, b)
-    });
-    let mut out = a?;
-    out.extend(b?);
-    Ok(out)
-}
-
-/// Decodes text-format COPY data whose first line is line `first_line + 1` of the payload.
-fn decode_text(
-    def: &StreamDef,
-    columns: &[usize],
-    delimiter: u8,
-    null: &str,
-    data: &[u8],
-    first_line: usize,
-) -> Result<Vec<RecordBatch>> {
-    let mut frames = Frames::new(def, columns);
-    let mut fields: Vec<&str> = Vec::with_capacity(columns.len());
-    let mut unescaped = String::new();
-    let mut lines = data.split(|b| *b == b'\n').enumerate().peekable();
-    while let Some((i, line)) = lines.next() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line == b"\\." || (line.is_empty() && lines.peek().is_none()) {
-            break; // end marker, or the final newline
-        }
-        let line_no = first_line + i + 1;
-        let text = std::str::from_utf8(line).map_err(|_| {
-            Error::InvalidValue(format!(
-                "COPY {}: line {line_no} is not valid UTF-8",
-                def.name
-            ))
-        })?;
-        fields.clear();
-        fields.extend(text.split(delimiter as char));
-        check_arity(def, columns, fields.len(), line_no)?;
-        for (c, f) in fields.iter().enumerate() {
-            if *f == null {
-                frames.field(c, None);
-            } else if f.contains('\\') {
-                unescape_text(f, &mut unescaped);
-                frames.field(c, Some(&unescaped));
-            } else {
-                frames.field(c, Some(f));
-            }
-        }
-        frames.end_row(line_no)?;
-    }
-    frames.finish()
-}
-
-/// Rows gathered into frames of at most [`MAX_FRAME_ROWS`] rows, converted as each fills.
-struct Frames<'a> {
-    def: &'a StreamDef,
-    columns: &'a [usize],
-    pending: Pending,
-    out: Vec<RecordBatch>,
-}
-
-impl<'a> Frames<'a> {
-    fn new(def: &'a StreamDef, columns: &'a [usize]) -> Self {
-        Frames {
-            def,
-            columns,
-            pending: Pending::new(columns.len()),
-            out: Vec::new(),
-        }
-    }
-
-    /// Appends field `c` of the current row.
-    fn field(&mut self, c: usize, value: Option<&str>) {
-        match value {
-            Some(v) => self.pending.values[c].append_value(v),
-            None => self.pending.values[c].append_null(),
-        }
-    }
-
-    /// Ends the current row (every field given), from input line `line`.
-    fn end_row(&mut self, line: usize) -> Result<()> {
-        self.pending.lines.push(line);
-        if self.pending.lines.len() >= MAX_FRAME_ROWS {
-            let full = std::mem::replace(&mut self.pending, Pending::new(self.columns.len()));
-            self.out.push(finish(self.def, self.columns, full)?);
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<Vec<RecordBatch>> {
-        if !self.pending.lines.is_empty() {
-            self.out.push(finish(self.def, self.columns, self.pending)?);
-        }
-        Ok(self.out)
     }
 }
 
@@ -286,44 +156,8 @@ fn check_arity(def: &StreamDef, columns: &[usize], got: usize, line: usize) -> R
     Ok(())
 }
 
-/// PostgreSQL text-format escapes (`\n`, `\t`, ...) decoded into `out`.
-fn unescape_text(field: &str, out: &mut String) {
-    out.clear();
-    let mut chars = field.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('v') => out.push('\u{b}'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-}
-
-/// Converts gathered strings to the declared types and builds a stored batch.
-fn finish(def: &StreamDef, columns: &[usize], pending: Pending) -> Result<RecordBatch> {
-    let rows = pending.lines.len();
-    let mut user: Vec<ArrayRef> = def
-        .columns
-        .iter()
-        .map(|c| new_null_array(&c.data_type, rows))
-        .collect();
-    for (mut values, &target) in pending.values.into_iter().zip(columns) {
-        let col = &def.columns[target];
-        let strings = values.finish();
-        user[target] = convert(def, &col.name, &col.data_type, &strings, &pending.lines)?;
-    }
-    with_rowtime(def, user, None)
-}
-
+/// Converts a column of gathered strings to type `to` with Arrow's cast kernel (JSON text for
+/// nested types); `lines` gives each row's input line for the error.
 fn convert(
     def: &StreamDef,
     name: &str,
@@ -536,7 +370,7 @@ mod tests {
     fn large_text_payloads_decode_in_order_on_two_threads() {
         let rows = 200_000;
         let data = payload(rows, None);
-        assert!(data.len() >= PARALLEL_TEXT_BYTES);
+        assert!(data.len() >= text::PARALLEL_BYTES);
         let batches = decode(&def(), &[0, 1], &CopyFormat::text(), &data).unwrap();
         let ids: Vec<i64> = batches
             .iter()
