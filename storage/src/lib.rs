@@ -41,4 +41,5 @@ pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use log::{AppendInfo, LogStats, PartitionLog, SegmentInfo, StoredBatch};
 pub use reader::LogReader;
+pub use segment::format::EncodedFrame;
 pub use topics::{Topic, TopicStore};

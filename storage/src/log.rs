@@ -211,7 +211,7 @@ impl PartitionLog {
         };
         // Encoding (IPC bytes and the body's CRC) needs no lock: a bulk load encodes its two
         // halves on two threads, then writes the frames in order.
-        let mut frames = if batches.len() >= 4 {
+        let frames = if batches.len() >= 4 {
             let (first, second) = batches.split_at(batches.len() / 2);
             let (a, b) = std::thread::scope(|scope| {
                 let b = scope.spawn(|| encode(second));
@@ -224,6 +224,12 @@ impl PartitionLog {
         } else {
             encode(batches)?
         };
+        self.append_encoded(frames)
+    }
+
+    /// Appends frames encoded beforehand (see [`EncodedFrame::encode`]) as consecutive frames,
+    /// then waits for one sync covering all of them, as [`PartitionLog::append_batches`] does.
+    pub fn append_encoded(&self, mut frames: Vec<EncodedFrame>) -> Result<Vec<AppendInfo>> {
         let mut infos = Vec::with_capacity(frames.len());
         for frame in &mut frames {
             infos.push(self.write_frame(frame)?);

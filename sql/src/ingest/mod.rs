@@ -19,7 +19,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampM
 use datafusion::arrow::compute::{cast, max, min};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
 use eddy_catalog::StreamDef;
-use eddy_storage::Topic;
+use eddy_storage::{EncodedFrame, Topic};
 
 use crate::{Engine, Error, Result};
 
@@ -108,60 +108,112 @@ pub fn with_rowtime(
     Ok(RecordBatch::try_new(def.stored_schema(), columns)?)
 }
 
-/// Appends stored batches to the stream's partitions; returns the number of rows appended.
-pub fn append(
-    engine: &Engine,
-    def: &StreamDef,
-    topic: &Topic,
-    batches: Vec<RecordBatch>,
-) -> Result<u64> {
-    let mut per_partition: Vec<Vec<RecordBatch>> = vec![Vec::new(); topic.partitions().len()];
-    let mut total = 0u64;
-    for batch in &batches {
-        total += batch.num_rows() as u64;
-        for (p, part) in partitioner::split(
-            def,
-            batch,
-            topic.partitions().len() as u32,
-            engine.round_robin(),
-        )? {
-            per_partition[p as usize].push(part);
+/// A statement's rows routed to partitions and encoded as frames, ready to append.
+#[derive(Debug)]
+pub struct Encoded {
+    /// Frames of each partition, in order.
+    per_partition: Vec<Vec<EncodedFrame>>,
+    rows: u64,
+}
+
+impl Encoded {
+    /// Nothing yet, for a topic of `partitions` partitions.
+    pub fn new(partitions: usize) -> Self {
+        Encoded {
+            per_partition: (0..partitions).map(|_| Vec::new()).collect(),
+            rows: 0,
         }
     }
-    let work: Vec<(usize, Vec<RecordBatch>)> = per_partition
-        .into_iter()
-        .enumerate()
-        .filter(|(_, b)| !b.is_empty())
-        .collect();
-    let append_one = |p: usize, batches: &[RecordBatch]| -> Result<()> {
-        let log = topic
-            .partition(p)
-            .ok_or_else(|| Error::Internal(format!("partition {p} missing")))?;
-        let mut frames = Vec::new();
-        for batch in batches {
+
+    /// Appends `other`'s frames after these (same topic).
+    pub fn extend(&mut self, other: Encoded) {
+        for (mine, theirs) in self.per_partition.iter_mut().zip(other.per_partition) {
+            mine.extend(theirs);
+        }
+        self.rows += other.rows;
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// Routes stored batches to the stream's partitions and encodes them as frames of at most
+/// [`MAX_FRAME_ROWS`] rows. No I/O: a bulk load does this while it still decodes its input.
+pub fn encode(
+    engine: &Engine,
+    def: &StreamDef,
+    partitions: usize,
+    batches: &[RecordBatch],
+) -> Result<Encoded> {
+    let mut frames: Vec<(usize, RecordBatch)> = Vec::new();
+    let mut encoded = Encoded::new(partitions);
+    for batch in batches {
+        encoded.rows += batch.num_rows() as u64;
+        for (p, part) in partitioner::split(def, batch, partitions as u32, engine.round_robin())? {
             let mut start = 0;
-            while start < batch.num_rows() {
-                let len = MAX_FRAME_ROWS.min(batch.num_rows() - start);
-                let frame = batch.slice(start, len);
-                let (lo, hi) = time_range(&frame);
-                frames.push((frame, lo, hi));
+            while start < part.num_rows() {
+                let len = MAX_FRAME_ROWS.min(part.num_rows() - start);
+                frames.push((p as usize, part.slice(start, len)));
                 start += len;
             }
         }
-        // One sync for the whole statement's frames in this partition.
-        log.append_batches(&frames)?;
+    }
+    let encode_all = |frames: &[(usize, RecordBatch)]| -> Result<Vec<EncodedFrame>> {
+        frames
+            .iter()
+            .map(|(_, frame)| {
+                let (lo, hi) = time_range(frame);
+                Ok(EncodedFrame::encode(frame, lo, hi)?)
+            })
+            .collect()
+    };
+    // Many frames (a large INSERT ... SELECT) are encoded on two threads.
+    let bytes = if frames.len() >= 4 {
+        let (first, second) = frames.split_at(frames.len() / 2);
+        let (a, b) = std::thread::scope(|scope| {
+            let b = scope.spawn(|| encode_all(second));
+            let a = encode_all(first);
+            (a, b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        });
+        let mut bytes = a?;
+        bytes.extend(b?);
+        bytes
+    } else {
+        encode_all(&frames)?
+    };
+    for ((p, _), frame) in frames.iter().zip(bytes) {
+        encoded.per_partition[*p].push(frame);
+    }
+    Ok(encoded)
+}
+
+/// Appends encoded frames: each partition's frames with one sync, partitions in parallel (so
+/// their syncs overlap). Returns the number of rows appended.
+pub fn append_encoded(topic: &Topic, encoded: Encoded) -> Result<u64> {
+    let work: Vec<(usize, Vec<EncodedFrame>)> = encoded
+        .per_partition
+        .into_iter()
+        .enumerate()
+        .filter(|(_, frames)| !frames.is_empty())
+        .collect();
+    let append_one = |p: usize, frames: Vec<EncodedFrame>| -> Result<()> {
+        let log = topic
+            .partition(p)
+            .ok_or_else(|| Error::Internal(format!("partition {p} missing")))?;
+        log.append_encoded(frames)?;
         Ok(())
     };
     if work.len() <= 1 {
-        for (p, b) in &work {
-            append_one(*p, b)?;
+        for (p, frames) in work {
+            append_one(p, frames)?;
         }
     } else {
-        // Partitions fsync independently: append them in parallel so their syncs overlap.
         std::thread::scope(|s| {
             let handles: Vec<_> = work
-                .iter()
-                .map(|(p, b)| s.spawn(move || append_one(*p, b)))
+                .into_iter()
+                .map(|(p, frames)| s.spawn(move || append_one(p, frames)))
                 .collect();
             handles.into_iter().try_for_each(|h| {
                 h.join()
@@ -169,7 +221,18 @@ pub fn append(
             })
         })?;
     }
-    Ok(total)
+    Ok(encoded.rows)
+}
+
+/// Appends stored batches to the stream's partitions; returns the number of rows appended.
+pub fn append(
+    engine: &Engine,
+    def: &StreamDef,
+    topic: &Topic,
+    batches: Vec<RecordBatch>,
+) -> Result<u64> {
+    let encoded = encode(engine, def, topic.partitions().len(), &batches)?;
+    append_encoded(topic, encoded)
 }
 
 /// Min and max `rowtime` of a stored batch.

@@ -120,19 +120,20 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
 }
 
 /// A batch encoded as a frame whose base offset is not yet known: the IPC body is written
-/// (and its CRC computed) outside the append lock; [`EncodedFrame::seal`] fills in the
-/// header under it.
+/// (and its CRC computed) outside the append lock, e.g. by a bulk load while it still decodes
+/// its input; [`EncodedFrame::seal`] fills in the header under the lock.
 #[derive(Debug)]
-pub(crate) struct EncodedFrame {
+pub struct EncodedFrame {
     /// Header space followed by the body.
     bytes: Vec<u8>,
     body_crc: u32,
-    pub record_count: u32,
-    pub min_timestamp: i64,
-    pub max_timestamp: i64,
+    pub(crate) record_count: u32,
+    pub(crate) min_timestamp: i64,
+    pub(crate) max_timestamp: i64,
 }
 
 impl EncodedFrame {
+    /// Encodes a batch (1 to `u32::MAX` rows) whose timestamps span `min..=max`.
     pub fn encode(batch: &RecordBatch, min_timestamp: i64, max_timestamp: i64) -> Result<Self> {
         let record_count = u32::try_from(batch.num_rows())
             .ok()
@@ -149,7 +150,14 @@ impl EncodedFrame {
                 "min timestamp {min_timestamp} is greater than max timestamp {max_timestamp}"
             )));
         }
-        let mut bytes = vec![0u8; HEADER_LEN];
+        // Sized up front: growing a multi-megabyte buffer copies it several times.
+        let body: usize = batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+            .sum();
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body + 4096);
+        bytes.resize(HEADER_LEN, 0);
         let encode = |bytes: &mut Vec<u8>| -> Result<(), ArrowError> {
             let mut writer = StreamWriter::try_new(bytes, &batch.schema())?;
             writer.write(batch)?;
@@ -173,13 +181,18 @@ impl EncodedFrame {
         })
     }
 
+    /// Number of rows.
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+
     /// Total frame size in bytes.
     pub fn len(&self) -> u64 {
         self.bytes.len() as u64
     }
 
     /// Writes the header for `base_offset`; the frame is then [`EncodedFrame::bytes`].
-    pub fn seal(&mut self, base_offset: u64) -> FrameHeader {
+    pub(crate) fn seal(&mut self, base_offset: u64) -> FrameHeader {
         let body_len = self.bytes.len() - HEADER_LEN;
         let mut header = FrameHeader {
             // `encode` checked that the body fits.
@@ -207,7 +220,7 @@ impl EncodedFrame {
     }
 
     /// The complete frame (meaningful after [`EncodedFrame::seal`]).
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 }

@@ -1,23 +1,22 @@
 //! A COPY FROM STDIN while its data arrives: text-format data is cut into blocks of whole lines
-//! and decoded on blocking threads while the connection keeps receiving, so decoding overlaps
-//! the network instead of following it. CSV (quoted fields may hold newlines) and JSON lines
+//! that are decoded, routed to partitions and encoded as log frames on blocking threads while
+//! the connection keeps receiving, so that work overlaps the network instead of following it. CSV (quoted fields may hold newlines) and JSON lines
 //! are gathered and decoded when the data ends.
 //!
 //! Nothing is appended until every block has decoded: a bad row anywhere fails the whole
 //! statement, naming its line in the whole payload. This module owns that ordering; it never
-//! writes to the log itself (that is [`crate::ingest::append`]).
+//! writes to the log itself (that is [`crate::ingest::append_encoded`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use datafusion::arrow::array::RecordBatch;
 use tokio::task::JoinHandle;
 
 use super::text::{self, TextOptions};
 use super::{CopyFormat, decode};
-use crate::ingest::MAX_FRAME_ROWS;
+use crate::ingest::{Encoded, MAX_FRAME_ROWS, append_encoded, encode};
 use crate::{CopyIn, Engine, Error, Result};
 
 /// A text block is cut after this many lines (one stored frame's worth)...
@@ -27,8 +26,8 @@ const BLOCK_BYTES: usize = 8 << 20;
 /// Blocks decoding at once (the machine has two cores; the connection needs little).
 const MAX_DECODING: usize = 2;
 
-/// The decoded frames of one block, and whether an end marker (`\.`) ended the data.
-type Decoded = (Vec<RecordBatch>, bool);
+/// The encoded frames of one block, and whether an end marker (`\.`) ended the data.
+type Decoded = (Encoded, bool);
 
 /// Receives the data of one COPY FROM STDIN; [`CopyReceiver::finish`] appends it, all or nothing.
 pub struct CopyReceiver {
@@ -44,7 +43,7 @@ pub struct CopyReceiver {
     /// Blocks being decoded, oldest first.
     decoding: VecDeque<JoinHandle<Result<Decoded>>>,
     /// Frames of the blocks decoded so far, in payload order.
-    decoded: Vec<RecordBatch>,
+    decoded: Encoded,
     /// The data ended (end marker) or failed: later data is ignored.
     ended: bool,
     failed: Option<Error>,
@@ -55,6 +54,7 @@ pub struct CopyReceiver {
 impl CopyReceiver {
     /// Starts receiving the data of `copy`.
     pub fn new(engine: Arc<Engine>, copy: CopyIn) -> Self {
+        let partitions = copy.topic.partitions().len();
         CopyReceiver {
             copy: Arc::new(copy),
             engine,
@@ -63,7 +63,7 @@ impl CopyReceiver {
             scanned_lines: 0,
             lines_before: 0,
             decoding: VecDeque::new(),
-            decoded: Vec::new(),
+            decoded: Encoded::new(partitions),
             ended: false,
             failed: None,
             received: 0,
@@ -123,17 +123,10 @@ impl CopyReceiver {
                 return;
             }
         }
-        let copy = self.copy.clone();
+        let (copy, engine) = (self.copy.clone(), self.engine.clone());
         self.decoding
             .push_back(tokio::task::spawn_blocking(move || {
-                let CopyFormat::Text { delimiter, null } = &copy.format else {
-                    return Err(Error::Internal("text block of a non-text COPY".into()));
-                };
-                let options = TextOptions {
-                    delimiter: *delimiter,
-                    null,
-                };
-                text::decode_lines(&copy.def, &copy.columns, options, &block, first_line)
+                decode_block(&engine, &copy, &block, first_line)
             }));
     }
 
@@ -146,8 +139,8 @@ impl CopyReceiver {
             .await
             .unwrap_or_else(|e| Err(Error::Internal(format!("COPY decode task failed: {e}"))));
         match result {
-            Ok((batches, ended)) => {
-                self.decoded.extend(batches);
+            Ok((encoded, ended)) => {
+                self.decoded.extend(encoded);
                 if ended {
                     self.end();
                 }
@@ -168,23 +161,14 @@ impl CopyReceiver {
 
     /// Decodes the rest, then appends every row to the stream (durably) and returns how many.
     pub async fn finish(mut self) -> Result<u64> {
+        let received = self.started.elapsed();
         if !self.ended && self.failed.is_none() && !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending).freeze();
-            let copy = self.copy.clone();
+            let (copy, engine) = (self.copy.clone(), self.engine.clone());
             let first_line = self.lines_before;
             self.decoding
-                .push_back(tokio::task::spawn_blocking(move || match &copy.format {
-                    CopyFormat::Text { delimiter, null } => text::decode_lines(
-                        &copy.def,
-                        &copy.columns,
-                        TextOptions {
-                            delimiter: *delimiter,
-                            null,
-                        },
-                        &rest,
-                        first_line,
-                    ),
-                    format => Ok((decode(&copy.def, &copy.columns, format, &rest)?, false)),
+                .push_back(tokio::task::spawn_blocking(move || {
+                    decode_block(&engine, &copy, &rest, first_line)
                 }));
         }
         while !self.decoding.is_empty() {
@@ -193,17 +177,18 @@ impl CopyReceiver {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        let decoded = self.started.elapsed();
-        let (engine, copy, batches) = (self.engine, self.copy, self.decoded);
+        let decoded = self.started.elapsed() - received;
+        let (copy, encoded) = (self.copy, self.decoded);
         let bytes = self.received;
         tokio::task::spawn_blocking(move || {
             let start = Instant::now();
-            let rows = crate::ingest::append(&engine, &copy.def, &copy.topic, batches)?;
+            let rows = append_encoded(&copy.topic, encoded)?;
             tracing::debug!(
                 stream = %copy.def.name,
                 rows,
                 bytes,
-                receive_and_decode_us = decoded.as_micros() as u64,
+                receive_us = received.as_micros() as u64,
+                decode_wait_us = decoded.as_micros() as u64,
                 append_us = start.elapsed().as_micros() as u64,
                 "COPY appended"
             );
@@ -212,4 +197,21 @@ impl CopyReceiver {
         .await
         .map_err(|e| Error::Internal(format!("COPY append task failed: {e}")))?
     }
+}
+
+/// Decodes a block of data (whole lines for text, the whole payload otherwise; its first line is
+/// `first_line + 1`) and encodes its rows as frames.
+fn decode_block(engine: &Engine, copy: &CopyIn, data: &[u8], first_line: usize) -> Result<Decoded> {
+    let (batches, ended) = match &copy.format {
+        CopyFormat::Text { delimiter, null } => {
+            let options = TextOptions {
+                delimiter: *delimiter,
+                null,
+            };
+            text::decode_lines(&copy.def, &copy.columns, options, data, first_line)?
+        }
+        format => (decode(&copy.def, &copy.columns, format, data)?, false),
+    };
+    let partitions = copy.topic.partitions().len();
+    Ok((encode(engine, &copy.def, partitions, &batches)?, ended))
 }
