@@ -628,6 +628,13 @@ async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigure
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `RUST_LOG=eddy_sql=debug` shows each COPY's receive/decode/append times.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {

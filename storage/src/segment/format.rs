@@ -187,7 +187,7 @@ impl EncodedFrame {
     }
 
     /// Total frame size in bytes.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.bytes.len() as u64
     }
 
