@@ -460,6 +460,79 @@ async fn a_bad_row_in_a_late_block_fails_the_whole_copy() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Row `i` of the streamed CSV test: every tenth name spans two lines, others have a comma or
+/// doubled quotes.
+fn csv_row(i: usize) -> String {
+    let name = match i % 10 {
+        0 => format!("\"multi\nline {i}\""),
+        1 => format!("\"say \"\"hi\"\" {i}\""),
+        _ => format!("\"name {i}, with comma\""),
+    };
+    format!("{i},{name},2024-01-01 00:00:{:02}\n", i % 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_csv_copy_cut_anywhere_keeps_quoted_newlines_and_line_numbers() -> anyhow::Result<()>
+{
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM s (id BIGINT, name VARCHAR, ts TIMESTAMP) WITH (partitions=2)",
+        )
+        .await?;
+    let rows = 100_000;
+    let statement = "COPY s FROM STDIN WITH (FORMAT csv, HEADER true)";
+    let data = format!("id,name,ts\n{}", (0..rows).map(csv_row).collect::<String>());
+    let n = copy_pieces(&client, statement, pieces(data.as_bytes(), 7_777)).await?;
+    assert_eq!(n, rows as u64);
+    let got = cells(
+        rows_of(
+            &client,
+            "SELECT count(*), sum(id), count(DISTINCT name) FROM s",
+        )
+        .await?,
+    );
+    let sum_ids: usize = (0..rows).sum();
+    assert_eq!(
+        got,
+        table(&[&[&rows.to_string(), &sum_ids.to_string(), &rows.to_string()]])
+    );
+    let got = cells(
+        rows_of(
+            &client,
+            "SELECT id, name FROM s WHERE id IN (50000, 50001, 50002) ORDER BY id",
+        )
+        .await?,
+    );
+    assert_eq!(
+        got,
+        table(&[
+            &["50000", "multi\nline 50000"],
+            &["50001", "say \"hi\" 50001"],
+            &["50002", "name 50002, with comma"],
+        ])
+    );
+
+    // A bad id on row 90000: line = header + 90000 rows before + 9000 extra quoted lines + 1.
+    let bad = data.replace("\n90000,", "\nx90000,");
+    let err = copy_pieces(&client, statement, pieces(bad.as_bytes(), 65_536))
+        .await
+        .expect_err("a CSV COPY with a bad row succeeded");
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "22P02", "{}", db.message());
+    assert!(
+        db.message().contains("line 99002, column id"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM s").await?,
+        rows as i64
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_json_with_a_bad_third_row_appends_nothing() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;

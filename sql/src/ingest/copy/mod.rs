@@ -7,6 +7,7 @@
 //! (ARRAY, MAP, STRUCT) take JSON text in every format.
 
 mod columns;
+mod csv_format;
 mod receive;
 mod text;
 
@@ -22,7 +23,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::json::ReaderBuilder;
 use eddy_catalog::StreamDef;
 
-use self::columns::Frames;
 use super::{MAX_FRAME_ROWS, with_rowtime};
 use crate::parser::types::type_display;
 use crate::{Error, Result};
@@ -94,66 +94,10 @@ pub fn decode(
             },
             data,
         ),
-        CopyFormat::Csv {
-            delimiter,
-            quote,
-            escape,
-            null,
-            header,
-        } => {
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(*header)
-                .delimiter(*delimiter)
-                .quote(*quote)
-                .escape((escape != quote).then_some(*escape))
-                .double_quote(escape == quote)
-                .flexible(true)
-                .from_reader(data);
-            let mut frames = Frames::new(def, columns);
-            let mut record = csv::StringRecord::new();
-            loop {
-                let line_no = reader.position().line() as usize;
-                match reader.read_record(&mut record) {
-                    Ok(false) => break,
-                    Ok(true) => {}
-                    Err(e) => {
-                        return Err(Error::InvalidValue(format!(
-                            "COPY {}, line {line_no}: {e}",
-                            def.name
-                        )));
-                    }
-                }
-                if record.len() == 1 && &record[0] == "\\." {
-                    break;
-                }
-                check_arity(def, columns, record.len(), line_no)?;
-                // The csv reader does not say whether a field was quoted, so an empty field is
-                // NULL when the NULL marker is empty (PostgreSQL's default).
-                for (c, f) in record.iter().enumerate() {
-                    frames.field(c, (f != null.as_str()).then_some(f), line_no)?;
-                }
-                frames.end_row(line_no)?;
-            }
-            frames.finish()
+        CopyFormat::Csv { .. } => {
+            csv_format::decode_lines(def, columns, format, data, 0).map(|(batches, _)| batches)
         }
     }
-}
-
-fn check_arity(def: &StreamDef, columns: &[usize], got: usize, line: usize) -> Result<()> {
-    if got > columns.len() {
-        return Err(Error::InvalidValue(format!(
-            "COPY {}, line {line}: extra data after last expected column",
-            def.name
-        )));
-    }
-    if got < columns.len() {
-        let missing = &def.columns[columns[got]].name;
-        return Err(Error::InvalidValue(format!(
-            "COPY {}, line {line}: missing data for column \"{missing}\"",
-            def.name
-        )));
-    }
-    Ok(())
 }
 
 /// Converts a column of gathered strings to type `to` with Arrow's cast kernel (JSON text for

@@ -1,7 +1,7 @@
-//! A COPY FROM STDIN while its data arrives: text-format data is cut into blocks of whole lines
-//! that are decoded, routed to partitions and encoded as log frames on blocking threads while
-//! the connection keeps receiving, so that work overlaps the network instead of following it. CSV (quoted fields may hold newlines) and JSON lines
-//! are gathered and decoded when the data ends.
+//! A COPY FROM STDIN while its data arrives: text and CSV data is cut into blocks of whole rows
+//! (a newline inside CSV quotes ends no row) that are decoded, routed to partitions and encoded
+//! as log frames on blocking threads while the connection keeps receiving, so that work overlaps
+//! the network instead of following it. JSON lines are decoded whole when the data ends.
 //!
 //! Nothing is appended until every block has decoded: a bad row anywhere fails the whole
 //! statement, naming its line in the whole payload. This module owns that ordering; it never
@@ -14,14 +14,15 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
+use super::csv_format::{self, RowEnds};
 use super::text::{self, TextOptions};
 use super::{CopyFormat, decode};
 use crate::ingest::{Encoded, MAX_FRAME_ROWS, append_encoded, encode};
 use crate::{CopyIn, Engine, Error, Result};
 
-/// A text block is cut after this many lines (one stored frame's worth)...
-const BLOCK_LINES: usize = MAX_FRAME_ROWS;
-/// ...or once this many bytes of whole lines are waiting, for long rows.
+/// A block is cut after this many rows (one stored frame's worth)...
+const BLOCK_ROWS: usize = MAX_FRAME_ROWS;
+/// ...or once this many bytes of whole rows are waiting, for long rows.
 const BLOCK_BYTES: usize = 8 << 20;
 /// Blocks decoding at once (the machine has two cores; the connection needs little).
 const MAX_DECODING: usize = 2;
@@ -29,15 +30,28 @@ const MAX_DECODING: usize = 2;
 /// The encoded frames of one block, and whether an end marker (`\.`) ended the data.
 type Decoded = (Encoded, bool);
 
+/// How received data is cut into blocks of whole rows.
+enum Cutting {
+    /// Text: every newline ends a row.
+    Text,
+    /// CSV: newlines outside quotes end rows.
+    Csv(RowEnds),
+    /// JSON lines: decoded whole when the data ends.
+    Never,
+}
+
 /// Receives the data of one COPY FROM STDIN; [`CopyReceiver::finish`] appends it, all or nothing.
 pub struct CopyReceiver {
     copy: Arc<CopyIn>,
     engine: Arc<Engine>,
-    /// Data received and not yet handed to a decoder; for text, it starts at a line.
+    cutting: Cutting,
+    /// Data received and not yet handed to a decoder; it starts at a row.
     pending: BytesMut,
-    /// Bytes of `pending` already searched for newlines, and the lines found in them.
+    /// Bytes of `pending` already searched for row ends, and the rows and newlines (quoted
+    /// ones too) found in them.
     scanned: usize,
-    scanned_lines: usize,
+    scanned_rows: usize,
+    scanned_newlines: usize,
     /// Lines of the payload before `pending`.
     lines_before: usize,
     /// Blocks being decoded, oldest first.
@@ -55,12 +69,19 @@ impl CopyReceiver {
     /// Starts receiving the data of `copy`.
     pub fn new(engine: Arc<Engine>, copy: CopyIn) -> Self {
         let partitions = copy.topic.partitions().len();
+        let cutting = match &copy.format {
+            CopyFormat::Text { .. } => Cutting::Text,
+            CopyFormat::Csv { quote, escape, .. } => Cutting::Csv(RowEnds::new(*quote, *escape)),
+            CopyFormat::Json => Cutting::Never,
+        };
         CopyReceiver {
             copy: Arc::new(copy),
             engine,
+            cutting,
             pending: BytesMut::new(),
             scanned: 0,
-            scanned_lines: 0,
+            scanned_rows: 0,
+            scanned_newlines: 0,
             lines_before: 0,
             decoding: VecDeque::new(),
             decoded: Encoded::new(partitions),
@@ -71,51 +92,80 @@ impl CopyReceiver {
         }
     }
 
-    /// Takes the next piece of data (any cut: lines and characters may span pieces).
+    /// Takes the next piece of data (any cut: rows and characters may span pieces).
     pub async fn push(&mut self, data: &[u8]) {
         if self.ended || self.failed.is_some() {
             return;
         }
         self.received += data.len();
         self.pending.extend_from_slice(data);
-        if !matches!(self.copy.format, CopyFormat::Text { .. }) {
-            return;
-        }
-        while let Some(cut) = self.next_cut() {
+        while let Some((cut, lines)) = self.next_cut() {
             let block = self.pending.split_to(cut).freeze();
             let first_line = self.lines_before;
-            self.lines_before += self.scanned_lines;
-            (self.scanned, self.scanned_lines) = (0, 0);
+            self.lines_before += lines;
             self.dispatch(block, first_line).await;
         }
     }
 
-    /// Where the next full block of whole lines ends, if one has arrived.
-    fn next_cut(&mut self) -> Option<usize> {
-        let mut last_newline = None;
-        for pos in memchr::memchr_iter(b'\n', &self.pending[self.scanned..]) {
-            let end = self.scanned + pos + 1;
-            self.scanned_lines += 1;
-            last_newline = Some((end, self.scanned_lines));
-            if self.scanned_lines == BLOCK_LINES {
-                self.scanned = end;
-                return Some(end);
+    /// Where the next full block of whole rows ends, if one has arrived, and how many lines
+    /// (newlines) it holds.
+    fn next_cut(&mut self) -> Option<(usize, usize)> {
+        let from = self.scanned;
+        let mut rows = self.scanned_rows;
+        // The last row end seen: (position after its newline, newlines since `from`).
+        let mut last = None;
+        let mut full = false;
+        let mut row_end = |end: usize, newlines: usize| {
+            rows += 1;
+            last = Some((end, newlines));
+            full = rows == BLOCK_ROWS;
+            !full
+        };
+        let newlines = match &mut self.cutting {
+            Cutting::Never => return None,
+            Cutting::Text => {
+                let mut newlines = 0;
+                for pos in memchr::memchr_iter(b'\n', &self.pending[from..]) {
+                    newlines += 1;
+                    if !row_end(from + pos + 1, newlines) {
+                        break;
+                    }
+                }
+                newlines
             }
-        }
-        match last_newline {
-            Some((end, lines)) if end >= BLOCK_BYTES => {
-                self.scanned_lines = lines;
-                self.scanned = end;
-                Some(end)
+            Cutting::Csv(ends) => ends.scan(&self.pending, from, row_end),
+        };
+        let newlines = self.scanned_newlines + newlines;
+        match last {
+            // A full block: the scan stopped at its end.
+            Some((end, _)) if full => {
+                self.restart_after(end, 0);
+                Some((end, newlines))
+            }
+            // Long rows: cut at the last row end; the rest is scanned already.
+            Some((end, at_end)) if end >= BLOCK_BYTES => {
+                let before_cut = self.scanned_newlines + at_end;
+                self.restart_after(end, newlines - before_cut);
+                self.scanned = self.pending.len() - end;
+                Some((end, before_cut))
             }
             _ => {
-                self.scanned = self.pending.len();
+                (self.scanned, self.scanned_rows) = (self.pending.len(), rows);
+                self.scanned_newlines = newlines;
                 None
             }
         }
     }
 
-    /// Starts decoding a block of whole text lines (its first line is `first_line + 1`).
+    /// The data before `cut` becomes a block: scanning state counts from there.
+    fn restart_after(&mut self, cut: usize, newlines_after: usize) {
+        (self.scanned, self.scanned_rows, self.scanned_newlines) = (0, 0, newlines_after);
+        if let Cutting::Csv(ends) = &mut self.cutting {
+            ends.shift(cut);
+        }
+    }
+
+    /// Starts decoding a block of whole rows (its first line is `first_line + 1`).
     async fn dispatch(&mut self, block: Bytes, first_line: usize) {
         while self.decoding.len() >= MAX_DECODING {
             self.collect_oldest().await;
@@ -210,7 +260,10 @@ fn decode_block(engine: &Engine, copy: &CopyIn, data: &[u8], first_line: usize) 
             };
             text::decode_lines(&copy.def, &copy.columns, options, data, first_line)?
         }
-        format => (decode(&copy.def, &copy.columns, format, data)?, false),
+        format @ CopyFormat::Csv { .. } => {
+            csv_format::decode_lines(&copy.def, &copy.columns, format, data, first_line)?
+        }
+        format @ CopyFormat::Json => (decode(&copy.def, &copy.columns, format, data)?, false),
     };
     let partitions = copy.topic.partitions().len();
     Ok((encode(engine, &copy.def, partitions, &batches)?, ended))
