@@ -534,6 +534,47 @@ async fn a_large_csv_copy_cut_anywhere_keeps_quoted_newlines_and_line_numbers() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_rows_in_one_huge_message_are_decoded_in_byte_sized_blocks() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute("CREATE STREAM s (id BIGINT, body VARCHAR)")
+        .await?;
+    // 30k rows of ~1 KB in ONE CopyData message: blocks are cut by size (8 MiB), not rows.
+    let body = "x".repeat(1_000);
+    let rows = 30_000;
+    let data: String = (0..rows).map(|i| format!("{i}\t{body}\n")).collect();
+    // A bad id in the first block fails the COPY while later blocks wait to be dispatched.
+    let bad = data.replacen("\n5\t", "\nfive\t", 1);
+    let err = copy_pieces(&client, "COPY s FROM STDIN", vec![Bytes::from(bad)])
+        .await
+        .expect_err("a COPY with a bad row succeeded");
+    let db = err.as_db_error().expect("a server error");
+    assert!(
+        db.message().contains("line 6, column id"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 0);
+
+    let n = copy_pieces(&client, "COPY s FROM STDIN", vec![Bytes::from(data)]).await?;
+    assert_eq!(n, rows as u64);
+    let got = cells(
+        rows_of(
+            &client,
+            "SELECT count(*), sum(id), min(length(body)) FROM s",
+        )
+        .await?,
+    );
+    let sum: usize = (0..rows).sum();
+    assert_eq!(
+        got,
+        table(&[&[&rows.to_string(), &sum.to_string(), "1000"]])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_json_with_a_bad_third_row_appends_nothing() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;
     let client = server.client().await?;

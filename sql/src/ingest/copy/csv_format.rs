@@ -107,14 +107,13 @@ impl RowEnds {
         }
     }
 
-    /// Calls `row_end(position after the newline, newlines so far)` for every row end in
-    /// `data[from..]` until it returns false; `newlines` counts every newline, quoted or not.
-    /// Returns the newlines seen.
+    /// Calls `row_end(position after the newline)` for every row end in `data[from..]` until
+    /// it returns false. Returns the newlines seen, quoted ones too.
     pub(super) fn scan(
         &mut self,
         data: &[u8],
         from: usize,
-        mut row_end: impl FnMut(usize, usize) -> bool,
+        mut row_end: impl FnMut(usize) -> bool,
     ) -> usize {
         let mut newlines = 0;
         for pos in memchr::memchr3_iter(self.quote, self.escape, b'\n', &data[from..]) {
@@ -126,7 +125,7 @@ impl RowEnds {
             match data[pos] {
                 b'\n' => {
                     newlines += 1;
-                    if !self.in_quotes && !row_end(pos + 1, newlines) {
+                    if !self.in_quotes && !row_end(pos + 1) {
                         return newlines;
                     }
                 }
@@ -151,7 +150,7 @@ mod tests {
 
     fn ends(data: &[u8], quote: u8, escape: u8) -> Vec<usize> {
         let mut found = Vec::new();
-        RowEnds::new(quote, escape).scan(data, 0, |end, _| {
+        RowEnds::new(quote, escape).scan(data, 0, |end| {
             found.push(end);
             true
         });
@@ -175,7 +174,7 @@ mod tests {
         // Feed the bytes one at a time, as pieces that end anywhere.
         let mut seen = 0;
         for end in 1..=data.len() {
-            scanner.scan(&data[..end], seen, |e, _| {
+            scanner.scan(&data[..end], seen, |e| {
                 found.push(e);
                 true
             });

@@ -99,7 +99,10 @@ impl CopyReceiver {
         }
         self.received += data.len();
         self.pending.extend_from_slice(data);
-        while let Some((cut, lines)) = self.next_cut() {
+        // Dispatching may find the data ended (an end marker or a bad row in an older block).
+        while !self.ended
+            && let Some((cut, lines)) = self.next_cut()
+        {
             let block = self.pending.split_to(cut).freeze();
             let first_line = self.lines_before;
             self.lines_before += lines;
@@ -112,14 +115,14 @@ impl CopyReceiver {
     fn next_cut(&mut self) -> Option<(usize, usize)> {
         let from = self.scanned;
         let mut rows = self.scanned_rows;
-        // The last row end seen: (position after its newline, newlines since `from`).
-        let mut last = None;
-        let mut full = false;
-        let mut row_end = |end: usize, newlines: usize| {
+        // The end of the block (position after its last newline), once full.
+        let mut cut = None;
+        let mut row_end = |end: usize| {
             rows += 1;
-            last = Some((end, newlines));
-            full = rows == BLOCK_ROWS;
-            !full
+            if rows == BLOCK_ROWS || end >= BLOCK_BYTES {
+                cut = Some(end);
+            }
+            cut.is_none()
         };
         let newlines = match &mut self.cutting {
             Cutting::Never => return None,
@@ -127,7 +130,7 @@ impl CopyReceiver {
                 let mut newlines = 0;
                 for pos in memchr::memchr_iter(b'\n', &self.pending[from..]) {
                     newlines += 1;
-                    if !row_end(from + pos + 1, newlines) {
+                    if !row_end(from + pos + 1) {
                         break;
                     }
                 }
@@ -136,32 +139,20 @@ impl CopyReceiver {
             Cutting::Csv(ends) => ends.scan(&self.pending, from, row_end),
         };
         let newlines = self.scanned_newlines + newlines;
-        match last {
-            // A full block: the scan stopped at its end.
-            Some((end, _)) if full => {
-                self.restart_after(end, 0);
+        match cut {
+            // The scan stopped at the block's end.
+            Some(end) => {
+                (self.scanned, self.scanned_rows, self.scanned_newlines) = (0, 0, 0);
+                if let Cutting::Csv(ends) = &mut self.cutting {
+                    ends.shift(end);
+                }
                 Some((end, newlines))
             }
-            // Long rows: cut at the last row end; the rest is scanned already.
-            Some((end, at_end)) if end >= BLOCK_BYTES => {
-                let before_cut = self.scanned_newlines + at_end;
-                self.restart_after(end, newlines - before_cut);
-                self.scanned = self.pending.len() - end;
-                Some((end, before_cut))
-            }
-            _ => {
+            None => {
                 (self.scanned, self.scanned_rows) = (self.pending.len(), rows);
                 self.scanned_newlines = newlines;
                 None
             }
-        }
-    }
-
-    /// The data before `cut` becomes a block: scanning state counts from there.
-    fn restart_after(&mut self, cut: usize, newlines_after: usize) {
-        (self.scanned, self.scanned_rows, self.scanned_newlines) = (0, 0, newlines_after);
-        if let Cutting::Csv(ends) = &mut self.cutting {
-            ends.shift(cut);
         }
     }
 
@@ -207,6 +198,7 @@ impl CopyReceiver {
         self.ended = true;
         self.decoding.clear(); // dropping a handle detaches the task; its result is unused
         self.pending = BytesMut::new();
+        (self.scanned, self.scanned_rows, self.scanned_newlines) = (0, 0, 0);
     }
 
     /// Decodes the rest, then appends every row to the stream (durably) and returns how many.
