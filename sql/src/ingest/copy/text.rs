@@ -3,7 +3,8 @@
 //!
 //! The scanner makes one SIMD pass ([`memchr::memchr3_iter`]) over the payload for newlines,
 //! delimiters and backslashes, after validating the payload's UTF-8 once; fields go straight to
-//! the column sinks. A large payload is split at a line and decoded on two threads.
+//! the column sinks. Large payloads arrive as blocks of whole lines (see `receive.rs`), each
+//! decoded by this module on its own thread.
 
 use datafusion::arrow::array::RecordBatch;
 use eddy_catalog::StreamDef;
@@ -11,47 +12,11 @@ use eddy_catalog::StreamDef;
 use super::columns::Frames;
 use crate::{Error, Result};
 
-/// Payloads at least this large are decoded by two threads, each taking half of the lines
-/// (COPY is the bulk path; the machine has two cores).
-pub(super) const PARALLEL_BYTES: usize = 4 << 20;
-
 /// The text format's options.
 #[derive(Clone, Copy)]
 pub(super) struct TextOptions<'a> {
     pub delimiter: u8,
     pub null: &'a str,
-}
-
-/// Decodes a text-format payload, splitting a large one at a line boundary and decoding the
-/// halves on two threads. Line numbers in errors stay those of the whole payload, and the first
-/// bad line (lowest number) is the one reported.
-pub(super) fn decode(
-    def: &StreamDef,
-    columns: &[usize],
-    options: TextOptions<'_>,
-    data: &[u8],
-) -> Result<Vec<RecordBatch>> {
-    // An end marker (`\.`) ends the data early: keep the simple path for it.
-    let has_marker = data.starts_with(b"\\.") || memchr::memmem::find(data, b"\n\\.").is_some();
-    if data.len() < PARALLEL_BYTES || has_marker {
-        return decode_lines(def, columns, options, data, 0).map(|(batches, _)| batches);
-    }
-    let Some(cut) = memchr::memchr(b'\n', &data[data.len() / 2..]) else {
-        return decode_lines(def, columns, options, data, 0).map(|(batches, _)| batches);
-    };
-    let (first, second) = data.split_at(data.len() / 2 + cut + 1);
-    let first_lines = memchr::memchr_iter(b'\n', first).count();
-    let (a, b) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| decode_lines(def, columns, options, second, first_lines));
-        let a = decode_lines(def, columns, options, first, 0);
-        let b = second
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("COPY decode thread panicked".into())));
-        (a, b)
-    });
-    let mut out = a?.0;
-    out.extend(b?.0);
-    Ok(out)
 }
 
 /// Decodes text-format data whose first line is line `first_line + 1` of the payload. Returns
