@@ -109,23 +109,25 @@ async fn copy_csv_with_header_skips_the_header_line() -> anyhow::Result<()> {
         .batch_execute("CREATE STREAM s (a INT, b VARCHAR, c DOUBLE)")
         .await?;
 
-    let data = "a,b,c\n1,\"hello, world\",1.5\n2,,2.5\n3,\"say \"\"hi\"\"\",3.5\n";
+    let data =
+        "a,b,c\r\n1,\"hello, world\",1.5\r\n2,,2.5\r\n3,\"say \"\"hi\"\"\",3.5\r\n5,\"\",\r\n";
     let n = copy_in(
         &client,
         "COPY s FROM STDIN WITH (FORMAT csv, HEADER true)",
         &[data],
     )
     .await?;
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
 
-    let got = cells(rows(&client, "SELECT a, b, c FROM s ORDER BY rowoffset").await?);
-    // In CSV an unquoted empty field is NULL, as in PostgreSQL.
+    let got = cells(rows(&client, "SELECT a, b, c, b = '' FROM s ORDER BY rowoffset").await?);
+    // As in PostgreSQL, an unquoted empty field is NULL and a quoted one an empty string.
     assert_eq!(
         got,
         table(&[
-            &["1", "hello, world", "1.5"],
-            &["2", "NULL", "2.5"],
-            &["3", "say \"hi\"", "3.5"]
+            &["1", "hello, world", "1.5", "f"],
+            &["2", "NULL", "2.5", "NULL"],
+            &["3", "say \"hi\"", "3.5", "f"],
+            &["5", "", "NULL", "t"]
         ])
     );
 
@@ -137,7 +139,7 @@ async fn copy_csv_with_header_skips_the_header_line() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(n, 1);
-    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 4);
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await?, 5);
     Ok(())
 }
 
