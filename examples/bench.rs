@@ -2,7 +2,8 @@
 //! the reference in the same run.
 //!
 //! Measures, on 1,000,000 deterministic rows of about 100 bytes:
-//! 1. `COPY ... FROM STDIN` ingest (10 statements of 100k rows, and one of 1M rows),
+//! 1. `COPY ... FROM STDIN` ingest (10 statements of 100k rows, one of 1M rows, and the 10
+//!    statements again as CSV with the name quoted),
 //! 2. single-row `INSERT` latency (sequential) and throughput (8 concurrent connections),
 //! 3. a `SELECT count(*), sum(x)` scan,
 //! 4. the same COPY and scan on a throwaway PostgreSQL cluster (`initdb` under
@@ -55,6 +56,10 @@ struct Dataset {
     statements: Vec<Vec<Bytes>>,
     /// Total bytes of COPY text.
     bytes: u64,
+    /// The same rows as CSV (the name quoted), cut into the same statements and chunks.
+    csv_statements: Vec<Vec<Bytes>>,
+    /// Total bytes of CSV.
+    csv_bytes: u64,
     /// Sum of the `x` column over all rows.
     sum_x: i128,
 }
@@ -102,12 +107,51 @@ fn generate(rows: u64) -> Dataset {
         }
         statements.push(chunks);
     }
+    let (csv_statements, csv_bytes) = to_csv(&statements);
     Dataset {
         rows,
         statements,
         bytes,
+        csv_statements,
+        csv_bytes,
         sum_x,
     }
+}
+
+/// The COPY text chunks as CSV: fields split by commas, the name (third field) quoted.
+fn to_csv(statements: &[Vec<Bytes>]) -> (Vec<Vec<Bytes>>, u64) {
+    let mut bytes = 0u64;
+    let csv = statements
+        .iter()
+        .map(|chunks| {
+            chunks
+                .iter()
+                .map(|chunk| {
+                    let mut out = String::with_capacity(chunk.len() + chunk.len() / 40);
+                    for line in String::from_utf8_lossy(chunk).lines() {
+                        for (i, field) in line.split('\t').enumerate() {
+                            match i {
+                                0 => out.push_str(field),
+                                2 => {
+                                    out.push_str(",\"");
+                                    out.push_str(field);
+                                    out.push('"');
+                                }
+                                _ => {
+                                    out.push(',');
+                                    out.push_str(field);
+                                }
+                            }
+                        }
+                        out.push('\n');
+                    }
+                    bytes += out.len() as u64;
+                    Bytes::from(out)
+                })
+                .collect()
+        })
+        .collect();
+    (csv, bytes)
 }
 
 /// Connects with tokio-postgres; the connection task runs in the background.
@@ -129,11 +173,10 @@ async fn connect(port: u16, user: &str, dbname: &str) -> anyhow::Result<Client> 
     Ok(client)
 }
 
-/// Sends `chunks` as the data of one `COPY s FROM STDIN`; returns the row count reported.
-async fn copy_in(client: &Client, table: &str, chunks: &[Bytes]) -> anyhow::Result<u64> {
-    let sink = client
-        .copy_in::<_, Bytes>(&format!("COPY {table} FROM STDIN"))
-        .await?;
+/// Sends `chunks` as the data of one `statement` (a COPY FROM STDIN); returns the row count
+/// reported.
+async fn copy_in(client: &Client, statement: &str, chunks: &[Bytes]) -> anyhow::Result<u64> {
+    let sink = client.copy_in::<_, Bytes>(statement).await?;
     pin_mut!(sink);
     for chunk in chunks {
         sink.as_mut().send(chunk.clone()).await?;
@@ -141,22 +184,25 @@ async fn copy_in(client: &Client, table: &str, chunks: &[Bytes]) -> anyhow::Resu
     Ok(sink.finish().await?)
 }
 
-/// Runs each group of chunks as one COPY into `table`; checks the counts; returns the elapsed time.
+/// Runs each group of chunks as one COPY into `table` (`options` after `FROM STDIN`); checks
+/// the counts; returns the elapsed time.
 async fn timed_copy(
     client: &Client,
     table: &str,
+    options: &str,
     statements: &[Vec<Bytes>],
     rows: u64,
 ) -> anyhow::Result<Duration> {
+    let statement = format!("COPY {table} FROM STDIN {options}");
     let start = Instant::now();
     let mut copied = 0;
     for chunks in statements {
-        copied += copy_in(client, table, chunks).await?;
+        copied += copy_in(client, &statement, chunks).await?;
     }
     let elapsed = start.elapsed();
     assert_eq!(
         copied, rows,
-        "COPY into {table} reported {copied} rows, expected {rows}"
+        "{statement} reported {copied} rows, expected {rows}"
     );
     Ok(elapsed)
 }
@@ -246,6 +292,7 @@ fn rate(count: u64, elapsed: Duration) -> f64 {
 struct EddyFigures {
     copy: Duration,
     single_copy: Duration,
+    csv_copy: Duration,
     insert_p50_us: u64,
     insert_p99_us: u64,
     insert_max_us: u64,
@@ -285,9 +332,14 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
             "CREATE STREAM ins ({COLUMNS}) WITH (partitions=1)"
         ))
         .await?;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM s_csv ({COLUMNS}) WITH (partitions=1)"
+        ))
+        .await?;
 
     // 1. COPY: 10 statements of 100k rows, then all rows in one statement into another stream.
-    let copy = timed_copy(&client, "s", &data.statements, rows).await?;
+    let copy = timed_copy(&client, "s", "", &data.statements, rows).await?;
     println!(
         "eddy: COPY {} x {} rows: {:.2} s = {} rows/s, {:.1} MB/s",
         COPY_STATEMENTS,
@@ -302,7 +354,7 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
         "eddy: count(*) after COPY is {count}, expected {rows}"
     );
     let all: Vec<Bytes> = data.statements.concat();
-    let single_copy = timed_copy(&client, "s_single", std::slice::from_ref(&all), rows).await?;
+    let single_copy = timed_copy(&client, "s_single", "", std::slice::from_ref(&all), rows).await?;
     println!(
         "eddy: COPY 1 x {rows} rows: {:.2} s = {} rows/s, {:.1} MB/s",
         single_copy.as_secs_f64(),
@@ -314,6 +366,29 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
         (count, sum),
         (rows, data.sum_x),
         "eddy: s_single (count, sum) after COPY"
+    );
+    // ... and the same statements in CSV.
+    let csv_copy = timed_copy(
+        &client,
+        "s_csv",
+        "WITH (FORMAT csv)",
+        &data.csv_statements,
+        rows,
+    )
+    .await?;
+    println!(
+        "eddy: COPY csv {} x {} rows: {:.2} s = {} rows/s, {:.1} MB/s",
+        COPY_STATEMENTS,
+        rows / COPY_STATEMENTS,
+        csv_copy.as_secs_f64(),
+        human(rate(rows, csv_copy)),
+        rate(data.csv_bytes, csv_copy) / 1e6
+    );
+    let (count, sum) = count_and_sum(&client, "SELECT count(*), sum(x) FROM s_csv").await?;
+    assert_eq!(
+        (count, sum),
+        (rows, data.sum_x),
+        "eddy: s_csv (count, sum) after COPY"
     );
 
     // 2. INSERT latency, one connection, one row at a time.
@@ -379,6 +454,7 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
     Ok(EddyFigures {
         copy,
         single_copy,
+        csv_copy,
         insert_p50_us: sequential.value_at_quantile(0.5),
         insert_p99_us: sequential.value_at_quantile(0.99),
         insert_max_us: sequential.max(),
@@ -603,7 +679,7 @@ async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigure
         .batch_execute(&format!("CREATE TABLE s ({PG_COLUMNS})"))
         .await?;
 
-    let copy = timed_copy(&client, "s", &data.statements, rows).await?;
+    let copy = timed_copy(&client, "s", "", &data.statements, rows).await?;
     println!(
         "postgres: COPY {} x {} rows: {:.2} s = {} rows/s, {:.1} MB/s",
         COPY_STATEMENTS,
@@ -717,6 +793,12 @@ async fn main() -> anyhow::Result<()> {
         eddy.single_copy.as_secs_f64(),
         human(rate(rows, eddy.single_copy)),
         rate(data.bytes, eddy.single_copy) / 1e6
+    );
+    println!(
+        "csv COPY      : {rows} rows in {:.2} s = {} rows/s, {:.1} MB/s ({COPY_STATEMENTS} COPYs, name quoted)",
+        eddy.csv_copy.as_secs_f64(),
+        human(rate(rows, eddy.csv_copy)),
+        rate(data.csv_bytes, eddy.csv_copy) / 1e6
     );
     println!(
         "insert latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({SEQUENTIAL_INSERTS} sequential); \
