@@ -219,7 +219,21 @@ pub(crate) fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> 
             }
         }
     }
-    Ok(format)
+    // As PostgreSQL, refuse separators the decoders could not tell from line ends or escapes.
+    match &format {
+        CopyFormat::Text {
+            delimiter: b'\n' | b'\r' | b'\\',
+            ..
+        } => Err(Error::Invalid(
+            "COPY delimiter cannot be newline, carriage return or backslash".into(),
+        )),
+        CopyFormat::Csv {
+            delimiter, quote, ..
+        } if matches!(delimiter, b'\n' | b'\r') || delimiter == quote => Err(Error::Invalid(
+            "COPY delimiter must differ from the quote, newline and carriage return".into(),
+        )),
+        _ => Ok(format),
+    }
 }
 
 #[derive(Debug)]

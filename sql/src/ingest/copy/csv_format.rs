@@ -12,8 +12,8 @@
 use datafusion::arrow::array::RecordBatch;
 use eddy_catalog::StreamDef;
 
-use super::CopyFormat;
 use super::columns::Frames;
+use super::{CopyFormat, check_arity};
 use crate::{Error, Result};
 
 /// Decodes CSV data whose first line is line `first_line + 1` of the payload (a header is
@@ -36,11 +36,6 @@ pub(super) fn decode_lines(
     else {
         return Err(Error::Internal("CSV decoder given another format".into()));
     };
-    if matches!(*delimiter, b'\n' | b'\r') || delimiter == quote {
-        return Err(Error::Invalid(
-            "COPY delimiter must differ from the quote and from newline and carriage return".into(),
-        ));
-    }
     let text = std::str::from_utf8(data).map_err(|e| {
         let line = first_line + 1 + memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count();
         Error::InvalidValue(format!("COPY {}: line {line} is not valid UTF-8", def.name))
@@ -220,23 +215,6 @@ impl Parser<'_> {
             }
         }
     }
-}
-
-fn check_arity(def: &StreamDef, columns: &[usize], got: usize, line: usize) -> Result<()> {
-    if got > columns.len() {
-        return Err(Error::InvalidValue(format!(
-            "COPY {}, line {line}: extra data after last expected column",
-            def.name
-        )));
-    }
-    if got < columns.len() {
-        let missing = &def.columns[columns[got]].name;
-        return Err(Error::InvalidValue(format!(
-            "COPY {}, line {line}: missing data for column \"{missing}\"",
-            def.name
-        )));
-    }
-    Ok(())
 }
 
 /// Finds the ends of whole rows in CSV data received piece by piece: newlines outside quotes.

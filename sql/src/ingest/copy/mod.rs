@@ -99,6 +99,25 @@ pub fn decode(
     }
 }
 
+/// Checks that a row of `line` has one field per target column (`got` fields), naming the
+/// first missing column or the extra data as PostgreSQL does.
+fn check_arity(def: &StreamDef, columns: &[usize], got: usize, line: usize) -> Result<()> {
+    if got > columns.len() {
+        return Err(Error::InvalidValue(format!(
+            "COPY {}, line {line}: extra data after last expected column",
+            def.name
+        )));
+    }
+    if got < columns.len() {
+        let missing = &def.columns[columns[got]].name;
+        return Err(Error::InvalidValue(format!(
+            "COPY {}, line {line}: missing data for column \"{missing}\"",
+            def.name
+        )));
+    }
+    Ok(())
+}
+
 /// Converts a column of gathered strings to type `to` with Arrow's cast kernel (JSON text for
 /// nested types); `lines` gives each row's input line for the error.
 fn convert(

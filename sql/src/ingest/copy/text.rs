@@ -9,6 +9,7 @@
 use datafusion::arrow::array::RecordBatch;
 use eddy_catalog::StreamDef;
 
+use super::check_arity;
 use super::columns::Frames;
 use crate::{Error, Result};
 
@@ -28,11 +29,6 @@ pub(super) fn decode_lines(
     data: &[u8],
     first_line: usize,
 ) -> Result<(Vec<RecordBatch>, bool)> {
-    if matches!(options.delimiter, b'\n' | b'\r' | b'\\') {
-        return Err(Error::Invalid(
-            "COPY delimiter cannot be newline, carriage return or backslash".into(),
-        ));
-    }
     let text = match std::str::from_utf8(data) {
         Ok(text) => text,
         Err(e) => {
@@ -92,8 +88,9 @@ impl Scanner<'_> {
                 _ if pos < skip_to => {}
                 b'\\' => (escaped, skip_to) = (true, pos + 2),
                 _ => {
+                    // A delimiter after the last column: at least `column + 2` fields.
                     if column + 1 >= self.frames.width() {
-                        return Err(self.extra_data());
+                        check_arity(self.def, self.columns, column + 2, self.line)?;
                     }
                     self.field(column, start, pos, escaped)?;
                     (start, column, escaped) = (pos + 1, column + 1, false);
@@ -117,13 +114,7 @@ impl Scanner<'_> {
         if column == 0 && &self.text[start..end] == "\\." {
             return Ok(true);
         }
-        if column + 1 < self.frames.width() {
-            let missing = &self.def.columns[self.columns[column + 1]].name;
-            return Err(Error::InvalidValue(format!(
-                "COPY {}, line {}: missing data for column \"{missing}\"",
-                self.def.name, self.line
-            )));
-        }
+        check_arity(self.def, self.columns, column + 1, self.line)?;
         self.field(column, start, end, escaped)?;
         self.frames.end_row(self.line)?;
         self.line += 1;
@@ -150,13 +141,13 @@ impl Scanner<'_> {
         if result.is_err() {
             // As PostgreSQL does, a line with the wrong number of fields is reported as such
             // before any of its values.
-            self.check_arity(end)?;
+            check_arity(self.def, self.columns, self.fields_of_line(end), self.line)?;
         }
         result
     }
 
-    /// Checks the number of fields of the current line, from a field ending at `end`.
-    fn check_arity(&self, end: usize) -> Result<()> {
+    /// Number of fields of the current line, from a field ending at `end`.
+    fn fields_of_line(&self, end: usize) -> usize {
         let bytes = self.text.as_bytes();
         let line_start = memchr::memrchr(b'\n', &bytes[..end]).map_or(0, |p| p + 1);
         let line_end = memchr::memchr(b'\n', &bytes[end..]).map_or(bytes.len(), |p| end + p);
@@ -172,24 +163,7 @@ impl Scanner<'_> {
             }
             i += 1;
         }
-        match fields.cmp(&self.frames.width()) {
-            std::cmp::Ordering::Greater => Err(self.extra_data()),
-            std::cmp::Ordering::Less => {
-                let missing = &self.def.columns[self.columns[fields]].name;
-                Err(Error::InvalidValue(format!(
-                    "COPY {}, line {}: missing data for column \"{missing}\"",
-                    self.def.name, self.line
-                )))
-            }
-            std::cmp::Ordering::Equal => Ok(()),
-        }
-    }
-
-    fn extra_data(&self) -> Error {
-        Error::InvalidValue(format!(
-            "COPY {}, line {}: extra data after last expected column",
-            self.def.name, self.line
-        ))
+        fields
     }
 }
 
