@@ -282,31 +282,9 @@ impl RowEnds {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::DataType;
-    use eddy_catalog::{ColumnDef, RelationKind, StreamOptions};
 
+    use super::super::tests::def;
     use super::*;
-
-    fn def() -> StreamDef {
-        let column = |name: &str, data_type| ColumnDef {
-            name: name.into(),
-            data_type,
-            key: false,
-        };
-        StreamDef {
-            name: "s".into(),
-            columns: vec![
-                column("id", DataType::Int64),
-                column("name", DataType::Utf8),
-            ],
-            timestamp_column: None,
-            partitions: 1,
-            options: StreamOptions::default(),
-            topic: "s".into(),
-            kind: RelationKind::Stream,
-            primary_key: vec![],
-        }
-    }
 
     fn csv(escape: u8, header: bool) -> CopyFormat {
         CopyFormat::Csv {

@@ -291,7 +291,8 @@ mod tests {
 
     use super::*;
 
-    fn def() -> StreamDef {
+    /// A stream `s (id BIGINT, name VARCHAR)`.
+    pub(super) fn def() -> StreamDef {
         StreamDef {
             name: "s".into(),
             columns: vec![
