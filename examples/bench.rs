@@ -207,6 +207,38 @@ async fn timed_copy(
     Ok(elapsed)
 }
 
+/// Runs `statements` as COPYs into `table` (`options` after `FROM STDIN`), prints their rate as
+/// `who`, and checks the table's count and sum of `x`; returns the elapsed time.
+async fn copy_and_check(
+    client: &Client,
+    who: &str,
+    table: &str,
+    options: &str,
+    statements: &[Vec<Bytes>],
+    bytes: u64,
+    data: &Dataset,
+) -> anyhow::Result<Duration> {
+    let rows = data.rows;
+    let elapsed = timed_copy(client, table, options, statements, rows).await?;
+    println!(
+        "{who}: COPY {} ({} x {} rows): {:.2} s = {} rows/s, {:.1} MB/s",
+        format!("{table} {options}").trim_end(),
+        statements.len(),
+        rows / statements.len() as u64,
+        elapsed.as_secs_f64(),
+        human(rate(rows, elapsed)),
+        rate(bytes, elapsed) / 1e6
+    );
+    let sql = format!("SELECT count(*), sum(x) FROM {table}");
+    let (count, sum) = count_and_sum(client, &sql).await?;
+    assert_eq!(
+        (count, sum),
+        (rows, data.sum_x),
+        "{who}: {table} (count, sum) after COPY"
+    );
+    Ok(elapsed)
+}
+
 /// The first row of a simple query, as text cells.
 async fn first_row(client: &Client, sql: &str) -> anyhow::Result<Vec<Option<String>>> {
     for message in client.simple_query(sql).await? {
@@ -339,57 +371,21 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
         .await?;
 
     // 1. COPY: 10 statements of 100k rows, then all rows in one statement into another stream.
-    let copy = timed_copy(&client, "s", "", &data.statements, rows).await?;
-    println!(
-        "eddy: COPY {} x {} rows: {:.2} s = {} rows/s, {:.1} MB/s",
-        COPY_STATEMENTS,
-        rows / COPY_STATEMENTS,
-        copy.as_secs_f64(),
-        human(rate(rows, copy)),
-        rate(data.bytes, copy) / 1e6
-    );
-    let (count, _) = count_and_sum(&client, "SELECT count(*), sum(x) FROM s").await?;
-    assert_eq!(
-        count, rows,
-        "eddy: count(*) after COPY is {count}, expected {rows}"
-    );
-    let all: Vec<Bytes> = data.statements.concat();
-    let single_copy = timed_copy(&client, "s_single", "", std::slice::from_ref(&all), rows).await?;
-    println!(
-        "eddy: COPY 1 x {rows} rows: {:.2} s = {} rows/s, {:.1} MB/s",
-        single_copy.as_secs_f64(),
-        human(rate(rows, single_copy)),
-        rate(data.bytes, single_copy) / 1e6
-    );
-    let (count, sum) = count_and_sum(&client, "SELECT count(*), sum(x) FROM s_single").await?;
-    assert_eq!(
-        (count, sum),
-        (rows, data.sum_x),
-        "eddy: s_single (count, sum) after COPY"
-    );
+    let copy = copy_and_check(&client, "eddy", "s", "", &data.statements, data.bytes, data).await?;
+    let all = [data.statements.concat()];
+    let single_copy =
+        copy_and_check(&client, "eddy", "s_single", "", &all, data.bytes, data).await?;
     // ... and the same statements in CSV.
-    let csv_copy = timed_copy(
+    let csv_copy = copy_and_check(
         &client,
+        "eddy",
         "s_csv",
         "WITH (FORMAT csv)",
         &data.csv_statements,
-        rows,
+        data.csv_bytes,
+        data,
     )
     .await?;
-    println!(
-        "eddy: COPY csv {} x {} rows: {:.2} s = {} rows/s, {:.1} MB/s",
-        COPY_STATEMENTS,
-        rows / COPY_STATEMENTS,
-        csv_copy.as_secs_f64(),
-        human(rate(rows, csv_copy)),
-        rate(data.csv_bytes, csv_copy) / 1e6
-    );
-    let (count, sum) = count_and_sum(&client, "SELECT count(*), sum(x) FROM s_csv").await?;
-    assert_eq!(
-        (count, sum),
-        (rows, data.sum_x),
-        "eddy: s_csv (count, sum) after COPY"
-    );
 
     // 2. INSERT latency, one connection, one row at a time.
     let mut sequential = new_histogram();
@@ -679,15 +675,16 @@ async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigure
         .batch_execute(&format!("CREATE TABLE s ({PG_COLUMNS})"))
         .await?;
 
-    let copy = timed_copy(&client, "s", "", &data.statements, rows).await?;
-    println!(
-        "postgres: COPY {} x {} rows: {:.2} s = {} rows/s, {:.1} MB/s",
-        COPY_STATEMENTS,
-        rows / COPY_STATEMENTS,
-        copy.as_secs_f64(),
-        human(rate(rows, copy)),
-        rate(data.bytes, copy) / 1e6
-    );
+    let copy = copy_and_check(
+        &client,
+        "postgres",
+        "s",
+        "",
+        &data.statements,
+        data.bytes,
+        data,
+    )
+    .await?;
     // A fresh table's hint bits and visibility map are set by the first reads; VACUUM does that
     // work up front, as it would have happened by the time a real table is queried.
     client.batch_execute("VACUUM ANALYZE s").await?;
