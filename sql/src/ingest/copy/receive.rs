@@ -58,7 +58,7 @@ pub struct CopyReceiver {
     decoding: VecDeque<JoinHandle<Result<Decoded>>>,
     /// Frames of the blocks decoded so far, in payload order.
     decoded: Encoded,
-    /// The data ended (end marker) or failed: later data is ignored.
+    /// The data ended (end marker) or failed (`failed` holds why): later data is ignored.
     ended: bool,
     failed: Option<Error>,
     received: usize,
@@ -94,7 +94,7 @@ impl CopyReceiver {
 
     /// Takes the next piece of data (any cut: rows and characters may span pieces).
     pub async fn push(&mut self, data: &[u8]) {
-        if self.ended || self.failed.is_some() {
+        if self.ended {
             return;
         }
         self.received += data.len();
@@ -160,7 +160,7 @@ impl CopyReceiver {
     async fn dispatch(&mut self, block: Bytes, first_line: usize) {
         while self.decoding.len() >= MAX_DECODING {
             self.collect_oldest().await;
-            if self.ended || self.failed.is_some() {
+            if self.ended {
                 return;
             }
         }
@@ -204,7 +204,7 @@ impl CopyReceiver {
     /// Decodes the rest, then appends every row to the stream (durably) and returns how many.
     pub async fn finish(mut self) -> Result<u64> {
         let received = self.started.elapsed();
-        if !self.ended && self.failed.is_none() && !self.pending.is_empty() {
+        if !self.ended && !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending).freeze();
             let (copy, engine) = (self.copy.clone(), self.engine.clone());
             let first_line = self.lines_before;
