@@ -22,14 +22,16 @@ pub fn spawn_maintenance(engine: Arc<Engine>, interval: Duration) -> JoinHandle<
             tick.tick().await;
             if !orphans_swept && tokio::time::Instant::now() >= sweep_due {
                 sweep_due = tokio::time::Instant::now() + SWEEP_RETRY;
-                match engine.remove_cold_orphans().await {
+                match engine.purge_dropped().await {
                     Ok(n) => {
                         orphans_swept = true;
                         if n > 0 {
-                            tracing::info!(topics = n, "removed cold objects of dropped streams");
+                            tracing::info!(streams = n, "deleted the data of dropped streams");
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cold orphan sweep failed; will retry"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging dropped streams failed; will retry")
+                    }
                 }
             }
             let tiered = engine.tier_pass().await;

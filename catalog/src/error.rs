@@ -20,6 +20,38 @@ pub enum Error {
     /// The definition is inconsistent (duplicate column, bad option, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A name is empty or contains a character no identifier may hold (42602).
+    #[error("{0}")]
+    InvalidName(String),
+    /// A name is longer than PostgreSQL's 63 bytes (42622).
+    #[error("identifier \"{name}...\" is {bytes} bytes long; at most 63 bytes are allowed")]
+    NameTooLong {
+        /// The name's first characters.
+        name: String,
+        /// Its length in bytes.
+        bytes: usize,
+    },
+    /// Another process has the catalog open.
+    #[error("catalog {path} is locked by another process")]
+    Locked {
+        /// The catalog directory.
+        path: PathBuf,
+    },
+    /// A catalog file fails its checksum or does not decode, somewhere other than a torn
+    /// last record (XX001). Nothing is repaired or removed: the operator decides.
+    #[error("catalog file {} is damaged at byte {position}: {reason}", path.display())]
+    Damaged {
+        /// The file involved.
+        path: PathBuf,
+        /// Where the damage starts.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A write or fsync of the command log failed earlier; the catalog takes no more commands
+    /// until the server restarts (the log's state on disk is unknown after a failed fsync).
+    #[error("the catalog refuses changes after a failed write of its log: {0}; restart the server")]
+    ReadOnly(String),
     /// Reading or writing the catalog files failed.
     #[error("catalog I/O on {path}: {source}")]
     Io {

@@ -11,11 +11,15 @@
 //! (the SQL layer) validate statements and hand it commands.
 
 mod error;
+mod frame;
 mod model;
 mod persist;
 mod state;
 
 pub use error::{Error, Result};
-pub use model::{ColumnDef, PSEUDO_COLUMNS, QueryDef, RelationKind, StreamDef, StreamOptions};
+pub use model::{
+    ColumnDef, MAX_IDENTIFIER_BYTES, PSEUDO_COLUMNS, QueryDef, RelationKind, StreamDef,
+    StreamOptions, check_identifier, is_safe_storage_name, storage_name_for,
+};
 pub use persist::Catalog;
 pub use state::{CatalogState, Command};

@@ -64,8 +64,15 @@ pub struct StreamDef {
     pub partitions: u32,
     /// Log options.
     pub options: StreamOptions,
-    /// Name of the backing topic (the stream's name today).
+    /// Name of the backing topic (the stream's name today), as `SHOW TOPICS` shows it.
     pub topic: String,
+    /// Where the topic's data lives: its directory under the data directory's `topics/` and
+    /// its prefix in the cold tier. Assigned by the catalog when the stream is created
+    /// (`<slug>-<n>`, see [`storage_name_for`]), never derived from the name at run time, so a
+    /// name never becomes a path. Empty in definitions written before the catalog assigned it;
+    /// [`StreamDef::storage_name`] then falls back to `topic`.
+    #[serde(default)]
+    pub storage: String,
     /// Stream or table.
     #[serde(default)]
     pub kind: RelationKind,
@@ -76,6 +83,15 @@ pub struct StreamDef {
 }
 
 impl StreamDef {
+    /// The topic's directory name (local) and object prefix (cold tier).
+    pub fn storage_name(&self) -> &str {
+        if self.storage.is_empty() {
+            &self.topic
+        } else {
+            &self.storage
+        }
+    }
+
     /// The KEY column, if any.
     pub fn key_column(&self) -> Option<(usize, &ColumnDef)> {
         self.columns.iter().enumerate().find(|(_, c)| c.key)
@@ -113,6 +129,17 @@ impl StreamDef {
     /// Checks the definition is self-consistent.
     pub fn validate(&self) -> crate::Result<()> {
         let invalid = |m: String| Err(crate::Error::Invalid(m));
+        check_identifier(&self.name)?;
+        for c in &self.columns {
+            check_identifier(&c.name)?;
+        }
+        if !is_safe_storage_name(self.storage_name()) {
+            return invalid(format!(
+                "storage name \"{}\" of \"{}\" is not a plain directory name",
+                self.storage_name(),
+                self.name
+            ));
+        }
         for k in &self.primary_key {
             if self.column_index(k).is_none() {
                 return invalid(format!("primary key column \"{k}\" is not a column"));
@@ -165,6 +192,68 @@ impl StreamDef {
         }
         Ok(())
     }
+}
+
+/// The longest identifier, in bytes: PostgreSQL's `NAMEDATALEN - 1`.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Checks a stream, table or column name as PostgreSQL would accept it: not empty, at most
+/// [`MAX_IDENTIFIER_BYTES`] bytes, no NUL. PostgreSQL truncates a longer identifier with a
+/// NOTICE; Eddy refuses it instead, so that two long names differing after byte 63 can never
+/// silently become the same object.
+pub fn check_identifier(name: &str) -> crate::Result<()> {
+    if name.is_empty() {
+        return Err(crate::Error::InvalidName(
+            "zero-length delimited identifier".into(),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(crate::Error::InvalidName(
+            "an identifier cannot contain a NUL character".into(),
+        ));
+    }
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(crate::Error::NameTooLong {
+            name: name.chars().take(20).collect(),
+            bytes: name.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether `name` can be used as one directory name under a directory Eddy owns: not empty,
+/// not `.` or `..`, no separator or NUL, at most 255 bytes, only ASCII letters, digits, `_`,
+/// `-` and `.`. Every storage name the catalog assigns passes; a definition whose storage
+/// name does not (written by an older version) is never opened.
+pub fn is_safe_storage_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// The storage name the catalog gives the stream `name` created by command number `n`:
+/// up to 40 bytes of the name with everything but ASCII letters, digits and `_` replaced by
+/// `_`, then `-n`. Unique because `n` is; readable so an operator can find a stream's files.
+pub fn storage_name_for(name: &str, n: u64) -> String {
+    let mut slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    if slug.is_empty() {
+        slug.push('s');
+    }
+    format!("{slug}-{n}")
 }
 
 fn user_field(c: &ColumnDef) -> Field {

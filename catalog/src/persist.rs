@@ -1,28 +1,45 @@
 //! Durable catalog for a single node: a snapshot plus an append-only command log.
 //!
-//! Files in the catalog directory:
-//! - `snapshot.json`: a serialised [`CatalogState`], replaced atomically (write, fsync, rename,
-//!   fsync directory);
-//! - `commands.log`: one JSON [`Command`] per line, fsynced before a command is acknowledged.
+//! Files in the catalog directory (formats in `frame.rs`):
+//! - `LOCK`: flock-ed while a [`Catalog`] is open, so a second process never writes here;
+//! - `snapshot.json`: a serialised [`CatalogState`] behind a CRC header, replaced atomically
+//!   (write, fsync, rename, fsync directory);
+//! - `commands.log`: checksummed records, one [`Command`] each with its index, fsynced before
+//!   a command is acknowledged.
 //!
-//! On open the snapshot is loaded and the log replayed; then a fresh snapshot is written and the
-//! log truncated, so the log stays short. A torn last line (crash mid-append) was never
-//! acknowledged and is dropped.
+//! On open the snapshot is loaded and the log replayed (records the snapshot already holds,
+//! by index, are skipped; any other that does not apply is damage); then a fresh snapshot is
+//! written and the log emptied, so the log stays short. A torn last record (crash mid-append)
+//! was never acknowledged and is dropped; damage anywhere else fails the open with
+//! [`Error::Damaged`] and changes nothing on disk.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::{CatalogState, Command, Error, QueryDef, Result, StreamDef};
+use crate::frame::{self, LOG_MAGIC};
+use crate::{CatalogState, Command, Error, QueryDef, Result, StreamDef, storage_name_for};
 
 /// The node's catalog: state machine plus its persistence.
 #[derive(Debug)]
 pub struct Catalog {
     dir: PathBuf,
     state: RwLock<CatalogState>,
-    log: Mutex<File>,
+    log: Mutex<CommandLog>,
+    /// The flock-ed `LOCK` file, held while open.
+    _lock: File,
+}
+
+#[derive(Debug)]
+struct CommandLog {
+    file: File,
+    /// Bytes of valid records (where the next one is written).
+    len: u64,
+    /// Set after a write could not be undone or an fsync failed: no more commands.
+    failed: Option<String>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -32,80 +49,106 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+    }
+}
+
 impl Catalog {
-    /// Opens (or creates) the catalog stored in `dir`.
+    /// Opens (or creates) the catalog stored in `dir`. Fails with [`Error::Locked`] before
+    /// reading or writing anything if another process has it open, and with
+    /// [`Error::Damaged`] (changing nothing) if a file is damaged.
     pub fn open(dir: &Path) -> Result<Catalog> {
         fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock = lock_dir(dir)?;
         let snapshot_path = dir.join("snapshot.json");
         let log_path = dir.join("commands.log");
         let mut state = match fs::read(&snapshot_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt {
-                path: snapshot_path.clone(),
-                source,
-            })?,
+            Ok(bytes) => {
+                let json = frame::decode_snapshot(&bytes, &snapshot_path)?;
+                serde_json::from_slice(json).map_err(|source| Error::Corrupt {
+                    path: snapshot_path.clone(),
+                    source,
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => CatalogState::default(),
             Err(e) => return Err(io(&snapshot_path)(e)),
         };
-        if log_path.exists() {
-            let file = File::open(&log_path).map_err(io(&log_path))?;
-            let lines: Vec<String> = BufReader::new(file)
-                .lines()
-                .collect::<std::io::Result<_>>()
-                .map_err(io(&log_path))?;
-            let last = lines.len().saturating_sub(1);
-            for (i, line) in lines.iter().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Command>(line) {
-                    // Commands were checked before they were logged; one that no longer applies
-                    // (already in the snapshot) is skipped.
-                    Ok(cmd) => {
-                        if let Err(e) = state.apply(cmd) {
-                            tracing::debug!(error = %e, "catalog replay skipped a command");
-                        }
-                    }
-                    Err(_) if i == last => {
-                        tracing::warn!(path = %log_path.display(), "dropping torn last catalog command");
-                    }
-                    Err(source) => {
-                        return Err(Error::Corrupt {
-                            path: log_path.clone(),
-                            source,
-                        });
-                    }
-                }
-            }
+        let bytes = match fs::read(&log_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(&log_path)(e)),
+        };
+        if bytes.starts_with(LOG_MAGIC) {
+            replay(&mut state, &bytes, &log_path)?;
+        } else if !LOG_MAGIC.starts_with(&bytes) {
+            replay_legacy(&mut state, &bytes, &log_path)?;
         }
         write_snapshot(dir, &state)?;
-        let log = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(&log_path)
             .map_err(io(&log_path))?;
-        log.sync_all().map_err(io(&log_path))?;
+        file.write_all(LOG_MAGIC).map_err(io(&log_path))?;
+        file.sync_all().map_err(io(&log_path))?;
         Ok(Catalog {
             dir: dir.to_path_buf(),
             state: RwLock::new(state),
-            log: Mutex::new(log),
+            log: Mutex::new(CommandLog {
+                file,
+                len: LOG_MAGIC.len() as u64,
+                failed: None,
+            }),
+            _lock: lock,
         })
     }
 
-    /// Checks, logs durably, then applies a command.
-    pub fn execute(&self, command: Command) -> Result<()> {
+    /// Checks, logs durably, then applies a command; returns it as applied, with the storage
+    /// name the catalog assigned to a stream it creates. A failed write leaves the log as it
+    /// was (the partial record is cut off); a failed fsync, after which the file's contents
+    /// are unknown, makes the catalog refuse further commands ([`Error::ReadOnly`]).
+    pub fn execute(&self, command: Command) -> Result<Command> {
         let mut log = self.log.lock();
+        if let Some(why) = &log.failed {
+            return Err(Error::ReadOnly(why.clone()));
+        }
         let mut state = self.state.write();
+        let index = state.applied() + 1;
+        let command = assign_storage(command, index);
         state.check(&command)?;
         let path = self.dir.join("commands.log");
-        let mut line = serde_json::to_vec(&command).map_err(|source| Error::Corrupt {
+        let json = serde_json::to_vec(&command).map_err(|source| Error::Corrupt {
             path: path.clone(),
             source,
         })?;
-        line.push(b'\n');
-        log.write_all(&line).map_err(io(&path))?;
-        log.sync_data().map_err(io(&path))?;
-        state.apply(command)
+        let record = frame::encode_record(index, &json)?;
+        if let Err(e) = log.file.write_all_at(&record, log.len) {
+            if let Err(undo) = log.file.set_len(log.len) {
+                log.failed = Some(format!("{e}; cutting the partial record failed: {undo}"));
+            }
+            return Err(io(&path)(e));
+        }
+        if let Err(e) = log.file.sync_data() {
+            log.failed = Some(format!("fsync failed: {e}"));
+            return Err(io(&path)(e));
+        }
+        log.len += record.len() as u64;
+        state.apply(command.clone())?;
+        Ok(command)
     }
 
     /// A stream by name.
@@ -116,6 +159,11 @@ impl Catalog {
     /// All streams, ordered by name.
     pub fn streams(&self) -> Vec<StreamDef> {
         self.state.read().streams().cloned().collect()
+    }
+
+    /// Storage names of dropped streams whose data is not yet known to be deleted.
+    pub fn dropped(&self) -> Vec<String> {
+        self.state.read().dropped().map(str::to_string).collect()
     }
 
     /// A persistent query by id.
@@ -135,12 +183,99 @@ impl Catalog {
     }
 }
 
+/// Gives a stream the command creates its storage name, from the command's index.
+fn assign_storage(mut command: Command, index: u64) -> Command {
+    let def = match &mut command {
+        Command::CreateStream(def) => Some(def),
+        Command::CreateQuery { sink, .. } => sink.as_mut(),
+        _ => None,
+    };
+    if let Some(def) = def
+        && def.storage.is_empty()
+    {
+        def.storage = storage_name_for(&def.name, index);
+    }
+    command
+}
+
+/// Replays a framed log: records up to the snapshot's index are skipped, the rest must follow
+/// on without a gap and apply.
+fn replay(state: &mut CatalogState, bytes: &[u8], path: &Path) -> Result<()> {
+    let contents = frame::read_log(bytes, path)?;
+    let damaged = |reason: String| Error::Damaged {
+        path: path.to_path_buf(),
+        position: 0,
+        reason,
+    };
+    for record in contents.records {
+        if record.index <= state.applied() {
+            continue;
+        }
+        if record.index != state.applied() + 1 {
+            return Err(damaged(format!(
+                "command {} follows command {}",
+                record.index,
+                state.applied()
+            )));
+        }
+        let command: Command = serde_json::from_slice(&record.payload)
+            .map_err(|e| damaged(format!("command {} does not decode: {e}", record.index)))?;
+        state
+            .apply(command)
+            .map_err(|e| damaged(format!("command {} does not apply: {e}", record.index)))?;
+    }
+    if contents.valid_end < bytes.len() as u64 {
+        tracing::warn!(
+            path = %path.display(),
+            at = contents.valid_end,
+            bytes = bytes.len() as u64 - contents.valid_end,
+            "dropping a torn last catalog record (never acknowledged)"
+        );
+    }
+    Ok(())
+}
+
+/// Replays a log written before records were framed: one JSON command per line, no index.
+/// Only a torn last line is dropped; a command that no longer applies was in the snapshot.
+fn replay_legacy(state: &mut CatalogState, bytes: &[u8], path: &Path) -> Result<()> {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let last = lines.len().saturating_sub(1);
+    let mut position = 0u64;
+    for (i, line) in lines.iter().enumerate() {
+        let at = position;
+        position += line.len() as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Command>(line) {
+            Ok(cmd) => {
+                if let Err(e) = state.apply(cmd) {
+                    tracing::debug!(error = %e, "legacy catalog replay skipped a command");
+                }
+            }
+            Err(_) if i == last => {
+                tracing::warn!(path = %path.display(), "dropping torn last catalog command");
+            }
+            Err(e) => {
+                return Err(Error::Damaged {
+                    path: path.to_path_buf(),
+                    position: at,
+                    reason: format!("line {} does not decode: {e}", i + 1),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn write_snapshot(dir: &Path, state: &CatalogState) -> Result<()> {
     let tmp = dir.join("snapshot.json.tmp");
-    let bytes = serde_json::to_vec_pretty(state).map_err(|source| Error::Corrupt {
+    let json = serde_json::to_vec_pretty(state).map_err(|source| Error::Corrupt {
         path: tmp.clone(),
         source,
     })?;
+    let bytes = frame::encode_snapshot(&json);
     let mut f = File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(&bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
@@ -171,33 +306,134 @@ mod tests {
             partitions: 1,
             options: StreamOptions::default(),
             topic: name.into(),
+            storage: String::new(),
             kind: Default::default(),
             primary_key: vec![],
         }
     }
 
+    fn names(c: &Catalog) -> Vec<String> {
+        c.streams().into_iter().map(|s| s.name).collect()
+    }
+
     #[test]
     fn commands_survive_reopen_and_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("commands.log");
         {
             let c = Catalog::open(dir.path()).unwrap();
             c.execute(Command::CreateStream(def("a"))).unwrap();
             c.execute(Command::CreateStream(def("b"))).unwrap();
             c.execute(Command::DropStream { name: "a".into() }).unwrap();
-            // A crash mid-append leaves half a line.
-            let mut f = OpenOptions::new()
-                .append(true)
-                .open(dir.path().join("commands.log"))
-                .unwrap();
-            f.write_all(br#"{"op":"create_stream","na"#).unwrap();
+            // A crash mid-append leaves part of a record.
+            let record = frame::encode_record(4, br#"{"op":"drop_stream","name":"b"}"#).unwrap();
+            let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+            f.write_all(&record[..record.len() - 3]).unwrap();
         }
         let c = Catalog::open(dir.path()).unwrap();
-        let names: Vec<_> = c.streams().into_iter().map(|s| s.name).collect();
-        assert_eq!(names, vec!["b".to_string()]);
-        assert!(c.stream("b").is_some());
+        assert_eq!(names(&c), vec!["b".to_string()]);
+        assert_eq!(c.dropped(), vec![c_storage("a", 1)]);
         assert!(matches!(
             c.execute(Command::CreateStream(def("b"))),
             Err(Error::AlreadyExists(_))
         ));
+    }
+
+    fn c_storage(name: &str, n: u64) -> String {
+        storage_name_for(name, n)
+    }
+
+    #[test]
+    fn a_second_open_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        c.execute(Command::CreateStream(def("a"))).unwrap();
+        let before = fs::read(dir.path().join("commands.log")).unwrap();
+        let snapshot = fs::read(dir.path().join("snapshot.json")).unwrap();
+        assert!(matches!(
+            Catalog::open(dir.path()),
+            Err(Error::Locked { .. })
+        ));
+        assert_eq!(fs::read(dir.path().join("commands.log")).unwrap(), before);
+        assert_eq!(
+            fs::read(dir.path().join("snapshot.json")).unwrap(),
+            snapshot
+        );
+        c.execute(Command::CreateStream(def("b"))).unwrap();
+        drop(c);
+        assert_eq!(names(&Catalog::open(dir.path()).unwrap()), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn damage_inside_the_log_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("commands.log");
+        {
+            let c = Catalog::open(dir.path()).unwrap();
+            for n in ["a", "b", "c"] {
+                c.execute(Command::CreateStream(def(n))).unwrap();
+            }
+        }
+        let bytes = fs::read(&log).unwrap();
+        // A flipped byte inside the first command (its name "a" becomes "q").
+        let at = bytes.windows(8).position(|w| w == b"\"name\":\"").unwrap() + 8;
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x10;
+        fs::write(&log, &flipped).unwrap();
+        assert!(matches!(
+            Catalog::open(dir.path()),
+            Err(Error::Damaged { .. })
+        ));
+        assert_eq!(
+            fs::read(&log).unwrap(),
+            flipped,
+            "a refused open changes nothing"
+        );
+        fs::write(&log, &bytes).unwrap();
+        assert_eq!(
+            names(&Catalog::open(dir.path()).unwrap()),
+            vec!["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Catalog::open(dir.path()).unwrap();
+            c.execute(Command::CreateStream(def("abc"))).unwrap();
+        }
+        drop(Catalog::open(dir.path()).unwrap());
+        let path = dir.path().join("snapshot.json");
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text.replace("\"abc\"", "\"abd\"")).unwrap();
+        assert!(matches!(
+            Catalog::open(dir.path()),
+            Err(Error::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn streams_get_storage_names_that_are_never_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        for (i, name) in ["..", ".", "../../x", "/etc", "a b/c", "ünï"]
+            .iter()
+            .enumerate()
+        {
+            let Command::CreateStream(d) = c.execute(Command::CreateStream(def(name))).unwrap()
+            else {
+                unreachable!()
+            };
+            assert!(
+                crate::is_safe_storage_name(&d.storage),
+                "{name} -> {}",
+                d.storage
+            );
+            assert!(d.storage.ends_with(&format!("-{}", i + 1)));
+        }
+        for bad in ["", &"x".repeat(64)] {
+            assert!(c.execute(Command::CreateStream(def(bad))).is_err());
+        }
     }
 }

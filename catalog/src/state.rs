@@ -1,6 +1,6 @@
 //! The catalog state machine: pure, deterministic, no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,12 @@ pub enum Command {
         /// Query id.
         id: String,
     },
+    /// The data of these dropped streams' storage names is deleted, locally and in the cold
+    /// tier: forget them (see [`CatalogState::dropped`]).
+    PurgeStorage {
+        /// Storage names, as recorded by the drops.
+        names: Vec<String>,
+    },
 }
 
 /// Everything the catalog knows, keyed by stream name.
@@ -42,6 +48,11 @@ pub struct CatalogState {
     queries: BTreeMap<String, QueryDef>,
     /// Number of commands applied so far (the log index of the last one).
     applied: u64,
+    /// Storage names of dropped streams whose data may not be deleted yet. Only what is listed
+    /// here may ever be deleted by the engine: a directory or cold prefix that neither a
+    /// stream nor this set names is an orphan, moved aside, never removed.
+    #[serde(default)]
+    dropped: BTreeSet<String>,
 }
 
 impl CatalogState {
@@ -53,6 +64,7 @@ impl CatalogState {
                 if self.streams.contains_key(&def.name) {
                     return Err(Error::AlreadyExists(def.name.clone()));
                 }
+                self.check_storage_free(def)?;
             }
             Command::DropStream { name } => {
                 if !self.streams.contains_key(name) {
@@ -88,6 +100,7 @@ impl CatalogState {
                         if self.streams.contains_key(&def.name) {
                             return Err(Error::AlreadyExists(def.name.clone()));
                         }
+                        self.check_storage_free(def)?;
                     }
                     None => {
                         if !self.streams.contains_key(&query.sink) {
@@ -101,6 +114,7 @@ impl CatalogState {
                     return Err(Error::QueryNotFound(id.clone()));
                 }
             }
+            Command::PurgeStorage { .. } => {}
         }
         Ok(())
     }
@@ -113,7 +127,9 @@ impl CatalogState {
                 self.streams.insert(def.name.clone(), def);
             }
             Command::DropStream { name } => {
-                self.streams.remove(&name);
+                if let Some(def) = self.streams.remove(&name) {
+                    self.dropped.insert(def.storage_name().to_string());
+                }
             }
             Command::CreateQuery { query, sink } => {
                 if let Some(def) = sink {
@@ -124,9 +140,34 @@ impl CatalogState {
             Command::DropQuery { id } => {
                 self.queries.remove(&id);
             }
+            Command::PurgeStorage { names } => {
+                for name in names {
+                    self.dropped.remove(&name);
+                }
+            }
         }
         self.applied += 1;
         Ok(())
+    }
+
+    /// Refuses a definition whose storage another stream (or a dropped one not yet purged)
+    /// still uses.
+    fn check_storage_free(&self, def: &StreamDef) -> Result<()> {
+        let storage = def.storage_name();
+        if self.dropped.contains(storage)
+            || self.streams.values().any(|s| s.storage_name() == storage)
+        {
+            return Err(Error::Invalid(format!(
+                "storage \"{storage}\" of \"{}\" is in use",
+                def.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Storage names of dropped streams whose data is not known to be deleted.
+    pub fn dropped(&self) -> impl Iterator<Item = &str> {
+        self.dropped.iter().map(String::as_str)
     }
 
     /// A stream by name.
@@ -174,6 +215,7 @@ mod tests {
             partitions: 2,
             options: StreamOptions::default(),
             topic: name.into(),
+            storage: String::new(),
             kind: Default::default(),
             primary_key: vec![],
         }

@@ -19,9 +19,33 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::InUse(_) => "55006",
         Error::Unsupported(_) => "0A000",
         Error::DataFusion(df) => datafusion_sqlstate(df),
-        Error::Storage(_) | Error::Catalog(_) => "58030",
+        Error::Storage(e) => storage_sqlstate(e),
+        Error::Catalog(eddy_catalog::Error::Damaged { .. }) => "XX001",
+        Error::Catalog(eddy_catalog::Error::Io { source, .. }) => io_sqlstate(source),
+        Error::Catalog(_) => "58030",
+        Error::StreamOffline { corrupt: true, .. } => "XX001",
+        Error::StreamOffline { .. } => "58030",
+        Error::InvalidName(_) => "42602",
+        Error::NameTooLong(_) => "42622",
         Error::Cancelled => "57014",
         Error::Internal(_) => "XX000",
+    }
+}
+
+/// Corruption is `data_corrupted`; a full disk `disk_full`; other I/O `io_error`.
+fn storage_sqlstate(e: &eddy_storage::Error) -> &'static str {
+    use eddy_storage::Error as S;
+    match e {
+        S::Corrupt { .. } | S::Decode { .. } => "XX001",
+        S::Io { source, .. } => io_sqlstate(source),
+        _ => "58030",
+    }
+}
+
+fn io_sqlstate(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => "53100",
+        _ => "58030",
     }
 }
 
@@ -74,7 +98,7 @@ fn message(e: &Error) -> String {
 /// An error as the client receives it.
 pub fn error_info(e: &Error) -> ErrorInfo {
     let state = sqlstate(e);
-    if state == "XX000" || state == "58030" {
+    if matches!(state, "XX000" | "XX001" | "58030" | "53100") {
         tracing::warn!(error = ?e, "statement failed");
     }
     ErrorInfo::new("ERROR".to_string(), state.to_string(), message(e))

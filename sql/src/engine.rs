@@ -1,16 +1,28 @@
 //! [`Engine`]: the node's streams — catalog plus partition logs — and the operations that keep
 //! the two consistent.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use eddy_catalog::{Catalog, Command, QueryDef, StreamDef};
 use eddy_storage::tier::ColdStore;
-use eddy_storage::{LogConfig, Topic, TopicStore};
+use eddy_storage::{DataDirLock, LogConfig, Topic, TopicStore};
+use parking_lot::RwLock;
 
 use crate::continuous::{Queries, TableStores};
-use crate::{Result, Session};
+use crate::{Error, Result, Session};
+
+/// Why a stream the catalog records is not being served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offline {
+    /// What failed, with the partition and file where known.
+    pub reason: String,
+    /// Whether stored data failed its checks (SQLSTATE XX001) rather than an operation
+    /// (58030).
+    pub corrupt: bool,
+}
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -50,12 +62,20 @@ pub struct Engine {
     round_robin: AtomicU64,
     queries: Queries,
     tables: TableStores,
+    /// Streams the catalog records that could not be opened, by name.
+    offline: RwLock<BTreeMap<String, Offline>>,
+    /// The data directory's lock, held while the engine is open.
+    _lock: DataDirLock,
 }
 
 impl Engine {
-    /// Opens the catalog and every stream's partitions (running log recovery), and finishes any
-    /// drop a crash interrupted.
+    /// Takes the data directory's lock (failing with `DirInUse` before touching
+    /// anything if another server has it), opens the catalog, then every stream's partitions
+    /// (running log recovery). A stream that cannot be opened is served as offline with the
+    /// reason; the others are served. Dropped streams' local data is deleted; a topic
+    /// directory the catalog does not know of is moved to `lost+found/`.
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        let lock = DataDirLock::acquire(&config.data_dir)?;
         let catalog = Catalog::open(&config.data_dir.join("catalog"))?;
         let cold = match &config.cold_store {
             Some(url) => Some(ColdStore::from_url(url)?),
@@ -63,12 +83,24 @@ impl Engine {
         };
         let topics = TopicStore::open_with_cold_store(&config.data_dir.join("topics"), cold)?;
         let streams = catalog.streams();
-        let names: Vec<String> = streams.iter().map(|s| s.topic.clone()).collect();
-        topics.remove_orphans(&names)?;
+        let keep: Vec<String> = streams
+            .iter()
+            .map(|s| s.storage_name().to_string())
+            .collect();
+        topics.move_aside_orphans(&keep, &catalog.dropped())?;
+        let mut offline = BTreeMap::new();
         for def in &streams {
-            topics.open_topic(&def.topic, def.partitions, log_config(&config, def))?;
+            if let Err(e) = open_stream(&topics, &config, def) {
+                tracing::error!(stream = %def.name, error = %e, "stream is offline");
+                offline.insert(def.name.clone(), offline_reason(&e));
+            }
         }
-        tracing::info!(streams = streams.len(), dir = %config.data_dir.display(), "engine opened");
+        tracing::info!(
+            streams = streams.len(),
+            offline = offline.len(),
+            dir = %config.data_dir.display(),
+            "engine opened"
+        );
         Ok(Arc::new(Engine {
             config,
             catalog,
@@ -76,7 +108,14 @@ impl Engine {
             round_robin: AtomicU64::new(0),
             queries: Queries::default(),
             tables: TableStores::default(),
+            offline: RwLock::new(offline),
+            _lock: lock,
         }))
+    }
+
+    /// Streams that are not served, with the reason.
+    pub fn offline(&self) -> BTreeMap<String, Offline> {
+        self.offline.read().clone()
     }
 
     /// A new SQL session.
@@ -99,11 +138,27 @@ impl Engine {
         &self.topics
     }
 
-    /// A stream's definition and open topic.
-    pub fn stream(&self, name: &str) -> Option<(StreamDef, Arc<Topic>)> {
-        let def = self.catalog.stream(name)?;
-        let topic = self.topics.topic(&def.topic)?;
-        Some((def, topic))
+    /// A stream's definition and open topic: [`Error::UnknownStream`] if the catalog has no
+    /// such stream, [`Error::StreamOffline`] if it could not be opened.
+    pub fn stream(&self, name: &str) -> Result<(StreamDef, Arc<Topic>)> {
+        let def = self
+            .catalog
+            .stream(name)
+            .ok_or_else(|| Error::UnknownStream(name.to_string()))?;
+        match self.topics.topic(def.storage_name()) {
+            Some(topic) => Ok((def, topic)),
+            None => {
+                let why = self.offline.read().get(name).cloned().unwrap_or(Offline {
+                    reason: "its topic is not open".into(),
+                    corrupt: false,
+                });
+                Err(Error::StreamOffline {
+                    name: name.to_string(),
+                    reason: why.reason,
+                    corrupt: why.corrupt,
+                })
+            }
+        }
     }
 
     /// The persistent queries and table materializers running on this node.
@@ -125,13 +180,15 @@ impl Engine {
     /// Records a persistent query (and the sink it creates) in the catalog, durably, then
     /// creates the sink's topic.
     pub(crate) fn create_query(&self, query: QueryDef, sink: Option<StreamDef>) -> Result<()> {
-        self.catalog.execute(Command::CreateQuery {
-            query,
-            sink: sink.clone(),
-        })?;
-        if let Some(def) = sink {
-            self.topics
-                .create(&def.topic, def.partitions, log_config(&self.config, &def))?;
+        let id = query.id.clone();
+        let applied = self.catalog.execute(Command::CreateQuery { query, sink })?;
+        if let Command::CreateQuery {
+            sink: Some(def), ..
+        } = applied
+            && let Err(e) = open_stream(&self.topics, &self.config, &def)
+        {
+            self.undo_create(&def, Some(&id));
+            return Err(e);
         }
         Ok(())
     }
@@ -148,31 +205,125 @@ impl Engine {
         &self.round_robin
     }
 
-    /// Records the stream in the catalog (durably), then creates its topic.
-    pub fn create_stream(&self, def: StreamDef) -> Result<()> {
-        self.catalog.execute(Command::CreateStream(def.clone()))?;
-        self.topics
-            .create(&def.topic, def.partitions, log_config(&self.config, &def))?;
+    /// Records the stream in the catalog (durably; the catalog assigns its storage name),
+    /// then creates its topic. If the topic cannot be created, the catalog entry is dropped
+    /// again and what was created deleted before the error returns: a failed CREATE leaves
+    /// nothing behind. Returns the definition as recorded.
+    pub fn create_stream(&self, def: StreamDef) -> Result<StreamDef> {
+        let Command::CreateStream(def) = self.catalog.execute(Command::CreateStream(def))? else {
+            return Err(Error::Internal(
+                "catalog changed a CreateStream command".into(),
+            ));
+        };
+        if let Err(e) = open_stream(&self.topics, &self.config, &def) {
+            self.undo_create(&def, None);
+            return Err(e);
+        }
+        Ok(def)
+    }
+
+    /// Undoes a create whose topic failed: drops the query and the stream from the catalog,
+    /// then deletes what was created. If the catalog cannot record that either (disk full),
+    /// the stream stays, offline with the reason, and the next start tries to open it again.
+    fn undo_create(&self, def: &StreamDef, query: Option<&str>) {
+        let undone = query
+            .map_or(Ok(()), |id| {
+                self.catalog
+                    .execute(Command::DropQuery { id: id.to_string() })
+                    .map(drop)
+            })
+            .and_then(|()| {
+                self.catalog.execute(Command::DropStream {
+                    name: def.name.clone(),
+                })
+            });
+        match undone {
+            Ok(_) => {
+                if let Err(e) = self.delete_dropped_local(def.storage_name()) {
+                    tracing::warn!(stream = %def.name, error = %e, "removing a failed create's files; left for the next start");
+                }
+            }
+            Err(e) => {
+                tracing::error!(stream = %def.name, error = %e, "could not undo a failed create: the stream stays offline");
+                self.offline.write().insert(
+                    def.name.clone(),
+                    Offline {
+                        reason: format!("its creation failed and could not be undone: {e}"),
+                        corrupt: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Deletes the local data of a storage name the catalog recorded as dropped, and forgets
+    /// the name once no cold tier holds it either.
+    fn delete_dropped_local(&self, storage: &str) -> Result<()> {
+        self.topics.delete(storage)?;
+        if self.topics.cold_store().is_none() {
+            self.catalog.execute(Command::PurgeStorage {
+                names: vec![storage.to_string()],
+            })?;
+        }
         Ok(())
     }
 
     /// Removes the stream from the catalog (durably), then deletes its cold objects and its
-    /// local data. A cold store that cannot be reached does not fail the drop: the objects
-    /// become orphans, removed at the next start (or by the sweep of a new stream of the same
-    /// name before it uploads anything).
+    /// local data. A cold store that cannot be reached does not fail the drop: the catalog
+    /// keeps the storage name as dropped and [`Engine::purge_dropped`] deletes the objects
+    /// later.
     pub async fn drop_stream(&self, name: &str) -> Result<()> {
-        let topic = self.catalog.stream(name).map(|d| d.topic);
+        let storage = self
+            .catalog
+            .stream(name)
+            .map(|d| d.storage_name().to_string());
         self.catalog.execute(Command::DropStream {
             name: name.to_string(),
         })?;
+        self.offline.write().remove(name);
         self.queries.stop_materializer(name);
         self.tables.remove(name);
-        if let Some(topic) = topic {
-            if let Err(e) = self.topics.delete_cold(&topic).await {
-                tracing::warn!(topic = %topic, error = %e, "cold objects of a dropped stream left for the orphan sweep");
+        if let Some(storage) = storage {
+            self.topics.delete(&storage)?;
+            if let Err(e) = self.purge(vec![storage]).await {
+                tracing::warn!(stream = name, error = %e, "cold objects of a dropped stream left for the purge at the next start");
             }
-            self.topics.delete(&topic)?;
         }
+        Ok(())
+    }
+
+    /// Deletes the data of every dropped stream the catalog still lists (a drop interrupted by
+    /// a crash or an unreachable cold store), then forgets them; run at start, and retried by
+    /// the caller until it succeeds. Returns how many were purged. A cold prefix no catalog
+    /// entry names at all is reported and left in place.
+    pub async fn purge_dropped(&self) -> Result<usize> {
+        let dropped = self.catalog.dropped();
+        for storage in &dropped {
+            self.topics.delete(storage)?;
+        }
+        let keep: Vec<String> = self
+            .catalog
+            .streams()
+            .iter()
+            .map(|s| s.storage_name().to_string())
+            .collect();
+        for unknown in self.topics.unknown_cold_topics(&keep, &dropped).await? {
+            tracing::warn!(prefix = %unknown, "cold objects no catalog entry names: left in place");
+        }
+        let n = dropped.len();
+        self.purge(dropped).await?;
+        Ok(n)
+    }
+
+    /// Deletes dropped storage names' cold objects, then records them as purged.
+    async fn purge(&self, names: Vec<String>) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for storage in &names {
+            self.topics.delete_cold(storage).await?;
+        }
+        self.catalog.execute(Command::PurgeStorage { names })?;
         Ok(())
     }
 
@@ -194,18 +345,6 @@ impl Engine {
         tiered
     }
 
-    /// Removes cold objects of streams that no longer exist (a drop whose cold delete
-    /// failed); run at start, retried by the caller until it succeeds.
-    pub async fn remove_cold_orphans(&self) -> Result<usize> {
-        let names: Vec<String> = self
-            .catalog
-            .streams()
-            .iter()
-            .map(|s| s.topic.clone())
-            .collect();
-        Ok(self.topics.remove_cold_orphans(&names).await?)
-    }
-
     /// Applies retention to every partition; returns the number of segments deleted.
     pub fn enforce_retention(&self) -> Result<usize> {
         Ok(self.topics.enforce_retention(crate::ingest::now_ms())?)
@@ -225,6 +364,29 @@ impl Engine {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
+    }
+}
+
+/// Opens (creating what is missing) a stream's topic.
+fn open_stream(topics: &TopicStore, config: &EngineConfig, def: &StreamDef) -> Result<()> {
+    topics.open_topic(
+        &def.topic,
+        def.storage_name(),
+        def.partitions,
+        log_config(config, def),
+    )?;
+    Ok(())
+}
+
+/// How an error that kept a stream from opening is shown.
+fn offline_reason(e: &Error) -> Offline {
+    let corrupt = matches!(
+        e,
+        Error::Storage(eddy_storage::Error::Corrupt { .. } | eddy_storage::Error::Decode { .. })
+    );
+    Offline {
+        reason: e.to_string(),
+        corrupt,
     }
 }
 

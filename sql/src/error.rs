@@ -47,6 +47,23 @@ pub enum Error {
     /// No persistent query with this id (42704).
     #[error("query \"{0}\" does not exist")]
     UnknownQuery(String),
+    /// The stream exists but could not be opened (XX001 when its data is corrupt, else
+    /// 58030); the reason names the partition and file where known.
+    #[error("stream \"{name}\" is offline: {reason}")]
+    StreamOffline {
+        /// The stream.
+        name: String,
+        /// Why it could not be opened.
+        reason: String,
+        /// Whether stored data failed its checks.
+        corrupt: bool,
+    },
+    /// A name is not a valid identifier (42602).
+    #[error("{0}")]
+    InvalidName(String),
+    /// A name is longer than 63 bytes (42622).
+    #[error("{0}")]
+    NameTooLong(String),
     /// The client cancelled the statement (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
@@ -63,6 +80,8 @@ impl From<eddy_catalog::Error> for Error {
             eddy_catalog::Error::Invalid(m) => Error::Invalid(m),
             eddy_catalog::Error::InUse(m) => Error::Dependents(m),
             eddy_catalog::Error::QueryNotFound(id) => Error::UnknownQuery(id),
+            eddy_catalog::Error::InvalidName(m) => Error::InvalidName(m),
+            e @ eddy_catalog::Error::NameTooLong { .. } => Error::NameTooLong(e.to_string()),
             other => Error::Catalog(other),
         }
     }

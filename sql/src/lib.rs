@@ -28,6 +28,6 @@ pub mod push;
 mod rewrite;
 mod session;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, Offline};
 pub use error::{Error, Result};
 pub use session::{CopyIn, Description, Output, Session};

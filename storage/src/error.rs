@@ -54,6 +54,12 @@ pub enum Error {
     /// Another `PartitionLog` (in this or another process) has the directory open.
     #[error("partition directory {} is locked by another open log", path.display())]
     Locked { path: PathBuf },
+    /// Another process holds the data directory's lock.
+    #[error(
+        "data directory {} is in use by another eddy server ({owner}); stop it first",
+        path.display()
+    )]
+    DirInUse { path: PathBuf, owner: String },
     /// The log was closed, or stopped accepting writes after a failed write or fsync.
     #[error("partition log is closed")]
     Closed,

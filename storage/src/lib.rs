@@ -28,6 +28,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
+mod dir_lock;
 mod error;
 pub mod failpoint;
 mod log;
@@ -38,6 +39,7 @@ pub mod tier;
 mod topics;
 
 pub use config::LogConfig;
+pub use dir_lock::DataDirLock;
 pub use error::{Error, Result};
 pub use log::{AppendInfo, LogStats, PartitionLog, SegmentInfo, StoredBatch};
 pub use reader::LogReader;

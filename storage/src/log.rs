@@ -201,8 +201,8 @@ impl PartitionLog {
 
     /// Appends several batches (each at least one row) as consecutive frames, then waits for
     /// one sync covering all of them: a bulk load pays one fdatasync, not one per frame. Each
-    /// entry is a batch with its min and max timestamp. A crash before the sync may keep a
-    /// prefix of the frames (never a partial frame); nothing is acknowledged before the sync.
+    /// entry is a batch with its min and max timestamp. The frames are one statement group
+    /// (see [`PartitionLog::append_encoded`]): a crash before the sync keeps none of them.
     pub fn append_batches(&self, batches: &[(RecordBatch, i64, i64)]) -> Result<Vec<AppendInfo>> {
         let encode = |part: &[(RecordBatch, i64, i64)]| -> Result<Vec<EncodedFrame>> {
             part.iter()
@@ -227,13 +227,17 @@ impl PartitionLog {
         self.append_encoded(frames)
     }
 
-    /// Appends frames encoded beforehand (see [`EncodedFrame::encode`]) as consecutive frames,
-    /// then waits for one sync covering all of them, as [`PartitionLog::append_batches`] does.
+    /// Appends frames encoded beforehand (see [`EncodedFrame::encode`]) as one statement
+    /// group (see `segment/format.rs`): written contiguously under one lock, never split by a
+    /// roll, then made durable by one sync. Readers see the group whole or not at all, and a
+    /// crash before the sync drops it whole. A failed write cuts the group off the file again
+    /// and the log stays open for the next append (a full disk recovers once space is freed);
+    /// only a failed cut or fsync, after which the file's contents are unknown, closes it.
     pub fn append_encoded(&self, mut frames: Vec<EncodedFrame>) -> Result<Vec<AppendInfo>> {
-        let mut infos = Vec::with_capacity(frames.len());
-        for frame in &mut frames {
-            infos.push(self.write_frame(frame)?);
+        if frames.is_empty() {
+            return Ok(vec![]);
         }
+        let infos = self.write_group(&mut frames)?;
         if let Some(last) = infos.last() {
             self.wait_durable(last.next_offset)?;
         }
@@ -245,6 +249,16 @@ impl PartitionLog {
     }
 
     fn write_frame(&self, frame: &mut EncodedFrame) -> Result<AppendInfo> {
+        let infos = self.write_group(std::slice::from_mut(frame))?;
+        infos
+            .first()
+            .copied()
+            .ok_or_else(|| Error::InvalidArgument("no frame to write".into()))
+    }
+
+    /// Writes `frames` as one group at the end of the active segment; offsets and the index
+    /// advance only once every byte is written.
+    fn write_group(&self, frames: &mut [EncodedFrame]) -> Result<Vec<AppendInfo>> {
         let shared = &self.shared;
         let mut appender = shared.appender.lock();
         if shared.closed.load(Ordering::Acquire) {
@@ -257,35 +271,46 @@ impl PartitionLog {
             shared.closed.store(true, Ordering::Release);
             return Err(e);
         }
-        let base_offset = appender.written;
-        let next_offset = base_offset + u64::from(frame.record_count);
         let segment = Arc::clone(&appender.active);
-        let position = segment.state.read().size;
-        let header = frame.seal(base_offset);
-        if let Err(e) = segment.file.write_all_at(frame.bytes(), position) {
-            shared.closed.store(true, Ordering::Release);
-            // Best effort: drop a partial frame now rather than leave it to recovery.
-            let _ = segment.file.set_len(position);
-            return Err(Error::io(
-                format!("appending to {}", segment.log_path.display()),
-                e,
-            ));
+        let start = segment.state.read().size;
+        let mut position = start;
+        let mut base_offset = appender.written;
+        let mut sealed = Vec::with_capacity(frames.len());
+        let last = frames.len() - 1;
+        for (i, frame) in frames.iter_mut().enumerate() {
+            let header = frame.seal(base_offset, i < last);
+            if let Err(e) = segment.file.write_all_at(frame.bytes(), position) {
+                let error = Error::io(format!("appending to {}", segment.log_path.display()), e);
+                if let Err(cut) = segment.file.set_len(start) {
+                    // The partial group stays in the file: stop, and let recovery drop it.
+                    shared.closed.store(true, Ordering::Release);
+                    warn!(segment = %segment.log_path.display(), error = %cut, "cannot cut a failed append off the segment; the log is closed until it is reopened");
+                }
+                return Err(error);
+            }
+            sealed.push((position, header));
+            position += frame.len();
+            base_offset = header.next_offset();
         }
         let interval = shared.config.read().index_interval_bytes;
+        let mut infos = Vec::with_capacity(sealed.len());
         {
             let mut state = segment.state.write();
-            state.record(segment.base_offset, position, &header, interval);
+            for (position, header) in &sealed {
+                state.record(segment.base_offset, *position, header, interval);
+                infos.push(AppendInfo {
+                    base_offset: header.base_offset,
+                    next_offset: header.next_offset(),
+                });
+            }
             state.first_append.get_or_insert_with(Instant::now);
         }
-        appender.written = next_offset;
+        appender.written = base_offset;
         shared
             .counters
             .bytes_written
-            .fetch_add(frame.len(), Ordering::Relaxed);
-        Ok(AppendInfo {
-            base_offset,
-            next_offset,
-        })
+            .fetch_add(position - start, Ordering::Relaxed);
+        Ok(infos)
     }
 
     /// Group commit: returns once every offset below `end` is durable.

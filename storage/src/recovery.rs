@@ -10,6 +10,8 @@
 //!   acknowledged (an append returns only after fdatasync). It is truncated, synced and
 //!   logged. A bad frame followed by a valid one is corruption in the middle of acknowledged
 //!   data, and opening fails with [`Error::Corrupt`] rather than silently dropping it.
+//!   Frames are kept by statement group (`segment/format.rs`): a trailing group whose last
+//!   frame is missing was never acknowledged either, and is truncated whole.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -150,15 +152,26 @@ fn resume_from_index(segment: &Segment, entries: Vec<IndexEntry>) -> Result<SegS
     Ok(state)
 }
 
-/// Scans the active segment with CRC checks, truncating a torn tail.
+/// Scans the active segment with CRC checks, truncating a torn tail and an incomplete last
+/// statement group.
 fn recover_active(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
     let len = file_len(segment)?;
     let mut state = SegState::empty(segment.base_offset);
     let mut position = 0;
+    // Frames of a group whose last frame has not been seen yet: recorded once it is.
+    let mut open_group: Vec<(u64, FrameHeader)> = Vec::new();
+    let mut next_offset = state.next_offset;
+    let mut cut = None;
     while position < len {
-        match check_frame(segment, position, len, state.next_offset)? {
+        match check_frame(segment, position, len, next_offset)? {
             Ok(header) => {
-                state.record(segment.base_offset, position, &header, index_interval_bytes);
+                open_group.push((position, header));
+                if !header.continues() {
+                    for (at, h) in open_group.drain(..) {
+                        state.record(segment.base_offset, at, &h, index_interval_bytes);
+                    }
+                }
+                next_offset = header.next_offset();
                 position += header.frame_len();
             }
             Err(reason) => {
@@ -168,25 +181,37 @@ fn recover_active(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
                         format!("{reason}, but a valid frame follows at byte {valid}"),
                     ));
                 }
-                warn!(
-                    segment = %segment.log_path.display(),
-                    position,
-                    dropped_bytes = len - position,
-                    %reason,
-                    "truncating torn tail of the active segment"
-                );
-                let context = || format!("truncating {}", segment.log_path.display());
-                segment
-                    .file
-                    .set_len(position)
-                    .map_err(|e| Error::io(context(), e))?;
-                segment
-                    .file
-                    .sync_all()
-                    .map_err(|e| Error::io(context(), e))?;
+                cut = Some((position, reason));
                 break;
             }
         }
+    }
+    if let Some(&(group_start, _)) = open_group.first() {
+        cut = Some((
+            group_start,
+            format!(
+                "statement group of {} frame(s) has no last frame",
+                open_group.len()
+            ),
+        ));
+    }
+    if let Some((at, reason)) = cut {
+        warn!(
+            segment = %segment.log_path.display(),
+            position = at,
+            dropped_bytes = len - at,
+            %reason,
+            "truncating torn tail of the active segment (never acknowledged)"
+        );
+        let context = || format!("truncating {}", segment.log_path.display());
+        segment
+            .file
+            .set_len(at)
+            .map_err(|e| Error::io(context(), e))?;
+        segment
+            .file
+            .sync_all()
+            .map_err(|e| Error::io(context(), e))?;
     }
     if state.size > 0 {
         state.first_append = Some(std::time::Instant::now());

@@ -1,10 +1,11 @@
 //! Topics: named sets of partition logs laid out under one root directory.
 //!
-//! Layout: `<root>/<topic>/<partition>/` holds one [`PartitionLog`]. The catalog decides which
-//! topics exist; this module only creates, opens and deletes their directories. Callers order the
-//! steps so a crash leaves nothing inconsistent: a topic is created after its catalog entry is
-//! durable (creating wipes any stale directory of the same name) and deleted after the catalog
-//! entry is gone ([`TopicStore::remove_orphans`] finishes a drop interrupted by a crash).
+//! Layout: `<root>/<storage>/<partition>/` holds one [`PartitionLog`], where `<storage>` is
+//! the topic's storage name, assigned by the catalog (never a user's name: a name never
+//! becomes a path); the cold tier uses the same storage name as the topic's object prefix.
+//! The catalog decides which topics exist; this module only creates, opens and deletes their
+//! directories, and it deletes only what its caller names as dropped: a directory that is
+//! neither open nor dropped is an orphan, moved to `<root>/../lost+found/`, never removed.
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,6 +21,7 @@ use crate::{Error, LogConfig, PartitionLog, Result};
 #[derive(Debug)]
 pub struct Topic {
     name: String,
+    storage: String,
     partitions: Vec<Arc<PartitionLog>>,
     cold: Vec<Arc<ColdPartition>>,
 }
@@ -28,6 +30,11 @@ impl Topic {
     /// The topic's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The topic's storage name: its directory and cold-tier prefix.
+    pub fn storage(&self) -> &str {
+        &self.storage
     }
 
     /// All partitions, in partition order.
@@ -46,7 +53,7 @@ impl Topic {
     }
 }
 
-/// The topics of one node.
+/// The topics of one node, keyed by storage name.
 #[derive(Debug)]
 pub struct TopicStore {
     root: PathBuf,
@@ -58,6 +65,25 @@ fn io_err<'a>(path: &'a Path, context: &'static str) -> impl FnOnce(std::io::Err
     move |source| Error::Io {
         context: format!("{context} {}", path.display()),
         source,
+    }
+}
+
+/// Refuses a storage name that is not one plain directory name (the catalog never assigns
+/// one; this guards the one place where a name is joined onto a path).
+fn checked(storage: &str) -> Result<&str> {
+    let plain = !storage.is_empty()
+        && storage.len() <= 255
+        && storage != "."
+        && storage != ".."
+        && storage
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if plain {
+        Ok(storage)
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "\"{storage}\" is not a plain directory name"
+        )))
     }
 }
 
@@ -84,110 +110,142 @@ impl TopicStore {
         self.cold_store.as_ref()
     }
 
-    fn topic_dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    fn topic_dir(&self, storage: &str) -> Result<PathBuf> {
+        Ok(self.root.join(checked(storage)?))
     }
 
-    /// Creates a new, empty topic, replacing any stale directory left by an interrupted drop.
-    pub fn create(&self, name: &str, partitions: u32, config: LogConfig) -> Result<Arc<Topic>> {
-        let dir = self.topic_dir(name);
-        if dir.exists() {
-            tracing::warn!(topic = name, "removing stale topic directory before create");
-            fs::remove_dir_all(&dir).map_err(io_err(&dir, "removing stale topic"))?;
-        }
-        self.open_topic(name, partitions, config)
+    /// Where orphan directories are moved: `lost+found/` beside the topic root.
+    pub fn lost_and_found(&self) -> PathBuf {
+        self.root.parent().unwrap_or(&self.root).join("lost+found")
     }
 
-    /// Opens an existing topic (creating missing partition directories), running recovery.
-    pub fn open_topic(&self, name: &str, partitions: u32, config: LogConfig) -> Result<Arc<Topic>> {
-        let dir = self.topic_dir(name);
+    /// Opens topic `name` stored as `storage` (creating missing partition directories),
+    /// running recovery. If it fails, the partitions it had opened are closed again.
+    pub fn open_topic(
+        &self,
+        name: &str,
+        storage: &str,
+        partitions: u32,
+        config: LogConfig,
+    ) -> Result<Arc<Topic>> {
+        let dir = self.topic_dir(storage)?;
         let logs = (0..partitions)
             .map(|p| PartitionLog::open(&dir.join(p.to_string()), config.clone()).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let cold = (0..partitions)
             .map(|p| {
-                ColdPartition::open(&dir.join(p.to_string()), name, p, self.cold_store.clone())
-                    .map(Arc::new)
+                ColdPartition::open(
+                    &dir.join(p.to_string()),
+                    storage,
+                    p,
+                    self.cold_store.clone(),
+                )
+                .map(Arc::new)
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>();
+        let cold = match cold {
+            Ok(cold) => cold,
+            Err(e) => {
+                for log in &logs {
+                    let _closed = log.close();
+                }
+                return Err(e);
+            }
+        };
         let topic = Arc::new(Topic {
             name: name.to_string(),
+            storage: storage.to_string(),
             partitions: logs,
             cold,
         });
-        self.topics.write().insert(name.to_string(), topic.clone());
+        self.topics
+            .write()
+            .insert(storage.to_string(), topic.clone());
         Ok(topic)
     }
 
-    /// An open topic by name.
-    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().get(name).cloned()
+    /// An open topic by storage name.
+    pub fn topic(&self, storage: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(storage).cloned()
     }
 
-    /// All open topics.
+    /// All open topics, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         let mut all: Vec<_> = self.topics.read().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    /// Closes a topic and deletes its local data (see [`TopicStore::delete_cold`] for the
+    /// Closes the topic stored as `storage` and deletes its local data. Call only for a
+    /// storage name the catalog recorded as dropped (see [`TopicStore::delete_cold`] for the
     /// cold tier).
-    pub fn delete(&self, name: &str) -> Result<()> {
-        if let Some(topic) = self.topics.write().remove(name) {
+    pub fn delete(&self, storage: &str) -> Result<()> {
+        if let Some(topic) = self.topics.write().remove(storage) {
             for log in topic.partitions() {
                 log.close()?;
             }
         }
-        let dir = self.topic_dir(name);
+        let dir = self.topic_dir(storage)?;
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(io_err(&dir, "deleting topic"))?;
         }
         Ok(())
     }
 
-    /// Deletes the cold objects of a topic (before [`TopicStore::delete`]). An unreachable
-    /// store fails this; the objects are then orphans, removed by
-    /// [`TopicStore::remove_cold_orphans`] or by the sweep of a new topic of the same name.
-    pub async fn delete_cold(&self, name: &str) -> Result<usize> {
+    /// Deletes the cold objects of a dropped topic's storage name. An unreachable store fails
+    /// this; the caller keeps the name as dropped and tries again later.
+    pub async fn delete_cold(&self, storage: &str) -> Result<usize> {
         match &self.cold_store {
-            Some(store) => store.delete_topic(name).await,
+            Some(store) => store.delete_topic(checked(storage)?).await,
             None => Ok(0),
         }
     }
 
-    /// Deletes the cold objects of topics that no catalog entry names (a drop whose cold
-    /// delete failed). Returns how many topics were cleaned.
-    pub async fn remove_cold_orphans(&self, keep: &[String]) -> Result<usize> {
-        let Some(store) = &self.cold_store else {
-            return Ok(0);
-        };
-        let mut removed = 0;
-        for topic in store.topics().await? {
-            if !keep.contains(&topic) {
-                tracing::warn!(topic = %topic, "removing orphan cold objects");
-                store.delete_topic(&topic).await?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Deletes topic directories that no catalog entry names (a drop interrupted by a crash).
-    pub fn remove_orphans(&self, keep: &[String]) -> Result<usize> {
-        let mut removed = 0;
+    /// Moves every topic directory that is neither in `keep` nor in `dropped` to
+    /// [`TopicStore::lost_and_found`] (data the catalog does not know of: never deleted);
+    /// returns how many were moved.
+    pub fn move_aside_orphans(&self, keep: &[String], dropped: &[String]) -> Result<usize> {
+        let mut moved = 0;
         let entries = fs::read_dir(&self.root).map_err(io_err(&self.root, "listing topics"))?;
         for entry in entries {
             let entry = entry.map_err(io_err(&self.root, "listing topics"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_dir() && !keep.contains(&name) {
-                tracing::warn!(topic = %name, "removing orphan topic directory");
-                fs::remove_dir_all(entry.path())
-                    .map_err(io_err(&entry.path(), "removing orphan"))?;
-                removed += 1;
+            if !entry.path().is_dir() || keep.contains(&name) || dropped.contains(&name) {
+                continue;
             }
+            let aside = self.lost_and_found();
+            fs::create_dir_all(&aside).map_err(io_err(&aside, "creating"))?;
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let target = aside.join(format!("{name}.{stamp}"));
+            tracing::warn!(
+                dir = %entry.path().display(),
+                to = %target.display(),
+                "a topic directory no catalog entry names: moved aside, not deleted"
+            );
+            fs::rename(entry.path(), &target).map_err(io_err(&target, "moving orphan to"))?;
+            moved += 1;
         }
-        Ok(removed)
+        Ok(moved)
+    }
+
+    /// Cold-tier prefixes that neither `keep` nor `dropped` names: left in place (an operator
+    /// decides), and returned so the caller can report them.
+    pub async fn unknown_cold_topics(
+        &self,
+        keep: &[String],
+        dropped: &[String],
+    ) -> Result<Vec<String>> {
+        let Some(store) = &self.cold_store else {
+            return Ok(vec![]);
+        };
+        Ok(store
+            .topics()
+            .await?
+            .into_iter()
+            .filter(|t| !keep.contains(t) && !dropped.contains(t))
+            .collect())
     }
 
     /// Applies retention to every partition of every topic; returns segments deleted.

@@ -10,6 +10,7 @@ mod moto;
 mod connection;
 mod copy;
 mod extended;
+mod hardening;
 mod persistent;
 mod psql;
 mod push;

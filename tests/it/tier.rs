@@ -506,8 +506,10 @@ async fn s3_store_tiers_queries_and_rides_out_an_outage() -> anyhow::Result<()> 
     wait_tiered(&server, &client).await?;
     assert_exact(&client, 150).await?;
     let keys = manifest_keys(&client).await?;
+    let storage = text(&client, "SELECT storage FROM eddy.streams WHERE name = 't'").await?;
     assert!(
-        keys.iter().all(|k| k.starts_with("tiered/t/0/")),
+        keys.iter()
+            .all(|k| k.starts_with(&format!("tiered/{storage}/0/"))),
         "{keys:?}"
     );
     // Nothing went to the local default directory.

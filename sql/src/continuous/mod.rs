@@ -139,8 +139,21 @@ impl Queries {
     }
 }
 
+/// A query's checkpoint directory. Ids hold the sink's name (`CSAS_<SINK>_<n>`), so every
+/// character but ASCII letters, digits and `_` becomes `_`: a name never becomes a path.
+/// Distinct ids stay distinct because `<n>` (the catalog index of the query's creation) is.
 fn query_dir(engine: &Engine, id: &str) -> PathBuf {
-    engine.data_dir().join("queries").join(id)
+    let dir: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    engine.data_dir().join("queries").join(dir)
 }
 
 /// The columns of `def` without `rowtime`, as a table's store holds them.
@@ -152,9 +165,7 @@ fn user_schema(def: &StreamDef) -> SchemaRef {
 
 /// Starts a source table's store and the task that fills it from the table's topic.
 pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
-    let Some((_, topic)) = engine.stream(&def.name) else {
-        return Err(Error::UnknownStream(def.name.clone()));
-    };
+    let (_, topic) = engine.stream(&def.name)?;
     let key = def
         .primary_key
         .iter()
@@ -182,9 +193,14 @@ fn remove_orphan_dirs(engine: &Engine) {
     let Ok(entries) = std::fs::read_dir(engine.data_dir().join("queries")) else {
         return;
     };
+    let live: Vec<PathBuf> = engine
+        .catalog()
+        .queries()
+        .iter()
+        .map(|q| query_dir(engine, &q.id))
+        .collect();
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if engine.catalog().query(&name).is_none() {
+        if !live.contains(&entry.path()) {
             tracing::info!(dir = %entry.path().display(), "removing checkpoints of a terminated query");
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -277,6 +293,7 @@ fn sink_def(pq: &PersistentQuery, plan: &ContinuousPlan) -> Result<StreamDef> {
         partitions: plan.source.partitions,
         options: StreamOptions::default(),
         topic: pq.sink.clone(),
+        storage: String::new(),
         kind,
         primary_key,
     };
@@ -374,9 +391,7 @@ pub async fn create(engine: &Arc<Engine>, pq: &PersistentQuery, earliest: bool) 
         sink: sink.name.clone(),
     };
     // The first checkpoint (where reading starts) is durable before the query exists.
-    let (_, source) = engine
-        .stream(&plan.source.name)
-        .ok_or_else(|| Error::UnknownStream(plan.source.name.clone()))?;
+    let (_, source) = engine.stream(&plan.source.name)?;
     let dir = query_dir(engine, &id);
     let _ = std::fs::remove_dir_all(&dir);
     let offsets = runner::start_offsets(&source, earliest);
@@ -409,12 +424,8 @@ fn runner_split(plan: &ContinuousPlan, partitions: usize) -> Vec<(String, Vec<us
 }
 
 fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()> {
-    let (sink_def, sink) = engine
-        .stream(&def.sink)
-        .ok_or_else(|| Error::UnknownStream(def.sink.clone()))?;
-    let (_, source) = engine
-        .stream(&plan.source.name)
-        .ok_or_else(|| Error::UnknownStream(plan.source.name.clone()))?;
+    let (sink_def, sink) = engine.stream(&def.sink)?;
+    let (_, source) = engine.stream(&plan.source.name)?;
     let split = runner_split(&plan, source.partitions().len());
     let store = match (&plan.shape, sink_def.kind) {
         (Shape::Aggregate(a), RelationKind::Table) => {

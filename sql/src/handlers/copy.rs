@@ -35,11 +35,7 @@ pub async fn check(session: &Session, statement: &Statement) -> Result<()> {
         }
         CopySource::Table { table_name, .. } => {
             let name = normalize_object_name(table_name);
-            session
-                .engine()
-                .stream(&name)
-                .map(|_| ())
-                .ok_or(Error::UnknownStream(name))
+            session.engine().stream(&name).map(|_| ())
         }
     }
 }
@@ -69,7 +65,7 @@ pub async fn plan(session: &Session, statement: &Statement) -> Result<Option<Out
                 return Err(Error::Syntax("COPY FROM needs a stream name".into()));
             };
             let name = normalize_object_name(table_name);
-            let (def, topic) = session.engine().stream(&name).ok_or_else(|| Error::UnknownStream(name.clone()))?;
+            let (def, topic) = session.engine().stream(&name)?;
             let columns = if columns.is_empty() {
                 (0..def.columns.len()).collect()
             } else {
@@ -95,7 +91,7 @@ pub async fn plan(session: &Session, statement: &Statement) -> Result<Option<Out
                     let cols = if columns.is_empty() {
                         let name = normalize_object_name(table_name);
                         let (def, _) =
-                            session.engine().stream(&name).ok_or_else(|| Error::UnknownStream(name.clone()))?;
+                            session.engine().stream(&name)?;
                         def.columns.iter().map(|c| format!("\"{}\"", c.name.replace('"', "\"\""))).collect::<Vec<_>>()
                     } else {
                         columns.iter().map(|c| c.to_string()).collect()

@@ -38,6 +38,7 @@ pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
         partitions: engine.config().default_partitions,
         options: StreamOptions::default(),
         topic: c.name.clone(),
+        storage: String::new(),
         kind: RelationKind::Stream,
         primary_key: vec![],
     };
@@ -54,7 +55,7 @@ pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
             ));
         }
     }
-    engine.create_stream(def.clone())?;
+    let def = engine.create_stream(def)?;
     if def.kind == RelationKind::Table {
         crate::continuous::start_table(engine, &def)?;
     }

@@ -50,8 +50,10 @@ impl SchemaProvider for EddySchemaProvider {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some((def, topic)) = self.engine.stream(name) else {
-            return Ok(None);
+        let (def, topic) = match self.engine.stream(name) {
+            Ok(found) => found,
+            Err(crate::Error::UnknownStream(_)) => return Ok(None),
+            Err(e) => return Err(datafusion::error::DataFusionError::External(Box::new(e))),
         };
         if def.kind == RelationKind::Table
             && !self.changelog

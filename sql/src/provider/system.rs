@@ -1,6 +1,9 @@
 //! The `eddy` system schema: the storage of every stream as SQL rows, snapshotted when a query
 //! is planned.
 //!
+//! - `eddy.streams`: one row per stream and table: its kind, topic, storage name (its
+//!   directory under `topics/` and its cold-tier prefix), partitions, and `status` (`online`,
+//!   or `offline` with the `reason`: a stream that could not be opened at start);
 //! - `eddy.segments`: one row per local segment and per cold object, with its tier, offset
 //!   range, rows, bytes and time range;
 //! - `eddy.tiering`: one row per partition with its cold-tier status (uploads, failures in a
@@ -33,7 +36,7 @@ impl SystemSchema {
     }
 }
 
-const TABLES: [&str; 2] = ["segments", "tiering"];
+const TABLES: [&str; 3] = ["streams", "segments", "tiering"];
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, None)
@@ -47,6 +50,7 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
+            "streams" => self.streams().map(Some),
             "segments" => self.segments().map(Some),
             "tiering" => self.tiering().map(Some),
             _ => Ok(None),
@@ -59,10 +63,52 @@ impl SchemaProvider for SystemSchema {
 }
 
 impl SystemSchema {
+    fn streams(&self) -> Result<Arc<dyn TableProvider>> {
+        let offline = self.engine.offline();
+        let defs = self.engine.catalog().streams();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("topic", DataType::Utf8, false),
+            Field::new("storage", DataType::Utf8, false),
+            Field::new("partitions", DataType::Int32, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, true),
+        ]));
+        let status = |d: &eddy_catalog::StreamDef| match offline.get(&d.name) {
+            Some(_) => "offline",
+            None => "online",
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                defs.iter().map(|d| d.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                defs.iter().map(|d| d.kind_name()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                defs.iter().map(|d| d.topic.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                defs.iter().map(|d| d.storage_name()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                defs.iter().map(|d| d.partitions as i32),
+            )),
+            Arc::new(StringArray::from_iter_values(defs.iter().map(status))),
+            Arc::new(StringArray::from_iter(
+                defs.iter()
+                    .map(|d| offline.get(&d.name).map(|o| o.reason.clone())),
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+
     fn segments(&self) -> Result<Arc<dyn TableProvider>> {
         let mut rows = SegmentRows::default();
         for def in self.engine.catalog().streams() {
-            let Some((_, topic)) = self.engine.stream(&def.name) else {
+            let Ok((_, topic)) = self.engine.stream(&def.name) else {
                 continue;
             };
             for (p, log) in topic.partitions().iter().enumerate() {
@@ -121,7 +167,7 @@ impl SystemSchema {
         let (mut uploads, mut failures, mut last_error, mut retry_at) =
             (vec![], vec![], vec![], vec![]);
         for def in self.engine.catalog().streams() {
-            let Some((_, topic)) = self.engine.stream(&def.name) else {
+            let Ok((_, topic)) = self.engine.stream(&def.name) else {
                 continue;
             };
             for (p, log) in topic.partitions().iter().enumerate() {

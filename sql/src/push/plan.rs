@@ -65,10 +65,7 @@ impl PushPlan {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let mut steps = Vec::new();
         let (stream, source_schema) = compile(&state, &plan, &mut steps)?;
-        let (_, topic) = session
-            .engine()
-            .stream(&stream)
-            .ok_or_else(|| Error::UnknownStream(stream.clone()))?;
+        let (_, topic) = session.engine().stream(&stream)?;
         Ok(PushPlan {
             topic,
             source_schema,

@@ -23,13 +23,21 @@
 //!   12     4  CRC32C of bytes 16 .. end of body (everything after this field)
 //!   16     8  base offset (u64): offset of the batch's first row
 //!   24     4  record count (u32, > 0): rows in the batch, offsets base .. base + count
-//!   28     4  attributes (u32), zero for now
+//!   28     4  attributes (u32): bit 0 `CONTINUES` (see below); other bits zero
 //!   32     8  min timestamp (i64, ms)
 //!   40     8  max timestamp (i64, ms)
 //!   48     8  Raft term (u64), 0 until replication writes it
 //!   56     …  body: the batch as an Arrow IPC *stream* (schema message, record batch
 //!             message, end-of-stream marker), so every frame decodes on its own
 //! ```
+//!
+//! **Statement groups.** The frames one append writes (a statement's share of one partition,
+//! e.g. a COPY's blocks) are a group: every frame but the last has `CONTINUES` set, and the
+//! group is written under one lock, contiguously, never across a segment roll. Readers only
+//! ever see whole groups (the high watermark moves past a group at once), and recovery drops
+//! a trailing group whose last frame is missing, so a statement's rows in a partition survive
+//! a crash together or not at all. Frames written before groups existed have no bit set: each
+//! is a group of its own.
 //!
 //! Offsets are contiguous: a frame's base offset is the previous frame's base + count, and a
 //! segment's first frame starts at the base offset in its file name. The magic, version and
@@ -48,6 +56,8 @@ use crate::error::{Error, Result};
 pub(crate) const MAGIC: [u8; 4] = *b"EDDY";
 /// The only format version written and read.
 pub(crate) const VERSION: u8 = 1;
+/// Attribute bit: more frames of the same group follow this one.
+pub(crate) const ATTR_CONTINUES: u32 = 1;
 /// Size of the fixed frame header.
 pub(crate) const HEADER_LEN: usize = 56;
 /// First byte covered by the CRC.
@@ -61,12 +71,18 @@ pub(crate) struct FrameHeader {
     pub crc: u32,
     pub base_offset: u64,
     pub record_count: u32,
+    pub attributes: u32,
     pub min_timestamp: i64,
     pub max_timestamp: i64,
     pub term: u64,
 }
 
 impl FrameHeader {
+    /// Whether more frames of this frame's group follow.
+    pub fn continues(&self) -> bool {
+        self.attributes & ATTR_CONTINUES != 0
+    }
+
     /// Parses and sanity-checks a header; the error says what is wrong with it.
     pub fn parse(bytes: &[u8; HEADER_LEN]) -> Result<FrameHeader, &'static str> {
         if bytes[0..4] != MAGIC {
@@ -75,14 +91,19 @@ impl FrameHeader {
         if bytes[4] != VERSION {
             return Err("unknown format version");
         }
-        if bytes[5..8] != [0, 0, 0] || bytes[28..32] != [0, 0, 0, 0] {
+        if bytes[5..8] != [0, 0, 0] {
             return Err("reserved bytes are not zero");
+        }
+        let attributes = u32::from_le_bytes(array(bytes, 28));
+        if attributes & !ATTR_CONTINUES != 0 {
+            return Err("unknown attribute bits");
         }
         let header = FrameHeader {
             body_len: u32::from_le_bytes(array(bytes, 8)),
             crc: u32::from_le_bytes(array(bytes, 12)),
             base_offset: u64::from_le_bytes(array(bytes, 16)),
             record_count: u32::from_le_bytes(array(bytes, 24)),
+            attributes,
             min_timestamp: i64::from_le_bytes(array(bytes, 32)),
             max_timestamp: i64::from_le_bytes(array(bytes, 40)),
             term: u64::from_le_bytes(array(bytes, 48)),
@@ -191,8 +212,9 @@ impl EncodedFrame {
         self.bytes.len() as u64
     }
 
-    /// Writes the header for `base_offset`; the frame is then [`EncodedFrame::bytes`].
-    pub(crate) fn seal(&mut self, base_offset: u64) -> FrameHeader {
+    /// Writes the header for `base_offset`, with `CONTINUES` set when `continues` (more
+    /// frames of the same group follow); the frame is then [`EncodedFrame::bytes`].
+    pub(crate) fn seal(&mut self, base_offset: u64, continues: bool) -> FrameHeader {
         let body_len = self.bytes.len() - HEADER_LEN;
         let mut header = FrameHeader {
             // `encode` checked that the body fits.
@@ -200,6 +222,7 @@ impl EncodedFrame {
             crc: 0,
             base_offset,
             record_count: self.record_count,
+            attributes: if continues { ATTR_CONTINUES } else { 0 },
             min_timestamp: self.min_timestamp,
             max_timestamp: self.max_timestamp,
             term: 0,
@@ -210,6 +233,7 @@ impl EncodedFrame {
         h[8..12].copy_from_slice(&header.body_len.to_le_bytes());
         h[16..24].copy_from_slice(&base_offset.to_le_bytes());
         h[24..28].copy_from_slice(&header.record_count.to_le_bytes());
+        h[28..32].copy_from_slice(&header.attributes.to_le_bytes());
         h[32..40].copy_from_slice(&header.min_timestamp.to_le_bytes());
         h[40..48].copy_from_slice(&header.max_timestamp.to_le_bytes());
         h[48..56].copy_from_slice(&header.term.to_le_bytes());
@@ -273,7 +297,7 @@ mod tests {
     fn sealed_frame_round_trips_header_and_body() {
         let original = batch(10);
         let mut frame = EncodedFrame::encode(&original, -5, 99).unwrap();
-        let sealed = frame.seal(1234);
+        let sealed = frame.seal(1234, false);
         let bytes = frame.bytes().to_vec();
         let (header_bytes, body) = split(&bytes);
         let header = FrameHeader::parse(&header_bytes).unwrap();
@@ -291,7 +315,7 @@ mod tests {
     #[test]
     fn any_flipped_bit_fails_parse_or_crc() {
         let mut frame = EncodedFrame::encode(&batch(3), 1, 2).unwrap();
-        frame.seal(7);
+        frame.seal(7, false);
         let bytes = frame.bytes().to_vec();
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();

@@ -179,3 +179,47 @@ fn crash_mid_roll_leaves_an_empty_active_segment_that_works() {
     assert_eq!(log.append(&batch(hw, 1), 0, 0).unwrap().base_offset, hw);
     assert_eq!(read_offsets(&log, 0), (0..hw + 1).collect::<Vec<_>>());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A statement's frames in one partition (one `append_batches` call) survive a crash
+    /// together or not at all: cut the file anywhere and every group is kept whole or dropped
+    /// whole, only the last one can be dropped, and offsets continue from what was kept.
+    #[test]
+    fn a_cut_anywhere_keeps_statement_groups_whole(
+        groups in prop::collection::vec(prop::collection::vec(1usize..20, 1..5), 1..8),
+        cut in 0.0f64..=1.0,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let mut ends = vec![];
+        for group in &groups {
+            let start = log.high_watermark();
+            let mut first = start;
+            let batches: Vec<_> = group
+                .iter()
+                .map(|&n| {
+                    let b = (batch(first, n), 0, 0);
+                    first += n as u64;
+                    b
+                })
+                .collect();
+            log.append_batches(&batches).unwrap();
+            let active = log.segments().pop().unwrap();
+            ends.push((active.bytes, active.next_offset));
+        }
+        let path = log.segments().pop().unwrap().path;
+        drop(log);
+        let len = file_len(&path);
+        let cut = ((len as f64) * cut) as u64;
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+
+        let (kept_bytes, hw) = ends.iter().take_while(|(end, _)| *end <= cut).last().copied().unwrap_or((0, 0));
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        prop_assert_eq!(log.high_watermark(), hw);
+        prop_assert_eq!(file_len(&path), kept_bytes);
+        prop_assert_eq!(read_offsets(&log, 0), (0..hw).collect::<Vec<_>>());
+        prop_assert_eq!(log.append(&batch(hw, 1), 0, 0).unwrap().base_offset, hw);
+    }
+}

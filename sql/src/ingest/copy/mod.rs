@@ -311,6 +311,7 @@ mod tests {
             partitions: 1,
             options: StreamOptions::default(),
             topic: "s".into(),
+            storage: String::new(),
             kind: RelationKind::Stream,
             primary_key: vec![],
         }
