@@ -22,28 +22,14 @@ impl DataDirLock {
     /// Creates `dir` if needed and locks it; fails with [`Error::Locked`] (naming the owner's
     /// pid when it wrote one) if another process holds it.
     pub fn acquire(dir: &Path) -> Result<DataDirLock> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join("LOCK");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                return Err(Error::DirInUse {
-                    path: dir.to_path_buf(),
-                    owner: owner.trim().to_string(),
-                });
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", path.display()), e));
-            }
-        }
+        let Some(mut file) = lock_dir(dir)? else {
+            let owner = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::DirInUse {
+                path: dir.to_path_buf(),
+                owner: owner.trim().to_string(),
+            });
+        };
         let pid = format!("pid {}\n", std::process::id());
         if let Err(e) = file
             .set_len(0)
@@ -57,6 +43,24 @@ impl DataDirLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Creates `dir` if needed and flocks `dir/LOCK`: `None` if another open file holds it.
+pub(crate) fn lock_dir(dir: &Path) -> Result<Option<File>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
     }
 }
 

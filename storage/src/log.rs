@@ -17,7 +17,7 @@
 //!   readers (push queries) wait for new data without polling and without any lock of the
 //!   write path ([`PartitionLog::watch_high_watermark`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,26 +138,9 @@ impl PartitionLog {
     /// torn tail is truncated, and corruption elsewhere fails with [`Error::Corrupt`].
     /// Fails with [`Error::Locked`] if another `PartitionLog` has `dir` open.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: dir.to_path_buf(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", lock_path.display()), e));
-            }
-        }
+        let lock = crate::dir_lock::lock_dir(dir)?.ok_or_else(|| Error::Locked {
+            path: dir.to_path_buf(),
+        })?;
         let segments = recover(dir, config.index_interval_bytes)?;
         let active = segments
             .last()
