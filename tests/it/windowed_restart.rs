@@ -268,3 +268,57 @@ async fn windows_expired_while_running_stay_expired_after_restart_and_kill9() ->
         .await
         .with_context(|| server.log())
 }
+
+/// `k@windowstart` of every row of table `t`, sorted.
+async fn window_starts(c: &Client, t: &str) -> anyhow::Result<Vec<String>> {
+    let mut got: Vec<String> = rows(c, &format!("SELECT k, windowstart FROM {t}"))
+        .await?
+        .into_iter()
+        .map(|r| r.into_iter().flatten().collect::<Vec<_>>().join("@"))
+        .collect();
+    got.sort();
+    Ok(got)
+}
+
+/// `RETENTION` counts in stream time from a time window's start (a session's last event), as
+/// ksqlDB's window and session stores do; a restart keeps what expired expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_counts_from_the_window_start_or_the_sessions_last_event() -> anyhow::Result<()> {
+    let mut server = TestServer::start_fresh()?;
+    let c = server.client().await?;
+    c.batch_execute(
+        "CREATE STREAM ev (k VARCHAR KEY, ts BIGINT) WITH (partitions = 1, timestamp = 'ts');
+         CREATE TABLE hours AS SELECT k, COUNT(*) AS n FROM ev
+           WINDOW TUMBLING (SIZE 1 HOUR, RETENTION 2 HOURS, GRACE PERIOD 0 SECONDS)
+           GROUP BY k EMIT CHANGES;
+         CREATE TABLE visits AS SELECT k, COUNT(*) AS n FROM ev
+           WINDOW SESSION (10 MINUTES, RETENTION 2 HOURS, GRACE PERIOD 0 SECONDS)
+           GROUP BY k EMIT CHANGES;
+         INSERT INTO ev VALUES ('a', 0), ('a', 3000000)",
+    )
+    .await?;
+    assert_eq!(window_starts(&c, "hours").await?, ["a@0"]);
+    assert_eq!(window_starts(&c, "visits").await?, ["a@0", "a@3000000"]);
+    // Stream time 2 h: the hour [0, 1 h) is gone (start + 2 h), though it ended only 1 h ago;
+    // the session that ended at 0 is gone, the one that ended at 50 min stays.
+    c.batch_execute("INSERT INTO ev VALUES ('b', 7200000)")
+        .await?;
+    assert_eq!(window_starts(&c, "hours").await?, ["b@7200000"]);
+    assert_eq!(
+        window_starts(&c, "visits").await?,
+        ["a@3000000", "b@7200000"]
+    );
+    // 2 h 50 min: the session that ended at 50 min goes too.
+    c.batch_execute("INSERT INTO ev VALUES ('c', 10200000)")
+        .await?;
+    let hours = window_starts(&c, "hours").await?;
+    let visits = window_starts(&c, "visits").await?;
+    assert_eq!(visits, ["b@7200000", "c@10200000"]);
+    drop(c);
+    server.kill9();
+    server.restart()?;
+    let c = server.client().await?;
+    assert_eq!(window_starts(&c, "hours").await?, hours);
+    assert_eq!(window_starts(&c, "visits").await?, visits);
+    Ok(())
+}
