@@ -20,7 +20,9 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::Unsupported(_) => "0A000",
         Error::DataFusion(df) => datafusion_sqlstate(df),
         Error::Storage(_) | Error::Catalog(_) => "58030",
-        Error::Cancelled => "57014",
+        // Cancelled by another session's DROP: like a cancel, the session goes on (57P01
+        // would tell clients and pools that the connection is being terminated).
+        Error::Cancelled | Error::StreamDropped(_) => "57014",
         Error::Internal(_) => "XX000",
     }
 }

@@ -50,6 +50,8 @@ pub struct Engine {
     round_robin: AtomicU64,
     queries: Queries,
     tables: TableStores,
+    /// Counts `DROP STREAM|TABLE`s, so that push queries learn that their stream went away.
+    drops: tokio::sync::watch::Sender<u64>,
 }
 
 impl Engine {
@@ -76,6 +78,7 @@ impl Engine {
             round_robin: AtomicU64::new(0),
             queries: Queries::default(),
             tables: TableStores::default(),
+            drops: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -114,6 +117,12 @@ impl Engine {
     /// The stores of the node's tables (what pull queries read).
     pub fn tables(&self) -> &TableStores {
         &self.tables
+    }
+
+    /// A receiver that changes after each `DROP STREAM|TABLE`: a push query waiting on it
+    /// then checks (with [`Engine::stream`]) whether its own stream is still there.
+    pub(crate) fn watch_drops(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.drops.subscribe()
     }
 
     /// Starts the persistent queries and table stores the catalog records; call once after
@@ -165,6 +174,8 @@ impl Engine {
         self.catalog.execute(Command::DropStream {
             name: name.to_string(),
         })?;
+        // Push queries on it end now, releasing their readers of the files deleted below.
+        self.drops.send_modify(|n| *n += 1);
         self.queries.stop_materializer(name);
         self.tables.remove(name);
         if let Some(topic) = topic {
