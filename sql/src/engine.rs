@@ -66,6 +66,8 @@ pub struct Engine {
     offline: RwLock<BTreeMap<String, Offline>>,
     /// The data directory's lock, held while the engine is open.
     _lock: DataDirLock,
+    /// Counts `DROP STREAM|TABLE`s, so that push queries learn that their stream went away.
+    drops: tokio::sync::watch::Sender<u64>,
 }
 
 impl Engine {
@@ -110,6 +112,7 @@ impl Engine {
             tables: TableStores::default(),
             offline: RwLock::new(offline),
             _lock: lock,
+            drops: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -169,6 +172,12 @@ impl Engine {
     /// The stores of the node's tables (what pull queries read).
     pub fn tables(&self) -> &TableStores {
         &self.tables
+    }
+
+    /// A receiver that changes after each `DROP STREAM|TABLE`: a push query waiting on it
+    /// then checks (with [`Engine::stream`]) whether its own stream is still there.
+    pub(crate) fn watch_drops(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.drops.subscribe()
     }
 
     /// Starts the persistent queries and table stores the catalog records; call once after
@@ -281,6 +290,8 @@ impl Engine {
             name: name.to_string(),
         })?;
         self.offline.write().remove(name);
+        // Push queries on it end now, releasing their readers of the files deleted below.
+        self.drops.send_modify(|n| *n += 1);
         self.queries.stop_materializer(name);
         self.tables.remove(name);
         if let Some(storage) = storage {

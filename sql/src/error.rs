@@ -67,6 +67,10 @@ pub enum Error {
     /// The client cancelled the statement (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
+    /// The stream a push query follows was dropped (57014: the statement is cancelled, the
+    /// session goes on).
+    #[error("canceling statement: stream \"{0}\" was dropped")]
+    StreamDropped(String),
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),

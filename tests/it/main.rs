@@ -18,3 +18,4 @@ mod recovery;
 mod restart;
 mod slt;
 mod tier;
+mod windowed_restart;

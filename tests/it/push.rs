@@ -1,5 +1,6 @@
 //! Push queries (`SELECT ... EMIT CHANGES`) with real clients: tokio-postgres (simple and
-//! extended protocol, `query_raw` streaming, `copy_out`), psql with `FETCH_COUNT`, psycopg.
+//! extended protocol, `query_raw` streaming, `copy_out`), psql with `FETCH_COUNT`, psycopg;
+//! and how they end: `LIMIT`, cancel, a closed socket, `DROP STREAM` in another session.
 //!
 //! Rows a push query must see are written by another connection *while* it runs: a
 //! [`Writer`] inserts a row every few milliseconds until stopped, so no test depends on when
@@ -510,5 +511,174 @@ async fn psycopg_iterates_push_queries_through_stream_and_named_cursors() -> any
         lines[2..],
         ["named 0 old", "named 1 old", "named 2 old", "named 100 new"]
     );
+    Ok(())
+}
+
+/// Files of stream `dir` the server holds open, from `/proc/<pid>/fd`: with `deleted`, those
+/// already deleted (what a reader of a dropped stream pins), else those still there.
+fn open_files(server: &TestServer, dir: &str, deleted: bool) -> anyhow::Result<Vec<String>> {
+    let pid = server.pid().context("the server runs")?;
+    let under = server.data_dir().join("topics").join(dir);
+    let mut out = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(target) = std::fs::read_link(fd?.path()) else {
+            continue; // closed meanwhile
+        };
+        let target = target.to_string_lossy().to_string();
+        if target.starts_with(&*under.to_string_lossy())
+            && target.ends_with(" (deleted)") == deleted
+        {
+            out.push(target);
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until the server holds no deleted file of stream `dir` open.
+async fn files_released(server: &TestServer, dir: &str) -> anyhow::Result<()> {
+    bounded("the dropped stream's files to be released", async {
+        loop {
+            let open = open_files(server, dir, true)?;
+            if open.is_empty() {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_stream_ends_push_queries_and_cursors_on_it_and_frees_its_files() -> anyhow::Result<()>
+{
+    let server = TestServer::start_fresh()?;
+    let client = Arc::new(events(&server, 3).await?);
+    // A push query waiting for rows (latest: none come), streamed with query_raw...
+    let waiting = client.clone();
+    let query = tokio::spawn(async move {
+        let stream = waiting
+            .query_raw("SELECT id FROM events EMIT CHANGES", Vec::<i32>::new())
+            .await?;
+        stream.try_collect::<Vec<_>>().await
+    });
+    wait_for_log(&server, "push query started").await?;
+    // ...and a push cursor whose FETCH waits, on another connection.
+    let cursor = server.client().await?;
+    cursor
+        .batch_execute("BEGIN; DECLARE p CURSOR FOR SELECT id FROM events EMIT CHANGES")
+        .await?;
+    let fetch = tokio::spawn(async move {
+        let result = cursor.simple_query("FETCH 1 FROM p").await;
+        (result, cursor)
+    });
+    wait_for_log(&server, "first FETCH from a push cursor").await?;
+    assert!(
+        !open_files(&server, "events", false)?.is_empty(),
+        "the server reads the stream's segment files"
+    );
+
+    let admin = server.client().await?;
+    admin.batch_execute("DROP STREAM events").await?;
+
+    let result = bounded("the push query after DROP STREAM", query).await??;
+    let error = result.as_ref().err().and_then(|e| e.as_db_error()).cloned();
+    assert_eq!(sqlstate(result), "57014");
+    assert_eq!(
+        error.map(|e| e.message().to_string()).as_deref(),
+        Some("canceling statement: stream \"events\" was dropped")
+    );
+    let (result, cursor) = bounded("the FETCH after DROP STREAM", fetch).await??;
+    assert_eq!(sqlstate(result), "57014");
+    // The cursor is still declared (its transaction open), yet holds no reader any more.
+    files_released(&server, "events").await?;
+    cursor.batch_execute("ROLLBACK").await?;
+
+    // Every session goes on; the name can be used again, push queries on it work.
+    assert_eq!(scalar_i64(&client, "SELECT 1").await?, 1);
+    assert_eq!(scalar_i64(&cursor, "SELECT 1").await?, 1);
+    admin
+        .batch_execute(
+            "CREATE STREAM events (id INT, name VARCHAR) WITH (partitions = 1);
+             SET 'auto.offset.reset' = 'earliest';
+             INSERT INTO events VALUES (7, 'again')",
+        )
+        .await?;
+    let again = bounded(
+        "a push query on the new stream",
+        admin.query("SELECT id FROM events EMIT CHANGES LIMIT 1", &[]),
+    )
+    .await??;
+    assert_eq!(again[0].get::<_, i32>(0), 7);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_stream_ends_a_psql_fetch_count_push_query_with_its_error() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let admin = events(&server, 2).await?;
+    // psql reads through a cursor (FETCH_COUNT) and waits in a FETCH until the drop; it goes
+    // on after the error to the next statement.
+    let psql = crate::psql::psql(
+        &server,
+        &["-v", "ON_ERROR_STOP=0"],
+        "\\set FETCH_COUNT 1\nSELECT id, name FROM events EMIT CHANGES;\nSELECT 'after';\n",
+    );
+    let drop = async {
+        wait_for_log(&server, "first FETCH from a push cursor").await?;
+        admin.batch_execute("DROP STREAM events").await?;
+        anyhow::Ok(())
+    };
+    let (out, dropped) = tokio::join!(psql, drop);
+    dropped?;
+    assert!(
+        out.stderr
+            .contains("ERROR:  canceling statement: stream \"events\" was dropped"),
+        "stdout: {}\nstderr: {}\n--- server ---\n{}",
+        out.stdout,
+        out.stderr,
+        server.log()
+    );
+    assert!(
+        out.stdout.contains("after"),
+        "psql's session went on: {}",
+        out.stdout
+    );
+    files_released(&server, "events").await?;
+    assert_eq!(scalar_i64(&admin, "SELECT 1").await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_stream_ends_a_psycopg_push_query_with_query_canceled() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let admin = events(&server, 2).await?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/push_dropped.py");
+    let child = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(server.port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running python3")?;
+    wait_for_log(&server, "push query started").await?;
+    admin.batch_execute("DROP STREAM events").await?;
+    let out = bounded("the psycopg script", child.wait_with_output()).await??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the psycopg script failed (is psycopg installed? python3 -m pip install 'psycopg[binary]')\nstdout: {stdout}\nstderr: {}\n--- server ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "QueryCanceled 57014 canceling statement: stream \"events\" was dropped",
+            "1"
+        ]
+    );
+    files_released(&server, "events").await?;
     Ok(())
 }

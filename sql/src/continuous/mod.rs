@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use self::plan::{ContinuousPlan, Shape};
 pub use self::runner::Status;
 use self::runner::{Runner, RunnerParts};
-pub use self::store::{TableStore, TableStores};
+pub use self::store::{TableStore, TableStores, WindowColumns};
 use crate::parser::{EddyStatement, PersistentQuery, SinkKind, parse_statements};
 use crate::{Engine, Error, Result};
 
@@ -433,7 +433,12 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
             let window = match (a.window_outputs, a.windowing) {
                 (Some((ws, we)), Some(w)) => {
                     key.push(ws);
-                    Some((ws, we, w.retention))
+                    Some(WindowColumns {
+                        start: ws,
+                        end: we,
+                        retained_from: if w.gap().is_some() { we } else { ws },
+                        retention: w.retention,
+                    })
                 }
                 _ => None,
             };

@@ -151,9 +151,7 @@ impl Runner {
                 if let Some(rows) = &commit.store {
                     s.apply(shard, rows)?;
                 }
-                for (_, out) in &commit.outputs {
-                    s.apply(shard, out)?;
-                }
+                apply_to_store(s, shard, &commit)?;
             }
             last = Some(commit);
             Ok(())
@@ -382,12 +380,7 @@ impl Runner {
         append_outputs(&self.parts, &commit, false).await?;
         eddy_storage::failpoint::crash_point("query-after-output");
         if let Some(store) = &self.parts.store {
-            for (_, out) in &commit.outputs {
-                store.apply(self.parts.shard, out)?;
-            }
-            if let Some(newest) = self.marks.stream_times.iter().flatten().max() {
-                store.expire(self.parts.shard, *newest);
-            }
+            apply_to_store(store, self.parts.shard, &commit)?;
             for (i, &p) in self.parts.partitions.iter().enumerate() {
                 store.set_position(p, self.marks.offsets[i]);
             }
@@ -400,6 +393,19 @@ impl Runner {
         status.late.store(self.marks.late, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A commit's effect on the table's store, the same while running and when a restart replays
+/// the checkpoints: its output rows, then the expiry of the rows whose retention its stream
+/// time passed. (Replaying only the rows brought windows past their retention back.)
+fn apply_to_store(store: &TableStore, shard: usize, commit: &Commit) -> Result<()> {
+    for (_, out) in &commit.outputs {
+        store.apply(shard, out)?;
+    }
+    if let Some(newest) = commit.marks.stream_times.iter().flatten().max() {
+        store.expire(shard, *newest);
+    }
+    Ok(())
 }
 
 /// Appends a commit's output to the sink, each partition's frame on its own blocking task so

@@ -24,8 +24,23 @@ use tokio::sync::watch;
 
 struct Entry {
     row: Box<[u8]>,
-    /// Stream time after which the row is dropped (windowed tables), else `i64::MAX`.
+    /// Stream time from which the row is gone (windowed tables), else `i64::MAX`.
     expire: i64,
+}
+
+/// The window columns of a windowed table, and how long its rows stay for pull queries.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowColumns {
+    /// `windowstart`, the last column of the primary key.
+    pub start: usize,
+    /// `windowend`.
+    pub end: usize,
+    /// The column a row's retention counts from: `windowstart` for time windows, `windowend`
+    /// (the session's last event) for sessions, as in Kafka Streams' window and session
+    /// stores (and so ksqlDB's pull queries).
+    pub retained_from: usize,
+    /// A row is dropped once stream time reaches `retained_from + retention`.
+    pub retention: i64,
 }
 
 /// The rows of one table.
@@ -34,8 +49,8 @@ pub struct TableStore {
     key_cols: Vec<usize>,
     /// Key columns that are not `windowstart` (what a lookup by key gives).
     lookup_cols: Vec<usize>,
-    /// `windowend` column and retention, for windowed tables.
-    expiry: Option<(usize, i64)>,
+    /// Window columns and retention, for windowed tables.
+    window: Option<WindowColumns>,
     key_converter: RowConverter,
     lookup_converter: RowConverter,
     row_converter: RowConverter,
@@ -70,13 +85,12 @@ fn converter(schema: &SchemaRef, cols: &[usize]) -> Result<RowConverter> {
 }
 
 impl TableStore {
-    /// A store for rows of `schema` keyed by the columns `key_cols`. `window`: the
-    /// `windowstart` and `windowend` columns (the first is part of the key) and how long after
-    /// a window's end its row stays.
+    /// A store for rows of `schema` keyed by the columns `key_cols`; `window` for a windowed
+    /// table.
     pub fn new(
         schema: SchemaRef,
         key_cols: Vec<usize>,
-        window: Option<(usize, usize, i64)>,
+        window: Option<WindowColumns>,
         shards: usize,
     ) -> Result<TableStore> {
         if let Some(&c) = key_cols.iter().find(|&&c| c >= schema.fields().len()) {
@@ -87,9 +101,8 @@ impl TableStore {
         let lookup_cols: Vec<usize> = key_cols
             .iter()
             .copied()
-            .filter(|&c| window.is_none_or(|(ws, _, _)| c != ws))
+            .filter(|&c| window.is_none_or(|w| c != w.start))
             .collect();
-        let expiry = window.map(|(_, we, retention)| (we, retention));
         let all: Vec<usize> = (0..schema.fields().len()).collect();
         let row_converter = converter(&schema, &all).map_err(|e| {
             DataFusionError::Plan(format!("a table cannot hold these column types: {e}"))
@@ -101,7 +114,7 @@ impl TableStore {
             schema,
             key_cols,
             lookup_cols,
-            expiry,
+            window,
             shards: (0..shards.max(1))
                 .map(|_| RwLock::new(BTreeMap::new()))
                 .collect(),
@@ -172,7 +185,7 @@ impl TableStore {
 
     /// Whether rows are per window.
     pub fn windowed(&self) -> bool {
-        self.expiry.is_some()
+        self.window.is_some()
     }
 
     /// The key columns that a lookup by key names (the primary key without `windowstart`).
@@ -194,14 +207,19 @@ impl TableStore {
         let key_arrays: Vec<ArrayRef> = self.key_cols.iter().map(|&c| columns[c].clone()).collect();
         let keys = self.key_converter.convert_columns(&key_arrays)?;
         let rows = self.row_converter.convert_columns(&columns)?;
-        let window_end = self.expiry.map(|(c, _)| c);
+        let window_end = self.window.map(|w| w.end);
         let value_cols: Vec<&ArrayRef> = (0..n)
             .filter(|c| !self.key_cols.contains(c) && Some(*c) != window_end)
             .map(|c| &columns[c])
             .collect();
-        let ends = self
-            .expiry
-            .map(|(c, r)| (columns[c].as_primitive_opt::<Int64Type>().cloned(), r));
+        let retained_from = self.window.map(|w| {
+            (
+                columns[w.retained_from]
+                    .as_primitive_opt::<Int64Type>()
+                    .cloned(),
+                w.retention,
+            )
+        });
         let mut map = self.shard(shard).write();
         for i in 0..batch.num_rows() {
             let key: Box<[u8]> = keys.row(i).as_ref().into();
@@ -210,8 +228,8 @@ impl TableStore {
                 map.remove(&key);
                 continue;
             }
-            let expire = match &ends {
-                Some((Some(e), r)) if e.is_valid(i) => e.value(i).saturating_add(*r),
+            let expire = match &retained_from {
+                Some((Some(from), r)) if from.is_valid(i) => from.value(i).saturating_add(*r),
                 _ => i64::MAX,
             };
             map.insert(
@@ -225,9 +243,10 @@ impl TableStore {
         Ok(())
     }
 
-    /// Drops rows whose retention ended before `stream_time`.
+    /// Drops rows whose retention ended by `stream_time`. The same stream times, applied after
+    /// the same rows, leave the same rows: a restart replays both.
     pub fn expire(&self, shard: usize, stream_time: i64) -> usize {
-        if self.expiry.is_none() {
+        if self.window.is_none() {
             return 0;
         }
         let mut map = self.shard(shard).write();
@@ -335,7 +354,13 @@ mod tests {
             Field::new("windowend", DataType::Int64, true),
             Field::new("n", DataType::Int64, true),
         ]));
-        let store = TableStore::new(schema.clone(), vec![0, 1], Some((1, 2, 100)), 1).unwrap();
+        let window = WindowColumns {
+            start: 1,
+            end: 2,
+            retained_from: 1,
+            retention: 100,
+        };
+        let store = TableStore::new(schema.clone(), vec![0, 1], Some(window), 1).unwrap();
         let batch = |k: Vec<&str>, s: Vec<i64>, n: Vec<Option<i64>>| {
             let e: Vec<i64> = s.iter().map(|s| s + 10).collect();
             RecordBatch::try_new(
@@ -372,8 +397,11 @@ mod tests {
             .apply(0, &batch(vec!["b"], vec![0], vec![None]))
             .unwrap();
         assert_eq!(store.len(), 3);
-        // Windows ending at 10 expire at stream time 110, the one ending at 20 at 120.
-        assert_eq!(store.expire(0, 110), 2);
+        // Time windows count their retention from their start: the windows starting at 0
+        // are gone at stream time 100, the one starting at 10 at 110.
+        assert_eq!(store.expire(0, 99), 0);
+        assert_eq!(store.expire(0, 100), 2);
         assert_eq!(store.len(), 1);
+        assert_eq!(store.expire(0, 110), 1);
     }
 }

@@ -10,8 +10,8 @@ use crate::parser::{WindowKind, WindowSpec};
 
 /// ksqlDB's default grace period when none is given: 24 hours.
 pub(crate) const DEFAULT_GRACE_MS: i64 = 24 * 3_600_000;
-/// Least time a window's row stays in the table after its end (Kafka Streams' default window
-/// store retention): 24 hours, or size + grace when longer.
+/// Default `RETENTION` (Kafka Streams' default window store retention): 24 hours, or size +
+/// grace when longer.
 pub(crate) const MIN_RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// A window's bounds, epoch ms.
@@ -26,7 +26,10 @@ pub(crate) struct Bounds {
 pub(crate) struct Windowing {
     pub kind: WindowKind,
     pub grace: i64,
-    /// How long a window's row stays in the table after the window closes, for pull queries.
+    /// How long a window's row stays in the table for pull queries, in stream time from the
+    /// window's start (a session's: from its last event), as ksqlDB: the row goes once the
+    /// partition's stream time reaches start + retention. At least size + grace (gap + grace
+    /// for sessions), so a row stays until its window closed.
     pub retention: i64,
 }
 

@@ -12,8 +12,10 @@
 //! latest`, the default) or its log start (`earliest`); a tail sleeps on the partition's
 //! high-watermark watch between batches — no polling, no lock on the write path.
 //!
-//! The stream ends after `LIMIT n` rows; otherwise it never ends, and the server drops it when
-//! the client cancels or goes away.
+//! The stream ends after `LIMIT n` rows, or with an error when its stream is dropped
+//! (`DROP STREAM|TABLE` in another session: each tail also waits on the engine's drop
+//! notification); otherwise it never ends, and the server drops it when the client cancels
+//! or goes away.
 
 mod plan;
 pub(crate) mod tail;
@@ -29,7 +31,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 
 pub(crate) use self::plan::{PushPlan, Step, compile, physical, run_steps};
-use self::tail::PartitionTail;
+use self::tail::{DropWatch, PartitionTail};
 use crate::{Description, Result, Session};
 
 /// Where a push query starts reading each partition.
@@ -60,6 +62,11 @@ pub async fn execute(
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
     let plan = PushPlan::new(session, query, params).await?;
     let start = StartAt::of(session);
+    let dropped = DropWatch::new(
+        session.engine().clone(),
+        plan.stream().to_string(),
+        plan.topic().clone(),
+    );
     let tails = plan
         .topic()
         .partitions()
@@ -73,6 +80,7 @@ pub async fn execute(
                 start,
                 plan.source_schema(),
             )
+            .until_dropped(dropped.clone())
         })
         .map(PartitionTail::into_stream);
     let merged = futures::stream::select_all(tails);
@@ -89,13 +97,31 @@ pub async fn execute(
         }
     });
     let stream: SendableRecordBatchStream = match limit {
-        None => Box::pin(RecordBatchStreamAdapter::new(schema.clone(), applied)),
+        None => Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            until_error(applied),
+        )),
         Some(limit) => Box::pin(RecordBatchStreamAdapter::new(
             schema.clone(),
-            limited(applied, limit),
+            until_error(limited(applied, limit)),
         )),
     };
     Ok((schema, stream))
+}
+
+/// Ends `stream` after its first error, dropping it at once: its tails (and the plan's topic)
+/// let go of the partition logs even while the client keeps the result open (a cursor), so
+/// the files of a dropped stream are freed.
+fn until_error(
+    stream: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+) -> impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static {
+    futures::stream::unfold(Some(Box::pin(stream)), |stream| async move {
+        let mut stream = stream?;
+        match stream.next().await? {
+            Ok(batch) => Some((Ok(batch), Some(stream))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 /// Parameter and result types of a push query, without starting it (extended protocol's

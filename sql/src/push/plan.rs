@@ -30,6 +30,8 @@ pub(crate) enum Step {
 
 /// A push query, ready to run on batches of its stream.
 pub(crate) struct PushPlan {
+    /// The stream (or table) read, and its topic.
+    stream: String,
     topic: Arc<Topic>,
     /// The stream's SQL schema, which the tails produce.
     source_schema: SchemaRef,
@@ -67,12 +69,17 @@ impl PushPlan {
         let (stream, source_schema) = compile(&state, &plan, &mut steps)?;
         let (_, topic) = session.engine().stream(&stream)?;
         Ok(PushPlan {
+            stream,
             topic,
             source_schema,
             steps,
             schema,
             limit,
         })
+    }
+
+    pub(crate) fn stream(&self) -> &str {
+        &self.stream
     }
 
     pub(crate) fn topic(&self) -> &Arc<Topic> {

@@ -11,6 +11,69 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::StartAt;
+use crate::{Engine, Error};
+
+/// How a push query's tail learns that its stream was dropped (`DROP STREAM|TABLE` in another
+/// session): the engine's drop counter changed and the catalog no longer maps the stream's
+/// name to the topic the tail reads.
+#[derive(Clone)]
+pub(crate) struct DropWatch {
+    engine: Arc<Engine>,
+    stream: String,
+    topic: Arc<eddy_storage::Topic>,
+    drops: watch::Receiver<u64>,
+}
+
+impl DropWatch {
+    /// Watches `stream`, whose topic is `topic` now.
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        stream: String,
+        topic: Arc<eddy_storage::Topic>,
+    ) -> Self {
+        let drops = engine.watch_drops();
+        DropWatch {
+            engine,
+            stream,
+            topic,
+            drops,
+        }
+    }
+
+    fn gone(&self) -> bool {
+        !self
+            .engine
+            .stream(&self.stream)
+            .is_ok_and(|(_, topic)| Arc::ptr_eq(&topic, &self.topic))
+    }
+
+    /// Whether the stream was dropped; checks the catalog only after a drop.
+    fn dropped(&mut self) -> bool {
+        if !self.drops.has_changed().unwrap_or(false) {
+            return false;
+        }
+        self.drops.borrow_and_update();
+        self.gone()
+    }
+
+    /// Returns once the stream is dropped.
+    async fn wait(&mut self) {
+        loop {
+            // Seen before checking: a drop after the check wakes `changed()`.
+            self.drops.borrow_and_update();
+            if self.gone() {
+                return;
+            }
+            if self.drops.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    fn error(&self) -> DataFusionError {
+        DataFusionError::External(Box::new(Error::StreamDropped(self.stream.clone())))
+    }
+}
 
 /// Batches read per wake-up at most, so a long backlog (`earliest`) streams out in pieces.
 const BATCHES_PER_READ: usize = 64;
@@ -34,6 +97,8 @@ pub(crate) struct PartitionTail {
     watch: watch::Receiver<u64>,
     schema: SchemaRef,
     max_batches: usize,
+    /// A push query's: ends the tail with an error when the stream is dropped.
+    dropped: Option<DropWatch>,
 }
 
 impl PartitionTail {
@@ -70,7 +135,14 @@ impl PartitionTail {
             watch,
             schema,
             max_batches: BATCHES_PER_READ,
+            dropped: None,
         }
+    }
+
+    /// Ends the tail with [`Error::StreamDropped`] when `watch` sees its stream dropped.
+    pub(crate) fn until_dropped(mut self, watch: DropWatch) -> Self {
+        self.dropped = Some(watch);
+        self
     }
 
     /// Reads at most `n` stored batches per call.
@@ -113,10 +185,15 @@ impl PartitionTail {
         self.watch.changed().await.is_ok()
     }
 
-    /// The batches committed after the previous call, waiting for at least one. `None` when
-    /// the log is gone (its stream was dropped).
+    /// The batches committed after the previous call, waiting for at least one. An error
+    /// when the stream was dropped (with a [`DropWatch`]); `None` when the log is gone.
     async fn next_batches(&mut self) -> Option<Result<Vec<RecordBatch>>> {
         loop {
+            if let Some(d) = self.dropped.as_mut()
+                && d.dropped()
+            {
+                return Some(Err(d.error()));
+            }
             // Mark the current value seen *before* reading the watermark: an append that
             // lands after this point wakes `changed()` below.
             self.watch.borrow_and_update();
@@ -133,7 +210,16 @@ impl PartitionTail {
                     other => return Some(other),
                 }
             }
-            self.watch.changed().await.ok()?;
+            let dropped = match self.dropped.as_mut() {
+                None => self.watch.changed().await.map(|()| false),
+                Some(d) => tokio::select! {
+                    changed = self.watch.changed() => changed.map(|()| false),
+                    () = d.wait() => Ok(true),
+                },
+            };
+            if dropped.ok()? {
+                return self.dropped.as_ref().map(|d| Err(d.error()));
+            }
         }
     }
 
