@@ -59,6 +59,9 @@ fn record_at(bytes: &[u8], pos: usize) -> Option<(Record, usize)> {
     let header = bytes.get(pos..pos + RECORD_HEADER)?;
     let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if len == 0 {
+        return None;
+    }
     let end = (pos + RECORD_HEADER).checked_add(len)?;
     let covered = bytes.get(pos + 8..end)?;
     if crc32c::crc32c(covered) != crc {

@@ -37,6 +37,7 @@ mod recovery;
 mod segment;
 pub mod tier;
 mod topics;
+mod txn;
 
 pub use config::LogConfig;
 pub use dir_lock::DataDirLock;

@@ -106,6 +106,9 @@ pub(crate) struct Shared {
     high_watermark_tx: watch::Sender<u64>,
     /// Appends are refused: closed, or a write or sync failed.
     closed: AtomicBool,
+    /// Offsets of the last group if it belongs to a multi-partition append (whose commit
+    /// record recovery then needs), else `None`.
+    last_txn_group: Mutex<Option<(u64, u64)>>,
     counters: Counters,
 }
 
@@ -120,6 +123,111 @@ impl Shared {
             }
             advanced
         });
+    }
+}
+
+/// A group of frames being appended under the partition's append lock: sealed by
+/// [`PartitionLog::begin_group`], then written ([`Group::write`]) and synced, then either
+/// applied (offsets, index and, for atomic appends, the high watermark advance) or cut off
+/// the file again ([`Group::abort`], or dropping it unapplied).
+pub(crate) struct Group<'a> {
+    log: &'a PartitionLog,
+    appender: parking_lot::MutexGuard<'a, Appender>,
+    segment: Arc<Segment>,
+    start: u64,
+    end: u64,
+    sealed: Vec<(u64, crate::segment::format::FrameHeader)>,
+    txn: bool,
+}
+
+impl Group<'_> {
+    /// Offsets `[base, next)` the group holds.
+    pub(crate) fn offsets(&self) -> (u64, u64) {
+        (
+            self.appender.written,
+            self.sealed
+                .last()
+                .map_or(self.appender.written, |(_, h)| h.next_offset()),
+        )
+    }
+
+    /// Writes the sealed frames' bytes at the end of the active segment. On failure the
+    /// partial bytes are cut off again (or, if even that fails, the log closes).
+    pub(crate) fn write(&self, frames: &[EncodedFrame]) -> Result<()> {
+        let segment = &self.segment;
+        for ((position, _), frame) in self.sealed.iter().zip(frames) {
+            if let Err(e) = segment.file.write_all_at(frame.bytes(), *position) {
+                let error = Error::io(format!("appending to {}", segment.log_path.display()), e);
+                self.cut();
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// The active segment's file, for an fdatasync outside the append lock's thread.
+    pub(crate) fn segment(&self) -> Arc<Segment> {
+        Arc::clone(&self.segment)
+    }
+
+    /// Marks the log closed after its file could not be synced (its contents are unknown).
+    pub(crate) fn fail_stop(&self) {
+        self.log.shared.closed.store(true, Ordering::Release);
+    }
+
+    fn cut(&self) {
+        if let Err(cut) = self.segment.file.set_len(self.start) {
+            // The partial group stays in the file: stop, and let recovery drop it.
+            self.log.shared.closed.store(true, Ordering::Release);
+            warn!(segment = %self.segment.log_path.display(), error = %cut, "cannot cut a failed append off the segment; the log is closed until it is reopened");
+        }
+    }
+
+    /// Cuts a written but not applied group off the file (another partition of the same
+    /// atomic append failed).
+    pub(crate) fn abort(self) {
+        self.cut();
+    }
+
+    /// Records the written group: index entries, offsets; returns what each frame got.
+    pub(crate) fn apply(mut self) -> Vec<AppendInfo> {
+        let shared = &self.log.shared;
+        let interval = shared.config.read().index_interval_bytes;
+        let mut infos = Vec::with_capacity(self.sealed.len());
+        {
+            let mut state = self.segment.state.write();
+            for (position, header) in &self.sealed {
+                state.record(self.segment.base_offset, *position, header, interval);
+                infos.push(AppendInfo {
+                    base_offset: header.base_offset,
+                    next_offset: header.next_offset(),
+                });
+            }
+            state.first_append.get_or_insert_with(Instant::now);
+        }
+        let (_, next) = self.offsets();
+        self.appender.written = next;
+        *shared.last_txn_group.lock() = self.txn.then_some((infos[0].base_offset, next));
+        shared
+            .counters
+            .bytes_written
+            .fetch_add(self.end - self.start, Ordering::Relaxed);
+        infos
+    }
+
+    /// Applies a group whose file the caller synced, and publishes it to readers at once.
+    pub(crate) fn apply_synced(self) -> Vec<AppendInfo> {
+        let log = self.log;
+        let infos = self.apply();
+        if let Some(last) = infos.last() {
+            log.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            log.shared.publish_durable(last.next_offset);
+            log.shared
+                .counters
+                .appends
+                .fetch_add(infos.len() as u64, Ordering::Relaxed);
+        }
+        infos
     }
 }
 
@@ -138,10 +246,22 @@ impl PartitionLog {
     /// torn tail is truncated, and corruption elsewhere fails with [`Error::Corrupt`].
     /// Fails with [`Error::Locked`] if another `PartitionLog` has `dir` open.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        Self::open_resolving(dir, config, &|_, _| false)
+    }
+
+    /// Like [`PartitionLog::open`], for a partition of a topic that makes multi-partition
+    /// appends: a last group written by one is kept only if `committed(base, next)` says its
+    /// commit record is durable (see [`crate::Topic::append_atomic`]).
+    pub(crate) fn open_resolving(
+        dir: &Path,
+        config: LogConfig,
+        committed: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<PartitionLog> {
         let lock = crate::dir_lock::lock_dir(dir)?.ok_or_else(|| Error::Locked {
             path: dir.to_path_buf(),
         })?;
-        let segments = recover(dir, config.index_interval_bytes)?;
+        let recovered = recover(dir, config.index_interval_bytes, committed)?;
+        let segments = recovered.segments;
         let active = segments
             .last()
             .cloned()
@@ -157,6 +277,7 @@ impl PartitionLog {
             durable: AtomicU64::new(written),
             high_watermark_tx: watch::Sender::new(written),
             closed: AtomicBool::new(false),
+            last_txn_group: Mutex::new(recovered.last_txn_group),
             counters: Counters::default(),
         };
         Ok(PartitionLog {
@@ -242,6 +363,15 @@ impl PartitionLog {
     /// Writes `frames` as one group at the end of the active segment; offsets and the index
     /// advance only once every byte is written.
     fn write_group(&self, frames: &mut [EncodedFrame]) -> Result<Vec<AppendInfo>> {
+        let group = self.begin_group(frames, false)?;
+        group.write(frames)?;
+        Ok(group.apply())
+    }
+
+    /// Takes the append lock for a group of `frames` (rolling first if due) and seals their
+    /// headers at the next offsets; nothing is written yet. `txn`: the group is part of a
+    /// multi-partition append (see [`crate::Topic::append_atomic`]).
+    pub(crate) fn begin_group(&self, frames: &mut [EncodedFrame], txn: bool) -> Result<Group<'_>> {
         let shared = &self.shared;
         let mut appender = shared.appender.lock();
         if shared.closed.load(Ordering::Acquire) {
@@ -258,42 +388,23 @@ impl PartitionLog {
         let start = segment.state.read().size;
         let mut position = start;
         let mut base_offset = appender.written;
+        let last = frames.len().saturating_sub(1);
         let mut sealed = Vec::with_capacity(frames.len());
-        let last = frames.len() - 1;
         for (i, frame) in frames.iter_mut().enumerate() {
-            let header = frame.seal(base_offset, i < last);
-            if let Err(e) = segment.file.write_all_at(frame.bytes(), position) {
-                let error = Error::io(format!("appending to {}", segment.log_path.display()), e);
-                if let Err(cut) = segment.file.set_len(start) {
-                    // The partial group stays in the file: stop, and let recovery drop it.
-                    shared.closed.store(true, Ordering::Release);
-                    warn!(segment = %segment.log_path.display(), error = %cut, "cannot cut a failed append off the segment; the log is closed until it is reopened");
-                }
-                return Err(error);
-            }
+            let header = frame.seal(base_offset, i < last, txn);
             sealed.push((position, header));
             position += frame.len();
             base_offset = header.next_offset();
         }
-        let interval = shared.config.read().index_interval_bytes;
-        let mut infos = Vec::with_capacity(sealed.len());
-        {
-            let mut state = segment.state.write();
-            for (position, header) in &sealed {
-                state.record(segment.base_offset, *position, header, interval);
-                infos.push(AppendInfo {
-                    base_offset: header.base_offset,
-                    next_offset: header.next_offset(),
-                });
-            }
-            state.first_append.get_or_insert_with(Instant::now);
-        }
-        appender.written = base_offset;
-        shared
-            .counters
-            .bytes_written
-            .fetch_add(position - start, Ordering::Relaxed);
-        Ok(infos)
+        Ok(Group {
+            log: self,
+            appender,
+            segment,
+            start,
+            end: position,
+            sealed,
+            txn,
+        })
     }
 
     /// Group commit: returns once every offset below `end` is durable.
@@ -355,6 +466,11 @@ impl PartitionLog {
         shared.segments.write().push(Arc::clone(&new));
         appender.active = new;
         Ok(())
+    }
+
+    /// Offsets of the last group if a multi-partition append wrote it.
+    pub(crate) fn last_txn_group(&self) -> Option<(u64, u64)> {
+        *self.shared.last_txn_group.lock()
     }
 
     /// The next offset to be assigned that is durable: every offset below it is durable and

@@ -23,9 +23,21 @@ use crate::segment::format::{FrameHeader, HEADER_LEN, MAGIC};
 use crate::segment::index::{self, IndexEntry};
 use crate::segment::{self, SegState, Segment, sync_dir};
 
-/// Opens every segment in `dir` (creating segment 0 in an empty directory) and returns them
-/// in offset order; the last is the active one.
-pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Vec<Arc<Segment>>> {
+/// What recovery found.
+pub(crate) struct Recovered {
+    /// In offset order; the last is the active one.
+    pub segments: Vec<Arc<Segment>>,
+    /// Offsets of the active segment's last group if a multi-partition append wrote it.
+    pub last_txn_group: Option<(u64, u64)>,
+}
+
+/// Opens every segment in `dir` (creating segment 0 in an empty directory). A last group of a
+/// multi-partition append is kept only if `committed(base, next)`.
+pub(crate) fn recover(
+    dir: &Path,
+    index_interval_bytes: u64,
+    committed: &dyn Fn(u64, u64) -> bool,
+) -> Result<Recovered> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     let entries =
@@ -55,10 +67,11 @@ pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Vec<Arc<S
 
     let mut segments = Vec::with_capacity(bases.len().max(1));
     let last = bases.len().checked_sub(1);
+    let mut last_txn_group = None;
     for (i, &base) in bases.iter().enumerate() {
         let segment = Segment::open(dir, base)?;
         if Some(i) == last {
-            recover_active(&segment, index_interval_bytes)?;
+            last_txn_group = recover_active(&segment, index_interval_bytes, committed)?;
         } else {
             load_closed(&segment, index_interval_bytes)?;
         }
@@ -82,7 +95,10 @@ pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Vec<Arc<S
     } else if removed_orphans {
         sync_dir(dir)?;
     }
-    Ok(segments)
+    Ok(Recovered {
+        segments,
+        last_txn_group,
+    })
 }
 
 /// Loads a closed segment's state from its index plus a header scan of the rest.
@@ -152,24 +168,27 @@ fn resume_from_index(segment: &Segment, entries: Vec<IndexEntry>) -> Result<SegS
     Ok(state)
 }
 
-/// Scans the active segment with CRC checks, truncating a torn tail and an incomplete last
-/// statement group.
-fn recover_active(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
+/// Scans the active segment with CRC checks, truncating a torn tail, an incomplete last
+/// statement group, and a last group of a multi-partition append that was never committed.
+/// Returns the offsets of the last group if a committed multi-partition append wrote it.
+fn recover_active(
+    segment: &Segment,
+    index_interval_bytes: u64,
+    committed: &dyn Fn(u64, u64) -> bool,
+) -> Result<Option<(u64, u64)>> {
     let len = file_len(segment)?;
-    let mut state = SegState::empty(segment.base_offset);
     let mut position = 0;
-    // Frames of a group whose last frame has not been seen yet: recorded once it is.
+    // Complete groups in file order, and the frames of a group not completed yet.
+    let mut groups: Vec<Vec<(u64, FrameHeader)>> = Vec::new();
     let mut open_group: Vec<(u64, FrameHeader)> = Vec::new();
-    let mut next_offset = state.next_offset;
+    let mut next_offset = segment.base_offset;
     let mut cut = None;
     while position < len {
         match check_frame(segment, position, len, next_offset)? {
             Ok(header) => {
                 open_group.push((position, header));
                 if !header.continues() {
-                    for (at, h) in open_group.drain(..) {
-                        state.record(segment.base_offset, at, &h, index_interval_bytes);
-                    }
+                    groups.push(std::mem::take(&mut open_group));
                 }
                 next_offset = header.next_offset();
                 position += header.frame_len();
@@ -195,6 +214,21 @@ fn recover_active(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
             ),
         ));
     }
+    let mut last_txn_group = None;
+    if let Some(last) = groups.last()
+        && last[0].1.txn()
+    {
+        let (base, next) = (last[0].1.base_offset, last[last.len() - 1].1.next_offset());
+        if committed(base, next) {
+            last_txn_group = Some((base, next));
+        } else {
+            cut = Some((
+                last[0].0,
+                format!("offsets {base}..{next} of a multi-partition append were never committed"),
+            ));
+            groups.pop();
+        }
+    }
     if let Some((at, reason)) = cut {
         warn!(
             segment = %segment.log_path.display(),
@@ -213,11 +247,15 @@ fn recover_active(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
             .sync_all()
             .map_err(|e| Error::io(context(), e))?;
     }
+    let mut state = SegState::empty(segment.base_offset);
+    for (at, header) in groups.iter().flatten() {
+        state.record(segment.base_offset, *at, header, index_interval_bytes);
+    }
     if state.size > 0 {
         state.first_append = Some(std::time::Instant::now());
     }
     *segment.state.write() = state;
-    Ok(())
+    Ok(last_txn_group)
 }
 
 /// Checks the whole frame at `position`. The outer error is I/O; the inner one says why the

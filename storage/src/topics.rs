@@ -12,10 +12,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::tier::{ColdPartition, ColdStore};
-use crate::{Error, LogConfig, PartitionLog, Result};
+use crate::txn::{GroupRef, TxnLog};
+use crate::{EncodedFrame, Error, LogConfig, PartitionLog, Result};
 
 /// One topic: its partitions, indexed by partition number, each with its cold tier.
 #[derive(Debug)]
@@ -24,6 +25,11 @@ pub struct Topic {
     storage: String,
     partitions: Vec<Arc<PartitionLog>>,
     cold: Vec<Arc<ColdPartition>>,
+    /// Commit records of multi-partition appends (`txn.log`).
+    txn: Mutex<TxnLog>,
+    /// Held for writing while a multi-partition append publishes its groups, for reading
+    /// while [`Topic::high_watermarks`] takes its snapshot: no snapshot holds part of one.
+    visibility: RwLock<()>,
 }
 
 impl Topic {
@@ -50,6 +56,98 @@ impl Topic {
     /// One partition's cold tier.
     pub fn cold(&self, p: usize) -> Option<&Arc<ColdPartition>> {
         self.cold.get(p)
+    }
+
+    /// Every partition's high watermark, taken together: a multi-partition append is either
+    /// in all of them or in none. A scan that reads up to these offsets reads one consistent
+    /// state of the topic.
+    pub fn high_watermarks(&self) -> Vec<u64> {
+        let _snapshot = self.visibility.read();
+        self.partitions.iter().map(|p| p.high_watermark()).collect()
+    }
+
+    /// Appends one statement's frames to several partitions, all or nothing: for readers
+    /// (none sees any part before all of it, see [`Topic::high_watermarks`]), across a crash
+    /// (none of it survives unless all of it was committed) and on failure (a failed write or
+    /// sync in one partition cuts the statement off every partition). Each entry is a
+    /// partition and its frames. One partition is a plain [`PartitionLog::append_encoded`].
+    ///
+    /// How: the partitions' append locks are taken in partition order, each partition's frames
+    /// are written as one `TXN` group and synced (the partitions in parallel), then one commit
+    /// record naming every group is appended to the topic's `txn.log` and synced — the commit
+    /// point — and only then are the groups published, under the visibility lock. No other
+    /// write reaches those partitions in between, so an uncommitted group is always the last
+    /// of its partition and recovery can drop it.
+    pub fn append_atomic(&self, mut work: Vec<(usize, Vec<EncodedFrame>)>) -> Result<()> {
+        work.retain(|(_, frames)| !frames.is_empty());
+        work.sort_by_key(|(p, _)| *p);
+        let log = |p: usize| {
+            self.partitions
+                .get(p)
+                .ok_or_else(|| Error::InvalidArgument(format!("no partition {p}")))
+        };
+        if let [(p, _)] = work.as_slice() {
+            let p = *p;
+            let frames = work.pop().map(|(_, f)| f).unwrap_or_default();
+            log(p)?.append_encoded(frames)?;
+            return Ok(());
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        let mut groups = Vec::with_capacity(work.len());
+        for (p, frames) in work.iter_mut() {
+            groups.push(log(*p)?.begin_group(frames, true)?);
+        }
+        let written: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .iter()
+                .zip(&work)
+                .map(|(group, (_, frames))| {
+                    scope.spawn(move || {
+                        group.write(frames)?;
+                        group.segment().sync().inspect_err(|_| group.fail_stop())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidArgument("append thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        if let Some(e) = written.into_iter().find_map(Result::err) {
+            groups.into_iter().for_each(|g| g.abort());
+            return Err(e);
+        }
+        crate::failpoint::crash_point("append-before-commit");
+        let refs: Vec<GroupRef> = groups
+            .iter()
+            .zip(&work)
+            .map(|(g, (p, _))| {
+                let (base, next) = g.offsets();
+                (*p as u32, base, next)
+            })
+            .collect();
+        let committed = self.txn.lock().commit(refs, |&(p, base, next)| {
+            self.partitions
+                .get(p as usize)
+                .and_then(|log| log.last_txn_group())
+                == Some((base, next))
+        });
+        if let Err(e) = committed {
+            groups.into_iter().for_each(|g| g.abort());
+            return Err(e);
+        }
+        crate::failpoint::crash_point("append-after-commit");
+        let _publish = self.visibility.write();
+        for group in groups {
+            group.apply_synced();
+        }
+        Ok(())
     }
 }
 
@@ -129,9 +227,37 @@ impl TopicStore {
         config: LogConfig,
     ) -> Result<Arc<Topic>> {
         let dir = self.topic_dir(storage)?;
+        fs::create_dir_all(&dir).map_err(io_err(&dir, "creating"))?;
+        let committed = TxnLog::committed(&dir)?;
         let logs = (0..partitions)
-            .map(|p| PartitionLog::open(&dir.join(p.to_string()), config.clone()).map(Arc::new))
+            .map(|p| {
+                let is_committed = |base, next| committed.contains(&(p, base, next));
+                PartitionLog::open_resolving(
+                    &dir.join(p.to_string()),
+                    config.clone(),
+                    &is_committed,
+                )
+                .map(Arc::new)
+            })
             .collect::<Result<Vec<_>>>()?;
+        // Only the records of groups that are still the last of their partition matter.
+        let keep: Vec<Vec<GroupRef>> = logs
+            .iter()
+            .enumerate()
+            .filter_map(|(p, log)| {
+                log.last_txn_group()
+                    .map(|(base, next)| vec![(p as u32, base, next)])
+            })
+            .collect();
+        let txn = match TxnLog::rewrite(&dir, keep) {
+            Ok(txn) => txn,
+            Err(e) => {
+                for log in &logs {
+                    let _closed = log.close();
+                }
+                return Err(e);
+            }
+        };
         let cold = (0..partitions)
             .map(|p| {
                 ColdPartition::open(
@@ -157,6 +283,8 @@ impl TopicStore {
             storage: storage.to_string(),
             partitions: logs,
             cold,
+            txn: Mutex::new(txn),
+            visibility: RwLock::new(()),
         });
         self.topics
             .write()

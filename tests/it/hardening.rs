@@ -494,7 +494,7 @@ async fn a_full_disk_fails_the_statement_whole_and_the_log_recovers_by_itself() 
     let client = server.client().await.unwrap();
     client
         .batch_execute(
-            "CREATE STREAM s (id BIGINT, pad VARCHAR) WITH (partitions = 1); \
+            "CREATE STREAM s (id BIGINT KEY, pad VARCHAR) WITH (partitions = 3); \
              INSERT INTO s VALUES (0, 'first')",
         )
         .await

@@ -7,6 +7,7 @@ mod harness;
 #[path = "../support/moto.rs"]
 mod moto;
 
+mod atomicity;
 mod connection;
 mod copy;
 mod extended;

@@ -189,38 +189,13 @@ pub fn encode(
     Ok(encoded)
 }
 
-/// Appends encoded frames: each partition's frames with one sync, partitions in parallel (so
-/// their syncs overlap). Returns the number of rows appended.
+/// Appends encoded frames, all or nothing across the partitions they go to (see
+/// [`Topic::append_atomic`]: each partition's frames with one sync, the partitions in
+/// parallel, one commit record when there are several). Returns the number of rows appended.
 pub fn append_encoded(topic: &Topic, encoded: Encoded) -> Result<u64> {
-    let work: Vec<(usize, Vec<EncodedFrame>)> = encoded
-        .per_partition
-        .into_iter()
-        .enumerate()
-        .filter(|(_, frames)| !frames.is_empty())
-        .collect();
-    let append_one = |p: usize, frames: Vec<EncodedFrame>| -> Result<()> {
-        let log = topic
-            .partition(p)
-            .ok_or_else(|| Error::Internal(format!("partition {p} missing")))?;
-        log.append_encoded(frames)?;
-        Ok(())
-    };
-    if work.len() <= 1 {
-        for (p, frames) in work {
-            append_one(p, frames)?;
-        }
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = work
-                .into_iter()
-                .map(|(p, frames)| s.spawn(move || append_one(p, frames)))
-                .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .map_err(|_| Error::Internal("append thread panicked".into()))?
-            })
-        })?;
-    }
+    let work: Vec<(usize, Vec<EncodedFrame>)> =
+        encoded.per_partition.into_iter().enumerate().collect();
+    topic.append_atomic(work)?;
     Ok(encoded.rows)
 }
 

@@ -47,6 +47,10 @@ pub struct StreamScanExec {
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Every log partition's end, taken together when the first split executes, so that
+    /// all splits read one state of the topic: a statement that wrote several partitions is
+    /// read whole or not at all ([`Topic::high_watermarks`]).
+    ends: Arc<std::sync::OnceLock<Vec<u64>>>,
 }
 
 /// One DataFusion partition of a scan: offsets `[start, end)` of log partition `partition`.
@@ -158,6 +162,7 @@ impl StreamScanExec {
             limit,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            ends: Arc::default(),
         })
     }
 
@@ -280,9 +285,11 @@ impl ExecutionPlan for StreamScanExec {
             bytes: metric("cold_bytes_fetched"),
         };
         let tx = builder.tx();
+        let ends = self.ends.get_or_init(|| self.topic.high_watermarks());
+        let end = ends.get(log_partition as usize).copied().unwrap_or(0);
         let bounds = ScanBounds {
             offset_start: split.start,
-            offset_end: split.end,
+            offset_end: split.end.min(end),
             ..self.bounds.clone()
         };
         let stored_columns = self.table_schema.fields().len() - 2;

@@ -23,7 +23,7 @@
 //!   12     4  CRC32C of bytes 16 .. end of body (everything after this field)
 //!   16     8  base offset (u64): offset of the batch's first row
 //!   24     4  record count (u32, > 0): rows in the batch, offsets base .. base + count
-//!   28     4  attributes (u32): bit 0 `CONTINUES` (see below); other bits zero
+//!   28     4  attributes (u32): bit 0 `CONTINUES`, bit 1 `TXN` (see below); others zero
 //!   32     8  min timestamp (i64, ms)
 //!   40     8  max timestamp (i64, ms)
 //!   48     8  Raft term (u64), 0 until replication writes it
@@ -38,6 +38,12 @@
 //! a trailing group whose last frame is missing, so a statement's rows in a partition survive
 //! a crash together or not at all. Frames written before groups existed have no bit set: each
 //! is a group of its own.
+//!
+//! **Multi-partition appends.** A statement that writes several partitions of a topic sets
+//! `TXN` on every frame of its group in each partition, and commits with one record in the
+//! topic's `txn.log` (see `topics.rs`) naming each group's offsets. Until that record is
+//! durable no reader sees any of the groups, and no other group follows them in their
+//! partitions, so recovery keeps a last `TXN` group only if the record names it.
 //!
 //! Offsets are contiguous: a frame's base offset is the previous frame's base + count, and a
 //! segment's first frame starts at the base offset in its file name. The magic, version and
@@ -58,6 +64,8 @@ pub(crate) const MAGIC: [u8; 4] = *b"EDDY";
 pub(crate) const VERSION: u8 = 1;
 /// Attribute bit: more frames of the same group follow this one.
 pub(crate) const ATTR_CONTINUES: u32 = 1;
+/// Attribute bit: the group is part of a multi-partition append.
+pub(crate) const ATTR_TXN: u32 = 2;
 /// Size of the fixed frame header.
 pub(crate) const HEADER_LEN: usize = 56;
 /// First byte covered by the CRC.
@@ -83,6 +91,11 @@ impl FrameHeader {
         self.attributes & ATTR_CONTINUES != 0
     }
 
+    /// Whether the frame's group is part of a multi-partition append.
+    pub fn txn(&self) -> bool {
+        self.attributes & ATTR_TXN != 0
+    }
+
     /// Parses and sanity-checks a header; the error says what is wrong with it.
     pub fn parse(bytes: &[u8; HEADER_LEN]) -> Result<FrameHeader, &'static str> {
         if bytes[0..4] != MAGIC {
@@ -95,7 +108,7 @@ impl FrameHeader {
             return Err("reserved bytes are not zero");
         }
         let attributes = u32::from_le_bytes(array(bytes, 28));
-        if attributes & !ATTR_CONTINUES != 0 {
+        if attributes & !(ATTR_CONTINUES | ATTR_TXN) != 0 {
             return Err("unknown attribute bits");
         }
         let header = FrameHeader {
@@ -213,8 +226,9 @@ impl EncodedFrame {
     }
 
     /// Writes the header for `base_offset`, with `CONTINUES` set when `continues` (more
-    /// frames of the same group follow); the frame is then [`EncodedFrame::bytes`].
-    pub(crate) fn seal(&mut self, base_offset: u64, continues: bool) -> FrameHeader {
+    /// frames of the same group follow) and `TXN` when `txn`; the frame is then
+    /// [`EncodedFrame::bytes`].
+    pub(crate) fn seal(&mut self, base_offset: u64, continues: bool, txn: bool) -> FrameHeader {
         let body_len = self.bytes.len() - HEADER_LEN;
         let mut header = FrameHeader {
             // `encode` checked that the body fits.
@@ -222,7 +236,7 @@ impl EncodedFrame {
             crc: 0,
             base_offset,
             record_count: self.record_count,
-            attributes: if continues { ATTR_CONTINUES } else { 0 },
+            attributes: if continues { ATTR_CONTINUES } else { 0 } | if txn { ATTR_TXN } else { 0 },
             min_timestamp: self.min_timestamp,
             max_timestamp: self.max_timestamp,
             term: 0,
@@ -297,7 +311,7 @@ mod tests {
     fn sealed_frame_round_trips_header_and_body() {
         let original = batch(10);
         let mut frame = EncodedFrame::encode(&original, -5, 99).unwrap();
-        let sealed = frame.seal(1234, false);
+        let sealed = frame.seal(1234, false, false);
         let bytes = frame.bytes().to_vec();
         let (header_bytes, body) = split(&bytes);
         let header = FrameHeader::parse(&header_bytes).unwrap();
@@ -315,7 +329,7 @@ mod tests {
     #[test]
     fn any_flipped_bit_fails_parse_or_crc() {
         let mut frame = EncodedFrame::encode(&batch(3), 1, 2).unwrap();
-        frame.seal(7, false);
+        frame.seal(7, false, false);
         let bytes = frame.bytes().to_vec();
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
