@@ -129,7 +129,11 @@ async fn writer(client: Client, kind: usize, next: Arc<Mutex<i64>>, ledger: Arc<
             *n
         };
         let rows = [1, MULTI_ROWS, COPY_ROWS][kind];
-        ledger.lock().unwrap().statements.insert(stmt, (rows, false));
+        ledger
+            .lock()
+            .unwrap()
+            .statements
+            .insert(stmt, (rows, false));
         let ok = match kind {
             0 | 1 => insert(&client, stmt, rows).await.is_ok(),
             _ => copy(&client, stmt).await.is_ok(),
@@ -224,7 +228,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let counters: Vec<_> = WRITER_BASE.iter().map(|&b| Arc::new(Mutex::new(b))).collect();
+    let counters: Vec<_> = WRITER_BASE
+        .iter()
+        .map(|&b| Arc::new(Mutex::new(b)))
+        .collect();
     let mut counts = Counts::default();
     let started = Instant::now();
     for round in 0..rounds {
@@ -245,13 +252,20 @@ async fn main() -> anyhow::Result<()> {
         for w in writers {
             let _ = w.await;
         }
-        let (next_server, next_port) = start(&eddy, &data, &log)
-            .with_context(|| format!("restart after round {round}"))?;
+        let (next_server, next_port) =
+            start(&eddy, &data, &log).with_context(|| format!("restart after round {round}"))?;
         server = next_server;
         port = next_port;
         let client = connect(port).await?;
         let snapshot = std::mem::take(&mut ledger.lock().unwrap().statements);
-        let present = check(&client, &Ledger { statements: snapshot.clone() }, &mut counts).await?;
+        let present = check(
+            &client,
+            &Ledger {
+                statements: snapshot.clone(),
+            },
+            &mut counts,
+        )
+        .await?;
         // From now on every statement the stream holds must stay, and one that is absent must
         // stay absent: a later round finding it counts it as unknown.
         ledger.lock().unwrap().statements = snapshot
