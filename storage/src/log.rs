@@ -205,9 +205,9 @@ impl Group<'_> {
             }
             state.first_append.get_or_insert_with(Instant::now);
         }
-        let (_, next) = self.offsets();
+        let (base, next) = self.offsets();
         self.appender.written = next;
-        *shared.last_txn_group.lock() = self.txn.then_some((infos[0].base_offset, next));
+        *shared.last_txn_group.lock() = self.txn.then_some((base, next));
         shared
             .counters
             .bytes_written
