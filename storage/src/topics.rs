@@ -341,21 +341,32 @@ impl TopicStore {
             if !entry.path().is_dir() || keep.contains(&name) || dropped.contains(&name) {
                 continue;
             }
-            let aside = self.lost_and_found();
-            fs::create_dir_all(&aside).map_err(io_err(&aside, "creating"))?;
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            let target = aside.join(format!("{name}.{stamp}"));
-            tracing::warn!(
-                dir = %entry.path().display(),
-                to = %target.display(),
-                "a topic directory no catalog entry names: moved aside, not deleted"
-            );
-            fs::rename(entry.path(), &target).map_err(io_err(&target, "moving orphan to"))?;
+            self.move_aside(&entry.path(), "")?;
             moved += 1;
         }
         Ok(moved)
+    }
+
+    /// Moves `path` (a directory of this data directory that no catalog entry names) to
+    /// [`TopicStore::lost_and_found`] as `<prefix><name>.<unix ms>`; returns where it went.
+    pub fn move_aside(&self, path: &Path, prefix: &str) -> Result<PathBuf> {
+        let aside = self.lost_and_found();
+        fs::create_dir_all(&aside).map_err(io_err(&aside, "creating"))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let target = aside.join(format!("{prefix}{name}.{stamp}"));
+        tracing::warn!(
+            dir = %path.display(),
+            to = %target.display(),
+            "a directory no catalog entry names: moved aside, not deleted"
+        );
+        fs::rename(path, &target).map_err(io_err(&target, "moving an orphan to"))?;
+        Ok(target)
     }
 
     /// Cold-tier prefixes that neither `keep` nor `dropped` names: left in place (an operator

@@ -187,8 +187,8 @@ pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
     Ok(())
 }
 
-/// Removes checkpoint directories of queries the catalog no longer has (a `TERMINATE` that
-/// crashed after the catalog change).
+/// Moves checkpoint directories of queries the catalog does not have (a `TERMINATE` that
+/// crashed after the catalog change, or a damaged catalog) to `lost+found/`: never deleted.
 fn remove_orphan_dirs(engine: &Engine) {
     let Ok(entries) = std::fs::read_dir(engine.data_dir().join("queries")) else {
         return;
@@ -200,9 +200,10 @@ fn remove_orphan_dirs(engine: &Engine) {
         .map(|q| query_dir(engine, &q.id))
         .collect();
     for entry in entries.flatten() {
-        if !live.contains(&entry.path()) {
-            tracing::info!(dir = %entry.path().display(), "removing checkpoints of a terminated query");
-            let _ = std::fs::remove_dir_all(entry.path());
+        if !live.contains(&entry.path())
+            && let Err(e) = engine.topics().move_aside(&entry.path(), "query-")
+        {
+            tracing::warn!(dir = %entry.path().display(), error = %e, "could not move aside the checkpoints of an unknown query");
         }
     }
 }
