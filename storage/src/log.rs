@@ -129,7 +129,8 @@ impl Shared {
 /// A group of frames being appended under the partition's append lock: sealed by
 /// [`PartitionLog::begin_group`], then written ([`Group::write`]) and synced, then either
 /// applied (offsets, index and, for atomic appends, the high watermark advance) or cut off
-/// the file again ([`Group::abort`], or dropping it unapplied).
+/// the file again ([`Group::abort`]). Every written group must end in one of the two: bytes
+/// left behind unapplied would be valid frames past the log's end.
 pub(crate) struct Group<'a> {
     log: &'a PartitionLog,
     appender: parking_lot::MutexGuard<'a, Appender>,
