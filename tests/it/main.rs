@@ -17,3 +17,4 @@ mod recovery;
 mod restart;
 mod slt;
 mod tier;
+mod wire;
