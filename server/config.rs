@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+use crate::pg::framing::LARGE_MESSAGE_LIMIT;
+
+/// The smallest `--max-message-bytes`: every message without user data must still fit.
+const MIN_MESSAGE_BYTES: usize = 1024;
+
 /// Settings of `eddy server`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerConfig {
@@ -29,6 +34,10 @@ pub struct ServerConfig {
     /// grown this many bytes past twice the last snapshot (then drops the older checkpoints).
     #[arg(long, env = "EDDY_QUERY_SNAPSHOT_BYTES", default_value_t = 64 << 20)]
     pub query_snapshot_bytes: u64,
+    /// The largest protocol message a client may send, in bytes (PostgreSQL's limit, 1 GB,
+    /// by default). A larger one is refused with SQLSTATE 54000 and ends the connection.
+    #[arg(long, env = "EDDY_MAX_MESSAGE_BYTES", default_value_t = LARGE_MESSAGE_LIMIT)]
+    pub max_message_bytes: usize,
 }
 
 impl ServerConfig {
@@ -41,6 +50,7 @@ impl ServerConfig {
             retention_check_ms: 30_000,
             cold_store: None,
             query_snapshot_bytes: 64 << 20,
+            max_message_bytes: LARGE_MESSAGE_LIMIT,
         }
     }
 
@@ -62,6 +72,12 @@ impl ServerConfig {
         }
         if self.retention_check_ms == 0 {
             bail!("--retention-check-ms must be positive");
+        }
+        if !(MIN_MESSAGE_BYTES..=LARGE_MESSAGE_LIMIT).contains(&self.max_message_bytes) {
+            bail!(
+                "--max-message-bytes must be between {MIN_MESSAGE_BYTES} and {LARGE_MESSAGE_LIMIT} \
+                 (pgwire's and PostgreSQL's limit)"
+            );
         }
         Ok(())
     }

@@ -45,7 +45,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding {}", config.pg_addr))?;
     let addr = listener.local_addr()?;
     let retention = tasks::spawn_maintenance(engine.clone(), config.retention_check_interval());
-    let serve = tokio::spawn(pg::serve(listener, engine.clone()));
+    let serve = tokio::spawn(pg::serve(
+        listener,
+        engine.clone(),
+        config.max_message_bytes,
+    ));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "eddy is ready");
     Ok(RunningServer {
         addr,

@@ -5,6 +5,8 @@ use datafusion::error::DataFusionError;
 use eddy_sql::Error;
 use pgwire::error::{ErrorInfo, PgWireError};
 
+use super::framing::Violation;
+
 /// SQLSTATE for an error of the SQL layer.
 pub fn sqlstate(e: &Error) -> &'static str {
     match e {
@@ -109,4 +111,38 @@ pub fn error_info(e: &Error) -> ErrorInfo {
 /// An error as a pgwire error.
 pub fn to_pgwire(e: Error) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&e)))
+}
+
+/// A frontend byte stream that breaks the protocol's framing: FATAL, the connection closes.
+/// A message over `--max-message-bytes` is `54000` (program_limit_exceeded), anything else
+/// `08P01` (protocol_violation).
+pub fn protocol_violation(v: &Violation) -> ErrorInfo {
+    let state = match v {
+        Violation::TooLarge { .. } => "54000",
+        _ => "08P01",
+    };
+    ErrorInfo::new("FATAL".to_string(), state.to_string(), v.to_string())
+}
+
+/// A message pgwire could not decode although its framing was checked: FATAL `08P01`.
+pub fn undecodable(e: &PgWireError) -> ErrorInfo {
+    ErrorInfo::new(
+        "FATAL".to_string(),
+        "08P01".to_string(),
+        format!("invalid frontend message: {e}"),
+    )
+}
+
+/// A string in a message that is not UTF-8: `22021` (character_not_in_repertoire), in
+/// PostgreSQL's words; the session goes on.
+pub fn invalid_utf8(bytes: &[u8]) -> ErrorInfo {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("0x{b:02x}")).collect();
+    ErrorInfo::new(
+        "ERROR".to_string(),
+        "22021".to_string(),
+        format!(
+            "invalid byte sequence for encoding \"UTF8\": {}",
+            hex.join(" ")
+        ),
+    )
 }

@@ -4,8 +4,10 @@
 //! Statements run through the session; results are encoded from Arrow batches by [`encode`],
 //! errors become SQLSTATEs in [`errors`] — the only place that mapping lives.
 
+mod connection;
 pub mod encode;
 pub mod errors;
+pub mod framing;
 mod handler;
 mod push;
 pub mod types;
@@ -48,7 +50,12 @@ impl PgWireServerHandlers for Handlers {
 }
 
 /// Accepts connections until the listener fails; each connection runs in its own task.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>) -> anyhow::Result<()> {
+/// Messages above `max_message_bytes` end their connection (see [`framing`]).
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    max_message_bytes: usize,
+) -> anyhow::Result<()> {
     let manager = Arc::new(ConnectionManager::new());
     let handlers = Arc::new(Handlers {
         handler: Arc::new(EddyHandler::new(engine, manager.clone())),
@@ -67,7 +74,9 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>) -> anyhow::Result
         let _ = socket.set_nodelay(true);
         let handlers = handlers.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            let handler = handlers.handler.clone();
+            let cancel = handlers.cancel.clone();
+            if let Err(e) = connection::serve(socket, handler, cancel, max_message_bytes).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -20,3 +20,4 @@ mod restart;
 mod slt;
 mod tier;
 mod windowed_restart;
+mod wire;

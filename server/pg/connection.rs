@@ -1,0 +1,255 @@
+//! One client connection: pgwire's message loop, over a socket whose bytes pass the
+//! [`FrameChecker`] before pgwire's codec sees them.
+//!
+//! This is pgwire's own `process_socket` (SSL refusal, start-up timeout, dispatch through
+//! `process_message`, errors through `process_error`) with two additions: a framing
+//! [`Violation`] is answered with a FATAL ErrorResponse before the connection closes (pgwire
+//! would drop the socket silently, or decode the wrong bytes), and a message the checker found
+//! invalid UTF-8 in is answered with `22021` instead of being run with U+FFFD in it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::{ClientInfo, DefaultClient, PgWireConnectionState};
+use pgwire::error::PgWireError;
+use pgwire::messages::response::{GssEncResponse, SslResponse};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
+use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use super::errors;
+use super::framing::{FrameChecker, Verdict, Violation};
+use super::handler::{EddyHandler, Prepared};
+
+/// How long a client may take from connecting to the end of its start-up (as pgwire).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A socket whose incoming bytes are framed and checked before they are read.
+#[derive(Debug)]
+pub struct Checked<S> {
+    inner: S,
+    checker: FrameChecker,
+    violation: Option<Violation>,
+}
+
+impl<S> Checked<S> {
+    /// Wraps `inner`; messages above `max_message_bytes` are refused.
+    pub fn new(inner: S, max_message_bytes: usize) -> Self {
+        Checked {
+            inner,
+            checker: FrameChecker::new(max_message_bytes),
+            violation: None,
+        }
+    }
+
+    /// The violation that stopped the stream, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// The verdict on the oldest message read and not asked about yet.
+    pub fn pop_verdict(&mut self) -> Option<Verdict> {
+        self.checker.pop_verdict()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(v) = &this.violation {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                v.to_string(),
+            )));
+        }
+        let start = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if let Err((accepted, violation)) = this.checker.feed(&buf.filled()[start..]) {
+            buf.set_filled(start + accepted);
+            let message = violation.to_string();
+            this.violation = Some(violation);
+            if accepted == 0 {
+                // Nothing to hand on: fail now (an empty read would look like EOF).
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, message)));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+type Socket = Framed<Checked<TcpStream>, PgWireMessageServerCodec<Prepared>>;
+
+/// Serves one client until it disconnects, sends Terminate, or breaks the protocol.
+pub async fn serve(
+    tcp: TcpStream,
+    handler: Arc<EddyHandler>,
+    cancel_handler: Arc<DefaultCancelHandler>,
+    max_message_bytes: usize,
+) -> io::Result<()> {
+    let addr = tcp.peer_addr()?;
+    let client = DefaultClient::new(addr, false);
+    let mut socket: Socket = Framed::new(
+        Checked::new(tcp, max_message_bytes),
+        PgWireMessageServerCodec::new(client),
+    );
+    let startup = tokio::time::timeout(STARTUP_TIMEOUT, refuse_encryption(&mut socket));
+    match startup.await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) | Err(_) => return Ok(()),
+        Ok(Err(e)) => return fail(&mut socket, e).await,
+    }
+    let startup_deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+
+    loop {
+        let in_startup = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        let next = if in_startup {
+            match tokio::time::timeout_at(startup_deadline, socket.next()).await {
+                Ok(next) => next,
+                Err(_) => return Ok(()),
+            }
+        } else {
+            socket.next().await
+        };
+        let message = match next {
+            None => return Ok(()),
+            Some(Err(e)) => return fail(&mut socket, e).await,
+            Some(Ok(message)) => message,
+        };
+        // The client is leaving: close (asyncpg waits for the server to drop the socket).
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let is_extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        if let Some(Verdict::InvalidUtf8(bytes)) = socket.get_mut().pop_verdict()
+            && !in_startup
+        {
+            // As PostgreSQL: the statement fails, the session goes on.
+            let error = PgWireError::UserError(Box::new(errors::invalid_utf8(&bytes)));
+            process_error(&mut socket, error, is_extended_query).await?;
+            continue;
+        }
+        let is_cancel_request = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        let result = process_message(
+            message,
+            &mut socket,
+            handler.clone(),
+            handler.clone(),
+            handler.clone(),
+            handler.clone(),
+            cancel_handler.clone(),
+        )
+        .await;
+        if let Err(e) = result {
+            let is_fatal = e.is_fatal();
+            process_error(&mut socket, e, is_extended_query).await?;
+            if is_fatal {
+                return Ok(());
+            }
+        }
+        if is_cancel_request {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers SSLRequest and GSSENCRequest with "no" (Eddy speaks plain TCP) until the client
+/// sends its StartupMessage or CancelRequest. False if the connection ended first.
+async fn refuse_encryption(socket: &mut Socket) -> Result<bool, PgWireError> {
+    loop {
+        match socket.next().await {
+            Some(Ok(PgWireFrontendMessage::SslNegotiation(negotiation))) => match negotiation {
+                SslNegotiationMetaMessage::PostgresSsl(_) => {
+                    socket.get_mut().pop_verdict();
+                    socket
+                        .send(PgWireBackendMessage::SslResponse(SslResponse::Refuse))
+                        .await?;
+                }
+                SslNegotiationMetaMessage::PostgresGss(_) => {
+                    socket.get_mut().pop_verdict();
+                    socket
+                        .send(PgWireBackendMessage::GssEncResponse(GssEncResponse::Refuse))
+                        .await?;
+                }
+                // The start-up packet is next; pgwire decodes it in the next state.
+                SslNegotiationMetaMessage::None => {
+                    socket.set_state(PgWireConnectionState::AwaitingStartup);
+                    return Ok(true);
+                }
+            },
+            Some(Ok(_)) => {
+                return Err(PgWireError::IoError(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected message before the start-up packet",
+                )));
+            }
+            Some(Err(e)) => return Err(e),
+            None => return Ok(false),
+        }
+    }
+}
+
+/// Ends a connection whose byte stream failed: a framing violation (or a message pgwire
+/// could not decode) gets a FATAL ErrorResponse first; a broken socket just closes.
+async fn fail(socket: &mut Socket, e: PgWireError) -> io::Result<()> {
+    let info = match (socket.get_ref().violation(), &e) {
+        (Some(violation), _) => errors::protocol_violation(violation),
+        (None, PgWireError::IoError(_)) => {
+            tracing::debug!(error = %e, "connection failed");
+            return Ok(());
+        }
+        (None, other) => errors::undecodable(other),
+    };
+    tracing::debug!(code = %info.code, message = %info.message, "closing the connection");
+    socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await?;
+    socket.close().await
+}
