@@ -22,6 +22,7 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::Unsupported(_) => "0A000",
         Error::DataFusion(df) => datafusion_sqlstate(df),
         Error::Storage(_) | Error::Catalog(_) => "58030",
+        Error::TooDeep(_) => "54001",
         Error::Cancelled => "57014",
         Error::Internal(_) => "XX000",
     }
