@@ -699,8 +699,12 @@ async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigure
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+// Not `#[tokio::main]`: the server's runtime has the stack its planning needs.
+fn main() -> anyhow::Result<()> {
+    eddy_server::runtime()?.block_on(async_main())
+}
+
+async fn async_main() -> anyhow::Result<()> {
     // `RUST_LOG=eddy_sql=debug` shows each COPY's receive/decode/append times.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
         tracing_subscriber::fmt()

@@ -190,8 +190,12 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+// Not `#[tokio::main]`: the server's runtime has the stack its planning needs.
+fn main() -> anyhow::Result<()> {
+    eddy_server::runtime()?.block_on(async_main())
+}
+
+async fn async_main() -> anyhow::Result<()> {
     let seconds: u64 = std::env::var("EDDY_PUSH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -335,8 +335,12 @@ async fn bench_store(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+// Not `#[tokio::main]`: the server's runtime has the stack its planning needs.
+fn main() -> anyhow::Result<()> {
+    eddy_server::runtime()?.block_on(async_main())
+}
+
+async fn async_main() -> anyhow::Result<()> {
     let rows = env_u64("EDDY_BENCH_ROWS", DEFAULT_ROWS);
     let temp = tempfile::Builder::new()
         .prefix("eddy-tier-bench-")

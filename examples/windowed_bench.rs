@@ -89,8 +89,12 @@ async fn query_counts(client: &Client, id: &str) -> anyhow::Result<(i64, i64, St
     anyhow::bail!("query {id} not in SHOW QUERIES")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+// Not `#[tokio::main]`: the server's runtime has the stack its planning needs.
+fn main() -> anyhow::Result<()> {
+    eddy_server::runtime()?.block_on(async_main())
+}
+
+async fn async_main() -> anyhow::Result<()> {
     let events = env("EDDY_WINDOW_EVENTS", 10_000_000);
     let keys = env("EDDY_WINDOW_KEYS", 100_000).min(events).max(1);
     let span_ms = 100_000u64;

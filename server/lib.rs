@@ -20,6 +20,24 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 
+/// Stack size of the runtime's threads (tokio's default is 2 MiB). Planning and running a
+/// statement recurse over its syntax tree and expressions; the nesting limits of
+/// [`eddy_sql::parser::limits`] are measured to fit in this in debug builds, where frames are
+/// largest (docs/design/2026-12-01-input-limits.md). Only the pages a thread touches are
+/// committed, so idle threads cost address space, not memory.
+pub const WORKER_STACK_BYTES: usize = 64 << 20;
+
+/// The multi-threaded runtime a server runs on: its worker and blocking threads (where
+/// connections plan and run statements, and persistent queries run) have
+/// [`WORKER_STACK_BYTES`] of stack. The binary and every example that hosts a server in-process
+/// use it; `#[tokio::main]` would give them tokio's 2 MiB.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+}
+
 /// A server serving connections in background tasks (used by `run`, examples and benchmarks).
 pub struct RunningServer {
     /// The address the PostgreSQL listener is bound to.

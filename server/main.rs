@@ -28,10 +28,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(config) => {
             config.validate()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(eddy_server::run(config))
+            eddy_server::runtime()?.block_on(eddy_server::run(config))
         }
     }
 }

@@ -29,6 +29,7 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::StreamOffline { .. } => "58030",
         Error::InvalidName(_) => "42602",
         Error::NameTooLong(_) => "42622",
+        Error::TooDeep(_) => "54001",
         // Cancelled by another session's DROP: like a cancel, the session goes on (57P01
         // would tell clients and pools that the connection is being terminated).
         Error::Cancelled | Error::StreamDropped(_) => "57014",

@@ -33,7 +33,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::errors::{error_info, to_pgwire};
-use super::types::{field_infos, param_pg_type, params};
+use super::types::{field_infos, param_pg_type, params, sql_type};
 use super::{encode, push};
 
 /// A prepared statement: its text and its parse.
@@ -57,7 +57,7 @@ impl QueryParser for EddyQueryParser {
         &self,
         _client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
@@ -65,10 +65,18 @@ impl QueryParser for EddyQueryParser {
         let mut statements = eddy_sql::parser::parse_statements(sql).map_err(to_pgwire)?;
         match statements.len() {
             0 => Ok(None),
-            1 => Ok(Some(Prepared {
-                sql: sql.to_string(),
-                statement: statements.remove(0),
-            })),
+            1 => {
+                let mut statement = statements.remove(0);
+                let declared: Vec<_> = types
+                    .iter()
+                    .map(|t| t.as_ref().and_then(sql_type))
+                    .collect();
+                eddy_sql::parser::declare_parameter_types(&mut statement, &declared);
+                Ok(Some(Prepared {
+                    sql: sql.to_string(),
+                    statement,
+                }))
+            }
             _ => Err(to_pgwire(Error::Syntax(
                 "cannot insert multiple commands into a prepared statement".into(),
             ))),

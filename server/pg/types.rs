@@ -48,6 +48,27 @@ pub fn pg_type(t: &DataType) -> Type {
     }
 }
 
+/// The SQL type a declared parameter type is cast to (`None`: unknown or not castable here,
+/// the parameter's type is inferred).
+pub fn sql_type(t: &Type) -> Option<eddy_sql::parser::SqlType> {
+    use datafusion::sql::sqlparser::ast::{DataType as Sql, ExactNumberInfo, TimezoneInfo};
+    Some(match *t {
+        Type::BOOL => Sql::Boolean,
+        Type::INT2 => Sql::SmallInt(None),
+        Type::INT4 => Sql::Int(None),
+        Type::INT8 => Sql::BigInt(None),
+        Type::FLOAT4 => Sql::Real,
+        Type::FLOAT8 => Sql::DoublePrecision,
+        Type::NUMERIC => Sql::Numeric(ExactNumberInfo::None),
+        Type::TEXT | Type::VARCHAR => Sql::Text,
+        Type::BYTEA => Sql::Bytea,
+        Type::DATE => Sql::Date,
+        Type::TIMESTAMP => Sql::Timestamp(None, TimezoneInfo::None),
+        Type::TIMESTAMPTZ => Sql::Timestamp(None, TimezoneInfo::WithTimeZone),
+        _ => return None,
+    })
+}
+
 /// Row description for a result schema, in the formats the client asked for.
 pub fn field_infos(
     schema: &datafusion::arrow::datatypes::Schema,
@@ -67,8 +88,8 @@ pub fn field_infos(
 /// The PostgreSQL type to announce for a parameter whose type DataFusion inferred.
 pub fn param_pg_type(t: Option<&DataType>) -> Type {
     match t {
+        Some(DataType::Null) | None => Type::UNKNOWN,
         Some(t) => pg_type(t),
-        None => Type::UNKNOWN,
     }
 }
 
@@ -99,8 +120,12 @@ pub fn params<S: Clone>(
                 None => Type::TEXT,
             });
         let value = decode_param(portal, i, &pg)?;
+        // Where DataFusion could not infer a type (`$1 + $2`: `None`, or `Null`), the value
+        // keeps the type the client declared, as PostgreSQL resolves the statement with it.
         let value = match &target {
-            Some(t) if value.data_type() != *t => value.cast_to(t).map_err(|e| bad_param(i, e))?,
+            Some(t) if *t != DataType::Null && value.data_type() != *t => {
+                value.cast_to(t).map_err(|e| bad_param(i, e))?
+            }
             _ => value,
         };
         out.push(value);

@@ -64,6 +64,9 @@ pub enum Error {
     /// A name is longer than 63 bytes (42622).
     #[error("{0}")]
     NameTooLong(String),
+    /// The statement nests deeper than a limit of [`crate::parser::limits`] (54001).
+    #[error("stack depth limit exceeded: {0}")]
+    TooDeep(String),
     /// The client cancelled the statement (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
@@ -96,7 +99,11 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
         use datafusion::sql::sqlparser::parser::ParserError as P;
         match e {
             P::TokenizerError(m) | P::ParserError(m) => Error::Syntax(m),
-            P::RecursionLimitExceeded => Error::Syntax("statement nested too deeply".into()),
+            P::RecursionLimitExceeded => Error::TooDeep(format!(
+                "the statement nests more than {} levels of parentheses, function calls, \
+                 CASE or subqueries (max_parser_depth)",
+                crate::parser::limits::MAX_PARSER_DEPTH
+            )),
         }
     }
 }

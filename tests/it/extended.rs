@@ -265,3 +265,65 @@ async fn extended_protocol_errors_carry_sqlstates_and_keep_the_connection() -> a
     assert!(!client.is_closed());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_parameter_types_resolve_untyped_expressions() -> anyhow::Result<()> {
+    use tokio_postgres::types::Type;
+
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    // `$1 + $2` has no column to infer from: the types the client declared in Parse decide,
+    // as in PostgreSQL.
+    let int4 = client
+        .prepare_typed("SELECT $1 + $2", &[Type::INT4, Type::INT4])
+        .await?;
+    let sum: i32 = client.query_one(&int4, &[&40i32, &2i32]).await?.get(0);
+    assert_eq!(sum, 42);
+    let int8 = client
+        .prepare_typed("SELECT $1 + $2", &[Type::INT8, Type::INT8])
+        .await?;
+    let sum: i64 = client
+        .query_one(&int8, &[&(1i64 << 40), &-1i64])
+        .await?
+        .get(0);
+    assert_eq!(sum, (1 << 40) - 1);
+    // Declared types mix as PostgreSQL's do: int4 + int8 is int8.
+    let mixed = client
+        .prepare_typed("SELECT $1 + $2", &[Type::INT4, Type::INT8])
+        .await?;
+    let sum: i64 = client.query_one(&mixed, &[&1i32, &2i64]).await?.get(0);
+    assert_eq!(sum, 3);
+    // Text parameters concatenate; adding them is an error with a SQLSTATE, not a crash.
+    let text = client
+        .prepare_typed("SELECT $1 || $2", &[Type::TEXT, Type::TEXT])
+        .await?;
+    let joined: String = client.query_one(&text, &[&"ab", &"cd"]).await?.get(0);
+    assert_eq!(joined, "abcd");
+    let e = match client
+        .prepare_typed("SELECT $1 + $2", &[Type::TEXT, Type::TEXT])
+        .await
+    {
+        Ok(stmt) => client
+            .query_one(&stmt, &[&"1", &"2"])
+            .await
+            .expect_err("text + text"),
+        Err(e) => e,
+    };
+    // 42804 datatype_mismatch (PostgreSQL says 42883, no operator text + text).
+    assert_eq!(
+        e.as_db_error().map(|d| d.code().code()),
+        Some("42804"),
+        "{e:?}"
+    );
+    // Undeclared parameters are still inferred from their context.
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT 1 AS x) t WHERE x = $1",
+            &[&1i64],
+        )
+        .await?
+        .get(0);
+    assert_eq!(n, 1);
+    assert_eq!(scalar_i64(&client, "SELECT 1").await?, 1);
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! One test binary for all of them, so the workspace links it once.
 
 mod harness;
+mod limits;
 #[path = "../support/moto.rs"]
 mod moto;
 

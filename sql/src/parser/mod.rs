@@ -6,17 +6,21 @@
 //! else is handed to sqlparser's PostgreSQL dialect and later planned by DataFusion.
 
 mod create_stream;
+mod dialect;
+pub mod limits;
 mod persistent;
+#[cfg(test)]
+mod proptests;
 mod push;
 pub mod types;
 
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 pub use self::create_stream::CreateStream;
+pub use self::dialect::EddyDialect;
 pub use self::persistent::{Emit, PersistentQuery, SinkKind, WindowKind, WindowSpec};
 pub use self::push::FetchCount;
 pub use self::types::parse_type_name;
@@ -108,23 +112,32 @@ pub enum EddyStatement {
     },
 }
 
-/// Parses a string that may hold several `;`-separated statements.
+static DIALECT: EddyDialect = EddyDialect::new();
+
+/// A parser over `tokens` with Eddy's dialect and nesting limit ([`limits::MAX_PARSER_DEPTH`]).
+pub(crate) fn parser(tokens: Vec<TokenWithSpan>) -> Parser<'static> {
+    Parser::new(&DIALECT)
+        .with_recursion_limit(limits::MAX_PARSER_DEPTH)
+        .with_tokens_with_locations(tokens)
+}
+
+/// Parses a string that may hold several `;`-separated statements. Each statement is checked
+/// against the nesting limits ([`limits::check`]) before anything else walks it.
 pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
+    let tokens = Tokenizer::new(&DIALECT, sql)
         .tokenize_with_location()
         .map_err(|e| Error::Syntax(e.to_string()))?;
     if push::needs_token_pass(&tokens) {
         return push::parse_with_emit(tokens);
     }
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut parser = parser(tokens);
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
         if parser.peek_token().token == Token::EOF {
             break;
         }
-        out.push(parse_one(&mut parser)?);
+        out.push(limits::check(parse_one(&mut parser)?)?);
         if parser.peek_token().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
             let found = parser.peek_token();
             return Err(Error::Syntax(format!(
@@ -134,6 +147,53 @@ pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
     }
     Ok(out)
 }
+
+/// Casts each parameter `$n` whose type the client declared (a Parse message's type OIDs) to
+/// that type, as PostgreSQL resolves a statement with its declared parameter types: without
+/// it `$1 + $2` has no type to plan with.
+pub fn declare_parameter_types(statement: &mut EddyStatement, types: &[Option<SqlType>]) {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{Expr, Value, VisitMut, VisitorMut};
+
+    struct Declare<'a>(&'a [Option<SqlType>]);
+    impl VisitorMut for Declare<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Value(v) = expr
+                && let Value::Placeholder(p) = &v.value
+                && let Some(Some(ty)) = p
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|i| self.0.get(i))
+            {
+                let data_type = ty.clone();
+                let inner = std::mem::replace(expr, Expr::value(Value::Null));
+                *expr = Expr::Cast {
+                    kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(inner),
+                    data_type,
+                    array: false,
+                    format: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    if types.iter().all(Option::is_none) {
+        return;
+    }
+    let mut declare = Declare(types);
+    let _ = match statement {
+        EddyStatement::Sql(s) | EddyStatement::Push(s) => s.visit(&mut declare),
+        EddyStatement::DeclareCursor { query, .. } => query.visit(&mut declare),
+        _ => ControlFlow::Continue(()),
+    };
+}
+
+/// A SQL type name, as in a cast.
+pub type SqlType = datafusion::sql::sqlparser::ast::DataType;
 
 fn word_is(parser: &Parser, n: usize, word: &str) -> bool {
     matches!(&parser.peek_nth_token(n).token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))

@@ -16,7 +16,6 @@
 //! `SELECT` is parsed by sqlparser.
 
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -195,8 +194,7 @@ pub(super) fn strip_window(tokens: &mut Vec<TokenWithSpan>) -> Result<Option<Win
 }
 
 fn parse_window(kind: &str, args: Vec<TokenWithSpan>) -> Result<WindowSpec> {
-    let dialect = PostgreSqlDialect {};
-    let mut p = Parser::new(&dialect).with_tokens_with_locations(args);
+    let mut p = super::parser(args);
     p.expect_token(&Token::LParen)?;
     let mut size = None;
     let mut advance = None;
@@ -304,7 +302,6 @@ fn duration(p: &mut Parser) -> Result<i64> {
 pub(super) fn try_parse(tokens: &[TokenWithSpan], sql: &str) -> Result<Option<EddyStatement>> {
     let sig = significant(tokens);
     let word = |n: usize, w: &str| sig.get(n).is_some_and(|&i| is_word(&tokens[i].token, w));
-    let dialect = PostgreSqlDialect {};
     if word(0, "TERMINATE") || (word(0, "EXPLAIN") && sig.len() == 2) {
         let explain = word(0, "EXPLAIN");
         let id = match sig.get(1).map(|&i| &tokens[i].token) {
@@ -339,7 +336,7 @@ pub(super) fn try_parse(tokens: &[TokenWithSpan], sql: &str) -> Result<Option<Ed
     let mut cut = tokens.to_vec();
     let emit = strip_emit(&mut cut);
     let window = strip_window(&mut cut)?;
-    let mut p = Parser::new(&dialect).with_tokens_with_locations(cut.clone());
+    let mut p = super::parser(cut.clone());
     p.next_token();
     let table = word_is(&p, 0, "TABLE");
     p.next_token();

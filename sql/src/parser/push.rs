@@ -6,7 +6,6 @@
 //! "stop after n rows"), and the rest is parsed by sqlparser as usual.
 
 use datafusion::sql::sqlparser::ast::{CopySource, SetExpr, Statement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
@@ -217,16 +216,15 @@ pub(super) fn parse_close(p: &mut Parser) -> Result<EddyStatement> {
 /// Parses a string statement by statement, so that each one knows whether it was a persistent
 /// or push query.
 pub(super) fn parse_with_emit(tokens: Vec<TokenWithSpan>) -> Result<Vec<EddyStatement>> {
-    let dialect = PostgreSqlDialect {};
     let mut out = Vec::new();
     for mut tokens in split_statements(tokens) {
         let sql = super::persistent::render(&tokens);
         if let Some(statement) = super::persistent::try_parse(&tokens, &sql)? {
-            out.push(statement);
+            out.push(super::limits::check(statement)?);
             continue;
         }
         let push = strip_emit_changes(&mut tokens);
-        let mut p = Parser::new(&dialect).with_tokens_with_locations(tokens);
+        let mut p = super::parser(tokens);
         let statement = if push {
             parse_push(&mut p)?
         } else {
@@ -238,7 +236,7 @@ pub(super) fn parse_with_emit(tokens: Vec<TokenWithSpan>) -> Result<Vec<EddyStat
                 p.peek_token()
             )));
         }
-        out.push(statement);
+        out.push(super::limits::check(statement)?);
     }
     Ok(out)
 }
