@@ -274,6 +274,13 @@ async fn main() -> anyhow::Result<()> {
             .map(|(stmt, (rows, _))| (stmt, (rows, true)))
             .collect();
         counts.rounds += 1;
+        if counts.rounds % 10 == 0 {
+            println!(
+                "after {} rounds ({:.0} s): {counts:?}",
+                counts.rounds,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     let kept = std::mem::take(&mut ledger.lock().unwrap().statements);
     counts.acked = kept.len() as u64;
