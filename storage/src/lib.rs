@@ -27,6 +27,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod checkpoints;
 mod config;
 mod dir_lock;
 mod error;
@@ -39,6 +40,7 @@ pub mod tier;
 mod topics;
 mod txn;
 
+pub use checkpoints::CheckpointDirs;
 pub use config::LogConfig;
 pub use dir_lock::DataDirLock;
 pub use error::{Error, Result};

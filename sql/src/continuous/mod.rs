@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use eddy_catalog::{ColumnDef, QueryDef, RelationKind, StreamDef, StreamOptions};
+use eddy_storage::CheckpointDirs;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -139,21 +140,9 @@ impl Queries {
     }
 }
 
-/// A query's checkpoint directory. Ids hold the sink's name (`CSAS_<SINK>_<n>`), so every
-/// character but ASCII letters, digits and `_` becomes `_`: a name never becomes a path.
-/// Distinct ids stay distinct because `<n>` (the catalog index of the query's creation) is.
+/// A query's checkpoint directory (see [`CheckpointDirs`]).
 fn query_dir(engine: &Engine, id: &str) -> PathBuf {
-    let dir: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    engine.data_dir().join("queries").join(dir)
+    CheckpointDirs::new(engine.data_dir()).dir(id)
 }
 
 /// The columns of `def` without `rowtime`, as a table's store holds them.
@@ -190,22 +179,13 @@ pub(crate) fn start_table(engine: &Arc<Engine>, def: &StreamDef) -> Result<()> {
 /// Moves checkpoint directories of queries the catalog does not have (a `TERMINATE` that
 /// crashed after the catalog change, or a damaged catalog) to `lost+found/`: never deleted.
 fn remove_orphan_dirs(engine: &Engine) {
-    let Ok(entries) = std::fs::read_dir(engine.data_dir().join("queries")) else {
-        return;
-    };
-    let live: Vec<PathBuf> = engine
+    let live: Vec<String> = engine
         .catalog()
         .queries()
-        .iter()
-        .map(|q| query_dir(engine, &q.id))
+        .into_iter()
+        .map(|q| q.id)
         .collect();
-    for entry in entries.flatten() {
-        if !live.contains(&entry.path())
-            && let Err(e) = engine.topics().move_aside(&entry.path(), "query-")
-        {
-            tracing::warn!(dir = %entry.path().display(), error = %e, "could not move aside the checkpoints of an unknown query");
-        }
-    }
+    CheckpointDirs::new(engine.data_dir()).move_aside_unknown(&live, engine.topics());
 }
 
 /// Starts the persistent queries and table stores the catalog records (server start).
@@ -393,18 +373,19 @@ pub async fn create(engine: &Arc<Engine>, pq: &PersistentQuery, earliest: bool) 
     };
     // The first checkpoint (where reading starts) is durable before the query exists.
     let (_, source) = engine.stream(&plan.source.name)?;
-    let dir = query_dir(engine, &id);
-    let _ = std::fs::remove_dir_all(&dir);
+    let dirs = CheckpointDirs::new(engine.data_dir());
+    let dir = dirs.dir(&id);
+    dirs.remove(&id);
     let offsets = runner::start_offsets(&source, earliest);
     for (name, partitions) in runner_split(&plan, source.partitions().len()) {
         let subset = partitions.iter().map(|&p| offsets[p]).collect();
         if let Err(e) = runner::initialize(&dir.join(name), subset) {
-            let _ = std::fs::remove_dir_all(&dir);
+            dirs.remove(&id);
             return Err(e);
         }
     }
     if let Err(e) = engine.create_query(def.clone(), new_sink.then(|| sink.clone())) {
-        let _ = std::fs::remove_dir_all(&dir);
+        dirs.remove(&id);
         return Err(e);
     }
     spawn(engine, def, plan)?;
@@ -541,6 +522,6 @@ pub async fn terminate(engine: &Arc<Engine>, id: &str) -> Result<()> {
         // The table keeps its last rows; pull queries no longer wait for the source.
         store.stop_following();
     }
-    let _ = std::fs::remove_dir_all(query_dir(engine, id));
+    CheckpointDirs::new(engine.data_dir()).remove(id);
     Ok(())
 }
