@@ -65,6 +65,15 @@ fn int(batches: &[RecordBatch], col: usize) -> anyhow::Result<i64> {
     Ok(a.value(0))
 }
 
+fn text(batches: &[RecordBatch], col: usize) -> anyhow::Result<String> {
+    let b = batches.first().context("no rows")?;
+    let a = datafusion::arrow::array::as_string_array(b.column(col));
+    if b.num_rows() == 0 || a.is_null(0) {
+        bail!("no value");
+    }
+    Ok(a.value(0).to_string())
+}
+
 /// Row i as COPY text: id, x, a ~60-byte name, ts. Returns x.
 fn push_row(i: u64, out: &mut String) -> i64 {
     let x = ((i * 7_919) % 100_003) as i64 - 50_000;
@@ -233,7 +242,7 @@ async fn bench_store(
     label: &str,
     dir: &Path,
     cold_url: String,
-    raw_url: String,
+    raw_root: String,
     raw_ctx: &SessionContext,
     rows: u64,
 ) -> anyhow::Result<()> {
@@ -311,6 +320,16 @@ async fn bench_store(
         query(&session, &only_cold)
     })
     .await?;
+    // The stream's objects live under its catalog-assigned storage name, not its SQL name.
+    let storage = text(
+        &query(
+            &session,
+            "SELECT storage FROM eddy.streams WHERE name = 'cold'",
+        )
+        .await?,
+        0,
+    )?;
+    let raw_url = format!("{raw_root}{storage}/");
     let _ = raw_ctx.deregister_table("raw");
     raw_ctx
         .register_parquet("raw", &raw_url, ParquetReadOptions::default())
@@ -357,7 +376,7 @@ async fn async_main() -> anyhow::Result<()> {
             &format!("S3 cold store (moto on 127.0.0.1:{port})"),
             &temp.path().join("s3"),
             "s3://bench/eddy".into(),
-            "s3://bench/eddy/cold/".into(),
+            "s3://bench/eddy/".into(),
             &ctx,
             s3_rows,
         )
@@ -371,7 +390,7 @@ async fn async_main() -> anyhow::Result<()> {
         "local-directory cold store",
         &dir,
         format!("file://{}", cold_dir.display()),
-        format!("{}/cold/", cold_dir.display()),
+        format!("{}/", cold_dir.display()),
         &raw_ctx,
         rows,
     )
