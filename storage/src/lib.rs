@@ -13,7 +13,9 @@
 //! - **appends** with group commit: a batch is acknowledged only after fdatasync, and
 //!   concurrent appenders share one sync (`log.rs`);
 //! - **reads** of durable batches by offset and time range, lazily, with no per-row decoding
-//!   (`reader.rs`);
+//!   (`reader.rs`), and the one read over both tiers that scans and tails use
+//!   ([`PartitionRead`], `read.rs`: pin the hot segments, snapshot the manifest, read cold then
+//!   hot, add the `rowpartition`/`rowoffset` pseudo-columns);
 //! - **tailing**: the high watermark is published on a `tokio::sync::watch` channel
 //!   ([`PartitionLog::watch_high_watermark`]) so followers of the log wait without polling;
 //! - **recovery** on open: a torn tail is truncated, corruption elsewhere is reported
@@ -33,6 +35,7 @@ mod dir_lock;
 mod error;
 pub mod failpoint;
 mod log;
+mod read;
 mod reader;
 mod recovery;
 mod segment;
@@ -45,6 +48,7 @@ pub use config::LogConfig;
 pub use dir_lock::DataDirLock;
 pub use error::{Error, Result};
 pub use log::{AppendInfo, LogStats, PartitionLog, SegmentInfo, StoredBatch};
+pub use read::{PartitionRead, ReadRequest, TimeBounds, overlapping_objects};
 pub use reader::LogReader;
 pub use segment::format::EncodedFrame;
 pub use topics::{Topic, TopicStore};

@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::tier::{ColdPartition, ColdStore};
 use crate::txn::{GroupRef, TxnLog};
-use crate::{EncodedFrame, Error, LogConfig, PartitionLog, Result};
+use crate::{EncodedFrame, Error, LogConfig, PartitionLog, PartitionRead, ReadRequest, Result};
 
 /// One topic: its partitions, indexed by partition number, each with its cold tier.
 #[derive(Debug)]
@@ -56,6 +56,24 @@ impl Topic {
     /// One partition's cold tier.
     pub fn cold(&self, p: usize) -> Option<&Arc<ColdPartition>> {
         self.cold.get(p)
+    }
+
+    /// A read of partition `p` across both tiers ([`PartitionRead`]).
+    pub fn read(&self, p: u32, request: ReadRequest) -> Result<PartitionRead> {
+        let log = self.partitions.get(p as usize).ok_or_else(|| {
+            Error::InvalidArgument(format!("topic {} has no partition {p}", self.name))
+        })?;
+        PartitionRead::open(log, self.cold.get(p as usize), p, request)
+    }
+
+    /// The first offset partition `p` still holds, in either tier (`None`: no such partition).
+    pub fn first_offset(&self, p: u32) -> Option<u64> {
+        let log = self.partitions.get(p as usize)?;
+        let cold = self
+            .cold
+            .get(p as usize)
+            .and_then(|c| c.objects().first().map(|o| o.base_offset));
+        Some(cold.unwrap_or_else(|| log.log_start_offset()))
     }
 
     /// Every partition's high watermark, taken together: a multi-partition append is either

@@ -24,7 +24,7 @@ use super::store::TableStore;
 use super::wal::{Commit, Marks, Wal, is_tagged, tag};
 use crate::ingest::{partitioner, time_range, with_rowtime};
 use crate::push::run_steps;
-use crate::push::tail::{PartitionTail, first_offset};
+use crate::push::tail::PartitionTail;
 use crate::{Error, Result};
 
 /// Stored batches (up to 32k rows each) read per source partition per chunk. A chunk ends in
@@ -96,7 +96,7 @@ pub(crate) fn start_offsets(source: &Topic, earliest: bool) -> Vec<u64> {
         .enumerate()
         .map(|(p, log)| {
             if earliest {
-                first_offset(log, source.cold(p))
+                source.first_offset(p as u32).unwrap_or(0)
             } else {
                 log.high_watermark()
             }
@@ -184,19 +184,13 @@ impl Runner {
             .iter()
             .enumerate()
             .map(|(i, &p)| {
-                let log = parts
-                    .source
-                    .partition(p)
-                    .cloned()
-                    .ok_or_else(|| Error::Internal(format!("source partition {p} missing")))?;
-                Ok(PartitionTail::at(
-                    log,
-                    parts.source.cold(p).cloned(),
-                    p as i32,
+                let tail = PartitionTail::at(
+                    parts.source.clone(),
+                    p as u32,
                     last.marks.offsets[i],
                     sql_schema.clone(),
-                )
-                .with_max_batches(BATCHES_PER_CHUNK))
+                )?;
+                Ok(tail.with_max_batches(BATCHES_PER_CHUNK))
             })
             .collect::<Result<Vec<_>>>()?;
         let status = parts.status.clone();
@@ -455,20 +449,9 @@ pub(crate) async fn materialize(
 ) -> Result<()> {
     let schema = def.table_schema();
     let offsets = start_offsets(&topic, true);
-    let mut tails: Vec<PartitionTail> = topic
-        .partitions()
-        .iter()
-        .enumerate()
-        .map(|(p, log)| {
-            PartitionTail::at(
-                log.clone(),
-                topic.cold(p).cloned(),
-                p as i32,
-                offsets[p],
-                schema.clone(),
-            )
-        })
-        .collect();
+    let mut tails: Vec<PartitionTail> = (0..topic.partitions().len())
+        .map(|p| PartitionTail::at(topic.clone(), p as u32, offsets[p], schema.clone()))
+        .collect::<std::result::Result<_, _>>()?;
     loop {
         let mut any = false;
         for tail in tails.iter_mut() {

@@ -2,16 +2,13 @@
 //! per log partition (or per offset range of one, when the stream has fewer partitions than
 //! the session has cores): first the cold tier's Parquet objects (pruned by the manifest, row
 //! groups by statistics), then the hot log from where the cold tier ends, adding the
-//! `rowpartition` and `rowoffset` pseudo-columns from each stored batch's base offset (no
-//! per-row decoding).
-//!
-//! The hot reader is created (pinning its segments) before the manifest is read: tiering
-//! commits the manifest before it deletes a segment, so every offset is in one of the two.
+//! `rowpartition` and `rowoffset` pseudo-columns — all through storage's one read across both
+//! tiers ([`eddy_storage::PartitionRead`], which owns the tiering-race protocol and the
+//! pseudo-columns). This module owns only the planning: splits, bounds, limit, metrics.
 
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -21,14 +18,13 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use eddy_storage::tier::{ColdObject, ColdReadStats, ColdRequest, read_object};
-use eddy_storage::{StoredBatch, Topic};
-use futures::StreamExt;
+use eddy_storage::tier::ColdReadStats;
+use eddy_storage::{ReadRequest, TimeBounds, Topic, overlapping_objects};
 
 use super::pushdown::ScanBounds;
 
@@ -78,14 +74,10 @@ fn plan_splits(topic: &Topic, bounds: &ScanBounds, target_partitions: usize) -> 
             start: bounds.offset_start,
             end: bounds.offset_end,
         };
-        let (Some(log), Some(cold)) = (topic.partition(p as usize), topic.cold(p as usize)) else {
+        let (Some(log), Some(first)) = (topic.partition(p as usize), topic.first_offset(p)) else {
             splits.push(whole);
             continue;
         };
-        let first = cold
-            .objects()
-            .first()
-            .map_or(log.log_start_offset(), |o| o.base_offset);
         let lo = bounds.offset_start.max(first);
         let hi = bounds.offset_end.min(log.high_watermark());
         let pieces = per_partition
@@ -113,20 +105,6 @@ fn plan_splits(topic: &Topic, bounds: &ScanBounds, target_partitions: usize) -> 
         }
     }
     splits
-}
-
-/// The cold objects a scan of one partition reads: those overlapping the scan's offset and
-/// time bounds, in offset order.
-fn cold_objects(objects: Vec<ColdObject>, bounds: &ScanBounds) -> Vec<ColdObject> {
-    let (t0, t1) = bounds.time;
-    objects
-        .into_iter()
-        .filter(|o| o.next_offset > bounds.offset_start && o.base_offset < bounds.offset_end)
-        .filter(|o| match (o.min_timestamp, o.max_timestamp) {
-            (Some(lo), Some(hi)) => hi >= t0 && lo <= t1,
-            _ => true,
-        })
-        .collect()
 }
 
 impl StreamScanExec {
@@ -166,6 +144,16 @@ impl StreamScanExec {
         })
     }
 
+    /// The scan's event-time bounds on `rowtime`, the last stored column.
+    fn time_bounds(&self) -> Option<TimeBounds> {
+        let (lo, hi) = self.bounds.time;
+        ((lo, hi) != (i64::MIN, i64::MAX)).then(|| TimeBounds {
+            column: self.table_schema.fields().len() - 3,
+            lo,
+            hi,
+        })
+    }
+
     /// (objects the scan reads, objects in the manifests) over the scanned partitions.
     fn cold_counts(&self) -> (usize, usize) {
         let mut counts = (0, 0);
@@ -173,7 +161,8 @@ impl StreamScanExec {
             if let Some(cold) = self.topic.cold(p as usize) {
                 let objects = cold.objects();
                 counts.1 += objects.len();
-                counts.0 += cold_objects(objects, &self.bounds).len();
+                let range = (self.bounds.offset_start, self.bounds.offset_end);
+                counts.0 += overlapping_objects(objects, range, self.time_bounds()).len();
             }
         }
         counts
@@ -262,17 +251,10 @@ impl ExecutionPlan for StreamScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.projected.clone(), 2);
         let Some(split) = self.splits.get(partition).copied() else {
-            return Ok(builder.build());
-        };
-        let log_partition = split.partition;
-        let (Some(log), Some(cold)) = (
-            self.topic.partition(log_partition as usize).cloned(),
-            self.topic.cold(log_partition as usize).cloned(),
-        ) else {
-            return Err(DataFusionError::Internal(format!(
-                "partition {log_partition} is not open"
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.projected.clone(),
+                futures::stream::empty(),
             )));
         };
         let metric = |name: &'static str| -> Count {
@@ -284,128 +266,47 @@ impl ExecutionPlan for StreamScanExec {
             row_groups_pruned: metric("cold_row_groups_pruned"),
             bytes: metric("cold_bytes_fetched"),
         };
-        let tx = builder.tx();
         let ends = self.ends.get_or_init(|| self.topic.high_watermarks());
-        let end = ends.get(log_partition as usize).copied().unwrap_or(0);
-        let bounds = ScanBounds {
-            offset_start: split.start,
-            offset_end: split.end.min(end),
-            ..self.bounds.clone()
-        };
-        let stored_columns = self.table_schema.fields().len() - 2;
-        let shaper = Shaper {
-            partition: log_partition as i32,
-            stored_columns,
-            projection: self.projection.clone(),
+        let end = ends.get(split.partition as usize).copied().unwrap_or(0);
+        let request = ReadRequest {
+            offsets: (split.start, split.end.min(end)),
+            columns: self.projection.clone(),
             schema: self.projected.clone(),
-            offset_start: bounds.offset_start,
-            offset_end: bounds.offset_end,
+            time: self.time_bounds(),
         };
+        let read = self
+            .topic
+            .read(split.partition, request)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let limit = self.limit.unwrap_or(usize::MAX);
-        let time = (bounds.time != (i64::MIN, i64::MAX)).then_some(bounds.time);
-        // The hot reader first (pinning its segments), then the manifest; see the module doc.
-        let mut hot = if bounds.offset_start >= bounds.offset_end
-            || bounds.offset_start >= log.high_watermark()
-        {
-            None
-        } else {
-            Some(
-                log.reader_range(bounds.offset_start, bounds.offset_end, time)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?,
-            )
-        };
-        let cold_end = cold.end_offset();
-        let objects = cold_objects(cold.objects(), &bounds);
-        if let Some(hot) = hot.as_mut() {
-            hot.advance_start(cold_end);
-        }
-        let store = cold.store().cloned();
-        let cold = cold.clone();
-        let projection = self.projection.clone();
-        let schema = self.projected.clone();
-        builder.spawn(async move {
-            let mut remaining = limit;
-            if !objects.is_empty() {
-                let store = store.ok_or_else(|| {
-                    DataFusionError::Execution(format!(
-                        "partition {log_partition} has cold objects but the server has no cold store"
-                    ))
-                })?;
-                let stats = Arc::new(ColdReadStats::default());
-                for object in objects {
-                    let request = ColdRequest {
-                        columns: projection.clone(),
-                        offsets: (bounds.offset_start, bounds.offset_end.min(cold_end)),
-                        time: time.map(|(lo, hi)| (stored_columns - 1, lo, hi)),
-                        batch_size: 32 * 1024,
-                    };
-                    // An object deleted by retention since the manifest was read is skipped; any other
-                    // failure fails the query.
-                    let gone = |e: eddy_storage::Error| {
-                        if cold.expired_while_reading(&e) {
-                            Ok(())
-                        } else {
-                            Err(DataFusionError::External(Box::new(e)))
-                        }
-                    };
-                    let mut batches = match read_object(&store, &object, request, stats.clone())
-                        .await
-                    {
-                        Ok(batches) => batches,
-                        Err(e) => {
-                            gone(e)?;
-                            continue;
-                        }
-                    };
-                    while let Some(batch) = batches.next().await {
-                        let batch = match batch {
-                            Ok(batch) => batch,
-                            Err(e) => {
-                                gone(e)?;
-                                break;
-                            }
-                        };
-                        let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                        let mut batch = RecordBatch::try_new_with_options(
-                            schema.clone(),
-                            batch.columns().to_vec(),
-                            &rows,
-                        )?;
-                        if batch.num_rows() > remaining {
-                            batch = batch.slice(0, remaining);
-                        }
-                        remaining -= batch.num_rows();
-                        if tx.send(Ok(batch)).await.is_err() || remaining == 0 {
-                            counters.record(&stats);
-                            return Ok(()); // the consumer went away, or the limit is reached
-                        }
+        let batches = futures::stream::unfold(
+            (read, limit, Some(counters)),
+            |(mut read, remaining, mut counters)| async move {
+                let next = match remaining {
+                    0 => None,
+                    _ => read.next_batch().await,
+                };
+                let Some(next) = next else {
+                    if let Some(counters) = counters.take() {
+                        counters.record(read.cold_stats());
                     }
-                }
-                counters.record(&stats);
-            }
-            let Some(hot) = hot else {
-                return Ok(());
-            };
-            tokio::task::spawn_blocking(move || {
-                for stored in hot {
-                    let stored = stored.map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    let Some(mut batch) = shaper.shape(&stored)? else {
-                        continue;
-                    };
-                    if batch.num_rows() > remaining {
-                        batch = batch.slice(0, remaining);
+                    return None;
+                };
+                let (item, remaining) = match next {
+                    Ok(batch) if batch.num_rows() > remaining => (Ok(batch.slice(0, remaining)), 0),
+                    Ok(batch) => {
+                        let rows = batch.num_rows();
+                        (Ok(batch), remaining - rows)
                     }
-                    remaining -= batch.num_rows();
-                    if tx.blocking_send(Ok(batch)).is_err() || remaining == 0 {
-                        break; // the consumer went away, or the limit is reached
-                    }
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-        });
-        Ok(builder.build())
+                    Err(e) => (Err(DataFusionError::External(Box::new(e))), 0),
+                };
+                Some((item, (read, remaining, counters)))
+            },
+        );
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.projected.clone(),
+            batches,
+        )))
     }
 }
 
@@ -426,47 +327,5 @@ impl ColdCounters {
         self.row_groups_pruned
             .add(stats.row_groups_pruned.load(Relaxed) as usize);
         self.bytes.add(stats.bytes_fetched.load(Relaxed) as usize);
-    }
-}
-
-/// Turns a stored batch into the scan's output batch.
-struct Shaper {
-    partition: i32,
-    stored_columns: usize,
-    projection: Vec<usize>,
-    schema: SchemaRef,
-    offset_start: u64,
-    offset_end: u64,
-}
-
-impl Shaper {
-    fn shape(&self, stored: &StoredBatch) -> Result<Option<RecordBatch>> {
-        let rows = stored.batch.num_rows() as u64;
-        let first = stored.base_offset.max(self.offset_start);
-        let end = (stored.base_offset + rows).min(self.offset_end);
-        if first >= end {
-            return Ok(None);
-        }
-        let skip = (first - stored.base_offset) as usize;
-        let len = (end - first) as usize;
-        let columns: Vec<ArrayRef> = self
-            .projection
-            .iter()
-            .map(|&i| -> ArrayRef {
-                if i < self.stored_columns {
-                    stored.batch.column(i).slice(skip, len)
-                } else if i == self.stored_columns {
-                    Arc::new(Int32Array::from_value(self.partition, len))
-                } else {
-                    Arc::new(Int64Array::from_iter_values(first as i64..end as i64))
-                }
-            })
-            .collect();
-        let options = RecordBatchOptions::new().with_row_count(Some(len));
-        Ok(Some(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?))
     }
 }

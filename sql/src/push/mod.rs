@@ -67,22 +67,12 @@ pub async fn execute(
         plan.stream().to_string(),
         plan.topic().clone(),
     );
-    let tails = plan
-        .topic()
-        .partitions()
-        .iter()
-        .enumerate()
-        .map(|(p, log)| {
-            PartitionTail::new(
-                log.clone(),
-                plan.topic().cold(p).cloned(),
-                p as i32,
-                start,
-                plan.source_schema(),
-            )
-            .until_dropped(dropped.clone())
+    let tails = (0..plan.topic().partitions().len() as u32)
+        .map(|p| {
+            let tail = PartitionTail::new(plan.topic().clone(), p, start, plan.source_schema())?;
+            Ok(tail.until_dropped(dropped.clone()).into_stream())
         })
-        .map(PartitionTail::into_stream);
+        .collect::<Result<Vec<_>>>()?;
     let merged = futures::stream::select_all(tails);
     let schema = plan.schema();
     let plan = Arc::new(plan);

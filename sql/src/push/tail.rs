@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
-use eddy_storage::tier::{ColdPartition, ColdReadStats, ColdRequest, read_object};
-use eddy_storage::{PartitionLog, StoredBatch};
+use eddy_storage::{PartitionLog, ReadRequest, Topic};
 use futures::StreamExt;
 use tokio::sync::watch;
 
@@ -75,23 +74,24 @@ impl DropWatch {
     }
 }
 
+/// Partition `p` of `topic`, or an error naming it.
+fn partition_log(topic: &Topic, p: u32) -> Result<Arc<PartitionLog>> {
+    topic.partition(p as usize).cloned().ok_or_else(|| {
+        DataFusionError::Internal(format!("stream {} has no partition {p}", topic.name()))
+    })
+}
+
 /// Batches read per wake-up at most, so a long backlog (`earliest`) streams out in pieces.
 const BATCHES_PER_READ: usize = 64;
 
-/// The first offset a partition still holds, in either tier.
-pub(crate) fn first_offset(log: &PartitionLog, cold: Option<&Arc<ColdPartition>>) -> u64 {
-    cold.and_then(|c| c.objects().first().map(|o| o.base_offset))
-        .unwrap_or_else(|| log.log_start_offset())
-}
-
 /// Reads a partition from a start offset on, waiting on the log's high-watermark watch when it
 /// has caught up. Its batches have the stream's SQL schema (user columns, `rowtime`,
-/// `rowpartition`, `rowoffset`). Offsets below the cold tier's end are read from the cold
-/// objects, one object per wake-up (so `earliest` replays tiered history too).
+/// `rowpartition`, `rowoffset`). It reads through storage's read across both tiers
+/// ([`Topic::read`]), so `earliest` replays tiered history too.
 pub(crate) struct PartitionTail {
+    topic: Arc<Topic>,
     log: Arc<PartitionLog>,
-    cold: Option<Arc<ColdPartition>>,
-    partition: i32,
+    partition: u32,
     /// The next offset to read.
     next: u64,
     watch: watch::Receiver<u64>,
@@ -103,40 +103,41 @@ pub(crate) struct PartitionTail {
 
 impl PartitionTail {
     pub(super) fn new(
-        log: Arc<PartitionLog>,
-        cold: Option<Arc<ColdPartition>>,
-        partition: i32,
+        topic: Arc<Topic>,
+        partition: u32,
         start: StartAt,
         schema: SchemaRef,
-    ) -> Self {
+    ) -> Result<Self> {
+        let log = partition_log(&topic, partition)?;
         let next = match start {
             StartAt::Latest => log.high_watermark(),
-            StartAt::Earliest => first_offset(&log, cold.as_ref()),
+            StartAt::Earliest => topic.first_offset(partition).unwrap_or(0),
         };
         // `at` subscribes to the watch; an append between reading `next` and subscribing is
         // still seen, because the tail compares the watermark with `next` before it waits.
-        Self::at(log, cold, partition, next, schema)
+        Self::at(topic, partition, next, schema)
     }
 
-    /// A tail of `log` starting at `next` (a persistent query resuming from its checkpoint).
+    /// A tail of partition `partition` of `topic` starting at `next` (a persistent query
+    /// resuming from its checkpoint).
     pub(crate) fn at(
-        log: Arc<PartitionLog>,
-        cold: Option<Arc<ColdPartition>>,
-        partition: i32,
+        topic: Arc<Topic>,
+        partition: u32,
         next: u64,
         schema: SchemaRef,
-    ) -> Self {
+    ) -> Result<Self> {
+        let log = partition_log(&topic, partition)?;
         let watch = log.watch_high_watermark();
-        PartitionTail {
+        Ok(PartitionTail {
+            topic,
             log,
-            cold,
             partition,
             next,
             watch,
             schema,
             max_batches: BATCHES_PER_READ,
             dropped: None,
-        }
+        })
     }
 
     /// Ends the tail with [`Error::StreamDropped`] when `watch` sees its stream dropped.
@@ -223,116 +224,23 @@ impl PartitionTail {
         }
     }
 
+    /// Up to `max_batches` batches from `next` to the high watermark, both tiers; `next`
+    /// moves past what was read (and past anything retention deleted meanwhile).
     async fn read(&mut self) -> Result<Vec<RecordBatch>> {
-        let (log, start, max_batches) = (self.log.clone(), self.next, self.max_batches);
-        // The hot reader pins its segments before the manifest is read: tiering commits the
-        // manifest before deleting a segment, so no offset falls between the two.
-        let reader = log
-            .reader(start)
+        let request = ReadRequest::all_from(self.next, self.schema.clone());
+        let mut read = self
+            .topic
+            .read(self.partition, request)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if let Some(cold) = &self.cold
-            && start < cold.end_offset()
-        {
-            return self.read_cold(cold.clone()).await;
-        }
-        let stored: Vec<StoredBatch> = tokio::task::spawn_blocking(move || {
-            reader
-                .take(max_batches)
-                .collect::<eddy_storage::Result<Vec<_>>>()
-        })
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut out = Vec::with_capacity(stored.len());
-        for batch in &stored {
-            let end = batch.base_offset + batch.batch.num_rows() as u64;
-            // A start below the log start (retention) begins at the first batch still there.
-            let first = self.next.max(batch.base_offset);
-            if first < end {
-                out.push(self.shape(batch, first, end)?);
+        let mut out = Vec::new();
+        while out.len() < self.max_batches {
+            match read.next_batch().await {
+                Some(batch) => out.push(batch.map_err(|e| DataFusionError::External(Box::new(e)))?),
+                None => break,
             }
-            self.next = self.next.max(end);
         }
+        self.next = self.next.max(read.position());
         Ok(out)
-    }
-
-    /// The rows of the first cold object holding offsets at or after `next`.
-    async fn read_cold(&mut self, cold: Arc<ColdPartition>) -> Result<Vec<RecordBatch>> {
-        let Some(object) = cold
-            .objects()
-            .into_iter()
-            .find(|o| o.next_offset > self.next)
-        else {
-            return Ok(vec![]);
-        };
-        let store = cold
-            .store()
-            .cloned()
-            .ok_or_else(|| DataFusionError::Execution("cold objects but no cold store".into()))?;
-        let request = ColdRequest {
-            columns: (0..self.schema.fields().len()).collect(),
-            offsets: (self.next, object.next_offset),
-            time: None,
-            batch_size: 32 * 1024,
-        };
-        let stats = Arc::new(ColdReadStats::default());
-        let mut out = vec![];
-        // An object deleted by retention since the manifest was read is skipped; any other
-        // failure fails the query.
-        let gone = |e: eddy_storage::Error| {
-            if cold.expired_while_reading(&e) {
-                Ok(())
-            } else {
-                Err(DataFusionError::External(Box::new(e)))
-            }
-        };
-        match read_object(&store, &object, request, stats).await {
-            Ok(mut batches) => {
-                while let Some(batch) = batches.next().await {
-                    match batch {
-                        Ok(batch) => {
-                            let rows =
-                                RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                            out.push(RecordBatch::try_new_with_options(
-                                self.schema.clone(),
-                                batch.columns().to_vec(),
-                                &rows,
-                            )?);
-                        }
-                        Err(e) => {
-                            gone(e)?;
-                            out.clear();
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => gone(e)?,
-        }
-        self.next = self.next.max(object.next_offset);
-        Ok(out)
-    }
-
-    /// Rows `first..end` of a stored batch, with the pseudo-columns added.
-    fn shape(&self, stored: &StoredBatch, first: u64, end: u64) -> Result<RecordBatch> {
-        let skip = (first - stored.base_offset) as usize;
-        let len = (end - first) as usize;
-        let mut columns: Vec<ArrayRef> = stored
-            .batch
-            .columns()
-            .iter()
-            .map(|c| c.slice(skip, len))
-            .collect();
-        columns.push(Arc::new(Int32Array::from_value(self.partition, len)));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            first as i64..end as i64,
-        )));
-        let options = RecordBatchOptions::new().with_row_count(Some(len));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?)
     }
 
     /// The tail as a stream of batches.

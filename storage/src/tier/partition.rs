@@ -95,6 +95,13 @@ impl ColdPartition {
         self.manifest.read().objects.clone()
     }
 
+    /// The cold objects and where they end, from one state of the manifest: a read takes
+    /// both here so that an object committed in between cannot be read twice.
+    pub fn snapshot(&self) -> (Vec<ColdObject>, u64) {
+        let manifest = self.manifest.read();
+        (manifest.objects.clone(), manifest.end_offset().unwrap_or(0))
+    }
+
     /// One past the last cold offset (0 when nothing is cold): hot reads start here.
     pub fn end_offset(&self) -> u64 {
         self.manifest.read().end_offset().unwrap_or(0)

@@ -6,4 +6,5 @@ mod common;
 mod concurrency;
 mod crash;
 mod model;
+mod read;
 mod retention;
