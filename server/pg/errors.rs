@@ -147,3 +147,31 @@ pub fn invalid_utf8(bytes: &[u8]) -> ErrorInfo {
         ),
     )
 }
+
+/// CopyData or CopyDone with no COPY FROM STDIN in progress: `08P01` (protocol_violation).
+pub fn copy_data_without_copy() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        "08P01".to_string(),
+        "COPY data without a COPY statement".to_string(),
+    )))
+}
+
+/// The client ended COPY FROM STDIN with CopyFail: `57014` (query_canceled), as PostgreSQL.
+pub fn copy_failed(message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        "57014".to_string(),
+        format!("COPY from stdin failed: {message}"),
+    )))
+}
+
+/// A bound parameter whose bytes are not a value of its type: `22P02`
+/// (invalid_text_representation).
+pub fn bad_parameter(index: usize, e: impl std::fmt::Display) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        "22P02".to_string(),
+        format!("invalid value for parameter ${}: {e}", index + 1),
+    )))
+}

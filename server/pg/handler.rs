@@ -28,11 +28,11 @@ use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator, Type,
 };
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::errors::{error_info, to_pgwire};
+use super::errors::{self, error_info, to_pgwire};
 use super::types::{field_infos, param_pg_type, params, sql_type};
 use super::{encode, push};
 
@@ -568,11 +568,7 @@ impl CopyHandler for EddyHandler {
             .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))?
             .take();
         let Some(receiver) = receiver else {
-            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                "ERROR".into(),
-                "08P01".into(),
-                "COPY data without a COPY statement".into(),
-            ))));
+            return Err(errors::copy_data_without_copy());
         };
         let rows = receiver.finish().await.map_err(to_pgwire)?;
         client
@@ -594,10 +590,6 @@ impl CopyHandler for EddyHandler {
         {
             guard.take();
         }
-        PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".into(),
-            "57014".into(),
-            format!("COPY from stdin failed: {}", fail.message),
-        )))
+        errors::copy_failed(&fail.message)
     }
 }

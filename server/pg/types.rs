@@ -94,11 +94,7 @@ pub fn param_pg_type(t: Option<&DataType>) -> Type {
 }
 
 fn bad_param(i: usize, e: impl std::fmt::Display) -> PgWireError {
-    PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
-        "ERROR".into(),
-        "22P02".into(),
-        format!("invalid value for parameter ${}: {e}", i + 1),
-    )))
+    super::errors::bad_parameter(i, e)
 }
 
 /// Decodes the bound parameters of a portal into scalars of the inferred types.

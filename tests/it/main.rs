@@ -19,6 +19,7 @@ mod push;
 mod recovery;
 mod restart;
 mod slt;
+mod tidy;
 mod tier;
 mod windowed_restart;
 mod wire;

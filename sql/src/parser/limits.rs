@@ -7,7 +7,7 @@
 //! and `Visit` of the AST, DataFusion's planner, physical expressions evaluating row batches).
 //! [`check`] measures the depth with a visitor that stops descending past the limit, so the
 //! check itself is bounded. A statement over a limit is refused with
-//! [`Error::TooDeep`](crate::Error::TooDeep) (SQLSTATE 54001, as PostgreSQL's "stack depth
+//! [`crate::Error::TooDeep`] (SQLSTATE 54001, as PostgreSQL's "stack depth
 //! limit exceeded") and taken apart without recursion by [`dismantle`], so that dropping it
 //! cannot overflow the stack either.
 //!

@@ -1,3 +1,5 @@
+//! Helpers shared by the log tests: batches whose ids are their offsets, and readers of them.
+
 use std::path::Path;
 use std::sync::Arc;
 
