@@ -332,4 +332,7 @@ slt_tests! {
     slt_errors => "errors.slt",
     slt_push => "push.slt",
     slt_persistent => "persistent.slt",
+    slt_session_windows => "session_windows.slt",
+    slt_emit_final => "emit_final.slt",
+    slt_system_tables => "system_tables.slt",
 }
