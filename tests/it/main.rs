@@ -9,6 +9,7 @@ mod limits;
 mod moto;
 
 mod atomicity;
+mod checkpoint;
 mod connection;
 mod copy;
 mod extended;
