@@ -14,11 +14,9 @@ use tokio::net::TcpStream;
 /// How long one statement may take before the client gives up on the server.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One result column: its name and the PostgreSQL type OID the server announced.
+/// One result column: the PostgreSQL type OID the server announced for it.
 #[derive(Debug, Clone)]
 pub struct Column {
-    #[allow(dead_code)]
-    pub name: String,
     pub type_oid: u32,
 }
 
@@ -94,11 +92,11 @@ impl SimpleClient {
                     let n = r.i16()?;
                     let mut columns = Vec::with_capacity(n.max(0) as usize);
                     for _ in 0..n {
-                        let name = r.cstr()?;
+                        r.cstr()?; // name
                         r.take(4 + 2)?; // table OID, attribute number
                         let type_oid = r.i32()? as u32;
                         r.take(2 + 4 + 2)?; // type size, type modifier, format
-                        columns.push(Column { name, type_oid });
+                        columns.push(Column { type_oid });
                     }
                     r.end()?;
                     answer.columns = Some(columns);
@@ -125,10 +123,9 @@ impl SimpleClient {
                         .and_then(|n| n.parse().ok())
                         .unwrap_or(0);
                 }
-                b'E' => {
-                    if answer.error.is_none() {
-                        answer.error = Some(error_fields(&body)?);
-                    }
+                // The first error is the statement's; later ones cannot be (the server stops).
+                b'E' if answer.error.is_none() => {
+                    answer.error = Some(error_fields(&body)?);
                 }
                 // COPY FROM STDIN: the runner sends no data, so refuse it.
                 b'G' => {
