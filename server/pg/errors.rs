@@ -1,6 +1,7 @@
 //! The one place where errors become PostgreSQL SQLSTATE codes.
 
 use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use eddy_sql::Error;
 use pgwire::error::{ErrorInfo, PgWireError};
@@ -33,6 +34,8 @@ pub fn sqlstate(e: &Error) -> &'static str {
         // Cancelled by another session's DROP: like a cancel, the session goes on (57P01
         // would tell clients and pools that the connection is being terminated).
         Error::Cancelled | Error::StreamDropped(_) => "57014",
+        Error::Damaged(_) => "XX001",
+        Error::Checkpoint { source, .. } => sqlstate(source),
         Error::Internal(_) => "XX000",
     }
 }
@@ -54,13 +57,25 @@ fn io_sqlstate(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// A DataFusion error's SQLSTATE: by its variant, and for some by words of its message (the
+/// only way DataFusion tells a GROUP BY mistake from a type mismatch). Every arm that reads
+/// a message has a row in `tests/slt/errors.slt` with a statement that produces it, so a
+/// DataFusion upgrade that rewords one fails that file instead of changing a code silently.
 fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     match e.find_root() {
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            // A value that does not fit its target type: PostgreSQL's "out of range".
+            ArrowError::CastError(m)
+                if m.contains("Can't cast value") || m.contains("Overflow") =>
+            {
+                "22003"
+            }
+            ArrowError::InvalidArgumentError(m) if m.contains("too large to store") => "22003",
             ArrowError::CastError(_)
             | ArrowError::ParseError(_)
             | ArrowError::InvalidArgumentError(_) => "22P02",
             ArrowError::DivideByZero => "22012",
+            ArrowError::ArithmeticOverflow(_) => "22003",
             ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
                 "22003"
             }
@@ -68,11 +83,35 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         },
         DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
             Some(ours) => sqlstate(ours),
+            // The regex crate's error, from regexp_* functions.
+            None if inner.to_string().starts_with("regex parse error") => "2201B",
             None => "XX000",
         },
         DataFusionError::SQL(..) => "42601",
         DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::SchemaError(s, _)
+            if matches!(s.as_ref(), SchemaError::AmbiguousReference { .. }) =>
+        {
+            "42702"
+        }
+        DataFusionError::SchemaError(s, _)
+            if matches!(s.as_ref(), SchemaError::DuplicateQualifiedField { .. }) =>
+        {
+            "42712"
+        }
         DataFusionError::SchemaError(..) => "42703",
+        DataFusionError::Plan(m)
+            if m.contains("No function matches") || m.starts_with("Invalid function") =>
+        {
+            "42883"
+        }
+        DataFusionError::Plan(m) if m.contains("must appear in the GROUP BY clause") => "42803",
+        DataFusionError::Plan(m)
+            if m.starts_with("Cannot find column with position")
+                || m.starts_with("Order by column out of bounds") =>
+        {
+            "42P10"
+        }
         DataFusionError::Plan(m)
             if m.contains("Cannot") || m.contains("coerce") || m.contains("type") =>
         {
@@ -81,6 +120,11 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::Plan(_) => "42000",
         DataFusionError::ResourcesExhausted(_) => "53000",
         DataFusionError::Execution(m) if m.contains("Cast error") || m.contains("parse") => "22P02",
+        DataFusionError::Execution(m) if m.starts_with("Error parsing timestamp") => "22007",
+        DataFusionError::Execution(m) if m.starts_with("Placeholder") => "42P02",
+        // A function refusing its arguments at run time (a zero step, a negative count, an
+        // unknown unit): the statement's fault, not the server's.
+        DataFusionError::Execution(_) => "22023",
         _ => "XX000",
     }
 }

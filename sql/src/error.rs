@@ -74,6 +74,20 @@ pub enum Error {
     /// session goes on).
     #[error("canceling statement: stream \"{0}\" was dropped")]
     StreamDropped(String),
+    /// A persistent query's checkpoint cannot be replayed: damaged past its checksums, or not
+    /// what the query's plan writes. The query is reported failed with this reason (its code
+    /// is the cause's); the server and the other queries go on.
+    #[error("query {query}: its checkpoint cannot be replayed: {source}")]
+    Checkpoint {
+        /// The query and task (`<id>/<task>`).
+        query: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Stored data that passed its checksums is not in the shape its reader expects (XX001).
+    #[error("{0}")]
+    Damaged(String),
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),

@@ -9,6 +9,7 @@ mod limits;
 mod moto;
 
 mod atomicity;
+mod checkpoint;
 mod connection;
 mod copy;
 mod extended;
@@ -18,6 +19,7 @@ mod psql;
 mod push;
 mod recovery;
 mod restart;
+mod simple_client;
 mod slt;
 mod tidy;
 mod tier;

@@ -2,15 +2,65 @@
 //! fresh server.
 //!
 //! Values come back as text from the simple query protocol; NULL is `NULL` and the empty string
-//! `(empty)`. An error reads `<SQLSTATE>: <message>`, so a file can say `statement error 42P01`,
+//! `(empty)`. Column types are checked strictly: `query ITRB` must name as many columns as the
+//! result has, each with the type the server announced in RowDescription — `I` integers
+//! (int2/int4/int8), `R` floating point and numeric, `B` boolean, `T` everything else (text,
+//! timestamps, dates, bytea, JSON, arrays: all rendered as text). An error reads
+//! `<SQLSTATE>: <message>`, so a file can say `statement error 42P01`,
 //! `statement error (42P01)` or match the message with a regex.
 
 use std::path::{Path, PathBuf};
 
-use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
-use tokio_postgres::{Client, SimpleQueryMessage};
+use sqllogictest::{AsyncDB, ColumnType, DBOutput};
 
 use crate::harness::TestServer;
+use crate::simple_client::SimpleClient;
+
+/// A result column's type as a `.slt` file spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SltType {
+    /// `I`: int2, int4, int8.
+    Integer,
+    /// `R`: float4, float8, numeric.
+    Real,
+    /// `B`: bool.
+    Boolean,
+    /// `T`: any type sent as text (text, varchar, timestamps, dates, bytea, JSON, arrays).
+    Text,
+}
+
+impl SltType {
+    /// The type of a column of PostgreSQL type `oid` (the OIDs of `pg_type`).
+    fn of_oid(oid: u32) -> SltType {
+        match oid {
+            20 | 21 | 23 => SltType::Integer,
+            700 | 701 | 1700 => SltType::Real,
+            16 => SltType::Boolean,
+            _ => SltType::Text,
+        }
+    }
+}
+
+impl ColumnType for SltType {
+    fn from_char(value: char) -> Option<Self> {
+        Some(match value {
+            'I' => SltType::Integer,
+            'R' => SltType::Real,
+            'B' => SltType::Boolean,
+            'T' => SltType::Text,
+            _ => return None,
+        })
+    }
+
+    fn to_char(&self) -> char {
+        match self {
+            SltType::Integer => 'I',
+            SltType::Real => 'R',
+            SltType::Boolean => 'B',
+            SltType::Text => 'T',
+        }
+    }
+}
 
 /// A statement's failure as sqllogictest sees it.
 #[derive(Debug)]
@@ -30,66 +80,62 @@ impl std::fmt::Display for SltError {
 
 impl std::error::Error for SltError {}
 
-impl From<tokio_postgres::Error> for SltError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => SltError {
-                code: Some(db.code().code().to_string()),
-                message: db.message().to_string(),
-            },
-            // Not a server error (a dropped connection, a protocol error): keep the whole story.
-            None => SltError {
-                code: None,
-                message: format!("client error: {e:?}"),
-            },
+impl From<anyhow::Error> for SltError {
+    // Not a server error (a dropped connection, a protocol error): keep the whole story.
+    fn from(e: anyhow::Error) -> Self {
+        SltError {
+            code: None,
+            message: format!("client error: {e:#}"),
         }
     }
 }
 
 /// One pgwire connection driven by sqllogictest.
 pub struct Postgres {
-    client: Client,
+    client: SimpleClient,
 }
 
 #[async_trait::async_trait]
 impl AsyncDB for Postgres {
     type Error = SltError;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = SltType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
-        let messages = self.client.simple_query(sql).await?;
-        let mut rows = Vec::new();
-        let mut columns = None;
-        let mut affected = 0;
-        for message in messages {
-            match message {
-                SimpleQueryMessage::RowDescription(desc) => columns = Some(desc.len()),
-                SimpleQueryMessage::Row(row) => {
-                    columns.get_or_insert(row.len());
-                    rows.push(
-                        (0..row.len())
-                            .map(|i| match row.get(i) {
-                                None => "NULL".to_string(),
-                                Some("") => "(empty)".to_string(),
-                                Some(v) => v.to_string(),
-                            })
-                            .collect(),
-                    );
-                }
-                SimpleQueryMessage::CommandComplete(n) => affected = n,
-                _ => {}
-            }
+        let answer = self.client.query(sql).await?;
+        if let Some((code, message)) = answer.error {
+            return Err(SltError {
+                code: Some(code),
+                message,
+            });
         }
-        match columns {
-            Some(n) => Ok(DBOutput::Rows {
-                types: vec![DefaultColumnType::Any; n],
+        let rows = answer
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| match v.as_deref() {
+                        None => "NULL".to_string(),
+                        Some("") => "(empty)".to_string(),
+                        Some(v) => v.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        match answer.columns {
+            Some(columns) => Ok(DBOutput::Rows {
+                types: columns
+                    .iter()
+                    .map(|c| SltType::of_oid(c.type_oid))
+                    .collect(),
                 rows,
             }),
-            None => Ok(DBOutput::StatementComplete(affected)),
+            None => Ok(DBOutput::StatementComplete(answer.affected)),
         }
     }
 
-    async fn shutdown(&mut self) {}
+    async fn shutdown(&mut self) {
+        self.client.close().await;
+    }
 
     fn engine_name(&self) -> &str {
         "eddy"
@@ -127,18 +173,12 @@ pub async fn run_file(name: &str) {
 /// failure.
 async fn run_path(path: &Path) -> Result<(), String> {
     let server = TestServer::start_fresh().expect("server starts");
-    let config = server.config();
-    let mut runner = sqllogictest::Runner::new(move || {
-        let config = config.clone();
-        async move {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok::<_, SltError>(Postgres { client })
-        }
+    let port = server.port();
+    let mut runner = sqllogictest::Runner::new(move || async move {
+        let client = SimpleClient::connect(port).await?;
+        Ok::<_, SltError>(Postgres { client })
     });
-    runner.with_column_validator(sqllogictest::default_column_validator);
+    runner.with_column_validator(sqllogictest::strict_column_validator);
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(240),
         runner.run_file_async(path),
@@ -162,26 +202,86 @@ async fn run_path(path: &Path) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_runner_reports_mismatches() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // Each file is wrong in one way only; the report says which.
     let cases = [
-        ("wrong_value.slt", "query I\nSELECT 1\n----\n2\n"),
-        ("missed_error.slt", "statement error\nSELECT 1\n"),
+        (
+            "wrong_value.slt",
+            "query I\nSELECT 1\n----\n2\n",
+            "result mismatch",
+        ),
+        (
+            "missed_error.slt",
+            "statement error\nSELECT 1\n",
+            "expected to fail",
+        ),
         (
             "wrong_sqlstate.slt",
             "statement error 42703\nSELECT * FROM missing\n",
+            "42P01",
         ),
-        ("null_is_not_empty.slt", "query T\nSELECT ''\n----\nNULL\n"),
+        (
+            "null_is_not_empty.slt",
+            "query T\nSELECT ''\n----\nNULL\n",
+            "result mismatch",
+        ),
+        // Column counts and types are checked, not only the values.
+        (
+            "too_few_columns.slt",
+            "query I\nSELECT 1, 2\n----\n1 2\n",
+            "columns mismatch",
+        ),
+        (
+            "too_many_columns.slt",
+            "query II\nSELECT 1\n----\n1\n",
+            "columns mismatch",
+        ),
+        (
+            "empty_result_still_has_columns.slt",
+            "query I\nSELECT 1, 2 WHERE false\n----\n",
+            "columns mismatch",
+        ),
+        (
+            "int_is_not_text.slt",
+            "query T\nSELECT 1\n----\n1\n",
+            "columns mismatch",
+        ),
+        (
+            "text_is_not_int.slt",
+            "query I\nSELECT '1'\n----\n1\n",
+            "columns mismatch",
+        ),
+        (
+            "float_is_not_int.slt",
+            "query I\nSELECT 1.5::DOUBLE\n----\n1.5\n",
+            "columns mismatch",
+        ),
+        (
+            "bool_is_not_text.slt",
+            "query T\nSELECT true\n----\nt\n",
+            "columns mismatch",
+        ),
     ];
-    for (name, text) in cases {
+    for (name, text, says) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write slt");
-        assert!(
-            run_path(&path).await.is_err(),
-            "{name} passed but should fail"
-        );
+        match run_path(&path).await {
+            Ok(()) => panic!("{name} passed but should fail"),
+            Err(report) => assert!(
+                report.contains(says),
+                "{name} failed, but its report does not say {says:?}:\n{report}"
+            ),
+        }
     }
     let ok = dir.path().join("ok.slt");
-    std::fs::write(&ok, "query TT\nSELECT NULL, ''\n----\nNULL (empty)\n\nstatement error (42P01)\nSELECT * FROM missing\n")
-        .expect("write slt");
+    std::fs::write(
+        &ok,
+        "query TT\nSELECT NULL, ''\n----\nNULL (empty)\n\n\
+         query IIIRRRBTT\nSELECT 1::SMALLINT, 2::INT, 3::BIGINT, 1.5::REAL, 2.5::DOUBLE, \
+         CAST(3.5 AS DECIMAL(4,1)), true, 'x', DATE '2024-01-02'\n----\n\
+         1 2 3 1.5 2.5 3.5 t x 2024-01-02\n\n\
+         statement error (42P01)\nSELECT * FROM missing\n",
+    )
+    .expect("write slt");
     run_path(&ok).await.expect("a correct file passes");
 }
 
@@ -232,4 +332,7 @@ slt_tests! {
     slt_errors => "errors.slt",
     slt_push => "push.slt",
     slt_persistent => "persistent.slt",
+    slt_session_windows => "session_windows.slt",
+    slt_emit_final => "emit_final.slt",
+    slt_system_tables => "system_tables.slt",
 }

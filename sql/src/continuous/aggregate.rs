@@ -466,4 +466,57 @@ mod tests {
         assert_eq!(sum.data_type(), &DataType::Decimal128(38, 2));
         assert_eq!(sum.as_primitive::<Decimal128Type>().values(), &[450, 1]);
     }
+
+    /// A checkpoint's decoder expects the types of the state of no slots
+    /// (`Aggregator::checkpoint_types`); a commit writes the state of some: they must agree.
+    #[test]
+    fn state_types_do_not_depend_on_the_slots() {
+        use datafusion::arrow::array::{
+            BooleanArray, Decimal128Array, Int64Array, TimestampMillisecondArray,
+        };
+        let args: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from(vec![Some(3), None, Some(5)])),
+            Arc::new(Int64Array::from(vec![Some(3), Some(7), None])),
+            Arc::new(Float64Array::from(vec![Some(0.5), None, Some(2.0)])),
+            Arc::new(StringArray::from(vec![Some("b"), None, Some("a")])),
+            Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+            Arc::new(
+                Decimal128Array::from(vec![Some(150), None, Some(1)])
+                    .with_precision_and_scale(10, 2)
+                    .unwrap(),
+            ),
+            Arc::new(TimestampMillisecondArray::from(vec![
+                Some(1),
+                None,
+                Some(2),
+            ])),
+        ];
+        let funcs = [
+            AggFn::Count,
+            AggFn::Sum,
+            AggFn::Avg,
+            AggFn::Min,
+            AggFn::Max,
+            AggFn::CountDistinct,
+            AggFn::LatestByOffset,
+            AggFn::EarliestByOffset,
+        ];
+        let types = |arrays: Vec<ArrayRef>| -> Vec<DataType> {
+            arrays.iter().map(|a| a.data_type().clone()).collect()
+        };
+        for func in funcs {
+            for arg in &args {
+                // SUM and AVG of text and booleans are refused at planning.
+                let Ok(mut acc) = create(func, arg.data_type()) else {
+                    continue;
+                };
+                acc.resize(2);
+                acc.update(Some(arg), &[0, 1, 2], &[0, 1, 0]).unwrap();
+                let none = types(acc.state(&[]).unwrap());
+                let some = types(acc.state(&[0, 1]).unwrap());
+                assert_eq!(none, some, "{func:?} over {}", arg.data_type());
+                assert_eq!(none.len(), acc.state_width(), "{func:?}");
+            }
+        }
+    }
 }

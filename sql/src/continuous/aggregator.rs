@@ -588,6 +588,21 @@ impl Aggregator {
         Arc::new(Schema::new(fields))
     }
 
+    /// The column types of the state batches [`Aggregator::flush`] and
+    /// [`Aggregator::snapshot`] write, and of the deleted-groups batches: what a checkpoint
+    /// must hold for [`Aggregator::restore`] (checked as it is decoded, `wal::CommitLayout`).
+    pub(crate) fn checkpoint_types(&self) -> Result<(Vec<DataType>, Vec<DataType>)> {
+        let accs = self
+            .accs
+            .iter()
+            .map(|a| a.state(&[]))
+            .collect::<Result<Vec<_>>>()?;
+        let types = |s: SchemaRef| -> Vec<DataType> {
+            s.fields().iter().map(|f| f.data_type().clone()).collect()
+        };
+        Ok((types(self.state_schema(&accs)), types(deleted_schema())))
+    }
+
     /// The state of `slots` as a batch: slot metadata then each accumulator's state arrays.
     fn state_of(&self, slots: &[u32]) -> Result<RecordBatch> {
         let get = |s: &u32| &self.slots[*s as usize];
@@ -644,7 +659,9 @@ impl Aggregator {
         self.dirty.clear();
     }
 
-    /// Replays a checkpointed state delta: upserts then deletions.
+    /// Replays a checkpointed state delta: upserts then deletions. The batches' column types
+    /// are [`Aggregator::checkpoint_types`] (the checkpoint's decoder checked them), so the
+    /// downcasts below hold.
     pub(crate) fn restore(
         &mut self,
         state: Option<&RecordBatch>,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_catalog::StreamDef;
 use eddy_storage::Topic;
 use parking_lot::Mutex;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::aggregator::Aggregator;
 use super::plan::{ContinuousPlan, Shape, source_schema, with_window_columns};
 use super::store::TableStore;
-use super::wal::{Commit, Marks, Wal, is_tagged, tag};
+use super::wal::{Commit, CommitLayout, Marks, Wal, is_tagged, tag};
 use crate::ingest::{partitioner, time_range, with_rowtime};
 use crate::push::run_steps;
 use crate::push::tail::PartitionTail;
@@ -129,32 +129,49 @@ impl Runner {
             Shape::Aggregate(plan) => Some(Aggregator::new(plan.clone(), partitions)?),
             Shape::Stateless => None,
         };
-        let mut wal = Wal::open(dir)?;
+        let types = |s: SchemaRef| -> Vec<DataType> {
+            s.fields().iter().map(|f| f.data_type().clone()).collect()
+        };
+        let layout = CommitLayout {
+            partitions,
+            state: agg.as_ref().map(|a| a.checkpoint_types()).transpose()?,
+            store: parts.store.as_ref().map(|s| types(s.schema())),
+            output: types(parts.sink_def.stored_schema()),
+        };
         let mut last: Option<Commit> = None;
         let store = parts.store.clone();
         let shard = parts.shard;
-        wal.replay(|commit| {
-            if commit.marks.snapshot {
+        // Whatever stops the replay (a damaged log, a commit of another shape) fails this
+        // query only, with a reason that names it.
+        let replayed = Wal::open(dir).and_then(|mut wal| {
+            wal.replay(&layout, |commit| {
+                if commit.marks.snapshot {
+                    if let Some(a) = agg.as_mut() {
+                        a.clear();
+                    }
+                    if let Some(s) = &store {
+                        s.clear(shard);
+                    }
+                }
                 if let Some(a) = agg.as_mut() {
-                    a.clear();
+                    a.restore(commit.state.as_ref(), commit.deleted.as_ref())?;
+                    a.set_stream_times(commit.marks.stream_times.clone());
+                    a.late = commit.marks.late;
                 }
                 if let Some(s) = &store {
-                    s.clear(shard);
+                    if let Some(rows) = &commit.store {
+                        s.apply(shard, rows)?;
+                    }
+                    apply_to_store(s, shard, &commit)?;
                 }
-            }
-            if let Some(a) = agg.as_mut() {
-                a.restore(commit.state.as_ref(), commit.deleted.as_ref())?;
-                a.set_stream_times(commit.marks.stream_times.clone());
-                a.late = commit.marks.late;
-            }
-            if let Some(s) = &store {
-                if let Some(rows) = &commit.store {
-                    s.apply(shard, rows)?;
-                }
-                apply_to_store(s, shard, &commit)?;
-            }
-            last = Some(commit);
-            Ok(())
+                last = Some(commit);
+                Ok(())
+            })?;
+            Ok(wal)
+        });
+        let wal = replayed.map_err(|e| Error::Checkpoint {
+            query: parts.id.clone(),
+            source: Box::new(e),
         })?;
         let Some(last) = last else {
             return Err(Error::Internal(format!(

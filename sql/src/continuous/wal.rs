@@ -18,6 +18,12 @@
 //! resume reading the sources at the recorded offsets. No row is lost (the commit holds it)
 //! and none is written twice (the tag says whether it was). Every so often a commit carries a
 //! full snapshot instead of a delta, and the segments before it are deleted.
+//!
+//! Replay trusts nothing it reads: each commit is checked against the query's
+//! [`CommitLayout`] (the frame's columns, each part's column types, the number of source
+//! partitions) as it is decoded, so a checkpoint written by another plan, or damaged past its
+//! checksums, is an error naming the query ([`Error::Checkpoint`]), never a panic in a
+//! downcast.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -57,6 +63,58 @@ pub(crate) struct Marks {
     pub sink_marks: Vec<u64>,
     /// The state and store parts are a full snapshot, not a delta.
     pub snapshot: bool,
+}
+
+/// The column types a query's commits hold: what [`Wal::replay`] checks each commit against,
+/// so the readers of its parts (`Aggregator::restore`, `TableStore::apply`, the sink append)
+/// never meet a column of another type.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CommitLayout {
+    /// Source partitions the task reads: the length of `offsets` (and `stream_times`).
+    pub partitions: usize,
+    /// The aggregation's `state` and `deleted` parts (`None`: the query keeps no state).
+    pub state: Option<(Vec<DataType>, Vec<DataType>)>,
+    /// The table store's rows, the `store` part of snapshots (`None`: no store).
+    pub store: Option<Vec<DataType>>,
+    /// The sink's stored rows, the `out` parts.
+    pub output: Vec<DataType>,
+}
+
+/// The columns of every commit frame: part name, sink partition, IPC body.
+const FRAME_TYPES: [DataType; 3] = [DataType::Utf8, DataType::Int32, DataType::Binary];
+
+fn types_of(schema: &Schema) -> Vec<DataType> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect()
+}
+
+fn type_list(types: &[DataType]) -> String {
+    types
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `Ok` if `batch` has exactly the column types `want`, else why not.
+fn check_part(part: &str, batch: &RecordBatch, want: Option<&[DataType]>) -> Result<()> {
+    let Some(want) = want else {
+        return Err(Error::Damaged(format!(
+            "it has a `{part}` part, which this query does not write"
+        )));
+    };
+    let got = types_of(batch.schema_ref());
+    if got != want {
+        return Err(Error::Damaged(format!(
+            "its `{part}` part has columns ({}), the query's plan writes ({})",
+            type_list(&got),
+            type_list(want)
+        )));
+    }
+    Ok(())
 }
 
 /// One commit.
@@ -99,7 +157,7 @@ fn from_ipc(bytes: &[u8]) -> Result<RecordBatch> {
     reader
         .next()
         .transpose()?
-        .ok_or_else(|| Error::Internal("empty batch in a query checkpoint".into()))
+        .ok_or_else(|| Error::Damaged("a part of a commit holds no batch".into()))
 }
 
 impl Commit {
@@ -134,37 +192,79 @@ impl Commit {
         Ok(RecordBatch::try_new(frame_schema(&self.marks)?, columns)?)
     }
 
-    fn decode(frame: &RecordBatch) -> Result<Commit> {
+    /// Reads a commit frame, checking it against `layout` before any column is downcast.
+    fn decode(frame: &RecordBatch, layout: &CommitLayout) -> Result<Commit> {
+        let frame_types = types_of(frame.schema_ref());
+        if frame_types != FRAME_TYPES {
+            return Err(Error::Damaged(format!(
+                "a commit frame has columns ({}), not ({})",
+                type_list(&frame_types),
+                type_list(&FRAME_TYPES)
+            )));
+        }
         let json = frame
             .schema()
             .metadata()
             .get(COMMIT_KEY)
             .cloned()
-            .ok_or_else(|| Error::Internal("query checkpoint frame without marks".into()))?;
+            .ok_or_else(|| Error::Damaged("a commit frame without its marks".into()))?;
         let marks: Marks = serde_json::from_str(&json)
-            .map_err(|e| Error::Internal(format!("decoding a query checkpoint: {e}")))?;
+            .map_err(|e| Error::Damaged(format!("a commit's marks do not decode: {e}")))?;
+        if marks.offsets.len() != layout.partitions
+            || !(marks.stream_times.is_empty() || marks.stream_times.len() == layout.partitions)
+        {
+            return Err(Error::Damaged(format!(
+                "commit {} has offsets for {} source partitions (stream times for {}), the \
+                 task reads {}",
+                marks.epoch,
+                marks.offsets.len(),
+                marks.stream_times.len(),
+                layout.partitions
+            )));
+        }
         let mut commit = Commit {
             marks,
             ..Commit::default()
         };
+        // The frame's types were checked above: these downcasts cannot fail.
         let parts = frame.column(0).as_string::<i32>();
         let partitions = frame
             .column(1)
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         let bodies = frame.column(2).as_binary::<i32>();
+        let (state, deleted) = match &layout.state {
+            Some((s, d)) => (Some(&s[..]), Some(&d[..])),
+            None => (None, None),
+        };
         for i in 0..frame.num_rows() {
-            if parts.value(i) == "marks" {
+            let part = parts.value(i);
+            if part == "marks" {
                 continue;
             }
             let batch = from_ipc(bodies.value(i))?;
-            match parts.value(i) {
-                "state" => commit.state = Some(batch),
-                "deleted" => commit.deleted = Some(batch),
-                "store" => commit.store = Some(batch),
-                "out" => commit.outputs.push((partitions.value(i) as u32, batch)),
+            match part {
+                "state" => {
+                    check_part(part, &batch, state)?;
+                    commit.state = Some(batch);
+                }
+                "deleted" => {
+                    check_part(part, &batch, deleted)?;
+                    commit.deleted = Some(batch);
+                }
+                "store" => {
+                    check_part(part, &batch, layout.store.as_deref())?;
+                    commit.store = Some(batch);
+                }
+                "out" => {
+                    check_part(part, &batch, Some(&layout.output))?;
+                    let p = u32::try_from(partitions.value(i)).map_err(|_| {
+                        Error::Damaged(format!("output for sink partition {}", partitions.value(i)))
+                    })?;
+                    commit.outputs.push((p, batch));
+                }
                 other => {
-                    return Err(Error::Internal(format!(
-                        "unknown part {other} in a query checkpoint"
+                    return Err(Error::Damaged(format!(
+                        "unknown part `{other}` in a commit"
                     )));
                 }
             }
@@ -194,12 +294,22 @@ impl Wal {
         })
     }
 
-    /// Replays every commit in order, calling `apply` on each.
-    pub(crate) fn replay(&mut self, mut apply: impl FnMut(Commit) -> Result<()>) -> Result<()> {
+    /// Replays every commit in order, calling `apply` on each; a commit that does not fit
+    /// `layout` stops the replay with [`Error::Damaged`] (saying which commit).
+    pub(crate) fn replay(
+        &mut self,
+        layout: &CommitLayout,
+        mut apply: impl FnMut(Commit) -> Result<()>,
+    ) -> Result<()> {
         let start = self.log.log_start_offset();
         for frame in self.log.reader(start)? {
             let frame = frame?;
-            let commit = Commit::decode(&frame.batch)?;
+            let commit = Commit::decode(&frame.batch, layout).map_err(|e| match e {
+                Error::Damaged(why) => {
+                    Error::Damaged(format!("the commit at offset {}: {why}", frame.base_offset))
+                }
+                other => other,
+            })?;
             if commit.marks.snapshot {
                 self.snapshot_at = frame.base_offset;
             }
@@ -257,4 +367,177 @@ pub(crate) fn tag(batch: &RecordBatch, query: &str, epoch: u64) -> Result<Record
         ]),
     );
     Ok(batch.clone().with_schema(Arc::new(schema))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    fn layout() -> CommitLayout {
+        CommitLayout {
+            partitions: 1,
+            state: Some((
+                vec![DataType::Binary, DataType::Int64],
+                vec![DataType::Binary],
+            )),
+            store: None,
+            output: vec![DataType::Utf8],
+        }
+    }
+
+    fn batch(column: ArrayRef) -> RecordBatch {
+        RecordBatch::try_from_iter([("c", column)]).unwrap()
+    }
+
+    fn commit() -> Commit {
+        let state = RecordBatch::try_from_iter([
+            (
+                "key",
+                Arc::new(BinaryArray::from_iter_values([b"k"])) as ArrayRef,
+            ),
+            ("n", Arc::new(Int64Array::from(vec![2]))),
+        ])
+        .unwrap();
+        Commit {
+            marks: Marks {
+                offsets: vec![3],
+                stream_times: vec![None],
+                ..Marks::default()
+            },
+            state: Some(state),
+            outputs: vec![(0, batch(Arc::new(StringArray::from(vec!["row"]))))],
+            ..Commit::default()
+        }
+    }
+
+    fn damaged(result: Result<Commit>) -> String {
+        match result {
+            Err(Error::Damaged(why)) => why,
+            Err(other) => panic!("not Damaged: {other:?}"),
+            Ok(c) => panic!("decoded: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn a_commit_of_the_layout_decodes() {
+        let frame = commit().encode().unwrap();
+        let back = Commit::decode(&frame, &layout()).unwrap();
+        assert_eq!(back.marks.offsets, vec![3]);
+        assert_eq!(back.state.unwrap().num_rows(), 1);
+        assert_eq!(back.outputs.len(), 1);
+    }
+
+    #[test]
+    fn a_state_of_other_column_types_is_refused_not_downcast() {
+        let mut c = commit();
+        c.state = Some(
+            RecordBatch::try_from_iter([
+                (
+                    "key",
+                    Arc::new(BinaryArray::from_iter_values([b"k"])) as ArrayRef,
+                ),
+                ("n", Arc::new(StringArray::from(vec!["two"]))),
+            ])
+            .unwrap(),
+        );
+        let why = damaged(Commit::decode(&c.encode().unwrap(), &layout()));
+        assert!(why.contains("`state`"), "{why}");
+        assert!(
+            why.contains("(Binary, Utf8)") && why.contains("(Binary, Int64)"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn output_rows_of_other_columns_are_refused() {
+        let mut c = commit();
+        c.outputs = vec![(0, batch(Arc::new(Int64Array::from(vec![1]))))];
+        let why = damaged(Commit::decode(&c.encode().unwrap(), &layout()));
+        assert!(why.contains("`out`"), "{why}");
+    }
+
+    #[test]
+    fn a_part_the_query_does_not_write_is_refused() {
+        let stateless = CommitLayout {
+            state: None,
+            ..layout()
+        };
+        let why = damaged(Commit::decode(&commit().encode().unwrap(), &stateless));
+        assert!(why.contains("does not write"), "{why}");
+    }
+
+    #[test]
+    fn a_commit_for_other_source_partitions_is_refused() {
+        let two = CommitLayout {
+            partitions: 2,
+            ..layout()
+        };
+        let why = damaged(Commit::decode(&commit().encode().unwrap(), &two));
+        assert!(why.contains("1 source partitions"), "{why}");
+    }
+
+    #[test]
+    fn a_frame_of_other_columns_is_refused() {
+        let good = commit().encode().unwrap();
+        let schema = Schema::new_with_metadata(
+            vec![
+                Field::new("part", DataType::Utf8, false),
+                Field::new("partition", DataType::Utf8, false),
+                Field::new("ipc", DataType::Binary, false),
+            ],
+            good.schema().metadata().clone(),
+        );
+        let columns: Vec<ArrayRef> = vec![
+            good.column(0).clone(),
+            Arc::new(StringArray::from(vec!["0"; good.num_rows()])),
+            good.column(2).clone(),
+        ];
+        let frame = RecordBatch::try_new(Arc::new(schema), columns).unwrap();
+        let why = damaged(Commit::decode(&frame, &layout()));
+        assert!(
+            why.contains("commit frame has columns (Utf8, Utf8, Binary)"),
+            "{why}"
+        );
+        // Fewer columns than a frame has: refused before any column is read.
+        let why = damaged(Commit::decode(
+            &batch(Arc::new(StringArray::from(vec!["marks"]))),
+            &layout(),
+        ));
+        assert!(why.contains("commit frame has columns (Utf8)"), "{why}");
+    }
+
+    #[test]
+    fn marks_that_do_not_decode_are_refused() {
+        let good = commit().encode().unwrap();
+        let schema = Schema::new_with_metadata(
+            good.schema().fields().clone(),
+            HashMap::from([(COMMIT_KEY.to_string(), "{not json".to_string())]),
+        );
+        let frame = RecordBatch::try_new(Arc::new(schema), good.columns().to_vec()).unwrap();
+        let why = damaged(Commit::decode(&frame, &layout()));
+        assert!(why.contains("marks do not decode"), "{why}");
+    }
+
+    #[test]
+    fn replay_stops_at_the_damaged_commit_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        wal.append(&commit()).unwrap();
+        let mut bad = commit();
+        bad.outputs = vec![(0, batch(Arc::new(Int64Array::from(vec![1]))))];
+        wal.append(&bad).unwrap();
+        let mut applied = 0;
+        let err = wal
+            .replay(&layout(), |_| {
+                applied += 1;
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(applied, 1, "the good commit is applied, the bad one is not");
+        let why = err.to_string();
+        // Offsets count the log's rows: the first commit's frame holds three parts.
+        assert!(why.contains("the commit at offset 3"), "{why}");
+    }
 }

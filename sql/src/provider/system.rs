@@ -8,6 +8,8 @@
 //!   range, rows, bytes and time range;
 //! - `eddy.tiering`: one row per partition with its cold-tier status (uploads, failures in a
 //!   row, the last error, when the next attempt is due).
+//!
+//! They are read-only: an `INSERT` is refused (`0A000`) rather than written into the snapshot.
 
 use std::sync::Arc;
 
@@ -16,10 +18,12 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMillisecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::datasource::MemTable;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::Engine;
 
@@ -49,16 +53,51 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        match name {
-            "streams" => self.streams().map(Some),
-            "segments" => self.segments().map(Some),
-            "tiering" => self.tiering().map(Some),
-            _ => Ok(None),
-        }
+        let table = match name {
+            "streams" => self.streams()?,
+            "segments" => self.segments()?,
+            "tiering" => self.tiering()?,
+            _ => return Ok(None),
+        };
+        Ok(Some(Arc::new(ReadOnly(table))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         TABLES.contains(&name)
+    }
+}
+
+/// A snapshot that can be scanned but not written: `MemTable` alone would accept an `INSERT`
+/// into the throw-away snapshot and report it done. Writes get `TableProvider`'s defaults
+/// (not implemented).
+#[derive(Debug)]
+struct ReadOnly(Arc<dyn TableProvider>);
+
+#[async_trait]
+impl TableProvider for ReadOnly {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.0.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
     }
 }
 
