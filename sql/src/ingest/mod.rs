@@ -218,3 +218,93 @@ pub fn time_range(batch: &RecordBatch) -> (i64, i64) {
     let ts = col.as_primitive::<TimestampMillisecondType>();
     (min(ts).unwrap_or(0), max(ts).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::Int64Array;
+    use eddy_catalog::{ColumnDef, RelationKind, StreamOptions};
+
+    use super::*;
+
+    /// A stream `s (v BIGINT, ts <ts_type>)`, its timestamp column `ts` if `with_ts`.
+    fn def(ts_type: DataType, with_ts: bool) -> StreamDef {
+        StreamDef {
+            name: "s".into(),
+            columns: vec![
+                ColumnDef {
+                    name: "v".into(),
+                    data_type: DataType::Int64,
+                    key: false,
+                },
+                ColumnDef {
+                    name: "ts".into(),
+                    data_type: ts_type,
+                    key: false,
+                },
+            ],
+            timestamp_column: with_ts.then(|| "ts".to_string()),
+            partitions: 1,
+            options: StreamOptions::default(),
+            topic: "s".into(),
+            storage: String::new(),
+            kind: RelationKind::Stream,
+            primary_key: vec![],
+        }
+    }
+
+    /// The `rowtime` column of `with_rowtime`'s batch, with `now` for values in `lo..=hi`
+    /// (the ingest time, read before and after the call).
+    fn rowtimes(def: &StreamDef, ts: ArrayRef, explicit: Option<ArrayRef>) -> Vec<Option<i64>> {
+        let v: ArrayRef = Arc::new(Int64Array::from_iter_values(0..ts.len() as i64));
+        let lo = now_ms();
+        let batch = with_rowtime(def, vec![v, ts], explicit).unwrap();
+        let hi = now_ms();
+        let rowtime = batch.column(2).as_primitive::<TimestampMillisecondType>();
+        assert_eq!(rowtime.null_count(), 0);
+        rowtime
+            .values()
+            .iter()
+            .map(|&t| (!(lo..=hi).contains(&t)).then_some(t))
+            .collect()
+    }
+
+    /// An explicit `rowtime` wins, then the timestamp column, then the ingest time (`None`
+    /// here), row by row.
+    #[test]
+    fn rowtime_is_explicit_then_timestamp_column_then_now() {
+        let timestamp = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            Some(10),
+            None,
+            Some(30),
+            None,
+        ]));
+        let explicit: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            None,
+            Some(20),
+            Some(99),
+            None,
+        ]));
+        let with_ts = def(timestamp.clone(), true);
+        assert_eq!(
+            rowtimes(&with_ts, ts.clone(), Some(explicit.clone())),
+            [Some(10), Some(20), Some(99), None]
+        );
+        assert_eq!(
+            rowtimes(&with_ts, ts.clone(), None),
+            [Some(10), None, Some(30), None]
+        );
+        let without_ts = def(timestamp, false);
+        assert_eq!(
+            rowtimes(&without_ts, ts.clone(), Some(explicit)),
+            [None, Some(20), Some(99), None]
+        );
+        assert_eq!(rowtimes(&without_ts, ts, None), [None, None, None, None]);
+        // A BIGINT timestamp column is milliseconds since the epoch.
+        let bigint: ArrayRef = Arc::new(Int64Array::from(vec![Some(5), None, Some(7)]));
+        assert_eq!(
+            rowtimes(&def(DataType::Int64, true), bigint, None),
+            [Some(5), None, Some(7)]
+        );
+    }
+}
