@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy_catalog::StreamDef;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Kafka's partition for the serialized key `bytes`.
 pub fn kafka_partition(bytes: &[u8], partitions: u32) -> u32 {
@@ -35,18 +36,7 @@ pub fn split(
     if partitions == 1 {
         return Ok(vec![(0, batch.clone())]);
     }
-    let keys = batch.column(key_idx);
-    let mut assignment = Vec::with_capacity(batch.num_rows());
-    let mut buf = Vec::new();
-    for row in 0..batch.num_rows() {
-        assignment.push(if keys.is_null(row) {
-            sticky
-        } else {
-            buf.clear();
-            key_bytes(keys.as_ref(), row, &mut buf)?;
-            kafka_partition(&buf, partitions)
-        });
-    }
+    let assignment = assign(batch.column(key_idx).as_ref(), partitions, sticky)?;
     let mut indices: Vec<Vec<u32>> = vec![Vec::new(); partitions as usize];
     for (row, p) in assignment.iter().enumerate() {
         indices[*p as usize].push(row as u32);
@@ -66,30 +56,53 @@ pub fn split(
     Ok(out)
 }
 
-fn key_bytes(keys: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<()> {
-    match keys.data_type() {
-        DataType::Utf8 => out.extend_from_slice(keys.as_string::<i32>().value(row).as_bytes()),
-        DataType::Binary => out.extend_from_slice(keys.as_binary::<i32>().value(row)),
-        DataType::Int32 => {
-            out.extend_from_slice(&keys.as_primitive::<Int32Type>().value(row).to_be_bytes())
-        }
-        DataType::Int64 => {
-            out.extend_from_slice(&keys.as_primitive::<Int64Type>().value(row).to_be_bytes())
-        }
-        DataType::Float64 => {
-            out.extend_from_slice(&keys.as_primitive::<Float64Type>().value(row).to_be_bytes())
-        }
+/// The partition of each row of `keys`: `sticky` for a NULL key. The column is downcast once,
+/// then one loop per key type hashes its values' serialized bytes.
+fn assign(keys: &dyn Array, partitions: u32, sticky: u32) -> Result<Vec<u32>> {
+    let hash = |bytes: &[u8]| kafka_partition(bytes, partitions);
+    Ok(match keys.data_type() {
+        DataType::Utf8 => keys
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map_or(sticky, |s| hash(s.as_bytes())))
+            .collect(),
+        DataType::Binary => keys
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| v.map_or(sticky, hash))
+            .collect(),
+        DataType::Int32 => keys
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|v| v.map_or(sticky, |x| hash(&x.to_be_bytes())))
+            .collect(),
+        DataType::Int64 => keys
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map_or(sticky, |x| hash(&x.to_be_bytes())))
+            .collect(),
+        DataType::Float64 => keys
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map_or(sticky, |x| hash(&x.to_be_bytes())))
+            .collect(),
         _ => {
-            // Other key types hash their canonical text form.
-            let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(
-                keys,
-                &Default::default(),
-            )
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            out.extend_from_slice(formatter.value(row).to_string().as_bytes());
+            // Other key types hash their canonical text form (Arrow's display format).
+            let formatter = ArrayFormatter::try_new(keys, &FormatOptions::default())?;
+            let mut text = String::new();
+            let mut out = Vec::with_capacity(keys.len());
+            for row in 0..keys.len() {
+                out.push(if keys.is_null(row) {
+                    sticky
+                } else {
+                    text.clear();
+                    formatter.value(row).write(&mut text)?;
+                    hash(text.as_bytes())
+                });
+            }
+            out
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]
