@@ -147,3 +147,13 @@ pub fn invalid_utf8(bytes: &[u8]) -> ErrorInfo {
         ),
     )
 }
+
+/// The server is stopping: FATAL `57P01` (admin_shutdown), PostgreSQL's words; the
+/// connection closes.
+pub fn shutting_down() -> ErrorInfo {
+    ErrorInfo::new(
+        "FATAL".to_string(),
+        "57P01".to_string(),
+        "terminating connection due to administrator command".to_string(),
+    )
+}

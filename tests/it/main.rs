@@ -18,6 +18,7 @@ mod psql;
 mod push;
 mod recovery;
 mod restart;
+mod shutdown;
 mod slt;
 mod tier;
 mod windowed_restart;
