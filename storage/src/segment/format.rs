@@ -338,6 +338,23 @@ mod tests {
         (header, bytes[HEADER_LEN..].to_vec())
     }
 
+    /// However many threads encode them, the frames come back in the batches' order, each
+    /// the same bytes as encoding it alone.
+    #[test]
+    fn encode_all_keeps_order_across_threads() {
+        for n in [0, 1, 3, 4, 9] {
+            let batches: Vec<_> = (1..=n).map(|i| (batch(i), i, i * 10)).collect();
+            let frames = EncodedFrame::encode_all(&batches).unwrap();
+            assert_eq!(frames.len(), batches.len());
+            for (frame, (b, lo, hi)) in frames.iter().zip(&batches) {
+                let alone = EncodedFrame::encode(b, *lo, *hi).unwrap();
+                assert_eq!(frame.record_count(), b.num_rows() as u32);
+                assert_eq!((frame.min_timestamp, frame.max_timestamp), (*lo, *hi));
+                assert_eq!(frame.bytes, alone.bytes);
+            }
+        }
+    }
+
     #[test]
     fn sealed_frame_round_trips_header_and_body() {
         let original = batch(10);
