@@ -1,30 +1,49 @@
 //! Server configuration: typed, with documented defaults, from flags or `EDDY_*` variables.
+//!
+//! Each default is written once: the engine's in [`EngineConfig`]'s `DEFAULT_*` constants, the
+//! server's in this module's constants. The flags' defaults, [`ServerConfig::for_dir`] and
+//! [`ServerConfig::engine_config`] all read them; a test checks that the flags and `for_dir`
+//! agree.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
+use eddy_sql::EngineConfig;
 
 use crate::pg::framing::LARGE_MESSAGE_LIMIT;
 
 /// The smallest `--max-message-bytes`: every message without user data must still fit.
 const MIN_MESSAGE_BYTES: usize = 1024;
 
+/// `--data-dir` unless set.
+pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
+/// `--pg-addr` unless set: loopback, one above PostgreSQL's port.
+pub const DEFAULT_PG_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5433));
+/// `--retention-check-ms` unless set: every 30 seconds.
+pub const DEFAULT_RETENTION_CHECK_MS: u64 = 30_000;
+/// `--shutdown-grace-ms` unless set: 10 seconds, well inside the 30 s that Kubernetes and
+/// the 90 s that systemd wait before they kill.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// `--max-message-bytes` unless set: PostgreSQL's limit, 1 GB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = LARGE_MESSAGE_LIMIT;
+
 /// Settings of `eddy server`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ServerConfig {
     /// Directory for all data (catalog and partition logs).
-    #[arg(long, env = "EDDY_DATA_DIR", default_value = "./eddy-data")]
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Address of the PostgreSQL protocol listener (port 0 picks a free port).
-    #[arg(long, env = "EDDY_PG_ADDR", default_value = "127.0.0.1:5433")]
+    #[arg(long, env = "EDDY_PG_ADDR", default_value_t = DEFAULT_PG_ADDR)]
     pub pg_addr: SocketAddr,
     /// Partitions of a stream created without `partitions=`.
-    #[arg(long, env = "EDDY_DEFAULT_PARTITIONS", default_value_t = 1)]
+    #[arg(long, env = "EDDY_DEFAULT_PARTITIONS", default_value_t = EngineConfig::DEFAULT_PARTITIONS)]
     pub default_partitions: u32,
     /// How often retention and tiering run, in milliseconds.
-    #[arg(long, env = "EDDY_RETENTION_CHECK_MS", default_value_t = 30_000)]
+    #[arg(long, env = "EDDY_RETENTION_CHECK_MS", default_value_t = DEFAULT_RETENTION_CHECK_MS)]
     pub retention_check_ms: u64,
     /// Where the cold tier lives: `file:///dir` or `s3://bucket/prefix` (credentials and
     /// endpoint from the standard `AWS_*` variables). Default: `<data-dir>/cold`.
@@ -32,25 +51,35 @@ pub struct ServerConfig {
     pub cold_store: Option<String>,
     /// A persistent query writes a full snapshot of its state once its checkpoint log has
     /// grown this many bytes past twice the last snapshot (then drops the older checkpoints).
-    #[arg(long, env = "EDDY_QUERY_SNAPSHOT_BYTES", default_value_t = 64 << 20)]
+    #[arg(
+        long,
+        env = "EDDY_QUERY_SNAPSHOT_BYTES",
+        default_value_t = EngineConfig::DEFAULT_QUERY_SNAPSHOT_BYTES
+    )]
     pub query_snapshot_bytes: u64,
     /// The largest protocol message a client may send, in bytes (PostgreSQL's limit, 1 GB,
     /// by default). A larger one is refused with SQLSTATE 54000 and ends the connection.
-    #[arg(long, env = "EDDY_MAX_MESSAGE_BYTES", default_value_t = LARGE_MESSAGE_LIMIT)]
+    #[arg(long, env = "EDDY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
+    /// On SIGTERM, how long statements in progress may take to finish, in milliseconds.
+    /// Idle connections close at once (SQLSTATE 57P01), and so do push queries; a statement
+    /// still running after this is abandoned (not acknowledged) before the logs close.
+    #[arg(long, env = "EDDY_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
+    pub shutdown_grace_ms: u64,
 }
 
 impl ServerConfig {
-    /// Defaults for `data_dir`, listening on a free loopback port.
+    /// Defaults for `data_dir`, listening on a free loopback port (tests, examples).
     pub fn for_dir(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             pg_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            default_partitions: 1,
-            retention_check_ms: 30_000,
+            default_partitions: EngineConfig::DEFAULT_PARTITIONS,
+            retention_check_ms: DEFAULT_RETENTION_CHECK_MS,
             cold_store: None,
-            query_snapshot_bytes: 64 << 20,
-            max_message_bytes: LARGE_MESSAGE_LIMIT,
+            query_snapshot_bytes: EngineConfig::DEFAULT_QUERY_SNAPSHOT_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }
 
@@ -65,10 +94,24 @@ impl ServerConfig {
         }
     }
 
-    /// Checks the settings before anything starts.
+    /// The engine's settings: these where the server has a flag, the engine's defaults
+    /// elsewhere.
+    pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        Ok(EngineConfig {
+            default_partitions: self.default_partitions,
+            cold_store: Some(self.cold_store_url()?),
+            query_snapshot_bytes: self.query_snapshot_bytes,
+            ..EngineConfig::new(&self.data_dir)
+        })
+    }
+
+    /// Checks the settings before anything starts ([`crate::start`] calls it).
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.default_partitions == 0 || self.default_partitions > 10_000 {
-            bail!("--default-partitions must be between 1 and 10000");
+            bail!(
+                "--default-partitions must be between 1 and 10000, not {}",
+                self.default_partitions
+            );
         }
         if self.retention_check_ms == 0 {
             bail!("--retention-check-ms must be positive");
@@ -76,7 +119,8 @@ impl ServerConfig {
         if !(MIN_MESSAGE_BYTES..=LARGE_MESSAGE_LIMIT).contains(&self.max_message_bytes) {
             bail!(
                 "--max-message-bytes must be between {MIN_MESSAGE_BYTES} and {LARGE_MESSAGE_LIMIT} \
-                 (pgwire's and PostgreSQL's limit)"
+                 (pgwire's and PostgreSQL's limit), not {}",
+                self.max_message_bytes
             );
         }
         Ok(())
@@ -85,5 +129,40 @@ impl ServerConfig {
     /// [`ServerConfig::retention_check_ms`] as a duration.
     pub fn retention_check_interval(&self) -> Duration {
         Duration::from_millis(self.retention_check_ms)
+    }
+
+    /// [`ServerConfig::shutdown_grace_ms`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerConfig,
+    }
+
+    /// The flags' defaults and `for_dir` are the same settings (apart from the two `for_dir`
+    /// exists to change), and so are the engine's defaults.
+    #[test]
+    fn flag_defaults_are_for_dir_and_engine_defaults() {
+        let from_flags =
+            Cli::try_parse_from(["eddy", "--data-dir", "d", "--pg-addr", "127.0.0.1:0"])
+                .unwrap()
+                .server;
+        assert_eq!(from_flags, ServerConfig::for_dir("d"));
+        let engine = from_flags.engine_config().unwrap();
+        let defaults = EngineConfig::new("d");
+        assert_eq!(engine.default_partitions, defaults.default_partitions);
+        assert_eq!(engine.query_snapshot_bytes, defaults.query_snapshot_bytes);
+        assert_eq!(engine.default_segment_bytes, defaults.default_segment_bytes);
+        from_flags.validate().unwrap();
     }
 }

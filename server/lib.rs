@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use eddy_sql::{Engine, EngineConfig};
+use eddy_sql::Engine;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -39,65 +39,118 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// A server serving connections in background tasks (used by `run`, examples and benchmarks).
+/// It owns every task it starts: [`RunningServer::shutdown`] ends them all before it closes the
+/// engine.
 pub struct RunningServer {
     /// The address the PostgreSQL listener is bound to.
     pub addr: SocketAddr,
     engine: Arc<Engine>,
-    serve: JoinHandle<anyhow::Result<()>>,
+    stopping: pg::Stopping,
+    /// The accept loop, which owns the connection tasks; `None` once it has ended.
+    serve: Option<JoinHandle<anyhow::Result<()>>>,
     retention: JoinHandle<()>,
 }
 
-/// Opens the data directory and starts serving.
+/// Checks the settings ([`ServerConfig::validate`]), opens the data directory and starts
+/// serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    config.validate().context("invalid configuration")?;
     let config = Arc::new(config);
-    let mut engine_config = EngineConfig::new(&config.data_dir);
-    engine_config.default_partitions = config.default_partitions;
-    engine_config.cold_store = Some(config.cold_store_url()?);
-    engine_config.query_snapshot_bytes = config.query_snapshot_bytes;
+    let engine_config = config.engine_config()?;
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?
         .context("opening the data directory")?;
     engine.start_queries().await;
-    let listener = TcpListener::bind(config.pg_addr)
-        .await
-        .with_context(|| format!("binding {}", config.pg_addr))?;
+    let listener = match TcpListener::bind(config.pg_addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            close(engine).await?;
+            return Err(e).with_context(|| format!("binding {}", config.pg_addr));
+        }
+    };
     let addr = listener.local_addr()?;
     let retention = tasks::spawn_maintenance(engine.clone(), config.retention_check_interval());
+    let stopping = pg::Stopping::new();
     let serve = tokio::spawn(pg::serve(
         listener,
         engine.clone(),
         config.max_message_bytes,
+        stopping.clone(),
+        config.shutdown_grace(),
     ));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "eddy is ready");
     Ok(RunningServer {
         addr,
         engine,
-        serve,
+        stopping,
+        serve: Some(serve),
         retention,
     })
 }
 
 impl RunningServer {
-    /// Stops accepting connections and closes every log (synced).
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.serve.abort();
+    /// Stops in order: no new connections; idle connections and push queries end (SQLSTATE
+    /// 57P01); statements in progress finish within the grace period (`--shutdown-grace-ms`,
+    /// then they are abandoned, unacknowledged); the maintenance task stops; and only once no
+    /// connection task is left, the persistent queries stop and every log is synced and closed.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stopping.cancel();
+        let served = match self.serve.take() {
+            Some(serve) => serve.await.map_err(anyhow::Error::from).and_then(|r| r),
+            None => Ok(()),
+        };
         self.retention.abort();
-        let engine = self.engine;
-        tokio::task::spawn_blocking(move || engine.close()).await??;
-        Ok(())
+        // Cancelled or finished; either way it no longer runs.
+        let _ = (&mut self.retention).await;
+        close(self.engine.clone()).await?;
+        served
+    }
+
+    /// Waits until the accept loop ends by itself (it only does on a failure).
+    async fn serving(&mut self) -> anyhow::Result<()> {
+        let Some(serve) = self.serve.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = serve.await;
+        self.serve = None;
+        result?
     }
 }
 
-/// Runs the server until SIGTERM or Ctrl-C.
+/// Dropped without [`RunningServer::shutdown`]: its tasks are aborted (the connections' with
+/// the accept loop that owns them); the logs are left for the next open to recover.
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stopping.cancel();
+        if let Some(serve) = self.serve.take() {
+            serve.abort();
+        }
+        self.retention.abort();
+    }
+}
+
+/// Stops the persistent queries, then syncs and closes every log.
+async fn close(engine: Arc<Engine>) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || engine.close()).await??;
+    Ok(())
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then shuts it down (see
+/// [`RunningServer::shutdown`]).
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let mut server = start(config).await?;
     // Tests and scripts read this line to find an ephemeral port.
     println!("eddy: listening on {}", server.addr);
-    tokio::select! {
-        result = &mut server.serve => result??,
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+    let failed = tokio::select! {
+        result = server.serving() => result.err(),
+        _ = shutdown_signal() => None,
+    };
+    tracing::info!("shutting down");
+    let closed = server.shutdown().await;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    server.shutdown().await?;
+    closed?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

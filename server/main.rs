@@ -26,9 +26,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(config) => {
-            config.validate()?;
-            eddy_server::runtime()?.block_on(eddy_server::run(config))
-        }
+        // `start` validates the settings before it touches anything.
+        Command::Server(config) => eddy_server::runtime()?.block_on(eddy_server::run(config)),
     }
 }

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+use super::Stopping;
 use super::errors;
 use super::framing::{FrameChecker, Verdict, Violation};
 use super::handler::{EddyHandler, Prepared};
@@ -120,12 +121,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
 
 type Socket = Framed<Checked<TcpStream>, PgWireMessageServerCodec<Prepared>>;
 
-/// Serves one client until it disconnects, sends Terminate, or breaks the protocol.
+/// Serves one client until it disconnects, sends Terminate, or breaks the protocol, or the
+/// server stops: then a connection between statements closes at once (FATAL 57P01), one in
+/// the middle of a statement (a COPY's data, an extended-protocol sequence before its Sync)
+/// once that statement ends.
 pub async fn serve(
     tcp: TcpStream,
     handler: Arc<EddyHandler>,
     cancel_handler: Arc<DefaultCancelHandler>,
     max_message_bytes: usize,
+    stopping: Stopping,
 ) -> io::Result<()> {
     let addr = tcp.peer_addr()?;
     let client = DefaultClient::new(addr, false);
@@ -134,12 +139,19 @@ pub async fn serve(
         PgWireMessageServerCodec::new(client),
     );
     let startup = tokio::time::timeout(STARTUP_TIMEOUT, refuse_encryption(&mut socket));
-    match startup.await {
+    let startup = tokio::select! {
+        // Not a session yet: nothing to tell it.
+        () = stopping.cancelled() => return Ok(()),
+        startup = startup => startup,
+    };
+    match startup {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) | Err(_) => return Ok(()),
         Ok(Err(e)) => return fail(&mut socket, e).await,
     }
     let startup_deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    // No statement has begun and not ended (what a stopping server waits for).
+    let mut between_statements = true;
 
     loop {
         let in_startup = matches!(
@@ -148,9 +160,19 @@ pub async fn serve(
                 | PgWireConnectionState::AuthenticationInProgress
         );
         let next = if in_startup {
-            match tokio::time::timeout_at(startup_deadline, socket.next()).await {
-                Ok(next) => next,
-                Err(_) => return Ok(()),
+            tokio::select! {
+                () = stopping.cancelled() => return Ok(()),
+                next = tokio::time::timeout_at(startup_deadline, socket.next()) => match next {
+                    Ok(next) => next,
+                    Err(_) => return Ok(()),
+                },
+            }
+        } else if between_statements {
+            tokio::select! {
+                // A message already on its way is read (and answered) before this wins.
+                biased;
+                next = socket.next() => next,
+                () = stopping.cancelled() => return close_for_shutdown(&mut socket).await,
             }
         } else {
             socket.next().await
@@ -177,6 +199,17 @@ pub async fn serve(
             continue;
         }
         let is_cancel_request = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        // The start-up ends in ReadyForQuery; a simple Query ends its statement (unless it
+        // starts a COPY), so does Sync; the end of COPY data does in the simple protocol (the
+        // extended one waits for a Sync).
+        let ends_statement = in_startup
+            || match &message {
+                PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Sync(_) => true,
+                PgWireFrontendMessage::CopyDone(_) | PgWireFrontendMessage::CopyFail(_) => {
+                    !is_extended_query
+                }
+                _ => false,
+            };
         let result = process_message(
             message,
             &mut socket,
@@ -197,7 +230,19 @@ pub async fn serve(
         if is_cancel_request {
             return Ok(());
         }
+        between_statements =
+            ends_statement && !matches!(socket.state(), PgWireConnectionState::CopyInProgress(_));
     }
+}
+
+/// Tells a client between statements that the server is stopping, then closes.
+async fn close_for_shutdown(socket: &mut Socket) -> io::Result<()> {
+    socket
+        .send(PgWireBackendMessage::ErrorResponse(
+            errors::shutting_down().into(),
+        ))
+        .await?;
+    socket.close().await
 }
 
 /// Answers SSLRequest and GSSENCRequest with "no" (Eddy speaks plain TCP) until the client

@@ -219,3 +219,13 @@ pub fn bad_parameter(index: usize, e: impl std::fmt::Display) -> PgWireError {
         format!("invalid value for parameter ${}: {e}", index + 1),
     )))
 }
+
+/// The server is stopping: FATAL `57P01` (admin_shutdown), PostgreSQL's words; the
+/// connection closes.
+pub fn shutting_down() -> ErrorInfo {
+    ErrorInfo::new(
+        "FATAL".to_string(),
+        "57P01".to_string(),
+        "terminating connection due to administrator command".to_string(),
+    )
+}

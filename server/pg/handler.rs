@@ -34,7 +34,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::errors::{self, error_info, to_pgwire};
 use super::types::{field_infos, param_pg_type, params, sql_type};
-use super::{encode, push};
+use super::{Stopping, encode, push};
 
 /// A prepared statement: its text and its parse.
 #[derive(Debug, Clone)]
@@ -143,16 +143,19 @@ pub struct EddyHandler {
     manager: Arc<ConnectionManager>,
     pids: RandomPidSecretKeyGenerator,
     parser: Arc<EddyQueryParser>,
+    /// Cancelled when the server stops: push queries end then (they would never finish).
+    stopping: Stopping,
 }
 
 impl EddyHandler {
     /// A handler over `engine`; `manager` tracks connections for CancelRequest.
-    pub fn new(engine: Arc<Engine>, manager: Arc<ConnectionManager>) -> Self {
+    pub fn new(engine: Arc<Engine>, manager: Arc<ConnectionManager>, stopping: Stopping) -> Self {
         Self {
             engine,
             manager,
             pids: RandomPidSecretKeyGenerator::default(),
             parser: Arc::new(EddyQueryParser),
+            stopping,
         }
     }
 
@@ -390,7 +393,8 @@ impl SimpleQueryHandler for EddyHandler {
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
             let result = if matches!(statement, EddyStatement::FetchCursor { .. }) {
-                push::with_keepalive(client, session.execute(statement, None)).await?
+                push::with_keepalive(client, &self.stopping, session.execute(statement, None))
+                    .await?
             } else {
                 session.execute(statement, None).await
             };
@@ -400,7 +404,8 @@ impl SimpleQueryHandler for EddyHandler {
                     stream,
                     copy,
                 }) => {
-                    let tag = push::send(client, &schema, stream, copy, None).await?;
+                    let tag =
+                        push::send(client, &self.stopping, &schema, stream, copy, None).await?;
                     responses.push(Response::Execution(tag));
                 }
                 Ok(output) => {
@@ -508,7 +513,7 @@ impl ExtendedQueryHandler for EddyHandler {
             None
         };
         let output = if matches!(statement, EddyStatement::FetchCursor { .. }) {
-            push::with_keepalive(client, session.execute(statement, bound)).await?
+            push::with_keepalive(client, &self.stopping, session.execute(statement, bound)).await?
         } else {
             session.execute(statement, bound).await
         }
@@ -521,7 +526,7 @@ impl ExtendedQueryHandler for EddyHandler {
                 copy,
             } => {
                 let format = Some(&portal.result_column_format);
-                let tag = push::send(client, &schema, stream, copy, format).await?;
+                let tag = push::send(client, &self.stopping, &schema, stream, copy, format).await?;
                 Ok(Response::Execution(tag))
             }
             output => self.response(client, output, Some(&portal.result_column_format)),

@@ -30,18 +30,20 @@ use pgwire::messages::copy::{CopyDone, CopyOutResponse};
 use pgwire::messages::data::RowDescription;
 use pgwire::messages::startup::ParameterStatus;
 
-use super::encode;
-use super::errors::to_pgwire;
+use super::errors::{shutting_down, to_pgwire};
 use super::handler::copy_encoder;
 use super::types::field_infos;
+use super::{Stopping, encode};
 
 /// How long a push query may send nothing before a keep-alive probes the socket.
 pub const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Runs `statement` while sending a keep-alive every [`KEEPALIVE`], so a client that goes away
 /// while it waits (a `FETCH` from a push cursor waiting for rows) ends it on a failed write.
+/// A server that stops ends it too, with SQLSTATE 57P01 (it may wait for rows forever).
 pub async fn with_keepalive<C, T>(
     client: &mut C,
+    stopping: &Stopping,
     statement: impl Future<Output = T>,
 ) -> PgWireResult<T>
 where
@@ -51,7 +53,11 @@ where
 {
     let mut statement = std::pin::pin!(statement);
     loop {
-        match tokio::time::timeout(KEEPALIVE, &mut statement).await {
+        let waited = tokio::select! {
+            () = stopping.cancelled() => return Err(stopped()),
+            waited = tokio::time::timeout(KEEPALIVE, &mut statement) => waited,
+        };
+        match waited {
             Ok(done) => return Ok(done),
             Err(_idle) => {
                 if let Err(e) = keepalive(client).await {
@@ -61,6 +67,11 @@ where
             }
         }
     }
+}
+
+/// The error a statement ends with when the server stops (FATAL: the connection closes).
+fn stopped() -> PgWireError {
+    PgWireError::UserError(Box::new(shutting_down()))
 }
 
 async fn keepalive<C>(client: &mut C) -> PgWireResult<()>
@@ -86,9 +97,11 @@ where
 /// Streams a push query to the client until its `LIMIT` (or forever, until cancelled or the
 /// client goes away). `format` is the portal's result format (extended protocol, where the
 /// client already has the row description), `None` for the simple protocol. With `copy`, the
-/// rows go out as `COPY ... TO STDOUT` data. Returns the tag for `CommandComplete`.
+/// rows go out as `COPY ... TO STDOUT` data. Returns the tag for `CommandComplete`. A server
+/// that stops ends it with SQLSTATE 57P01, which closes the connection.
 pub async fn send<C>(
     client: &mut C,
+    stopping: &Stopping,
     schema: &SchemaRef,
     stream: SendableRecordBatchStream,
     copy: Option<CopyFormat>,
@@ -105,7 +118,10 @@ where
         outcome: None,
     };
     tracing::info!(peer = %running.peer, "push query started");
-    let result = stream_rows(client, schema, stream, copy, format, &mut running.rows).await;
+    let result = tokio::select! {
+        () = stopping.cancelled() => Err(stopped()),
+        result = stream_rows(client, schema, stream, copy, format, &mut running.rows) => result,
+    };
     running.outcome = Some(match &result {
         Ok(_) => "limit reached".into(),
         Err(e) => format!("error: {e}"),

@@ -41,14 +41,21 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults rooted at `data_dir`.
+    /// [`EngineConfig::default_partitions`] unless set: one.
+    pub const DEFAULT_PARTITIONS: u32 = 1;
+    /// [`EngineConfig::default_segment_bytes`] unless set: 128 MiB.
+    pub const DEFAULT_SEGMENT_BYTES: u64 = 128 << 20;
+    /// [`EngineConfig::query_snapshot_bytes`] unless set: 64 MiB.
+    pub const DEFAULT_QUERY_SNAPSHOT_BYTES: u64 = 64 << 20;
+
+    /// Defaults rooted at `data_dir` (the `DEFAULT_*` constants; no cold tier).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            default_partitions: 1,
-            default_segment_bytes: 128 << 20,
+            default_partitions: Self::DEFAULT_PARTITIONS,
+            default_segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             cold_store: None,
-            query_snapshot_bytes: 64 << 20,
+            query_snapshot_bytes: Self::DEFAULT_QUERY_SNAPSHOT_BYTES,
         }
     }
 }

@@ -309,26 +309,8 @@ impl PartitionLog {
     /// entry is a batch with its min and max timestamp. The frames are one statement group
     /// (see [`PartitionLog::append_encoded`]): a crash before the sync keeps none of them.
     pub fn append_batches(&self, batches: &[(RecordBatch, i64, i64)]) -> Result<Vec<AppendInfo>> {
-        let encode = |part: &[(RecordBatch, i64, i64)]| -> Result<Vec<EncodedFrame>> {
-            part.iter()
-                .map(|(batch, lo, hi)| EncodedFrame::encode(batch, *lo, *hi))
-                .collect()
-        };
-        // Encoding (IPC bytes and the body's CRC) needs no lock: a bulk load encodes its two
-        // halves on two threads, then writes the frames in order.
-        let frames = if batches.len() >= 4 {
-            let (first, second) = batches.split_at(batches.len() / 2);
-            let (a, b) = std::thread::scope(|scope| {
-                let b = scope.spawn(|| encode(second));
-                let a = encode(first);
-                (a, b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            });
-            let mut frames = a?;
-            frames.extend(b?);
-            frames
-        } else {
-            encode(batches)?
-        };
+        // Encoded before the append lock is taken, on several threads when there are many.
+        let frames = EncodedFrame::encode_all(batches)?;
         self.append_encoded(frames)
     }
 

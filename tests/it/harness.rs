@@ -240,7 +240,13 @@ impl TestServer {
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.
     pub fn terminate(&mut self) -> anyhow::Result<Option<i32>> {
-        let mut child = self.child.take().context("server is not running")?;
+        self.sigterm()?;
+        self.wait_stopped()
+    }
+
+    /// Sends SIGTERM, without waiting (see [`TestServer::wait_stopped`]).
+    pub fn sigterm(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("server is not running")?;
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -248,6 +254,12 @@ impl TestServer {
         if !status.success() {
             bail!("kill -TERM {} failed: {status}", child.id());
         }
+        Ok(())
+    }
+
+    /// Waits for a SIGTERM'd process to exit; returns its exit code.
+    pub fn wait_stopped(&mut self) -> anyhow::Result<Option<i32>> {
+        let mut child = self.child.take().context("server is not running")?;
         let deadline = std::time::Instant::now() + SHUTDOWN_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait()? {

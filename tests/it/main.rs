@@ -19,6 +19,7 @@ mod psql;
 mod push;
 mod recovery;
 mod restart;
+mod shutdown;
 mod simple_client;
 mod slt;
 mod tidy;

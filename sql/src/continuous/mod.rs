@@ -43,7 +43,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use self::plan::{ContinuousPlan, Shape};
-pub use self::runner::Status;
+pub use self::runner::{QueryState, Status};
 use self::runner::{Runner, RunnerParts};
 pub use self::store::{TableStore, TableStores, WindowColumns};
 use crate::parser::{EddyStatement, PersistentQuery, SinkKind, parse_statements};
@@ -61,16 +61,12 @@ pub struct QueryInfo {
 }
 
 impl QueryInfo {
-    /// `ERROR: ...` if a task failed, else the first task's state.
-    pub fn state(&self) -> String {
-        let states: Vec<String> = self
-            .runners
-            .iter()
-            .map(|s| s.state.lock().clone())
-            .collect();
+    /// The first failed task's state if one failed, else the first task's.
+    pub fn state(&self) -> QueryState {
+        let states: Vec<QueryState> = self.runners.iter().map(|s| s.state()).collect();
         states
             .iter()
-            .find(|s| s.starts_with("ERROR"))
+            .find(|s| matches!(s, QueryState::Failed(_)))
             .or(states.first())
             .cloned()
             .unwrap_or_default()
@@ -208,7 +204,7 @@ pub async fn start_all(engine: &Arc<Engine>) {
         if let Err(e) = resume(engine, &q).await {
             tracing::error!(query = %q.id, error = %e, "cannot start persistent query");
             let status = Arc::new(Status::default());
-            status.set(format!("ERROR: {e}"));
+            status.set(QueryState::Failed(e.to_string()));
             let (stop, _) = watch::channel(false);
             engine.queries().running.lock().insert(
                 q.id.clone(),
@@ -448,7 +444,7 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
     let mut tasks = Vec::new();
     for (shard, (name, partitions)) in split.into_iter().enumerate() {
         let status = Arc::new(Status::default());
-        status.set("STARTING");
+        status.set(QueryState::Starting);
         let parts = RunnerParts {
             id: format!("{}/{name}", def.id),
             partitions,
@@ -469,10 +465,10 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
         tasks.push(tokio::spawn(async move {
             let result = async { Runner::open(parts, &dir).await?.run(stopped).await }.await;
             match result {
-                Ok(()) => task_status.set("STOPPED"),
+                Ok(()) => task_status.set(QueryState::Stopped),
                 Err(e) => {
                     tracing::error!(query = %id, error = %e, "persistent query failed");
-                    task_status.set(format!("ERROR: {e}"));
+                    task_status.set(QueryState::Failed(e.to_string()));
                     // Its table will not catch up: pull queries serve the rows it has.
                     if let Some(store) = task_store {
                         store.stop_following();

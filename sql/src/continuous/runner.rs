@@ -33,11 +33,36 @@ use crate::{Error, Result};
 /// chunk is whatever arrived since the last one, so latency does not depend on this.
 const BATCHES_PER_CHUNK: usize = 16;
 
-/// A query's state as `SHOW QUERIES` reports it.
+/// What one task of a persistent query is doing; `SHOW QUERIES` and `EXPLAIN` show it as
+/// `STARTING`, `RUNNING`, `STOPPED` or `ERROR: <why>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum QueryState {
+    /// Opening its checkpoint log and restoring its state.
+    #[default]
+    Starting,
+    /// Reading its sources.
+    Running,
+    /// Stopped cleanly (`TERMINATE`, shutdown).
+    Stopped,
+    /// Failed, or could not start: why.
+    Failed(String),
+}
+
+impl std::fmt::Display for QueryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryState::Starting => f.write_str("STARTING"),
+            QueryState::Running => f.write_str("RUNNING"),
+            QueryState::Stopped => f.write_str("STOPPED"),
+            QueryState::Failed(why) => write!(f, "ERROR: {why}"),
+        }
+    }
+}
+
+/// A query task's state and counters, as `SHOW QUERIES` reports them.
 #[derive(Debug, Default)]
 pub struct Status {
-    /// `RUNNING`, `STARTING` or `ERROR: ...`.
-    pub state: Mutex<String>,
+    state: Mutex<QueryState>,
     /// Rows read from the source.
     pub rows_in: AtomicU64,
     /// Rows written to the sink.
@@ -51,8 +76,13 @@ pub struct Status {
 }
 
 impl Status {
-    pub(crate) fn set(&self, state: impl Into<String>) {
-        *self.state.lock() = state.into();
+    pub(crate) fn set(&self, state: QueryState) {
+        *self.state.lock() = state;
+    }
+
+    /// The task's state now.
+    pub fn state(&self) -> QueryState {
+        self.state.lock().clone()
     }
 }
 
@@ -235,7 +265,7 @@ impl Runner {
 
     /// Runs until `stop` turns true or the source is dropped (or the task is aborted).
     pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
-        self.parts.status.set("RUNNING");
+        self.parts.status.set(QueryState::Running);
         loop {
             if *stop.borrow() {
                 self.wal.close()?;

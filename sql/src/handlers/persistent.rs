@@ -64,7 +64,7 @@ pub fn show_queries(session: &Session) -> Result<Output> {
             queries.iter().map(|q| q.def.id.clone()),
         )),
         Arc::new(StringArray::from_iter_values(
-            queries.iter().map(|q| q.state()),
+            queries.iter().map(|q| q.state().to_string()),
         )),
         Arc::new(StringArray::from_iter_values(
             queries.iter().map(|q| q.def.sink.clone()),

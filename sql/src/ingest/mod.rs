@@ -15,8 +15,11 @@ pub mod partitioner;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray};
-use datafusion::arrow::compute::{cast, max, min};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::kernels::zip::zip;
+use datafusion::arrow::compute::{cast, is_not_null, max, min};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
 use eddy_catalog::StreamDef;
 use eddy_storage::{EncodedFrame, Topic};
@@ -92,20 +95,38 @@ pub fn with_rowtime(
         Some(e) => Some(cast(&e, &DataType::Int64)?),
         None => None,
     };
-    let explicit = explicit.as_ref().map(|a| a.as_primitive::<Int64Type>());
-    let event = event.as_ref().map(|a| a.as_primitive::<Int64Type>());
-    let values: Vec<i64> = (0..rows)
-        .map(|r| {
-            explicit
-                .filter(|a| a.is_valid(r))
-                .map(|a| a.value(r))
-                .or_else(|| event.filter(|a| a.is_valid(r)).map(|a| a.value(r)))
-                .unwrap_or(now)
-        })
-        .collect();
+    // Lowest precedence first: the ingest time (`None`: every row), then the timestamp
+    // column, then `explicit`.
+    let mut rowtime: Option<Int64Array> = None;
+    for preferred in [event, explicit].into_iter().flatten() {
+        let fallback = || {
+            rowtime
+                .take()
+                .unwrap_or_else(|| Int64Array::from_value(now, rows))
+        };
+        rowtime = Some(prefer(preferred.as_primitive::<Int64Type>(), fallback)?);
+    }
+    let rowtime = rowtime.unwrap_or_else(|| Int64Array::from_value(now, rows));
     let mut columns = user;
-    columns.push(Arc::new(TimestampMillisecondArray::from(values)));
+    // Same buffer, no nulls: a reinterpretation, not a copy.
+    columns.push(Arc::new(TimestampMillisecondArray::new(
+        rowtime.values().clone(),
+        None,
+    )));
     Ok(RecordBatch::try_new(def.stored_schema(), columns)?)
+}
+
+/// `preferred`'s values where they are not NULL, `fallback`'s (which has no NULLs) elsewhere;
+/// `fallback` is only built if some are NULL.
+fn prefer(preferred: &Int64Array, fallback: impl FnOnce() -> Int64Array) -> Result<Int64Array> {
+    if preferred.null_count() == 0 {
+        return Ok(preferred.clone());
+    }
+    if preferred.null_count() == preferred.len() {
+        return Ok(fallback());
+    }
+    let chosen = zip(&is_not_null(preferred)?, preferred, &fallback())?;
+    Ok(chosen.as_primitive::<Int64Type>().clone())
 }
 
 /// A statement's rows routed to partitions and encoded as frames, ready to append.
@@ -147,7 +168,9 @@ pub fn encode(
     partitions: usize,
     batches: &[RecordBatch],
 ) -> Result<Encoded> {
-    let mut frames: Vec<(usize, RecordBatch)> = Vec::new();
+    // Each frame's partition, and the frame with its time range.
+    let mut targets: Vec<usize> = Vec::new();
+    let mut frames: Vec<(RecordBatch, i64, i64)> = Vec::new();
     let mut encoded = Encoded::new(partitions);
     for batch in batches {
         encoded.rows += batch.num_rows() as u64;
@@ -155,36 +178,16 @@ pub fn encode(
             let mut start = 0;
             while start < part.num_rows() {
                 let len = MAX_FRAME_ROWS.min(part.num_rows() - start);
-                frames.push((p as usize, part.slice(start, len)));
+                let frame = part.slice(start, len);
+                let (lo, hi) = time_range(&frame);
+                targets.push(p as usize);
+                frames.push((frame, lo, hi));
                 start += len;
             }
         }
     }
-    let encode_all = |frames: &[(usize, RecordBatch)]| -> Result<Vec<EncodedFrame>> {
-        frames
-            .iter()
-            .map(|(_, frame)| {
-                let (lo, hi) = time_range(frame);
-                Ok(EncodedFrame::encode(frame, lo, hi)?)
-            })
-            .collect()
-    };
-    // Many frames (a large INSERT ... SELECT) are encoded on two threads.
-    let bytes = if frames.len() >= 4 {
-        let (first, second) = frames.split_at(frames.len() / 2);
-        let (a, b) = std::thread::scope(|scope| {
-            let b = scope.spawn(|| encode_all(second));
-            let a = encode_all(first);
-            (a, b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-        });
-        let mut bytes = a?;
-        bytes.extend(b?);
-        bytes
-    } else {
-        encode_all(&frames)?
-    };
-    for ((p, _), frame) in frames.iter().zip(bytes) {
-        encoded.per_partition[*p].push(frame);
+    for (p, frame) in targets.into_iter().zip(EncodedFrame::encode_all(&frames)?) {
+        encoded.per_partition[p].push(frame);
     }
     Ok(encoded)
 }
@@ -217,4 +220,93 @@ pub fn time_range(batch: &RecordBatch) -> (i64, i64) {
     };
     let ts = col.as_primitive::<TimestampMillisecondType>();
     (min(ts).unwrap_or(0), max(ts).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_catalog::{ColumnDef, RelationKind, StreamOptions};
+
+    use super::*;
+
+    /// A stream `s (v BIGINT, ts <ts_type>)`, its timestamp column `ts` if `with_ts`.
+    fn def(ts_type: DataType, with_ts: bool) -> StreamDef {
+        StreamDef {
+            name: "s".into(),
+            columns: vec![
+                ColumnDef {
+                    name: "v".into(),
+                    data_type: DataType::Int64,
+                    key: false,
+                },
+                ColumnDef {
+                    name: "ts".into(),
+                    data_type: ts_type,
+                    key: false,
+                },
+            ],
+            timestamp_column: with_ts.then(|| "ts".to_string()),
+            partitions: 1,
+            options: StreamOptions::default(),
+            topic: "s".into(),
+            storage: String::new(),
+            kind: RelationKind::Stream,
+            primary_key: vec![],
+        }
+    }
+
+    /// The `rowtime` column of `with_rowtime`'s batch, with `now` for values in `lo..=hi`
+    /// (the ingest time, read before and after the call).
+    fn rowtimes(def: &StreamDef, ts: ArrayRef, explicit: Option<ArrayRef>) -> Vec<Option<i64>> {
+        let v: ArrayRef = Arc::new(Int64Array::from_iter_values(0..ts.len() as i64));
+        let lo = now_ms();
+        let batch = with_rowtime(def, vec![v, ts], explicit).unwrap();
+        let hi = now_ms();
+        let rowtime = batch.column(2).as_primitive::<TimestampMillisecondType>();
+        assert_eq!(rowtime.null_count(), 0);
+        rowtime
+            .values()
+            .iter()
+            .map(|&t| (!(lo..=hi).contains(&t)).then_some(t))
+            .collect()
+    }
+
+    /// An explicit `rowtime` wins, then the timestamp column, then the ingest time (`None`
+    /// here), row by row.
+    #[test]
+    fn rowtime_is_explicit_then_timestamp_column_then_now() {
+        let timestamp = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            Some(10),
+            None,
+            Some(30),
+            None,
+        ]));
+        let explicit: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            None,
+            Some(20),
+            Some(99),
+            None,
+        ]));
+        let with_ts = def(timestamp.clone(), true);
+        assert_eq!(
+            rowtimes(&with_ts, ts.clone(), Some(explicit.clone())),
+            [Some(10), Some(20), Some(99), None]
+        );
+        assert_eq!(
+            rowtimes(&with_ts, ts.clone(), None),
+            [Some(10), None, Some(30), None]
+        );
+        let without_ts = def(timestamp, false);
+        assert_eq!(
+            rowtimes(&without_ts, ts.clone(), Some(explicit)),
+            [None, Some(20), Some(99), None]
+        );
+        assert_eq!(rowtimes(&without_ts, ts, None), [None, None, None, None]);
+        // A BIGINT timestamp column is milliseconds since the epoch.
+        let bigint: ArrayRef = Arc::new(Int64Array::from(vec![Some(5), None, Some(7)]));
+        assert_eq!(
+            rowtimes(&def(DataType::Int64, true), bigint, None),
+            [Some(5), None, Some(7)]
+        );
+    }
 }

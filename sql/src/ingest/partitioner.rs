@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy_catalog::StreamDef;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Kafka's partition for the serialized key `bytes`.
 pub fn kafka_partition(bytes: &[u8], partitions: u32) -> u32 {
@@ -35,18 +36,7 @@ pub fn split(
     if partitions == 1 {
         return Ok(vec![(0, batch.clone())]);
     }
-    let keys = batch.column(key_idx);
-    let mut assignment = Vec::with_capacity(batch.num_rows());
-    let mut buf = Vec::new();
-    for row in 0..batch.num_rows() {
-        assignment.push(if keys.is_null(row) {
-            sticky
-        } else {
-            buf.clear();
-            key_bytes(keys.as_ref(), row, &mut buf)?;
-            kafka_partition(&buf, partitions)
-        });
-    }
+    let assignment = assign(batch.column(key_idx).as_ref(), partitions, sticky)?;
     let mut indices: Vec<Vec<u32>> = vec![Vec::new(); partitions as usize];
     for (row, p) in assignment.iter().enumerate() {
         indices[*p as usize].push(row as u32);
@@ -66,35 +56,263 @@ pub fn split(
     Ok(out)
 }
 
-fn key_bytes(keys: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<()> {
-    match keys.data_type() {
-        DataType::Utf8 => out.extend_from_slice(keys.as_string::<i32>().value(row).as_bytes()),
-        DataType::Binary => out.extend_from_slice(keys.as_binary::<i32>().value(row)),
-        DataType::Int32 => {
-            out.extend_from_slice(&keys.as_primitive::<Int32Type>().value(row).to_be_bytes())
-        }
-        DataType::Int64 => {
-            out.extend_from_slice(&keys.as_primitive::<Int64Type>().value(row).to_be_bytes())
-        }
-        DataType::Float64 => {
-            out.extend_from_slice(&keys.as_primitive::<Float64Type>().value(row).to_be_bytes())
-        }
+/// The partition of each row of `keys`: `sticky` for a NULL key. The column is downcast once,
+/// then one loop per key type hashes its values' serialized bytes.
+fn assign(keys: &dyn Array, partitions: u32, sticky: u32) -> Result<Vec<u32>> {
+    let hash = |bytes: &[u8]| kafka_partition(bytes, partitions);
+    Ok(match keys.data_type() {
+        DataType::Utf8 => keys
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map_or(sticky, |s| hash(s.as_bytes())))
+            .collect(),
+        DataType::Binary => keys
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| v.map_or(sticky, hash))
+            .collect(),
+        DataType::Int32 => keys
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|v| v.map_or(sticky, |x| hash(&x.to_be_bytes())))
+            .collect(),
+        DataType::Int64 => keys
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map_or(sticky, |x| hash(&x.to_be_bytes())))
+            .collect(),
+        DataType::Float64 => keys
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map_or(sticky, |x| hash(&x.to_be_bytes())))
+            .collect(),
         _ => {
-            // Other key types hash their canonical text form.
-            let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(
-                keys,
-                &Default::default(),
-            )
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            out.extend_from_slice(formatter.value(row).to_string().as_bytes());
+            // Other key types hash their canonical text form (Arrow's display format).
+            let formatter = ArrayFormatter::try_new(keys, &FormatOptions::default())?;
+            let mut text = String::new();
+            let mut out = Vec::with_capacity(keys.len());
+            for row in 0..keys.len() {
+                out.push(if keys.is_null(row) {
+                    sticky
+                } else {
+                    text.clear();
+                    formatter.value(row).write(&mut text)?;
+                    hash(text.as_bytes())
+                });
+            }
+            out
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array,
+        Int32Array, Int64Array, ListArray, StringArray, Time32MillisecondArray,
+        TimestampMillisecondArray,
+    };
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use eddy_catalog::{ColumnDef, RelationKind, StreamOptions};
+
     use super::*;
+
+    /// The partition each row of `keys` goes to among `partitions`, through [`split`] (NULL
+    /// keys go to the sticky partition, which is `u32::MAX` here).
+    fn partitions_of(keys: ArrayRef, partitions: u32) -> Vec<u32> {
+        let n = keys.len();
+        let def = StreamDef {
+            name: "s".into(),
+            columns: vec![
+                ColumnDef {
+                    name: "k".into(),
+                    data_type: keys.data_type().clone(),
+                    key: true,
+                },
+                ColumnDef {
+                    name: "row".into(),
+                    data_type: DataType::Int64,
+                    key: false,
+                },
+            ],
+            timestamp_column: None,
+            partitions,
+            options: StreamOptions::default(),
+            topic: "s".into(),
+            storage: String::new(),
+            kind: RelationKind::Stream,
+            primary_key: vec![],
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", keys.data_type().clone(), true),
+            Field::new("row", DataType::Int64, false),
+        ]));
+        let rows = Arc::new(Int64Array::from_iter_values(0..n as i64));
+        let batch = RecordBatch::try_new(schema, vec![keys, rows]).unwrap();
+        // The sticky partition for keyless rows is `partitions - 1`: rr starts there.
+        let rr = AtomicU64::new(u64::from(partitions - 1));
+        let mut out = vec![u32::MAX; n];
+        for (p, piece) in split(&def, &batch, partitions, &rr).unwrap() {
+            for row in piece.column(1).as_primitive::<Int64Type>().values() {
+                out[*row as usize] = p;
+            }
+        }
+        out
+    }
+
+    /// Where keys of every key type land, pinned: stored data stays where it was written, so
+    /// these must never change (a change moves keys to other partitions).
+    #[test]
+    fn partition_of_each_key_type_is_pinned() {
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            Some(vec![]),
+            None,
+            Some(vec![Some(-7), None]),
+        ]);
+        let cases: Vec<(&str, ArrayRef)> = vec![
+            (
+                "utf8",
+                Arc::new(StringArray::from(vec![
+                    Some("user-42"),
+                    Some(""),
+                    None,
+                    Some("é"),
+                    Some("a-little-bit-long-string"),
+                ])),
+            ),
+            (
+                "binary",
+                Arc::new(BinaryArray::from(vec![
+                    Some(&b"\x00\xff"[..]),
+                    Some(&b""[..]),
+                    None,
+                    Some(&b"abc"[..]),
+                ])),
+            ),
+            (
+                "int32",
+                Arc::new(Int32Array::from(vec![
+                    Some(0),
+                    Some(1),
+                    None,
+                    Some(-1),
+                    Some(i32::MAX),
+                    Some(i32::MIN),
+                    Some(42),
+                ])),
+            ),
+            (
+                "int64",
+                Arc::new(Int64Array::from(vec![
+                    Some(0),
+                    Some(1),
+                    None,
+                    Some(-1),
+                    Some(i64::MAX),
+                    Some(i64::MIN),
+                    Some(1_700_000_000_000),
+                ])),
+            ),
+            (
+                "float64",
+                Arc::new(Float64Array::from(vec![
+                    Some(0.0),
+                    Some(-0.0),
+                    None,
+                    Some(1.5),
+                    Some(f64::NAN),
+                    Some(-1e300),
+                ])),
+            ),
+            (
+                "boolean",
+                Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+            ),
+            (
+                "decimal(10,2)",
+                Arc::new(
+                    Decimal128Array::from(vec![Some(150), Some(-1), None, Some(0), Some(123456)])
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "timestamp(ms)",
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(0),
+                    Some(1_700_000_000_123),
+                    None,
+                    Some(-1),
+                ])),
+            ),
+            (
+                "date32",
+                Arc::new(Date32Array::from(vec![
+                    Some(0),
+                    Some(19_000),
+                    None,
+                    Some(-365),
+                ])),
+            ),
+            (
+                "time32(ms)",
+                Arc::new(Time32MillisecondArray::from(vec![
+                    Some(0),
+                    Some(45_296_789),
+                    None,
+                    Some(86_399_999),
+                ])),
+            ),
+            ("list<int32>", Arc::new(list)),
+        ];
+        let mut got = String::new();
+        for (name, keys) in cases {
+            for partitions in [7u32, 12] {
+                got += &format!(
+                    "{name} /{partitions}: {:?}\n",
+                    partitions_of(keys.clone(), partitions)
+                );
+            }
+        }
+        // Written by the per-row partitioner this replaced (NULL keys: the sticky partition,
+        // 6 and 11 here).
+        let pinned = "
+            utf8 /7: [1, 2, 6, 4, 1]
+            utf8 /12: [4, 9, 11, 3, 8]
+            binary /7: [4, 2, 6, 4]
+            binary /12: [1, 9, 11, 3]
+            int32 /7: [6, 2, 6, 6, 5, 2, 5]
+            int32 /12: [4, 0, 11, 5, 3, 6, 0]
+            int64 /7: [6, 1, 6, 3, 6, 1, 2]
+            int64 /12: [11, 0, 11, 5, 8, 4, 7]
+            float64 /7: [6, 1, 6, 6, 2, 6]
+            float64 /12: [11, 4, 11, 3, 7, 9]
+            boolean /7: [6, 3, 6]
+            boolean /12: [10, 11, 11]
+            decimal(10,2) /7: [3, 1, 6, 5, 0]
+            decimal(10,2) /12: [3, 7, 11, 9, 8]
+            timestamp(ms) /7: [3, 2, 6, 4]
+            timestamp(ms) /12: [4, 4, 11, 8]
+            date32 /7: [5, 1, 6, 2]
+            date32 /12: [1, 1, 11, 2]
+            time32(ms) /7: [3, 0, 6, 1]
+            time32(ms) /12: [4, 3, 11, 3]
+            list<int32> /7: [5, 4, 6, 1]
+            list<int32> /12: [2, 5, 11, 5]
+        ";
+        let pinned: String = pinned
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(got, pinned);
+        // And one by hand: Kafka's partition of the UTF-8 key "user-42" among 7.
+        assert_eq!(kafka_partition(b"user-42", 7), 1);
+    }
 
     /// Kafka's `Utils.murmur2` test vectors (`UtilsTest.testMurmur2`).
     #[test]

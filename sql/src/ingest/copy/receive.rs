@@ -24,8 +24,10 @@ use crate::{CopyIn, Engine, Error, Result};
 const BLOCK_ROWS: usize = MAX_FRAME_ROWS;
 /// ...or once this many bytes of whole rows are waiting, for long rows.
 const BLOCK_BYTES: usize = 8 << 20;
-/// Blocks decoding at once (the machine has two cores; the connection needs little).
-const MAX_DECODING: usize = 2;
+/// Blocks decoding at once: one per core the machine offers (the connection needs little).
+fn max_decoding() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
 
 /// The encoded frames of one block, and whether an end marker (`\.`) ended the data.
 type Decoded = (Encoded, bool);
@@ -54,8 +56,9 @@ pub struct CopyReceiver {
     scanned_newlines: usize,
     /// Lines of the payload before `pending`.
     lines_before: usize,
-    /// Blocks being decoded, oldest first.
+    /// Blocks being decoded, oldest first, at most `max_decoding` of them.
     decoding: VecDeque<JoinHandle<Result<Decoded>>>,
+    max_decoding: usize,
     /// Frames of the blocks decoded so far, in payload order.
     decoded: Encoded,
     /// The data ended (end marker) or failed (`failed` holds why): later data is ignored.
@@ -84,6 +87,7 @@ impl CopyReceiver {
             scanned_newlines: 0,
             lines_before: 0,
             decoding: VecDeque::new(),
+            max_decoding: max_decoding(),
             decoded: Encoded::new(partitions),
             ended: false,
             failed: None,
@@ -158,7 +162,7 @@ impl CopyReceiver {
 
     /// Starts decoding a block of whole rows (its first line is `first_line + 1`).
     async fn dispatch(&mut self, block: Bytes, first_line: usize) {
-        while self.decoding.len() >= MAX_DECODING {
+        while self.decoding.len() >= self.max_decoding {
             self.collect_oldest().await;
             if self.ended {
                 return;
