@@ -182,7 +182,7 @@ impl EddyHandler {
                             Ok(rows) => rows.into_iter().map(Ok).collect(),
                             Err(e) => vec![Err(e)],
                         },
-                        Err(e) => vec![Err(to_pgwire(eddy_sql::handlers::query::classify(e)))],
+                        Err(e) => vec![Err(to_pgwire(eddy_sql::Error::from_datafusion(e)))],
                     };
                     stream::iter(rows)
                 });
@@ -221,7 +221,7 @@ impl EddyHandler {
                             Ok(rows) => rows.into_iter().map(Ok).collect(),
                             Err(e) => vec![Err(e)],
                         },
-                        Err(e) => vec![Err(to_pgwire(eddy_sql::handlers::query::classify(e)))],
+                        Err(e) => vec![Err(to_pgwire(eddy_sql::Error::from_datafusion(e)))],
                     };
                     stream::iter(out)
                 });

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
-use eddy_sql::handlers::query::classify;
+
 use eddy_sql::ingest::copy::CopyFormat;
 use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::ClientInfo;
@@ -182,7 +182,7 @@ where
     };
     loop {
         let batch = match tokio::time::timeout(KEEPALIVE, stream.next()).await {
-            Ok(Some(batch)) => batch.map_err(|e| to_pgwire(classify(e)))?,
+            Ok(Some(batch)) => batch.map_err(|e| to_pgwire(eddy_sql::Error::from_datafusion(e)))?,
             Ok(None) => break,
             Err(_idle) => {
                 keepalive(client).await?;

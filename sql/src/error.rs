@@ -108,16 +108,36 @@ impl From<eddy_catalog::Error> for Error {
     }
 }
 
-impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
-    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
-        use datafusion::sql::sqlparser::parser::ParserError as P;
-        match e {
-            P::TokenizerError(m) | P::ParserError(m) => Error::Syntax(m),
-            P::RecursionLimitExceeded => Error::TooDeep(format!(
-                "the statement nests more than {} levels of parentheses, function calls, \
-                 CASE or subqueries (max_parser_depth)",
-                crate::parser::limits::MAX_PARSER_DEPTH
-            )),
+impl Error {
+    /// A DataFusion error as a categorised [`Error`] (unknown stream, unknown column, syntax,
+    /// or one of ours that travelled through DataFusion as `External`); anything else stays
+    /// [`Error::DataFusion`] and the server picks its SQLSTATE from the message.
+    pub fn from_datafusion(e: DataFusionError) -> Error {
+        let root = e.find_root();
+        match root {
+            DataFusionError::Plan(msg)
+                if msg.starts_with("table '") && msg.contains("not found") =>
+            {
+                let name = msg
+                    .trim_start_matches("table '")
+                    .split('\'')
+                    .next()
+                    .unwrap_or_default();
+                let name = name.rsplit('.').next().unwrap_or(name);
+                Error::UnknownStream(name.to_string())
+            }
+            DataFusionError::SchemaError(..) if root.to_string().contains("No field named") => {
+                Error::UnknownColumn(root.to_string())
+            }
+            DataFusionError::SQL(p, _) => Error::Syntax(p.to_string()),
+            DataFusionError::External(inner) if inner.is::<Error>() => match e {
+                DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(other) => Error::DataFusion(DataFusionError::External(other)),
+                },
+                other => Error::DataFusion(other),
+            },
+            _ => Error::DataFusion(e),
         }
     }
 }

@@ -19,6 +19,7 @@
 pub mod continuous;
 pub mod engine;
 mod error;
+mod exec;
 mod functions;
 pub mod handlers;
 pub mod ingest;

@@ -27,8 +27,8 @@ use foldhash::fast::RandomState;
 use super::aggregate::{Accumulator, create};
 use super::plan::{AggregatePlan, GroupCol};
 use super::window::{Bounds, Windowing};
+use crate::exec::run_steps;
 use crate::parser::Emit;
-use crate::push::run_steps;
 
 /// `Slot::part` of a group fed by several partitions.
 const MANY: u32 = u32::MAX;
@@ -427,7 +427,7 @@ impl Aggregator {
             .converter
             .convert_rows(gone.iter().map(|f| parser.parse(&f.0)))?;
         let output = match self.plan.post.last() {
-            Some(crate::push::Step::Project { schema, .. }) => schema.clone(),
+            Some(crate::exec::Step::Project { schema, .. }) => schema.clone(),
             _ => {
                 return Err(DataFusionError::Internal(
                     "aggregation without projection".into(),

@@ -27,9 +27,9 @@ use eddy_catalog::{PSEUDO_COLUMNS, RelationKind, StreamDef};
 
 use super::aggregate::AggFn;
 use super::window::Windowing;
-use crate::handlers::query::classify;
+
+use crate::exec::{Step, compile, physical};
 use crate::parser::{Emit, PersistentQuery, SinkKind};
-use crate::push::{Step, compile, physical};
 use crate::{Engine, Error, Result, functions, rewrite};
 
 /// Name of the hidden column that carries each input row's `rowtime` through a stateless
@@ -115,7 +115,7 @@ impl ContinuousPlan {
 /// An empty table with `schema`: planning needs schemas, never data.
 fn empty_table(schema: SchemaRef) -> Result<Arc<MemTable>> {
     Ok(Arc::new(
-        MemTable::try_new(schema, vec![vec![]]).map_err(classify)?,
+        MemTable::try_new(schema, vec![vec![]]).map_err(Error::from_datafusion)?,
     ))
 }
 
@@ -153,12 +153,12 @@ fn planning_context(engine: &Engine, windowed: bool) -> Result<SessionContext> {
                 def.name.clone(),
                 empty_table(source_schema(&def, windowed))?,
             )
-            .map_err(classify)?;
+            .map_err(Error::from_datafusion)?;
     }
     let catalog = MemoryCatalogProvider::new();
     catalog
         .register_schema("public", Arc::new(schema))
-        .map_err(classify)?;
+        .map_err(Error::from_datafusion)?;
     ctx.register_catalog("eddy", Arc::new(catalog));
     functions::register(&ctx);
     Ok(ctx)
@@ -225,11 +225,11 @@ pub(crate) async fn plan(engine: &Engine, q: &PersistentQuery) -> Result<Continu
     let plan = state
         .statement_to_plan(DFStatement::Statement(Box::new(statement)))
         .await
-        .map_err(classify)?;
+        .map_err(Error::from_datafusion)?;
     let plan = state
         .analyzer()
         .execute_and_check(plan, state.config_options(), |_, _| {})
-        .map_err(classify)?;
+        .map_err(Error::from_datafusion)?;
     let logical = plan.display_indent().to_string();
     let (pre, source, shape, output) = if aggregate {
         compile_aggregate(&state, &plan, q)?
@@ -309,7 +309,7 @@ fn compile_aggregate(
             }
             e => {
                 group.push(GroupCol::Key(keys.len()));
-                let t = e.get_type(input_schema).map_err(classify)?;
+                let t = e.get_type(input_schema).map_err(Error::from_datafusion)?;
                 key_types.push(t);
                 key_columns.push(match e {
                     Expr::Column(c) => Some(c.name.clone()),
@@ -351,7 +351,7 @@ fn compile_aggregate(
             [] => (None, DataType::Null),
             [Expr::Literal(v, _)] if func == AggFn::Count && !v.is_null() => (None, DataType::Null),
             [a] => {
-                let t = a.get_type(input_schema).map_err(classify)?;
+                let t = a.get_type(input_schema).map_err(Error::from_datafusion)?;
                 (Some(physical(state, a, input_schema)?), t)
             }
             _ => {

@@ -22,9 +22,8 @@ use super::aggregator::Aggregator;
 use super::plan::{ContinuousPlan, Shape, source_schema, with_window_columns};
 use super::store::TableStore;
 use super::wal::{Commit, CommitLayout, Marks, Wal, is_tagged, tag};
+use crate::exec::{PartitionTail, run_steps};
 use crate::ingest::{partitioner, time_range, with_rowtime};
-use crate::push::run_steps;
-use crate::push::tail::PartitionTail;
 use crate::{Error, Result};
 
 /// Stored batches (up to 32k rows each) read per source partition per chunk. A chunk ends in
@@ -276,7 +275,7 @@ impl Runner {
                 for b in tail
                     .read_available()
                     .await
-                    .map_err(crate::handlers::query::classify)?
+                    .map_err(crate::Error::from_datafusion)?
                 {
                     batches.push((p, b));
                 }
@@ -505,7 +504,7 @@ pub(crate) async fn materialize(
             for b in tail
                 .read_available()
                 .await
-                .map_err(crate::handlers::query::classify)?
+                .map_err(crate::Error::from_datafusion)?
             {
                 store.apply(0, &b)?;
                 any = true;

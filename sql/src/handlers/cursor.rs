@@ -109,7 +109,7 @@ pub async fn fetch(session: &Session, name: &str, count: FetchCount) -> Result<O
         let batch = match cursor.pending.take() {
             Some(b) => b,
             None => match cursor.stream.next().await {
-                Some(b) => b.map_err(query::classify)?,
+                Some(b) => b.map_err(Error::from_datafusion)?,
                 None => break,
             },
         };

@@ -255,6 +255,21 @@ impl VisitorMut for Detach {
     }
 }
 
+/// sqlparser's errors as ours; its recursion limit is [`MAX_PARSER_DEPTH`] (54001).
+impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        use datafusion::sql::sqlparser::parser::ParserError as P;
+        match e {
+            P::TokenizerError(m) | P::ParserError(m) => Error::Syntax(m),
+            P::RecursionLimitExceeded => Error::TooDeep(format!(
+                "the statement nests more than {} levels of parentheses, function calls, \
+                 CASE or subqueries (max_parser_depth)",
+                MAX_PARSER_DEPTH
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,6 @@
 //! or goes away.
 
 mod plan;
-pub(crate) mod tail;
 
 use std::sync::Arc;
 
@@ -30,28 +29,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 
-pub(crate) use self::plan::{PushPlan, Step, compile, physical, run_steps};
-use self::tail::{DropWatch, PartitionTail};
+use self::plan::PushPlan;
+pub use crate::exec::StartAt;
+use crate::exec::{DropWatch, PartitionTail, describe_plan};
 use crate::{Description, Result, Session};
-
-/// Where a push query starts reading each partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    /// The high watermark at query start: only rows committed afterwards.
-    Latest,
-    /// The log start: everything still retained, then new rows.
-    Earliest,
-}
-
-impl StartAt {
-    /// The session's `auto.offset.reset`.
-    pub fn of(session: &Session) -> StartAt {
-        match session.variable("auto.offset.reset").as_deref() {
-            Some("earliest") => StartAt::Earliest,
-            _ => StartAt::Latest,
-        }
-    }
-}
 
 /// Plans a push query (a `Statement::Query` without its `EMIT CHANGES`) and starts tailing.
 /// Returns its result schema and the never-ending (or `LIMIT`-ed) stream of result batches.
@@ -118,7 +99,7 @@ fn until_error(
 /// Describe).
 pub async fn describe(session: &Session, query: &Statement) -> Result<Description> {
     let (plan, _) = plan::logical(session, query).await?;
-    crate::handlers::query::describe_plan(&plan)
+    describe_plan(&plan)
 }
 
 /// Ends `stream` after `limit` rows, slicing the batch that crosses it.

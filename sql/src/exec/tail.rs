@@ -9,8 +9,26 @@ use eddy_storage::{PartitionLog, ReadRequest, Topic};
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::StartAt;
-use crate::{Engine, Error};
+use crate::{Engine, Error, Session};
+
+/// Where a push query starts reading each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The high watermark at query start: only rows committed afterwards.
+    Latest,
+    /// The log start: everything still retained, then new rows.
+    Earliest,
+}
+
+impl StartAt {
+    /// The session's `auto.offset.reset`.
+    pub fn of(session: &Session) -> StartAt {
+        match session.variable("auto.offset.reset").as_deref() {
+            Some("earliest") => StartAt::Earliest,
+            _ => StartAt::Latest,
+        }
+    }
+}
 
 /// How a push query's tail learns that its stream was dropped (`DROP STREAM|TABLE` in another
 /// session): the engine's drop counter changed and the catalog no longer maps the stream's
@@ -102,7 +120,7 @@ pub(crate) struct PartitionTail {
 }
 
 impl PartitionTail {
-    pub(super) fn new(
+    pub(crate) fn new(
         topic: Arc<Topic>,
         partition: u32,
         start: StartAt,
@@ -244,7 +262,7 @@ impl PartitionTail {
     }
 
     /// The tail as a stream of batches.
-    pub(super) fn into_stream(
+    pub(crate) fn into_stream(
         self,
     ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + Unpin + 'static {
         Box::pin(

@@ -1,0 +1,71 @@
+//! Planning a statement under a session: the DataFusion context (ordinary, or with tables
+//! read as their changelog streams), Eddy's rewrites, and a plan's parameter and result
+//! types. Used by ad hoc queries, push queries and cursors alike.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::{Description, Error, Result, Session, rewrite};
+
+/// Plans `statement`; `changelog`: tables read as their changelog topics (push queries).
+pub(crate) async fn plan_in(
+    session: &Session,
+    statement: &Statement,
+    changelog: bool,
+) -> Result<LogicalPlan> {
+    match statement {
+        Statement::Query(_) | Statement::Insert(_) | Statement::Explain { .. } => {}
+        Statement::CreateTable(_) | Statement::CreateView(_) => {
+            return Err(Error::Unsupported(
+                "this CREATE TABLE / CREATE VIEW form is not supported: use CREATE STREAM, \
+                 CREATE TABLE (k TYPE PRIMARY KEY, ...) or CREATE STREAM|TABLE ... AS SELECT"
+                    .into(),
+            ));
+        }
+        other => {
+            let kind = other
+                .to_string()
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(Error::Unsupported(format!(
+                "statement not supported: {kind}"
+            )));
+        }
+    }
+    let mut statement = statement.clone();
+    rewrite::rewrite(&mut statement, session.engine());
+    let ctx = if changelog {
+        session.changelog_context()
+    } else {
+        session.context()
+    };
+    let state = ctx.state();
+    state
+        .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+        .await
+        .map_err(Error::from_datafusion)
+}
+
+/// Parameter and result types of a planned statement.
+pub(crate) fn describe_plan(plan: &LogicalPlan) -> Result<Description> {
+    let types: HashMap<String, Option<DataType>> =
+        plan.get_parameter_types().map_err(Error::from_datafusion)?;
+    let count = types
+        .keys()
+        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    let params = (1..=count)
+        .map(|i| types.get(&format!("${i}")).cloned().flatten())
+        .collect();
+    let is_insert = matches!(plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
+    let columns = (!is_insert).then(|| Arc::new(plan.schema().as_arrow().clone()));
+    Ok(Description { params, columns })
+}
