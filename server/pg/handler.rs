@@ -104,7 +104,7 @@ impl ServerParameterProvider for ServerParameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
         let mut p = HashMap::new();
         for (k, v) in [
-            ("server_version", eddy_sql::handlers::vars::SERVER_VERSION),
+            ("server_version", eddy_sql::SERVER_VERSION),
             ("server_encoding", "UTF8"),
             ("client_encoding", "UTF8"),
             ("DateStyle", "ISO, MDY"),

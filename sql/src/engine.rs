@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use eddy_catalog::{Catalog, Command, QueryDef, StreamDef};
 use eddy_storage::tier::ColdStore;
@@ -350,7 +351,7 @@ impl Engine {
     /// local segments, then tiering. Errors are recorded per partition (and logged); returns
     /// how many segments were tiered.
     pub async fn tier_pass(&self) -> usize {
-        let now = crate::ingest::now_ms();
+        let now = now_ms();
         let mut tiered = 0;
         for topic in self.topics.topics() {
             for (p, log) in topic.partitions().iter().enumerate() {
@@ -365,7 +366,7 @@ impl Engine {
 
     /// Applies retention to every partition; returns the number of segments deleted.
     pub fn enforce_retention(&self) -> Result<usize> {
-        Ok(self.topics.enforce_retention(crate::ingest::now_ms())?)
+        Ok(self.topics.enforce_retention(now_ms())?)
     }
 
     /// Stops the persistent queries, then syncs and closes every partition log.
@@ -422,4 +423,12 @@ pub fn log_config(config: &EngineConfig, def: &StreamDef) -> LogConfig {
         local_retention_bytes: def.options.local_retention_bytes,
         ..LogConfig::default()
     }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

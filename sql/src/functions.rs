@@ -10,7 +10,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::handlers::vars::SERVER_VERSION;
+/// The server version Eddy reports, so that clients use their PostgreSQL 15 code paths.
+pub const SERVER_VERSION: &str = "15.8";
 
 fn constant(ctx: &SessionContext, name: &str, value: ScalarValue) {
     let data_type = value.data_type();

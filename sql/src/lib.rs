@@ -31,4 +31,5 @@ mod session;
 
 pub use engine::{Engine, EngineConfig, Offline};
 pub use error::{Error, Result};
+pub use functions::SERVER_VERSION;
 pub use session::{CopyIn, Description, Output, Session};

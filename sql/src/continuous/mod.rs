@@ -281,7 +281,7 @@ fn sink_def(pq: &PersistentQuery, plan: &ContinuousPlan) -> Result<StreamDef> {
                 .into(),
         ));
     }
-    crate::handlers::ddl::apply_options(&mut def, &pq.options)?;
+    crate::parser::apply_options(&mut def, &pq.options)?;
     Ok(def)
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use eddy_catalog::{ColumnDef, RelationKind, StreamDef, StreamOptions};
 
-use crate::parser::CreateStream;
+use crate::parser::{CreateStream, apply_options};
 use crate::{Engine, Error, Output, Result};
 
 /// Creates a stream from its parsed definition.
@@ -60,44 +60,6 @@ pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
         crate::continuous::start_table(engine, &def)?;
     }
     done()
-}
-
-/// Applies `WITH (...)` options to a stream or table definition.
-pub fn apply_options(def: &mut StreamDef, options: &[(String, String)]) -> Result<()> {
-    for (key, value) in options {
-        let number = || -> Result<u64> {
-            value.parse::<u64>().map_err(|_| {
-                Error::Invalid(format!(
-                    "option {key} takes a non-negative integer, got '{value}'"
-                ))
-            })
-        };
-        match key.as_str() {
-            "partitions" => {
-                def.partitions = u32::try_from(number()?)
-                    .map_err(|_| Error::Invalid(format!("partitions out of range: {value}")))?
-            }
-            "timestamp" => def.timestamp_column = Some(value.to_lowercase()),
-            "retention_ms" => def.options.retention_ms = Some(number()?),
-            "retention_bytes" => def.options.retention_bytes = Some(number()?),
-            "segment_bytes" => {
-                let n = number()?;
-                if n < 1024 {
-                    return Err(Error::Invalid(format!(
-                        "segment_bytes must be at least 1024, got {n}"
-                    )));
-                }
-                def.options.segment_bytes = Some(n)
-            }
-            "segment_ms" => def.options.segment_ms = Some(number()?),
-            "local_retention_ms" => def.options.local_retention_ms = Some(number()?),
-            "local_retention_bytes" => def.options.local_retention_bytes = Some(number()?),
-            // Accepted for ksqlDB compatibility: the topic is always the stream's own.
-            "kafka_topic" | "value_format" | "key_format" | "format" => {}
-            other => return Err(Error::Invalid(format!("unknown stream option \"{other}\""))),
-        }
-    }
-    Ok(())
 }
 
 /// Drops a stream or table and deletes its data, cold objects included.

@@ -11,10 +11,8 @@ use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::show::rows;
+use crate::functions::SERVER_VERSION;
 use crate::{Error, Output, Result, Session};
-
-/// The server version Eddy reports, so that clients use their PostgreSQL 15 code paths.
-pub const SERVER_VERSION: &str = "15.8";
 
 const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),

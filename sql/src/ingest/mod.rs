@@ -13,7 +13,6 @@ pub mod copy;
 pub mod partitioner;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMillisecondArray,
@@ -24,19 +23,12 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMilli
 use eddy_catalog::StreamDef;
 use eddy_storage::{EncodedFrame, Topic};
 
+use crate::engine::now_ms;
 use crate::{Engine, Error, Result};
 
 /// Largest number of rows in one stored frame: big enough to amortise framing and fsync, small
 /// enough that a reader decodes a bounded amount at a time.
 pub const MAX_FRAME_ROWS: usize = 32 * 1024;
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Converts rows in the table schema (user columns, then rowtime, rowpartition, rowoffset, as an
 /// INSERT plan produces them) to the stored schema (user columns, then rowtime).

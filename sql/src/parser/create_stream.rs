@@ -7,6 +7,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::{normalize_ident, object_name, types::parse_type_name, word_is};
+use eddy_catalog::StreamDef;
+
 use crate::{Error, Result};
 
 /// A parsed `CREATE STREAM`.
@@ -118,6 +120,44 @@ pub(super) fn parse_options(p: &mut Parser) -> Result<Vec<(String, String)>> {
         p.expect_token(&Token::RParen)?;
     }
     Ok(options)
+}
+
+/// Applies `WITH (...)` options to a stream or table definition.
+pub fn apply_options(def: &mut StreamDef, options: &[(String, String)]) -> Result<()> {
+    for (key, value) in options {
+        let number = || -> Result<u64> {
+            value.parse::<u64>().map_err(|_| {
+                Error::Invalid(format!(
+                    "option {key} takes a non-negative integer, got '{value}'"
+                ))
+            })
+        };
+        match key.as_str() {
+            "partitions" => {
+                def.partitions = u32::try_from(number()?)
+                    .map_err(|_| Error::Invalid(format!("partitions out of range: {value}")))?
+            }
+            "timestamp" => def.timestamp_column = Some(value.to_lowercase()),
+            "retention_ms" => def.options.retention_ms = Some(number()?),
+            "retention_bytes" => def.options.retention_bytes = Some(number()?),
+            "segment_bytes" => {
+                let n = number()?;
+                if n < 1024 {
+                    return Err(Error::Invalid(format!(
+                        "segment_bytes must be at least 1024, got {n}"
+                    )));
+                }
+                def.options.segment_bytes = Some(n)
+            }
+            "segment_ms" => def.options.segment_ms = Some(number()?),
+            "local_retention_ms" => def.options.local_retention_ms = Some(number()?),
+            "local_retention_bytes" => def.options.local_retention_bytes = Some(number()?),
+            // Accepted for ksqlDB compatibility: the topic is always the stream's own.
+            "kafka_topic" | "value_format" | "key_format" | "format" => {}
+            other => return Err(Error::Invalid(format!("unknown stream option \"{other}\""))),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

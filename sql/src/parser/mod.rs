@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-pub use self::create_stream::CreateStream;
+pub use self::create_stream::{CreateStream, apply_options};
 pub use self::dialect::EddyDialect;
 pub use self::persistent::{Emit, PersistentQuery, SinkKind, WindowKind, WindowSpec};
 pub use self::push::FetchCount;
