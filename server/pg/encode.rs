@@ -15,7 +15,10 @@ use datafusion::arrow::datatypes::{
     UInt32Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use pgwire::api::results::{CopyEncoder, DataRowEncoder, FieldInfo};
+use eddy_sql::ingest::copy::CopyFormat;
+use pgwire::api::results::{
+    CopyCsvOptions, CopyEncoder, CopyTextOptions, DataRowEncoder, FieldInfo,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
@@ -455,4 +458,41 @@ impl ToSqlText for PgTime {
         out.extend_from_slice(text.as_bytes());
         Ok(postgres_types::IsNull::No)
     }
+}
+
+/// The COPY TO encoder for `format`.
+pub(crate) fn copy_encoder(
+    fields: Arc<Vec<FieldInfo>>,
+    format: CopyFormat,
+) -> PgWireResult<CopyEncoder> {
+    Ok(match format {
+        CopyFormat::Csv {
+            delimiter,
+            quote,
+            escape,
+            null,
+            ..
+        } => CopyEncoder::new_csv(
+            fields,
+            CopyCsvOptions {
+                delimiter: (delimiter as char).to_string().into(),
+                quote: (quote as char).to_string().into(),
+                escape: (escape as char).to_string().into(),
+                null_string: null.into(),
+                force_quote: vec![],
+            },
+        ),
+        CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
+            fields,
+            CopyTextOptions {
+                delimiter: (delimiter as char).to_string().into(),
+                null_string: null.into(),
+            },
+        ),
+        CopyFormat::Json => {
+            return Err(super::errors::to_pgwire(eddy_sql::Error::Unsupported(
+                "COPY TO JSON".into(),
+            )));
+        }
+    })
 }

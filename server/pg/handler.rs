@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use eddy_sql::ingest::copy::{CopyFormat, CopyReceiver};
+use eddy_sql::ingest::copy::CopyReceiver;
 use eddy_sql::parser::EddyStatement;
 use eddy_sql::{Engine, Error, Output, Session};
 use futures::{Sink, SinkExt, StreamExt, stream};
@@ -19,8 +19,8 @@ use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, DescribePortalResponse,
-    DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -32,6 +32,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
+use super::encode::copy_encoder;
 use super::errors::{self, error_info, to_pgwire};
 use super::types::{field_infos, param_pg_type, params, sql_type};
 use super::{Stopping, encode, push};
@@ -264,41 +265,6 @@ where
         EddyStatement::CloseCursor { name: Some(name) } => client.portal_store().rm_portal(name),
         _ => {}
     }
-}
-
-/// The COPY TO encoder for `format`.
-pub(super) fn copy_encoder(
-    fields: Arc<Vec<FieldInfo>>,
-    format: CopyFormat,
-) -> PgWireResult<CopyEncoder> {
-    Ok(match format {
-        CopyFormat::Csv {
-            delimiter,
-            quote,
-            escape,
-            null,
-            ..
-        } => CopyEncoder::new_csv(
-            fields,
-            CopyCsvOptions {
-                delimiter: (delimiter as char).to_string().into(),
-                quote: (quote as char).to_string().into(),
-                escape: (escape as char).to_string().into(),
-                null_string: null.into(),
-                force_quote: vec![],
-            },
-        ),
-        CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
-            fields,
-            CopyTextOptions {
-                delimiter: (delimiter as char).to_string().into(),
-                null_string: null.into(),
-            },
-        ),
-        CopyFormat::Json => {
-            return Err(to_pgwire(Error::Unsupported("COPY TO JSON".into())));
-        }
-    })
 }
 
 /// Ends a result stream with SQLSTATE 57014 when the client sends a CancelRequest while rows are

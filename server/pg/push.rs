@@ -30,8 +30,8 @@ use pgwire::messages::copy::{CopyDone, CopyOutResponse};
 use pgwire::messages::data::RowDescription;
 use pgwire::messages::startup::ParameterStatus;
 
+use super::encode::copy_encoder;
 use super::errors::{shutting_down, to_pgwire};
-use super::handler::copy_encoder;
 use super::types::field_infos;
 use super::{Stopping, encode};
 

@@ -15,6 +15,27 @@
 //!
 //! This crate never touches files directly (the catalog and storage crates do), and never
 //! speaks a wire protocol (the server does): it turns statements into [`Output`]s.
+//!
+//! ## Layers
+//!
+//! Modules use only the layers below their own (a test in `tests/it/tidy.rs` checks it):
+//!
+//! ```text
+//!  handlers            one per statement kind; the statement dispatch (Session::execute)
+//!  push | continuous   push queries | persistent queries and table materializers
+//!  exec                shared by both: planning under a session, compiled steps, partition tails
+//!  session             one client's state: DataFusion contexts, variables, cursors
+//!  functions | rewrite SQL functions (UDFs) | AST rewrites before planning
+//!  provider            DataFusion's view of streams: tables, scans, system and pg_catalog tables
+//!  ingest              the write path: rows to partitions, COPY decoding
+//!  engine              the open node: catalog, topics, offline streams, what runs, table stores
+//!  parser              statements, limits, option binding
+//!  error               the error type
+//! ```
+//!
+//! So a helper two query kinds share lives in `exec` (or lower), never in one of them; state
+//! that lower layers read (a table's store, a query's status) lives in `engine`, and the
+//! layer that fills it holds only behaviour.
 
 pub mod continuous;
 pub mod engine;
@@ -32,4 +53,5 @@ mod session;
 pub use engine::{Engine, EngineConfig, Offline};
 pub use error::{Error, Result};
 pub use functions::SERVER_VERSION;
-pub use session::{CopyIn, Description, Output, Session};
+pub use ingest::copy::CopyIn;
+pub use session::{Description, Output, Session};

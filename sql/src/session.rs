@@ -1,23 +1,21 @@
 //! [`Session`]: one client's SQL session — its DataFusion context and session variables — and
 //! the dispatch of each statement to its handler in [`crate::handlers`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
-use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use eddy_catalog::StreamDef;
-use eddy_storage::Topic;
 use parking_lot::Mutex;
 
-use crate::handlers::{copy, cursor, ddl, persistent, query, show, vars};
-use crate::ingest::copy::CopyFormat;
+use crate::functions::SERVER_VERSION;
+use crate::ingest::copy::{CopyFormat, CopyIn};
 use crate::parser::{EddyStatement, parse_statements};
 use crate::provider::{EddySchemaProvider, PgCatalogSchema, SystemSchema};
-use crate::{Engine, Result, functions};
+use crate::{Engine, Error, Result, functions};
 
 /// What a statement produced.
 pub enum Output {
@@ -77,19 +75,6 @@ impl std::fmt::Debug for Output {
     }
 }
 
-/// A COPY FROM STDIN waiting for its data.
-#[derive(Debug, Clone)]
-pub struct CopyIn {
-    /// Target stream.
-    pub def: StreamDef,
-    /// Its topic.
-    pub topic: Arc<Topic>,
-    /// Indices of the stream's columns the data gives, in order.
-    pub columns: Vec<usize>,
-    /// Data format.
-    pub format: CopyFormat,
-}
-
 /// Types of a statement's parameters and result, for the extended protocol's Describe.
 #[derive(Debug, Clone)]
 pub struct Description {
@@ -129,12 +114,19 @@ pub struct Session {
     changelog_ctx: SessionContext,
     vars: Mutex<BTreeMap<String, String>>,
     /// Open cursors; an async lock because `FETCH` from a push cursor waits for rows.
-    cursors: tokio::sync::Mutex<cursor::Cursors>,
+    cursors: tokio::sync::Mutex<Cursors>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A new SQL session.
+    pub fn session(self: &Arc<Self>) -> Session {
+        Session::new(self.clone())
     }
 }
 
@@ -146,7 +138,7 @@ impl Session {
             changelog_ctx: context_over(&engine, true),
             engine,
             vars: Mutex::new(BTreeMap::new()),
-            cursors: tokio::sync::Mutex::new(cursor::Cursors::default()),
+            cursors: tokio::sync::Mutex::new(Cursors::default()),
         }
     }
 
@@ -170,147 +162,7 @@ impl Session {
         parse_statements(sql)
     }
 
-    /// Runs one statement; `params` binds `$1, $2, ...`.
-    pub async fn execute(
-        &self,
-        stmt: &EddyStatement,
-        params: Option<Vec<ScalarValue>>,
-    ) -> Result<Output> {
-        match stmt {
-            EddyStatement::CreateStream(c) | EddyStatement::CreateTable(c) => {
-                ddl::create_stream(&self.engine, c)
-            }
-            EddyStatement::DropStream {
-                name,
-                if_exists,
-                table,
-            } => ddl::drop_stream(&self.engine, name, *if_exists, *table).await,
-            EddyStatement::ShowStreams => show::streams(&self.engine),
-            EddyStatement::ShowTables => persistent::show_tables(self),
-            EddyStatement::ShowQueries => persistent::show_queries(self),
-            EddyStatement::Persistent(q) => persistent::create(self, q).await,
-            EddyStatement::Terminate(id) => persistent::terminate(self, id.as_deref()).await,
-            EddyStatement::ExplainQuery(id) => persistent::explain(self, id),
-            EddyStatement::ShowTopics => show::topics(&self.engine),
-            EddyStatement::Describe(name) => show::describe(&self.engine, name),
-            EddyStatement::SetVariable { name, value } => vars::set(self, name, value),
-            EddyStatement::ShowVariable(name) => vars::show(self, name),
-            EddyStatement::ResetVariable(name) => vars::reset(self, name),
-            EddyStatement::Begin => Ok(Output::Begin),
-            EddyStatement::EndTransaction { tag } => {
-                self.cursors.lock().await.end_transaction();
-                Ok(Output::EndTransaction(tag))
-            }
-            EddyStatement::Push(statement) => self.push(statement, params).await,
-            EddyStatement::DeclareCursor {
-                name,
-                query,
-                push,
-                hold,
-            } => cursor::declare(self, name, query, *push, *hold).await,
-            EddyStatement::FetchCursor { name, count } => cursor::fetch(self, name, *count).await,
-            EddyStatement::CloseCursor { name } => cursor::close(self, name.as_deref()).await,
-            EddyStatement::NoOp { tag } => Ok(Output::Command {
-                tag: tag.clone(),
-                rows: None,
-            }),
-            EddyStatement::Sql(statement) => {
-                if let Some(copy) = copy::plan(self, statement).await? {
-                    return Ok(copy);
-                }
-                query::execute(self, statement, params).await
-            }
-        }
-    }
-
-    /// Parameter and result types of a statement, without running it.
-    pub async fn describe(&self, stmt: &EddyStatement) -> Result<Description> {
-        match stmt {
-            EddyStatement::Sql(statement) if copy::is_copy(statement) => {
-                // As PostgreSQL does at Parse: an unknown stream or column fails the
-                // prepare, so a client never enters COPY mode for a statement that cannot run.
-                copy::check(self, statement).await?;
-                Ok(Description {
-                    params: vec![],
-                    columns: None,
-                })
-            }
-            EddyStatement::Sql(statement) => query::describe(self, statement).await,
-            EddyStatement::Push(statement) if !copy::is_copy(statement) => {
-                crate::push::describe(self, statement).await
-            }
-            EddyStatement::FetchCursor { name, .. } => Ok(Description {
-                params: vec![],
-                columns: Some(self.cursors.lock().await.schema(name)?),
-            }),
-            EddyStatement::ShowStreams => Ok(Description {
-                params: vec![],
-                columns: Some(show::streams_schema()),
-            }),
-            EddyStatement::ShowTopics => Ok(Description {
-                params: vec![],
-                columns: Some(show::topics_schema()),
-            }),
-            EddyStatement::ShowTables => Ok(Description {
-                params: vec![],
-                columns: Some(persistent::tables_schema()),
-            }),
-            EddyStatement::ShowQueries => Ok(Description {
-                params: vec![],
-                columns: Some(persistent::queries_schema()),
-            }),
-            EddyStatement::ExplainQuery(_) => Ok(Description {
-                params: vec![],
-                columns: Some(persistent::explain_schema()),
-            }),
-            EddyStatement::Describe(_) => Ok(Description {
-                params: vec![],
-                columns: Some(show::describe_schema()),
-            }),
-            EddyStatement::ShowVariable(name) => Ok(Description {
-                params: vec![],
-                columns: Some(vars::show_schema(name)),
-            }),
-            _ => Ok(Description {
-                params: vec![],
-                columns: None,
-            }),
-        }
-    }
-
-    /// Starts a push query, or a `COPY` of one.
-    async fn push(
-        &self,
-        statement: &datafusion::sql::sqlparser::ast::Statement,
-        params: Option<Vec<ScalarValue>>,
-    ) -> Result<Output> {
-        use datafusion::sql::sqlparser::ast::{CopySource, Statement};
-        let (query, copy) = match statement {
-            Statement::Copy {
-                source: CopySource::Query(q),
-                options,
-                legacy_options,
-                ..
-            } => {
-                let format = copy::format_of(options, legacy_options)?;
-                if format == CopyFormat::Json {
-                    return Err(crate::Error::Unsupported(
-                        "COPY TO supports FORMAT text and csv".into(),
-                    ));
-                }
-                (Statement::Query(q.clone()), Some(format))
-            }
-            other => (other.clone(), None),
-        };
-        let (schema, stream) = crate::push::execute(self, &query, params).await?;
-        Ok(Output::Push {
-            schema,
-            stream,
-            copy,
-        })
-    }
-
-    pub(crate) fn cursors(&self) -> &tokio::sync::Mutex<cursor::Cursors> {
+    pub(crate) fn cursors(&self) -> &tokio::sync::Mutex<Cursors> {
         &self.cursors
     }
 
@@ -332,10 +184,76 @@ impl Session {
             .lock()
             .get(name)
             .cloned()
-            .or_else(|| vars::default_value(name).map(str::to_string))
+            .or_else(|| default_value(name).map(str::to_string))
     }
 
     pub(crate) fn vars(&self) -> &Mutex<BTreeMap<String, String>> {
         &self.vars
     }
+}
+
+/// One open cursor.
+pub(crate) struct Cursor {
+    pub(crate) schema: SchemaRef,
+    pub(crate) stream: SendableRecordBatchStream,
+    /// Rows of the last batch not fetched yet.
+    pub(crate) pending: Option<RecordBatch>,
+    pub(crate) hold: bool,
+    /// A push cursor whose first FETCH has not come yet (logged once, when it does).
+    pub(crate) push_unfetched: bool,
+}
+
+/// The session's open cursors, by name.
+#[derive(Default)]
+pub(crate) struct Cursors(pub(crate) HashMap<String, Cursor>);
+
+impl Cursors {
+    /// Closes the cursors a transaction end closes (those without `WITH HOLD`).
+    pub(crate) fn end_transaction(&mut self) {
+        self.0.retain(|_, c| c.hold);
+    }
+
+    /// A cursor's result columns.
+    pub(crate) fn schema(&self, name: &str) -> Result<SchemaRef> {
+        Ok(self.get(name)?.schema.clone())
+    }
+
+    fn get(&self, name: &str) -> Result<&Cursor> {
+        self.0.get(name).ok_or_else(|| unknown_cursor(name))
+    }
+}
+
+/// Session variables and their defaults (what `SHOW ALL` lists).
+pub(crate) const DEFAULTS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("auto.offset.reset", "latest"),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "on"),
+    ("lc_collate", "C"),
+    ("max_identifier_length", "63"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", SERVER_VERSION),
+    ("server_version_num", "150008"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+];
+
+/// A setting's default, if it is known.
+pub fn default_value(name: &str) -> Option<&'static str> {
+    DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The error for a cursor name the session does not have (34000).
+pub(crate) fn unknown_cursor(name: &str) -> Error {
+    Error::UndefinedObject(format!("cursor \"{name}\" does not exist"))
 }

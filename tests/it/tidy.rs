@@ -208,3 +208,133 @@ fn the_checks_themselves_catch_what_they_look_for() {
         "the manifest parser reads dependency names"
     );
 }
+
+/// The layers of the sql crate, top first. A module may use its own layer's files and any
+/// layer below; modules that share a layer (`push` and `continuous`, `functions` and
+/// `rewrite`) do not use each other. The same order is written in `sql/src/lib.rs`.
+const SQL_LAYERS: &[&[&str]] = &[
+    &["handlers"],
+    &["push", "continuous"],
+    &["exec"],
+    &["session"],
+    &["functions", "rewrite"],
+    &["provider"],
+    &["ingest"],
+    &["engine"],
+    &["parser"],
+    &["error"],
+];
+
+/// What the crate root re-exports, by the module that defines it.
+const SQL_REEXPORTS: &[(&str, &str)] = &[
+    ("Engine", "engine"),
+    ("EngineConfig", "engine"),
+    ("Offline", "engine"),
+    ("Session", "session"),
+    ("Description", "session"),
+    ("Output", "session"),
+    ("CopyIn", "ingest"),
+    ("Error", "error"),
+    ("Result", "error"),
+    ("SERVER_VERSION", "functions"),
+];
+
+/// The top-level modules a sql source file names through `crate::`.
+fn crate_modules_used(path: &Path) -> Vec<String> {
+    let code: String = code_lines(path)
+        .into_iter()
+        .map(|(_, l)| l + "\n")
+        .collect();
+    let mut names = vec![];
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // `crate::{a, b::c, d::{e, f}}`: the first segment of each top-level entry.
+            let (mut depth, mut entry) = (0, String::new());
+            for ch in group.chars() {
+                match ch {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => names.push(std::mem::take(&mut entry)),
+                    c if depth == 0 => entry.push(c),
+                    _ => {}
+                }
+            }
+            names.push(entry);
+        } else {
+            names.push(
+                rest.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect(),
+            );
+        }
+    }
+    let mut modules: Vec<String> = names
+        .iter()
+        .map(|n| n.trim().split("::").next().unwrap_or("").trim().to_string())
+        .filter(|n| !n.is_empty() && n != "self")
+        .map(|n| {
+            SQL_REEXPORTS
+                .iter()
+                .find(|(name, _)| *name == n)
+                .map_or(n, |(_, module)| module.to_string())
+        })
+        .collect();
+    modules.sort();
+    modules.dedup();
+    modules
+}
+
+#[test]
+fn sql_modules_point_one_way() {
+    // Replication and joins build on these seams: a cycle between modules means a change to
+    // one kind of query reaches into another, and no layer can be read on its own.
+    let layer_of = |m: &str| SQL_LAYERS.iter().position(|l| l.contains(&m));
+    let mut bad = vec![];
+    for file in rust_files("sql/src") {
+        let name = relative(&file);
+        let inner = name.trim_start_matches("sql/src/");
+        let module = inner
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(".rs");
+        if module == "lib" {
+            continue;
+        }
+        let Some(mine) = layer_of(module) else {
+            bad.push(format!(
+                "{name}: module `{module}` is in no layer of SQL_LAYERS"
+            ));
+            continue;
+        };
+        for used in crate_modules_used(&file) {
+            if used == module {
+                continue;
+            }
+            match layer_of(&used) {
+                Some(theirs) if theirs > mine => {}
+                Some(_) => bad.push(format!("{name}: `{module}` uses `{used}`, not below it")),
+                None => bad.push(format!("{name}: uses `crate::{used}`, in no layer")),
+            }
+        }
+    }
+    assert_none("sql modules use only the layers below their own", bad);
+}
+
+#[test]
+fn the_layer_check_reads_grouped_and_nested_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.rs");
+    fs::write(
+        &file,
+        "use crate::{Engine, exec::{a, b}, push};\n// crate::handlers in a comment\nfn f() { crate::session::x(); }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        crate_modules_used(&file),
+        ["engine", "exec", "push", "session"]
+    );
+}

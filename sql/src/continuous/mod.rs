@@ -14,24 +14,23 @@
 //! - [`aggregator`] is the keyed, windowed aggregation ([`aggregate`] its accumulators,
 //!   [`window`] its windows);
 //! - [`wal`] is the checkpoint log that makes a query exactly-once across crashes;
-//! - [`runner`] is the task per query; [`store`] the rows a table serves to pull queries.
+//! - [`runner`] is the task per query; it fills the table stores pull queries read
+//!   ([`crate::engine::TableStore`]) and reports to the registry ([`crate::engine::Queries`]).
 //!
 //! A query runs as one tokio task per source partition when the rows it combines share a
 //! partition (row-by-row queries, GROUP BY the source's KEY column), else as one task for all
 //! partitions; each task has its own checkpoint log and its own shard of the table's store.
-//! State is in memory, checkpointed incrementally (see [`wal`]). This module never speaks a wire protocol
-//! and reaches files only through `eddy-storage`'s logs (and the directory it deletes on
-//! `TERMINATE`).
+//! State is in memory, checkpointed incrementally (see [`wal`]). This module never speaks a
+//! wire protocol and reaches files only through `eddy-storage` (its logs, and
+//! `CheckpointDirs` for the per-query directories).
 
 pub(crate) mod aggregate;
 pub(crate) mod aggregator;
 pub(crate) mod plan;
 pub(crate) mod runner;
-pub mod store;
 pub(crate) mod wal;
 pub(crate) mod window;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,102 +38,13 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use eddy_catalog::{ColumnDef, QueryDef, RelationKind, StreamDef, StreamOptions};
 use eddy_storage::CheckpointDirs;
-use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use self::plan::{ContinuousPlan, Shape};
-pub use self::runner::{QueryState, Status};
 use self::runner::{Runner, RunnerParts};
-pub use self::store::{TableStore, TableStores, WindowColumns};
+use crate::engine::{QueryInfo, QueryState, Running, Status, TableStore, WindowColumns};
 use crate::parser::{EddyStatement, PersistentQuery, SinkKind, parse_statements};
 use crate::{Engine, Error, Result};
-
-/// A running (or failed) persistent query, as `SHOW QUERIES` and `EXPLAIN` see it.
-#[derive(Debug, Clone)]
-pub struct QueryInfo {
-    /// The catalog's record of it.
-    pub def: QueryDef,
-    /// Counters and state of each of its tasks (one per source partition, or one).
-    pub runners: Vec<Arc<Status>>,
-    /// Its DataFusion plan and compiled shape.
-    pub explain: String,
-}
-
-impl QueryInfo {
-    /// The first failed task's state if one failed, else the first task's.
-    pub fn state(&self) -> QueryState {
-        let states: Vec<QueryState> = self.runners.iter().map(|s| s.state()).collect();
-        states
-            .iter()
-            .find(|s| matches!(s, QueryState::Failed(_)))
-            .or(states.first())
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// A counter summed over the tasks.
-    pub fn total(&self, counter: impl Fn(&Status) -> &std::sync::atomic::AtomicU64) -> u64 {
-        self.runners
-            .iter()
-            .map(|s| counter(s).load(std::sync::atomic::Ordering::Relaxed))
-            .sum()
-    }
-}
-
-struct Running {
-    info: QueryInfo,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// The node's persistent queries and table materializers.
-#[derive(Default)]
-pub struct Queries {
-    running: Mutex<BTreeMap<String, Running>>,
-    materializers: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for Queries {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queries")
-            .field("running", &self.running.lock().keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Queries {
-    /// Every query, by id.
-    pub fn list(&self) -> Vec<QueryInfo> {
-        self.running
-            .lock()
-            .values()
-            .map(|r| r.info.clone())
-            .collect()
-    }
-
-    /// One query.
-    pub fn get(&self, id: &str) -> Option<QueryInfo> {
-        self.running.lock().get(id).map(|r| r.info.clone())
-    }
-
-    /// Stops every task (server shutdown). Checkpoints make this safe at any point.
-    pub fn abort_all(&self) {
-        for (_, r) in std::mem::take(&mut *self.running.lock()) {
-            for t in r.tasks {
-                t.abort();
-            }
-        }
-        for (_, t) in std::mem::take(&mut *self.materializers.lock()) {
-            t.abort();
-        }
-    }
-
-    pub(crate) fn stop_materializer(&self, table: &str) {
-        if let Some(t) = self.materializers.lock().remove(table) {
-            t.abort();
-        }
-    }
-}
 
 /// A query's checkpoint directory (see [`CheckpointDirs`]).
 fn query_dir(engine: &Engine, id: &str) -> PathBuf {
@@ -520,4 +430,12 @@ pub async fn terminate(engine: &Arc<Engine>, id: &str) -> Result<()> {
     }
     CheckpointDirs::new(engine.data_dir()).remove(id);
     Ok(())
+}
+
+impl Engine {
+    /// Starts the persistent queries and table stores the catalog records; call once after
+    /// [`Engine::open`], inside the runtime.
+    pub async fn start_queries(self: &Arc<Self>) {
+        start_all(self).await;
+    }
 }

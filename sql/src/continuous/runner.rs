@@ -15,13 +15,12 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_catalog::StreamDef;
 use eddy_storage::Topic;
-use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::aggregator::Aggregator;
 use super::plan::{ContinuousPlan, Shape, source_schema, with_window_columns};
-use super::store::TableStore;
 use super::wal::{Commit, CommitLayout, Marks, Wal, is_tagged, tag};
+use crate::engine::{QueryState, Status, TableStore};
 use crate::exec::{PartitionTail, run_steps};
 use crate::ingest::{partitioner, time_range, with_rowtime};
 use crate::{Error, Result};
@@ -31,59 +30,6 @@ use crate::{Error, Result};
 /// backlog, big chunks emit (and checkpoint) far fewer rows than they read. Caught up, a
 /// chunk is whatever arrived since the last one, so latency does not depend on this.
 const BATCHES_PER_CHUNK: usize = 16;
-
-/// What one task of a persistent query is doing; `SHOW QUERIES` and `EXPLAIN` show it as
-/// `STARTING`, `RUNNING`, `STOPPED` or `ERROR: <why>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum QueryState {
-    /// Opening its checkpoint log and restoring its state.
-    #[default]
-    Starting,
-    /// Reading its sources.
-    Running,
-    /// Stopped cleanly (`TERMINATE`, shutdown).
-    Stopped,
-    /// Failed, or could not start: why.
-    Failed(String),
-}
-
-impl std::fmt::Display for QueryState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QueryState::Starting => f.write_str("STARTING"),
-            QueryState::Running => f.write_str("RUNNING"),
-            QueryState::Stopped => f.write_str("STOPPED"),
-            QueryState::Failed(why) => write!(f, "ERROR: {why}"),
-        }
-    }
-}
-
-/// A query task's state and counters, as `SHOW QUERIES` reports them.
-#[derive(Debug, Default)]
-pub struct Status {
-    state: Mutex<QueryState>,
-    /// Rows read from the source.
-    pub rows_in: AtomicU64,
-    /// Rows written to the sink.
-    pub rows_out: AtomicU64,
-    /// Rows dropped because their window had closed.
-    pub late: AtomicU64,
-    /// Rows committed to the source but not yet processed.
-    pub lag: AtomicU64,
-    /// Groups (open windows) held in memory.
-    pub groups: AtomicU64,
-}
-
-impl Status {
-    pub(crate) fn set(&self, state: QueryState) {
-        *self.state.lock() = state;
-    }
-
-    /// The task's state now.
-    pub fn state(&self) -> QueryState {
-        self.state.lock().clone()
-    }
-}
 
 /// Everything a runner needs, resolved by the query manager.
 pub(crate) struct RunnerParts {

@@ -6,53 +6,14 @@
 //! next `FETCH`. Cursors live in the session; `COMMIT`/`ROLLBACK` close those declared
 //! `WITHOUT HOLD` (the default), as in PostgreSQL.
 
-use std::collections::HashMap;
-
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 
 use crate::handlers::query;
 use crate::parser::FetchCount;
+use crate::session::{Cursor, unknown_cursor as unknown};
 use crate::{Error, Output, Result, Session, push};
-
-/// One open cursor.
-pub(crate) struct Cursor {
-    schema: SchemaRef,
-    stream: SendableRecordBatchStream,
-    /// Rows of the last batch not fetched yet.
-    pending: Option<RecordBatch>,
-    hold: bool,
-    /// A push cursor whose first FETCH has not come yet (logged once, when it does).
-    push_unfetched: bool,
-}
-
-/// The session's open cursors, by name.
-#[derive(Default)]
-pub(crate) struct Cursors(HashMap<String, Cursor>);
-
-impl Cursors {
-    /// Closes the cursors a transaction end closes (those without `WITH HOLD`).
-    pub(crate) fn end_transaction(&mut self) {
-        self.0.retain(|_, c| c.hold);
-    }
-
-    /// A cursor's result columns.
-    pub(crate) fn schema(&self, name: &str) -> Result<SchemaRef> {
-        Ok(self.get(name)?.schema.clone())
-    }
-
-    fn get(&self, name: &str) -> Result<&Cursor> {
-        self.0.get(name).ok_or_else(|| unknown(name))
-    }
-}
-
-fn unknown(name: &str) -> Error {
-    Error::UndefinedObject(format!("cursor \"{name}\" does not exist"))
-}
 
 /// `DECLARE`
 pub async fn declare(

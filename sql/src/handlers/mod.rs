@@ -7,3 +7,153 @@ pub mod persistent;
 pub mod query;
 pub mod show;
 pub mod vars;
+
+use datafusion::common::ScalarValue;
+
+use crate::ingest::copy::CopyFormat;
+use crate::parser::EddyStatement;
+use crate::{Description, Output, Result, Session};
+
+/// The statement dispatch: the session's state lives in `session.rs`, what each statement
+/// does lives here, so that every layer below may take a `&Session` without reaching up.
+impl Session {
+    /// Runs one statement; `params` binds `$1, $2, ...`.
+    pub async fn execute(
+        &self,
+        stmt: &EddyStatement,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Output> {
+        match stmt {
+            EddyStatement::CreateStream(c) | EddyStatement::CreateTable(c) => {
+                ddl::create_stream(self.engine(), c)
+            }
+            EddyStatement::DropStream {
+                name,
+                if_exists,
+                table,
+            } => ddl::drop_stream(self.engine(), name, *if_exists, *table).await,
+            EddyStatement::ShowStreams => show::streams(self.engine()),
+            EddyStatement::ShowTables => persistent::show_tables(self),
+            EddyStatement::ShowQueries => persistent::show_queries(self),
+            EddyStatement::Persistent(q) => persistent::create(self, q).await,
+            EddyStatement::Terminate(id) => persistent::terminate(self, id.as_deref()).await,
+            EddyStatement::ExplainQuery(id) => persistent::explain(self, id),
+            EddyStatement::ShowTopics => show::topics(self.engine()),
+            EddyStatement::Describe(name) => show::describe(self.engine(), name),
+            EddyStatement::SetVariable { name, value } => vars::set(self, name, value),
+            EddyStatement::ShowVariable(name) => vars::show(self, name),
+            EddyStatement::ResetVariable(name) => vars::reset(self, name),
+            EddyStatement::Begin => Ok(Output::Begin),
+            EddyStatement::EndTransaction { tag } => {
+                self.cursors().lock().await.end_transaction();
+                Ok(Output::EndTransaction(tag))
+            }
+            EddyStatement::Push(statement) => self.push(statement, params).await,
+            EddyStatement::DeclareCursor {
+                name,
+                query,
+                push,
+                hold,
+            } => cursor::declare(self, name, query, *push, *hold).await,
+            EddyStatement::FetchCursor { name, count } => cursor::fetch(self, name, *count).await,
+            EddyStatement::CloseCursor { name } => cursor::close(self, name.as_deref()).await,
+            EddyStatement::NoOp { tag } => Ok(Output::Command {
+                tag: tag.clone(),
+                rows: None,
+            }),
+            EddyStatement::Sql(statement) => {
+                if let Some(copy) = copy::plan(self, statement).await? {
+                    return Ok(copy);
+                }
+                query::execute(self, statement, params).await
+            }
+        }
+    }
+
+    /// Parameter and result types of a statement, without running it.
+    pub async fn describe(&self, stmt: &EddyStatement) -> Result<Description> {
+        match stmt {
+            EddyStatement::Sql(statement) if copy::is_copy(statement) => {
+                // As PostgreSQL does at Parse: an unknown stream or column fails the
+                // prepare, so a client never enters COPY mode for a statement that cannot run.
+                copy::check(self, statement).await?;
+                Ok(Description {
+                    params: vec![],
+                    columns: None,
+                })
+            }
+            EddyStatement::Sql(statement) => query::describe(self, statement).await,
+            EddyStatement::Push(statement) if !copy::is_copy(statement) => {
+                crate::push::describe(self, statement).await
+            }
+            EddyStatement::FetchCursor { name, .. } => Ok(Description {
+                params: vec![],
+                columns: Some(self.cursors().lock().await.schema(name)?),
+            }),
+            EddyStatement::ShowStreams => Ok(Description {
+                params: vec![],
+                columns: Some(show::streams_schema()),
+            }),
+            EddyStatement::ShowTopics => Ok(Description {
+                params: vec![],
+                columns: Some(show::topics_schema()),
+            }),
+            EddyStatement::ShowTables => Ok(Description {
+                params: vec![],
+                columns: Some(persistent::tables_schema()),
+            }),
+            EddyStatement::ShowQueries => Ok(Description {
+                params: vec![],
+                columns: Some(persistent::queries_schema()),
+            }),
+            EddyStatement::ExplainQuery(_) => Ok(Description {
+                params: vec![],
+                columns: Some(persistent::explain_schema()),
+            }),
+            EddyStatement::Describe(_) => Ok(Description {
+                params: vec![],
+                columns: Some(show::describe_schema()),
+            }),
+            EddyStatement::ShowVariable(name) => Ok(Description {
+                params: vec![],
+                columns: Some(vars::show_schema(name)),
+            }),
+            _ => Ok(Description {
+                params: vec![],
+                columns: None,
+            }),
+        }
+    }
+
+    /// Starts a push query, or a `COPY` of one.
+    async fn push(
+        &self,
+        statement: &datafusion::sql::sqlparser::ast::Statement,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Output> {
+        use datafusion::sql::sqlparser::ast::{CopySource, Statement};
+        let (query, copy) = match statement {
+            Statement::Copy {
+                source: CopySource::Query(q),
+                options,
+                legacy_options,
+                ..
+            } => {
+                let format = copy::format_of(options, legacy_options)?;
+                if format == CopyFormat::Json {
+                    return Err(crate::Error::Unsupported(
+                        "COPY TO supports FORMAT text and csv".into(),
+                    ));
+                }
+                (Statement::Query(q.clone()), Some(format))
+            }
+            other => (other.clone(), None),
+        };
+        let (schema, stream) = crate::push::execute(self, &query, params).await?;
+        Ok(Output::Push {
+            schema,
+            stream,
+            copy,
+        })
+    }
+}

@@ -54,7 +54,7 @@ pub fn queries_schema() -> SchemaRef {
 /// `SHOW QUERIES`: one row per persistent query.
 pub fn show_queries(session: &Session) -> Result<Output> {
     let queries = session.engine().queries().list();
-    let count = |f: &dyn Fn(&continuous::Status) -> &std::sync::atomic::AtomicU64| -> ArrayRef {
+    let count = |f: &dyn Fn(&crate::engine::Status) -> &std::sync::atomic::AtomicU64| -> ArrayRef {
         Arc::new(Int64Array::from_iter_values(
             queries.iter().map(|q| q.total(f) as i64),
         ))

@@ -11,37 +11,8 @@ use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::show::rows;
-use crate::functions::SERVER_VERSION;
+use crate::session::DEFAULTS;
 use crate::{Error, Output, Result, Session};
-
-const DEFAULTS: &[(&str, &str)] = &[
-    ("application_name", ""),
-    ("auto.offset.reset", "latest"),
-    ("client_encoding", "UTF8"),
-    ("datestyle", "ISO, MDY"),
-    ("default_transaction_isolation", "read committed"),
-    ("default_transaction_read_only", "off"),
-    ("extra_float_digits", "1"),
-    ("integer_datetimes", "on"),
-    ("intervalstyle", "postgres"),
-    ("is_superuser", "on"),
-    ("lc_collate", "C"),
-    ("max_identifier_length", "63"),
-    ("search_path", "\"$user\", public"),
-    ("server_encoding", "UTF8"),
-    ("server_version", SERVER_VERSION),
-    ("server_version_num", "150008"),
-    ("standard_conforming_strings", "on"),
-    ("statement_timeout", "0"),
-    ("timezone", "UTC"),
-    ("transaction_isolation", "read committed"),
-    ("transaction_read_only", "off"),
-];
-
-/// A setting's default, if it is known.
-pub fn default_value(name: &str) -> Option<&'static str> {
-    DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
 
 /// The name a setting is stored under: `auto_offset_reset` is accepted for
 /// `auto.offset.reset` (ksqlDB's spelling needs quotes in SQL).

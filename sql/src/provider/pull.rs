@@ -25,7 +25,7 @@ use eddy_storage::Topic;
 
 use super::sink::StreamSink;
 use crate::Engine;
-use crate::continuous::TableStore;
+use crate::engine::TableStore;
 
 /// How long a pull query waits for the table to catch up with committed source rows.
 const CATCH_UP: Duration = Duration::from_secs(5);

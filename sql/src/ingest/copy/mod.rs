@@ -22,6 +22,7 @@ use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::json::ReaderBuilder;
 use eddy_catalog::StreamDef;
+use eddy_storage::Topic;
 
 use super::{MAX_FRAME_ROWS, with_rowtime};
 use crate::parser::types::type_display;
@@ -281,6 +282,19 @@ fn decode_json(def: &StreamDef, columns: &[usize], data: &[u8]) -> Result<Vec<Re
         }
     }
     Ok(out)
+}
+
+/// A COPY FROM STDIN waiting for its data.
+#[derive(Debug, Clone)]
+pub struct CopyIn {
+    /// Target stream.
+    pub def: StreamDef,
+    /// Its topic.
+    pub topic: Arc<Topic>,
+    /// Indices of the stream's columns the data gives, in order.
+    pub columns: Vec<usize>,
+    /// Data format.
+    pub format: CopyFormat,
 }
 
 #[cfg(test)]

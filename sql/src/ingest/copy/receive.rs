@@ -14,11 +14,12 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
+use super::CopyIn;
 use super::csv_format::{self, RowEnds};
 use super::text::{self, TextOptions};
 use super::{CopyFormat, decode};
 use crate::ingest::{Encoded, MAX_FRAME_ROWS, append_encoded, encode};
-use crate::{CopyIn, Engine, Error, Result};
+use crate::{Engine, Error, Result};
 
 /// A block is cut after this many rows (one stored frame's worth)...
 const BLOCK_ROWS: usize = MAX_FRAME_ROWS;

@@ -1,6 +1,13 @@
 //! [`Engine`]: the node's streams — catalog plus partition logs — and the operations that keep
 //! the two consistent.
 
+mod queries;
+mod tables;
+
+pub(crate) use self::queries::Running;
+pub use self::queries::{Queries, QueryInfo, QueryState, Status};
+pub use self::tables::{TableStore, TableStores, WindowColumns};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,8 +19,7 @@ use eddy_storage::tier::ColdStore;
 use eddy_storage::{DataDirLock, LogConfig, Topic, TopicStore};
 use parking_lot::RwLock;
 
-use crate::continuous::{Queries, TableStores};
-use crate::{Error, Result, Session};
+use crate::{Error, Result};
 
 /// Why a stream the catalog records is not being served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,11 +135,6 @@ impl Engine {
         self.offline.read().clone()
     }
 
-    /// A new SQL session.
-    pub fn session(self: &Arc<Self>) -> Session {
-        Session::new(self.clone())
-    }
-
     /// The engine's settings.
     pub fn config(&self) -> &EngineConfig {
         &self.config
@@ -186,12 +187,6 @@ impl Engine {
     /// then checks (with [`Engine::stream`]) whether its own stream is still there.
     pub(crate) fn watch_drops(&self) -> tokio::sync::watch::Receiver<u64> {
         self.drops.subscribe()
-    }
-
-    /// Starts the persistent queries and table stores the catalog records; call once after
-    /// [`Engine::open`], inside the runtime.
-    pub async fn start_queries(self: &Arc<Self>) {
-        crate::continuous::start_all(self).await;
     }
 
     /// Records a persistent query (and the sink it creates) in the catalog, durably, then
