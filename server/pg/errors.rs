@@ -34,6 +34,7 @@ pub fn sqlstate(e: &Error) -> &'static str {
         // Cancelled by another session's DROP: like a cancel, the session goes on (57P01
         // would tell clients and pools that the connection is being terminated).
         Error::Cancelled | Error::StreamDropped(_) => "57014",
+        Error::ServerStopping => "57P01",
         Error::Damaged(_) => "XX001",
         Error::Checkpoint { source, .. } => sqlstate(source),
         Error::Internal(_) => "XX000",

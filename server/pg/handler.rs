@@ -267,6 +267,29 @@ where
     }
 }
 
+/// Ends a result stream with [`Error::ServerStopping`] (57P01) when the server stops: a push
+/// query suspended in a portal would otherwise wait for rows through the whole shutdown grace.
+fn until_stopped(
+    stream: SendableRecordBatchStream,
+    stopping: Stopping,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let rows = futures::stream::unfold(Some(stream), move |state| {
+        let stopping = stopping.clone();
+        async move {
+            let mut stream = state?;
+            tokio::select! {
+                () = stopping.cancelled() => Some((
+                    Err(datafusion::error::DataFusionError::External(Box::new(Error::ServerStopping))),
+                    None,
+                )),
+                item = stream.next() => item.map(|item| (item, Some(stream))),
+            }
+        }
+    });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
+}
+
 /// Ends a result stream with SQLSTATE 57014 when the client sends a CancelRequest while rows are
 /// still being produced. (pgwire itself only cancels while `do_query` runs; a query's real work
 /// happens later, as its stream is consumed.)
@@ -458,7 +481,7 @@ impl ExtendedQueryHandler for EddyHandler {
         &self,
         client: &mut C,
         portal: &Portal<Prepared>,
-        _max_rows: usize,
+        max_rows: usize,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -486,6 +509,21 @@ impl ExtendedQueryHandler for EddyHandler {
         .map_err(to_pgwire)?;
         cursor_portals(client, statement);
         match output {
+            // Execute with a row limit (JDBC's setFetchSize, pg-cursor, pg-query-stream): the
+            // rows go through pgwire's portal, which sends `max_rows` of them, then
+            // PortalSuspended, and the next Execute waits for more — a push query as a cursor.
+            Output::Push {
+                schema,
+                stream,
+                copy: None,
+            } if max_rows > 0 => {
+                let stream = until_stopped(stream, self.stopping.clone());
+                self.response(
+                    client,
+                    Output::Rows { schema, stream },
+                    Some(&portal.result_column_format),
+                )
+            }
             Output::Push {
                 schema,
                 stream,

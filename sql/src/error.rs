@@ -70,6 +70,9 @@ pub enum Error {
     /// The client cancelled the statement (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
+    /// The server is shutting down and ended the statement (57P01).
+    #[error("terminating connection due to administrator command")]
+    ServerStopping,
     /// The stream a push query follows was dropped (57014: the statement is cancelled, the
     /// session goes on).
     #[error("canceling statement: stream \"{0}\" was dropped")]

@@ -682,3 +682,59 @@ async fn drop_stream_ends_a_psycopg_push_query_with_query_canceled() -> anyhow::
     files_released(&server, "events").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_with_a_row_limit_suspends_push_and_ordinary_portals() -> anyhow::Result<()> {
+    // JDBC's setFetchSize, node's pg-cursor and pg-query-stream send Execute with max_rows
+    // and expect max_rows rows then PortalSuspended; before, a push portal sent nothing.
+    let server = TestServer::start_fresh()?;
+    let mut client = events(&server, 5).await?;
+    let writer = Writer::start(&server).await?;
+    let tx = client.transaction().await?;
+
+    // A push query: each Execute of 2 rows returns 2 new rows, then the portal waits for more.
+    let push = tx
+        .bind("SELECT id, name FROM events EMIT CHANGES", &[])
+        .await?;
+    let mut seen = vec![];
+    for _ in 0..3 {
+        let rows = bounded("an Execute of 2 rows", tx.query_portal(&push, 2)).await??;
+        assert_eq!(rows.len(), 2, "max_rows = 2 gives 2 rows of a push query");
+        seen.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
+    }
+    assert!(
+        seen.iter().all(|&id| id >= 100),
+        "only rows inserted after the start: {seen:?}"
+    );
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 6, "no row twice across Executes: {seen:?}");
+
+    // An ordinary query: 2 rows, 2 rows, then the rest and the end of the portal.
+    let scan = tx
+        .bind("SELECT id FROM events WHERE id < 100 ORDER BY id", &[])
+        .await?;
+    let mut ids = vec![];
+    let mut executes = 0;
+    loop {
+        let rows = bounded("an Execute", tx.query_portal(&scan, 2)).await??;
+        executes += 1;
+        let done = rows.len() < 2;
+        ids.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    assert_eq!(executes, 3, "5 rows in Executes of 2: 2, 2, 1");
+    drop(push);
+    tx.commit().await?;
+    writer.stop().await?;
+    // The connection is still usable.
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM events WHERE id < 100").await?,
+        5
+    );
+    Ok(())
+}
