@@ -33,7 +33,7 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::TooDeep(_) => "54001",
         // Cancelled by another session's DROP: like a cancel, the session goes on (57P01
         // would tell clients and pools that the connection is being terminated).
-        Error::Cancelled | Error::StreamDropped(_) => "57014",
+        Error::Cancelled | Error::StreamDropped(_) | Error::StatementTimeout => "57014",
         Error::ServerStopping => "57P01",
         Error::Damaged(_) => "XX001",
         Error::Checkpoint { source, .. } => sqlstate(source),

@@ -70,6 +70,9 @@ pub enum Error {
     /// The client cancelled the statement (57014).
     #[error("canceling statement due to user request")]
     Cancelled,
+    /// The statement ran longer than the session's `statement_timeout` (57014).
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     /// The server is shutting down and ended the statement (57P01).
     #[error("terminating connection due to administrator command")]
     ServerStopping,

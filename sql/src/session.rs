@@ -61,6 +61,59 @@ pub enum Output {
     EndTransaction(&'static str),
 }
 
+impl Output {
+    /// The same output, its rows ending with [`Error::StatementTimeout`] at `deadline`.
+    pub(crate) fn until(self, deadline: tokio::time::Instant) -> Output {
+        match self {
+            Output::Rows { schema, stream } => Output::Rows {
+                schema,
+                stream: until_deadline(stream, deadline),
+            },
+            Output::Push {
+                schema,
+                stream,
+                copy,
+            } => Output::Push {
+                schema,
+                stream: until_deadline(stream, deadline),
+                copy,
+            },
+            Output::CopyOut {
+                schema,
+                stream,
+                format,
+            } => Output::CopyOut {
+                schema,
+                stream: until_deadline(stream, deadline),
+                format,
+            },
+            other => other,
+        }
+    }
+}
+
+/// `stream`, ending with [`Error::StatementTimeout`] if it is still going at `deadline`.
+fn until_deadline(
+    stream: SendableRecordBatchStream,
+    deadline: tokio::time::Instant,
+) -> SendableRecordBatchStream {
+    use futures::StreamExt;
+    let schema = stream.schema();
+    let rows = futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(item) => item.map(|item| (item, Some(stream))),
+            Err(_) => Some((
+                Err(datafusion::error::DataFusionError::External(Box::new(
+                    Error::StatementTimeout,
+                ))),
+                None,
+            )),
+        }
+    });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
+}
+
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -738,3 +738,39 @@ async fn execute_with_a_row_limit_suspends_push_and_ordinary_portals() -> anyhow
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_ends_push_and_ad_hoc_queries_with_57014_but_never_a_write()
+-> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let client = events(&server, 3).await?;
+    assert_eq!(
+        sqlstate(client.batch_execute("SET statement_timeout = 'soon'").await),
+        "22023"
+    );
+    client
+        .batch_execute("SET statement_timeout = '300ms'")
+        .await?;
+    // A push query with no LIMIT and no writer would wait forever.
+    let push = bounded(
+        "a push query under statement_timeout",
+        client.simple_query("SELECT id FROM events EMIT CHANGES"),
+    )
+    .await?;
+    assert_eq!(sqlstate(push), "57014");
+    // An ad hoc query that would run for hours.
+    let slow = bounded(
+        "a long ad hoc query under statement_timeout",
+        client.simple_query("SELECT count(*) FROM generate_series(1, 100000000000)"),
+    )
+    .await?;
+    assert_eq!(sqlstate(slow), "57014");
+    // Writes are not cut off (their append may be durable already); the session goes on.
+    client.batch_execute("SET statement_timeout = 1").await?;
+    client
+        .execute("INSERT INTO events VALUES (7, 'written')", &[])
+        .await?;
+    client.batch_execute("SET statement_timeout = 0").await?;
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM events").await?, 4);
+    Ok(())
+}

@@ -12,13 +12,50 @@ use datafusion::common::ScalarValue;
 
 use crate::ingest::copy::CopyFormat;
 use crate::parser::EddyStatement;
-use crate::{Description, Output, Result, Session};
+use crate::{Description, Error, Output, Result, Session};
+
+/// Statements `statement_timeout` applies to: those that only read. Not `FETCH`: a FETCH cut
+/// off while it gathers rows would lose the rows it had taken from its cursor.
+fn is_read(stmt: &EddyStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement;
+    match stmt {
+        EddyStatement::Push(_) => true,
+        EddyStatement::Sql(s) => matches!(
+            **s,
+            Statement::Query(_)
+                | Statement::Explain { analyze: false, .. }
+                | Statement::Copy { to: true, .. }
+        ),
+        _ => false,
+    }
+}
 
 /// The statement dispatch: the session's state lives in `session.rs`, what each statement
 /// does lives here, so that every layer below may take a `&Session` without reaching up.
 impl Session {
-    /// Runs one statement; `params` binds `$1, $2, ...`.
+    /// Runs one statement; `params` binds `$1, $2, ...`. A read (a query, a push query, COPY
+    /// TO, EXPLAIN) running longer than `statement_timeout` ends with 57014, while it plans and
+    /// while its rows stream; a write is never cut off by it (its append may already be
+    /// durable, and an error would then say the opposite).
     pub async fn execute(
+        &self,
+        stmt: &EddyStatement,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Output> {
+        let limit = self
+            .variable("statement_timeout")
+            .and_then(|v| vars::parse_timeout(&v).ok().flatten());
+        let Some(limit) = limit.filter(|_| is_read(stmt)) else {
+            return self.dispatch(stmt, params).await;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let output = tokio::time::timeout_at(deadline, self.dispatch(stmt, params))
+            .await
+            .map_err(|_| Error::StatementTimeout)??;
+        Ok(output.until(deadline))
+    }
+
+    async fn dispatch(
         &self,
         stmt: &EddyStatement,
         params: Option<Vec<ScalarValue>>,

@@ -36,6 +36,10 @@ pub fn set(session: &Session, name: &str, value: &str) -> Result<Output> {
             }
             v
         }
+        "statement_timeout" => {
+            let limit = parse_timeout(value)?;
+            limit.map_or(0, |d| d.as_millis()).to_string()
+        }
         "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes"
         | "lc_collate" => {
             return Err(Error::Invalid(format!(
@@ -106,4 +110,68 @@ pub fn show(session: &Session, name: &str) -> Result<Output> {
         show_schema(name),
         vec![Arc::new(StringArray::from(vec![value]))],
     )?)
+}
+
+/// A `statement_timeout` value as PostgreSQL reads it: a number of milliseconds, or a number
+/// with a unit (`us`, `ms`, `s`, `min`, `h`, `d`); `0` turns the limit off.
+pub(crate) fn parse_timeout(value: &str) -> Result<Option<std::time::Duration>> {
+    let v = value.trim().trim_matches('\'');
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, unit) = (v[..split].trim(), v[split..].trim());
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid value for parameter \"statement_timeout\": \"{value}\" (a number of milliseconds, or with a unit: us, ms, s, min, h, d)"
+        ))
+    };
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let ms_per_unit = match unit {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return Err(bad()),
+    };
+    let ms = n * ms_per_unit;
+    if !ms.is_finite() || ms < 0.0 || ms > i32::MAX as f64 {
+        return Err(bad());
+    }
+    // PostgreSQL rounds to whole milliseconds; a positive value below 1 ms is 1 ms.
+    let ms = if ms > 0.0 {
+        ms.round().max(1.0) as u64
+    } else {
+        0
+    };
+    Ok((ms > 0).then(|| std::time::Duration::from_millis(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_timeout;
+
+    #[test]
+    fn statement_timeouts_read_as_postgresql_reads_them() {
+        assert_eq!(parse_timeout("0").unwrap(), None);
+        assert_eq!(
+            parse_timeout("250").unwrap(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_timeout("'2s'").unwrap(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_timeout("1min").unwrap(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_timeout("500 ms").unwrap(),
+            Some(Duration::from_millis(500))
+        );
+        assert!(parse_timeout("soon").is_err());
+        assert!(parse_timeout("-5").is_err());
+        assert!(parse_timeout("5 parsecs").is_err());
+    }
 }
