@@ -460,6 +460,36 @@ impl ToSqlText for PgTime {
     }
 }
 
+/// The header line of `COPY ... TO STDOUT WITH (FORMAT csv, HEADER)`: the column names, each
+/// quoted where it holds the delimiter, the quote, or a line break (as PostgreSQL writes it);
+/// `None` for every other format.
+pub(crate) fn copy_header(fields: &[FieldInfo], format: &CopyFormat) -> Option<CopyData> {
+    let CopyFormat::Csv {
+        delimiter,
+        quote,
+        header: true,
+        ..
+    } = format
+    else {
+        return None;
+    };
+    let (delimiter, quote) = (*delimiter as char, *quote as char);
+    let names: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            if name.contains([delimiter, quote, '\n', '\r']) {
+                let doubled = name.replace(quote, &format!("{quote}{quote}"));
+                format!("{quote}{doubled}{quote}")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    let line = names.join(&delimiter.to_string()) + "\n";
+    Some(CopyData::new(bytes::Bytes::from(line)))
+}
+
 /// The COPY TO encoder for `format`.
 pub(crate) fn copy_encoder(
     fields: Arc<Vec<FieldInfo>>,

@@ -215,8 +215,9 @@ impl EddyHandler {
             } => {
                 let fields = Arc::new(field_infos(&schema, None));
                 let columns = fields.len();
+                let header = encode::copy_header(&fields, &format);
                 let mut encoder = copy_encoder(fields, format)?;
-                let data = cancellable(client, stream).flat_map(move |batch| {
+                let rows = cancellable(client, stream).flat_map(move |batch| {
                     let out: Vec<PgWireResult<CopyData>> = match batch {
                         Ok(batch) => match encode::copy_rows(&batch, &mut encoder) {
                             Ok(rows) => rows.into_iter().map(Ok).collect(),
@@ -226,6 +227,7 @@ impl EddyHandler {
                     };
                     stream::iter(out)
                 });
+                let data = stream::iter(header.map(Ok)).chain(rows);
                 Response::CopyOut(CopyResponse::new(0, columns, data))
             }
             Output::Push { .. } => {

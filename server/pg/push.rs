@@ -168,6 +168,9 @@ where
                     vec![0; columns],
                 )))
                 .await?;
+            if let Some(header) = encode::copy_header(&fields, &copy) {
+                client.feed(PgWireBackendMessage::CopyData(header)).await?;
+            }
             Some(copy_encoder(fields.clone(), copy)?)
         }
         None => {

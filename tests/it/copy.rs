@@ -714,3 +714,41 @@ async fn a_large_partition_is_scanned_in_parallel_splits_each_row_once() -> anyh
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_csv_with_header_writes_the_header_and_copy_from_reads_it_back()
+-> anyhow::Result<()> {
+    // COPY TO used to ignore HEADER; what Eddy writes, Eddy must read.
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM src (id INT, \"odd,name\" VARCHAR) WITH (partitions = 1); \
+             CREATE STREAM dst (id INT, \"odd,name\" VARCHAR) WITH (partitions = 1); \
+             INSERT INTO src VALUES (1, 'a'), (2, 'b,c')",
+        )
+        .await?;
+    let out = copy_out(
+        &client,
+        "COPY (SELECT id, \"odd,name\" FROM src ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)",
+    )
+    .await?;
+    assert_eq!(out, "id,\"odd,name\"\n1,a\n2,\"b,c\"\n");
+    let without = copy_out(
+        &client,
+        "COPY (SELECT id FROM src ORDER BY id) TO STDOUT WITH (FORMAT csv)",
+    )
+    .await?;
+    assert_eq!(without, "1\n2\n", "no header unless asked");
+    copy_in(
+        &client,
+        "COPY dst FROM STDIN WITH (FORMAT csv, HEADER)",
+        &[out.as_str()],
+    )
+    .await?;
+    assert_eq!(
+        cells(rows(&client, "SELECT id, \"odd,name\" FROM dst ORDER BY id").await?),
+        table(&[&["1", "a"], &["2", "b,c"]])
+    );
+    Ok(())
+}
