@@ -752,3 +752,53 @@ async fn copy_to_csv_with_header_writes_the_header_and_copy_from_reads_it_back()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_copied_out_copy_back_in_text_and_csv() -> anyhow::Result<()> {
+    // COPY TO writes arrays as PostgreSQL does ({1,2}); COPY FROM read only JSON ([1,2]).
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM a (id INT, xs ARRAY<INT>, tags ARRAY<VARCHAR>) WITH (partitions = 1); \
+             CREATE STREAM b (id INT, xs ARRAY<INT>, tags ARRAY<VARCHAR>) WITH (partitions = 1); \
+             CREATE STREAM c (id INT, xs ARRAY<INT>, tags ARRAY<VARCHAR>) WITH (partitions = 1)",
+        )
+        .await?;
+    copy_in(
+        &client,
+        "COPY a FROM STDIN",
+        &["1\t[1,2,null]\t[\"x\",\"y z\"]\n2\t{}\t{a,\"b,c\",NULL}\n"],
+    )
+    .await?;
+    let select = |t: &str| format!("SELECT id, xs, tags FROM {t} ORDER BY id");
+    let expected = cells(rows(&client, &select("a")).await?);
+    assert_eq!(
+        expected,
+        table(&[
+            &["1", "{1,2,NULL}", "{x,\"y z\"}"],
+            &["2", "{}", "{a,\"b,c\",NULL}"]
+        ])
+    );
+    for (format, target) in [("text", "b"), ("csv", "c")] {
+        let out = copy_out(
+            &client,
+            &format!(
+                "COPY (SELECT id, xs, tags FROM a ORDER BY id) TO STDOUT WITH (FORMAT {format})"
+            ),
+        )
+        .await?;
+        copy_in(
+            &client,
+            &format!("COPY {target} FROM STDIN WITH (FORMAT {format})"),
+            &[out.as_str()],
+        )
+        .await?;
+        assert_eq!(
+            cells(rows(&client, &select(target)).await?),
+            expected,
+            "{format}: what COPY TO wrote ({out:?}) reads back the same"
+        );
+    }
+    Ok(())
+}

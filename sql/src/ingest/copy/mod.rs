@@ -158,11 +158,22 @@ fn convert(
             let mut json = Vec::new();
             for row in 0..strings.len() {
                 json.extend_from_slice(b"{\"v\":");
-                json.extend_from_slice(if strings.is_null(row) {
-                    b"null"
+                if strings.is_null(row) {
+                    json.extend_from_slice(b"null");
                 } else {
-                    strings.value(row).as_bytes()
-                });
+                    let value = strings.value(row);
+                    // A PostgreSQL array literal (`{1,2}`, what COPY TO writes) for a list of
+                    // scalars; JSON otherwise.
+                    match (to, value.trim_start().starts_with('{')) {
+                        (DataType::List(item), true) => {
+                            match pg_array_to_json(value, item.data_type()) {
+                                Some(array) => json.extend_from_slice(array.as_bytes()),
+                                None => return Err(bad(row, " (expected an array like {1,2})")),
+                            }
+                        }
+                        _ => json.extend_from_slice(value.as_bytes()),
+                    }
+                }
                 json.extend_from_slice(b"}\n");
             }
             let schema = Arc::new(Schema::new(vec![Field::new("v", to.clone(), true)]));
@@ -191,6 +202,76 @@ fn convert(
         }
     }
     Ok(converted)
+}
+
+/// A one-dimensional PostgreSQL array literal (`{1,NULL,"a b"}`) as a JSON array of
+/// `element`s; `None` when it is not one (nested arrays included).
+fn pg_array_to_json(literal: &str, element: &DataType) -> Option<String> {
+    let inner = literal.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut items: Vec<(String, bool)> = vec![]; // (text, quoted)
+    let mut chars = inner.chars().peekable();
+    if inner.trim().is_empty() {
+        return Some("[]".into());
+    }
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut text = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => text.push(chars.next()?),
+                    '"' => break,
+                    c => text.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' || c == '"' {
+                    return None;
+                }
+                text.push(c);
+                chars.next();
+            }
+            text = text.trim().to_string();
+            if text.is_empty() {
+                return None;
+            }
+        }
+        items.push((text, quoted));
+        match chars.next() {
+            None => break,
+            Some(',') => continue,
+            Some(_) => return None,
+        }
+    }
+    let json: Vec<String> = items
+        .into_iter()
+        .map(|(text, quoted)| {
+            if !quoted && text.eq_ignore_ascii_case("null") {
+                return "null".to_string();
+            }
+            match element {
+                DataType::Utf8 | DataType::LargeUtf8 => serde_json::Value::String(text).to_string(),
+                DataType::Boolean => match text.to_ascii_lowercase().as_str() {
+                    "t" | "true" => "true".into(),
+                    "f" | "false" => "false".into(),
+                    _ => text,
+                },
+                _ => text,
+            }
+        })
+        .collect();
+    Some(format!("[{}]", json.join(",")))
 }
 
 fn first_bad_json_row(to: &DataType, strings: &StringArray) -> usize {
@@ -304,6 +385,28 @@ mod tests {
     use eddy_catalog::{ColumnDef, RelationKind, StreamOptions};
 
     use super::*;
+
+    #[test]
+    fn postgresql_array_literals_read_as_json_arrays() {
+        let ints = DataType::Int64;
+        assert_eq!(pg_array_to_json("{1,2,NULL}", &ints).unwrap(), "[1,2,null]");
+        assert_eq!(pg_array_to_json("{}", &ints).unwrap(), "[]");
+        assert_eq!(
+            pg_array_to_json(r#"{a,"b c","x\"y",NULL,"NULL"}"#, &DataType::Utf8).unwrap(),
+            r#"["a","b c","x\"y",null,"NULL"]"#
+        );
+        assert_eq!(
+            pg_array_to_json("{t,f}", &DataType::Boolean).unwrap(),
+            "[true,false]"
+        );
+        assert_eq!(
+            pg_array_to_json("{{1},{2}}", &ints),
+            None,
+            "nested arrays are refused"
+        );
+        assert_eq!(pg_array_to_json("{1,,2}", &ints), None);
+        assert_eq!(pg_array_to_json("{\"a", &DataType::Utf8), None);
+    }
 
     /// A stream `s (id BIGINT, name VARCHAR)`.
     pub(super) fn def() -> StreamDef {
