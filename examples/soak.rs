@@ -275,6 +275,10 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         counts.rounds += 1;
         if counts.rounds % 10 == 0 {
+            let ledger = ledger.lock().unwrap();
+            counts.acked = ledger.statements.len() as u64;
+            counts.acked_rows = ledger.statements.values().map(|s| s.0 as u64).sum();
+            drop(ledger);
             println!(
                 "after {} rounds ({:.0} s): {counts:?}",
                 counts.rounds,
