@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    ArrayElemTypeDef, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg,
+    AccessExpr, ArrayElemTypeDef, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg,
     FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, GroupByExpr,
     Ident, JoinOperator, ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableObject, Value, VisitMut,
@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::Engine;
-use crate::parser::{normalize_ident, normalize_object_name};
+use crate::parser::{normalize_ident, normalize_object_name, parse_array_literal};
 
 /// Applies every rewrite to `stmt`.
 pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
@@ -42,9 +42,11 @@ pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
     }
     let mut ctes = CteNames(HashSet::new());
     let _ = stmt.visit(&mut ctes);
+    let expands_arrays = stmt.to_string().contains("_pg_expandarray");
     let _ = stmt.visit(&mut Rewriter {
         engine,
         ctes: ctes.0,
+        expands_arrays,
     });
 }
 
@@ -66,6 +68,8 @@ impl VisitorMut for CteNames {
 struct Rewriter<'a> {
     engine: &'a Engine,
     ctes: HashSet<String>,
+    /// The statement expands arrays with `_pg_expandarray` (pgjdbc's key queries).
+    expands_arrays: bool,
 }
 
 fn plain(opts: &WildcardAdditionalOptions) -> bool {
@@ -190,56 +194,39 @@ fn array_agg_of(query: &mut Query) {
     *item = SelectItem::UnnamedExpr(Expr::Function(f));
 }
 
-/// The elements of a one-dimensional PostgreSQL array literal, `{a,"b c"}`; `None` for
-/// anything else (nested arrays, NULL elements, unbalanced quotes).
-fn parse_array_literal(text: &str) -> Option<Vec<String>> {
-    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let mut out = vec![];
-    if inner.trim().is_empty() {
-        return Some(out);
+/// The array `a` of `information_schema._pg_expandarray(a)`.
+fn expandarray_arg(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    if !normalize_object_name(&f.name).ends_with("_pg_expandarray") {
+        return None;
     }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        let mut item = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '"' => break,
-                    '\\' => item.push(chars.next()?),
-                    c => item.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if matches!(c, '{' | '}' | '"') {
-                    return None;
-                }
-                item.push(c);
-                chars.next();
-            }
-            let trimmed = item.trim();
-            if trimmed.eq_ignore_ascii_case("null") {
-                return None;
-            }
-            item = trimmed.to_string();
-        }
-        out.push(item);
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        match chars.next() {
-            None => return Some(out),
-            Some(',') => {}
-            Some(_) => return None,
-        }
+    match &f.args {
+        FunctionArguments::List(list) => match list.args.as_slice() {
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => Some(a.clone()),
+            _ => None,
+        },
+        _ => None,
     }
+}
+
+/// `unnest(generate_series(1, array_length(a)))`: the subscripts of `a`, one row each.
+fn subscripts(array: Expr) -> Expr {
+    let len = Expr::Cast {
+        kind: CastKind::DoubleColon,
+        expr: Box::new(call("array_length", vec![array])),
+        data_type: DataType::BigInt(None),
+        array: false,
+        format: None,
+    };
+    call(
+        "unnest",
+        vec![call(
+            "generate_series",
+            vec![Expr::value(Value::Number("1".into(), false)), len],
+        )],
+    )
 }
 
 /// The value of a string literal or a `||` of them.
@@ -618,6 +605,45 @@ impl VisitorMut for Rewriter<'_> {
                 named: true,
             });
         }
+        // pgjdbc's `getPrimaryKeys`: `(information_schema._pg_expandarray(a)).n` is each
+        // subscript, `(...).x` each element, the bare call (aliased `keys`) the elements too,
+        // and `(result.keys).x` then the element itself — unnests side by side, as PostgreSQL
+        // expands them.
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr
+            && let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice()
+        {
+            let mut inner = root.as_ref();
+            while let Expr::Nested(e) = inner {
+                inner = e;
+            }
+            if let Some(array) = expandarray_arg(inner) {
+                *expr = if field.value.eq_ignore_ascii_case("n") {
+                    subscripts(array)
+                } else {
+                    call("unnest", vec![array])
+                };
+                return ControlFlow::Continue(());
+            }
+            if self.expands_arrays
+                && field.value.eq_ignore_ascii_case("x")
+                && matches!(inner, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+            {
+                *expr = inner.clone();
+                return ControlFlow::Continue(());
+            }
+        }
+        if let Some(array) = expandarray_arg(expr) {
+            *expr = call("unnest", vec![array]);
+            return ControlFlow::Continue(());
+        }
+        // `x = ANY($1)` with an array parameter the client sends as text (`{r,p}`, as
+        // psycopg does for a Python list): the parameter read as an array.
+        if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = expr
+            && matches!(right.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_)))
+        {
+            let param = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+            **right = call("eddy_array_param", vec![param]);
+        }
         // `generate_subscripts(a, 1)` beside `unnest(a)` (SQLAlchemy's key columns in order):
         // the subscripts 1..n, unnested alongside.
         if let Expr::Function(f) = expr
@@ -625,20 +651,7 @@ impl VisitorMut for Rewriter<'_> {
             && let FunctionArguments::List(list) = &f.args
             && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first()
         {
-            let len = Expr::Cast {
-                kind: CastKind::DoubleColon,
-                expr: Box::new(call("array_length", vec![array.clone()])),
-                data_type: DataType::BigInt(None),
-                array: false,
-                format: None,
-            };
-            *expr = call(
-                "unnest",
-                vec![call(
-                    "generate_series",
-                    vec![Expr::value(Value::Number("1".into(), false)), len],
-                )],
-            );
+            *expr = subscripts(array.clone());
             return ControlFlow::Continue(());
         }
         // `x::pg_catalog.regtype::pg_catalog.text`: catalog types Eddy has no OIDs for read as text.

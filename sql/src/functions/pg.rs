@@ -147,6 +147,62 @@ pub fn size_pretty(bytes: i64) -> String {
     unreachable!()
 }
 
+/// `eddy_array_param(x)`: an array parameter as an array — a list stays itself, text in
+/// PostgreSQL's array syntax (`{a,"b c"}`) becomes a list of text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArrayParam {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ArrayParam {
+    fn name(&self) -> &str {
+        "eddy_array_param"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(match args.first() {
+            Some(
+                t @ (DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)),
+            ) => t.clone(),
+            _ => DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+        })
+    }
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let a = &arrays[0];
+        if matches!(
+            a.data_type(),
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+        ) {
+            return Ok(ColumnarValue::Array(a.clone()));
+        }
+        let texts = cast(a, &DataType::Utf8)?;
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for t in texts.as_string::<i32>().iter() {
+            match t {
+                None => b.append(false),
+                Some(t) => {
+                    let Some(items) = crate::parser::parse_array_literal(t) else {
+                        return Err(DataFusionError::Execution(format!(
+                            "malformed array literal: \"{t}\""
+                        )));
+                    };
+                    for item in items {
+                        b.values().append_value(item);
+                    }
+                    b.append(true);
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
 /// Registers `current_setting(name [, missing_ok])` over `lookup` (the session's variables).
 /// An unknown setting is NULL (PostgreSQL raises an error unless `missing_ok`).
 pub fn register_settings(
@@ -172,6 +228,9 @@ pub fn register_settings(
 
 /// Registers the catalog functions over `engine`.
 pub fn register_catalog(ctx: &SessionContext, engine: &Arc<Engine>) {
+    ctx.register_udf(ScalarUDF::new_from_impl(ArrayParam {
+        signature: Signature::any(1, Volatility::Immutable),
+    }));
     for name in ["current_user", "session_user", "user", "current_role"] {
         register(ctx, name, &[0], DataType::Utf8, constant_text(Some("eddy")));
     }
