@@ -37,12 +37,12 @@ async fn run_script(server: &TestServer, script: &str, install: &str) -> anyhow:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlalchemy_reflects_streams_and_tables_over_psycopg2() -> anyhow::Result<()> {
+async fn sqlalchemy_and_pandas_reflect_streams_and_tables_over_psycopg2() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;
     run_script(
         &server,
         "sqlalchemy_reflection.py",
-        "python3 -m pip install sqlalchemy psycopg2-binary",
+        "python3 -m pip install sqlalchemy psycopg2-binary pandas",
     )
     .await
 }

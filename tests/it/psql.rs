@@ -307,6 +307,9 @@ async fn psql_describe_family_answers_from_eddys_catalog() {
         psql_ok(&server, "\\dp").await,
         "public|s|table|||\npublic|t|table|||\n"
     );
+    assert_eq!(psql_ok(&server, "\\dn").await, "public|eddy\n");
+    assert_eq!(psql_ok(&server, "\\db").await, "pg_default|eddy|\n");
+    assert_eq!(psql_ok(&server, "\\do").await, "");
     let out = psql(&server, &["-c", "\\sv s"], "").await;
     assert!(
         out.stderr.contains("\"public.s\" is not a view"),

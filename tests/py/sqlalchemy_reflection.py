@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 (with psycopg2) reflecting Eddy's streams and tables; run by tests/it/clients.rs
+"""SQLAlchemy 2 (with psycopg2) reflecting Eddy's streams and tables, and pandas reading them
+through it; run by tests/it/clients.rs
 with the server's port. Asserts as it goes and prints `ok` at the end; a missing SQLAlchemy or
 psycopg2 is an error (exit 1), never a skip.
 
@@ -8,6 +9,7 @@ Eddy does not have yet (explicit transactions are their own piece of work).
 
 import sys
 
+import pandas
 import psycopg2
 from sqlalchemy import MetaData, Table, create_engine, inspect, select
 from sqlalchemy.types import BIGINT, INTEGER, NUMERIC, TIMESTAMP, VARCHAR
@@ -70,5 +72,12 @@ clicks = Table("clicks", MetaData(), autoload_with=engine)
 with engine.connect() as conn:
     rows = conn.execute(select(clicks.c.user_id, clicks.c.n, clicks.c.rowpartition)).all()
 assert [(r[0], r[1]) for r in rows] == [("alice", 1)], rows
+
+# pandas reflects the table, then selects it.
+frame = pandas.read_sql_table("clicks", engine)
+assert list(frame.columns) == names, list(frame.columns)
+assert frame["user_id"].tolist() == ["alice"] and frame["n"].tolist() == [1], frame
+frame = pandas.read_sql("SELECT user_id, n FROM clicks", engine)
+assert frame.to_dict("records") == [{"user_id": "alice", "n": 1}], frame
 
 print("ok")

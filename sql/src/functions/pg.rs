@@ -483,6 +483,14 @@ pub fn register_catalog(ctx: &SessionContext, engine: &Arc<Engine>) {
             constant_bool(true),
         );
     }
+    // Every relation is in the data directory; PostgreSQL gives '' for the default tablespace.
+    register(
+        ctx,
+        "pg_tablespace_location",
+        &[1],
+        DataType::Utf8,
+        constant_text(Some("")),
+    );
     register(
         ctx,
         "pg_encoding_to_char",

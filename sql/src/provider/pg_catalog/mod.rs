@@ -29,7 +29,7 @@ pub use model::{format_type, relation_of};
 use crate::Engine;
 
 /// Catalog relations that have no rows in Eddy (no column defaults, no collations, ...).
-pub const ALWAYS_EMPTY: [&str; 17] = [
+pub const ALWAYS_EMPTY: [&str; 29] = [
     "pg_attrdef",
     "pg_collation",
     "pg_policy",
@@ -47,6 +47,18 @@ pub const ALWAYS_EMPTY: [&str; 17] = [
     "pg_depend",
     "pg_sequence",
     "pg_event_trigger",
+    "pg_operator",
+    "pg_conversion",
+    "pg_language",
+    "pg_cast",
+    "pg_opfamily",
+    "pg_foreign_data_wrapper",
+    "pg_foreign_server",
+    "pg_user_mapping",
+    "pg_ts_config",
+    "pg_ts_dict",
+    "pg_ts_parser",
+    "pg_ts_template",
 ];
 const TABLES: [&str; 24] = [
     "pg_namespace",
