@@ -284,6 +284,16 @@ fn json_cell<S: FieldSink>(a: &ArrayRef, row: usize, sink: &mut S) -> PgWireResu
                         .collect::<Vec<_>>(),
                 );
             }
+            // `array_agg(x::text)`: DataFusion plans text as Utf8View; announced as text[] too.
+            DataType::Utf8View => {
+                return sink.put(
+                    &item
+                        .as_string_view()
+                        .iter()
+                        .map(|s| s.map(str::to_string))
+                        .collect::<Vec<_>>(),
+                );
+            }
             _ => {}
         }
     }

@@ -13,13 +13,15 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
+    AccessExpr, ArrayElemTypeDef, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, GroupByExpr,
+    Ident, JoinOperator, ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableObject, Value, VisitMut,
     VisitorMut, WildcardAdditionalOptions,
 };
 
 use crate::Engine;
-use crate::parser::{normalize_ident, normalize_object_name};
+use crate::parser::{normalize_ident, normalize_object_name, parse_array_literal};
 
 /// Applies every rewrite to `stmt`.
 pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
@@ -40,9 +42,11 @@ pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
     }
     let mut ctes = CteNames(HashSet::new());
     let _ = stmt.visit(&mut ctes);
+    let expands_arrays = stmt.to_string().contains("_pg_expandarray");
     let _ = stmt.visit(&mut Rewriter {
         engine,
         ctes: ctes.0,
+        expands_arrays,
     });
 }
 
@@ -64,6 +68,8 @@ impl VisitorMut for CteNames {
 struct Rewriter<'a> {
     engine: &'a Engine,
     ctes: HashSet<String>,
+    /// The statement expands arrays with `_pg_expandarray` (pgjdbc's key queries).
+    expands_arrays: bool,
 }
 
 fn plain(opts: &WildcardAdditionalOptions) -> bool {
@@ -110,6 +116,271 @@ impl Rewriter<'_> {
     }
 }
 
+/// Whether a query reads a catalog relation Eddy keeps empty in a way that makes it empty
+/// (a comma or inner join with it).
+fn reads_empty_catalog(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    select.from.iter().any(|twj| match &twj.relation {
+        TableFactor::Table { name, .. } => {
+            let catalog = name.0.len() == 1
+                || name.0[0]
+                    .as_ident()
+                    .is_some_and(|i| i.value == "pg_catalog");
+            catalog
+                && crate::provider::pg_catalog::ALWAYS_EMPTY
+                    .contains(&normalize_object_name(name).as_str())
+                && twj.joins.iter().all(|j| {
+                    matches!(
+                        j.join_operator,
+                        JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+                    )
+                })
+        }
+        _ => false,
+    })
+}
+
+/// psql's `array(select 'toast.' || x from unnest(tc.reloptions) x)`: the options of the
+/// relation's TOAST table, which Eddy never has (`reltoastrelid = 0`).
+fn unnests_toast_options(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    select.from.iter().any(|twj| {
+        matches!(&twj.relation, TableFactor::Function { name, args, .. }
+            if normalize_object_name(name) == "unnest"
+                && args.iter().any(|a| a.to_string().ends_with("reloptions")))
+            || matches!(&twj.relation, TableFactor::Table { name, args: Some(args), .. }
+            if normalize_object_name(name) == "unnest"
+                && args.args.iter().any(|a| a.to_string().ends_with("reloptions")))
+    })
+}
+
+/// `SELECT x ... ORDER BY ...` becomes `SELECT array_agg(x ORDER BY ...) ...`.
+fn array_agg_of(query: &mut Query) {
+    let order = query.order_by.take();
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let Some(item) = select.projection.first_mut() else {
+        return;
+    };
+    let value = match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+        _ => return,
+    };
+    let mut by = vec![];
+    if let Some(order) = order
+        && let OrderByKind::Expressions(exprs) = order.kind
+    {
+        for mut o in exprs {
+            if matches!(&o.expr, Expr::Value(v) if matches!(v.value, Value::Number(..))) {
+                o.expr = value.clone();
+            }
+            by.push(o);
+        }
+    }
+    let mut f = match call("array_agg", vec![value]) {
+        Expr::Function(f) => f,
+        _ => return,
+    };
+    if let FunctionArguments::List(list) = &mut f.args
+        && !by.is_empty()
+    {
+        list.clauses.push(FunctionArgumentClause::OrderBy(by));
+    }
+    *item = SelectItem::UnnamedExpr(Expr::Function(f));
+}
+
+/// The array `a` of `information_schema._pg_expandarray(a)`.
+fn expandarray_arg(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    if !normalize_object_name(&f.name).ends_with("_pg_expandarray") {
+        return None;
+    }
+    match &f.args {
+        FunctionArguments::List(list) => match list.args.as_slice() {
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => Some(a.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `unnest(generate_series(1, array_length(a)))`: the subscripts of `a`, one row each.
+fn subscripts(array: Expr) -> Expr {
+    let len = Expr::Cast {
+        kind: CastKind::DoubleColon,
+        expr: Box::new(call("array_length", vec![array])),
+        data_type: DataType::BigInt(None),
+        array: false,
+        format: None,
+    };
+    call(
+        "unnest",
+        vec![call(
+            "generate_series",
+            vec![Expr::value(Value::Number("1".into(), false)), len],
+        )],
+    )
+}
+
+/// The value of a string literal or a `||` of them.
+fn constant_string(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::StringConcat,
+            right,
+        } => Some(constant_string(left)? + &constant_string(right)?),
+        Expr::Nested(e) => constant_string(e),
+        _ => None,
+    }
+}
+
+/// `name(args)`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// `regclass`, `regtype`, ... (with or without `pg_catalog.`), the `reg*` types.
+fn reg_type(t: &DataType) -> Option<&'static str> {
+    match t {
+        DataType::Regclass => Some("regclass"),
+        DataType::Custom(name, _) => {
+            match name
+                .0
+                .last()?
+                .as_ident()?
+                .value
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "regclass" => Some("regclass"),
+                "regtype" => Some("regtype"),
+                "regproc" | "regprocedure" | "regnamespace" | "regrole" | "regoper" => {
+                    Some("regother")
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Catalog columns of PostgreSQL's vector types (`int2vector`, `oidvector`).
+const VECTOR_COLUMNS: [&str; 4] = ["indkey", "indclass", "indcollation", "indoption"];
+
+/// Output names as PostgreSQL gives them to a query's unnamed columns: a function call is
+/// labelled by the function's name (`count`, `current_user`), any other expression that is
+/// not a column `?column?` (DataFusion would say `Int64(1)`). A label that would repeat
+/// another output name is left as DataFusion names it, as DataFusion needs unique names.
+/// `pg_index`'s vector columns are sent as PostgreSQL's text for them.
+pub fn label_columns(stmt: &mut Statement) {
+    let Statement::Query(query) = stmt else {
+        return;
+    };
+    let mut body = query.body.as_mut();
+    loop {
+        match body {
+            SetExpr::SetOperation { left, .. } => body = left.as_mut(),
+            SetExpr::Query(q) => body = q.body.as_mut(),
+            _ => break,
+        }
+    }
+    let SetExpr::Select(select) = body else {
+        return;
+    };
+    let mut taken: HashSet<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(normalize_ident(alias)),
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(normalize_ident(i)),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => p.last().map(normalize_ident),
+            _ => None,
+        })
+        .collect();
+    let reads_index = select
+        .from
+        .iter()
+        .any(|t| t.to_string().contains("pg_index"));
+    for item in select.projection.iter_mut() {
+        // `int2vector`/`oidvector` columns (`pg_index.indkey`, ...) are lists inside a query
+        // and leave it as PostgreSQL's text for them, `1 2`, which clients parse.
+        let (e, alias) = match &*item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias)),
+            _ => continue,
+        };
+        let name = match e {
+            Expr::Identifier(i) => Some(i),
+            Expr::CompoundIdentifier(parts) => parts.last(),
+            _ => None,
+        };
+        if let Some(name) = name
+            && reads_index
+            && VECTOR_COLUMNS.contains(&normalize_ident(name).as_str())
+        {
+            let alias = alias.unwrap_or(name).clone();
+            let text = call(
+                "array_to_string",
+                vec![
+                    e.clone(),
+                    Expr::value(Value::SingleQuotedString(" ".into())),
+                ],
+            );
+            *item = SelectItem::ExprWithAlias { expr: text, alias };
+            continue;
+        }
+        let SelectItem::UnnamedExpr(e) = item else {
+            continue;
+        };
+        let label = match e {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => continue,
+            Expr::Function(f) => match f.name.0.last().and_then(|p| p.as_ident()) {
+                Some(i) => i.value.to_ascii_lowercase(),
+                None => continue,
+            },
+            // `x::t` keeps x's name; a cast literal is labelled by its type in PostgreSQL,
+            // which is what DataFusion prints too closely to matter.
+            Expr::Cast { .. } => continue,
+            _ => "?column?".to_string(),
+        };
+        if !taken.insert(label.clone()) {
+            continue;
+        }
+        *item = SelectItem::ExprWithAlias {
+            expr: e.clone(),
+            alias: Ident::with_quote('"', label),
+        };
+    }
+}
+
 fn columns_of(qualifier: &Ident, columns: &[String]) -> impl Iterator<Item = SelectItem> {
     columns.iter().map(move |c| {
         SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
@@ -121,6 +392,21 @@ fn columns_of(qualifier: &Ident, columns: &[String]) -> impl Iterator<Item = Sel
 
 impl VisitorMut for Rewriter<'_> {
     type Break = ();
+
+    /// PostgreSQL searches `pg_catalog` before the search path: an unqualified `pg_type` is
+    /// `pg_catalog.pg_type` (a CTE of that name still shadows it).
+    fn pre_visit_relation(&mut self, name: &mut ObjectName) -> ControlFlow<()> {
+        if name.0.len() == 1
+            && let Some(ident) = name.0[0].as_ident()
+            && let table = normalize_ident(ident)
+            && !self.ctes.contains(&table)
+            && crate::provider::pg_catalog::is_catalog_relation(&table)
+        {
+            name.0
+                .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
         let needs = select.projection.iter().any(|item| match item {
@@ -187,17 +473,185 @@ impl VisitorMut for Rewriter<'_> {
         // A scalar subquery over a catalog relation Eddy keeps empty (column defaults,
         // collations, ...) has no row, so it is NULL — exactly, not approximately.
         if let Expr::Subquery(query) = expr
-            && let SetExpr::Select(select) = query.body.as_ref()
-            && select.from.iter().any(|twj| match &twj.relation {
-                TableFactor::Table { name, .. } => {
-                    crate::provider::pg_catalog::ALWAYS_EMPTY
-                        .contains(&normalize_object_name(name).as_str())
-                        && name.0.len() == 2
-                }
-                _ => false,
-            })
+            && reads_empty_catalog(query)
         {
             *expr = Expr::value(Value::Null);
+            return ControlFlow::Continue(());
+        }
+        // A scalar subquery over catalog relations that looks a row up by its oid, such as
+        // `(SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid)`: oids are unique,
+        // so `max` of the one row is the row, and DataFusion plans it (it needs an aggregate).
+        if let Expr::Subquery(query) = expr
+            && let SetExpr::Select(select) = query.body.as_mut()
+            && select.projection.len() == 1
+            && matches!(select.group_by, GroupByExpr::Expressions(ref g, _) if g.is_empty())
+            && !select.from.is_empty()
+            && select.from.iter().all(|twj| {
+                twj.joins.is_empty()
+                    && matches!(&twj.relation, TableFactor::Table { name, .. }
+                        if crate::provider::pg_catalog::is_catalog_relation(
+                            &normalize_object_name(name)))
+            })
+            && let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } =
+                &mut select.projection[0]
+            && !matches!(e, Expr::Function(_))
+        {
+            *e = call("max", vec![e.clone()]);
+        }
+        // `ARRAY(SELECT x FROM ...)` is `(SELECT array_agg(x) FROM ...)`; over no rows it is
+        // NULL where PostgreSQL has `{}`, which every array function and psql print alike.
+        if let Expr::Function(f) = expr
+            && f.name.0.len() == 1
+            && f.name.0[0]
+                .as_ident()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("array"))
+            && let FunctionArguments::Subquery(query) = &f.args
+        {
+            let mut query = query.clone();
+            *expr = if reads_empty_catalog(&query) || unnests_toast_options(&query) {
+                Expr::Cast {
+                    kind: CastKind::DoubleColon,
+                    expr: Box::new(Expr::value(Value::Null)),
+                    data_type: DataType::Array(ArrayElemTypeDef::SquareBracket(
+                        Box::new(DataType::Text),
+                        None,
+                    )),
+                    array: false,
+                    format: None,
+                }
+            } else {
+                array_agg_of(&mut query);
+                Expr::Subquery(query)
+            };
+            return ControlFlow::Continue(());
+        }
+        // `'s'::regclass` is the relation's oid; `c.oid::regclass` its name; `t::regtype`
+        // the type's name.
+        if let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = expr
+            && let Some(kind) = reg_type(data_type)
+        {
+            if kind == "regother" {
+                *data_type = DataType::Text;
+                return ControlFlow::Continue(());
+            }
+            let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+            // A name (a literal or a parameter) is looked up; a column of oids is named.
+            let literal = matches!(&inner, Expr::Value(v)
+                if matches!(v.value, Value::SingleQuotedString(_) | Value::Placeholder(_)));
+            *expr = match (kind, literal) {
+                ("regclass", true) => call("eddy_regclass_oid", vec![inner]),
+                ("regclass", false) => call("eddy_regclass_name", vec![inner]),
+                _ => call("format_type", vec![inner, Expr::value(Value::Null)]),
+            };
+            return ControlFlow::Continue(());
+        }
+        // `x LIKE 'pg\_%' ESCAPE '\'`: backslash is DataFusion's escape already; another
+        // escape character (SQLAlchemy's `ESCAPE '/'`) in a constant pattern is spelled with
+        // backslashes instead.
+        if let Expr::Like {
+            escape_char,
+            pattern,
+            ..
+        }
+        | Expr::ILike {
+            escape_char,
+            pattern,
+            ..
+        } = expr
+            && let Some(v) = escape_char
+            && let Value::SingleQuotedString(e) = &v.value
+        {
+            let mut chars = e.chars();
+            match (chars.next(), chars.next()) {
+                (Some('\\'), None) => *escape_char = None,
+                (Some(esc), None) => {
+                    if let Some(text) = constant_string(pattern) {
+                        let mut out = String::new();
+                        let mut it = text.chars();
+                        while let Some(c) = it.next() {
+                            if c == esc {
+                                out.push('\\');
+                                if let Some(n) = it.next() {
+                                    out.push(n);
+                                }
+                            } else if c == '\\' {
+                                out.push_str("\\\\");
+                            } else {
+                                out.push(c);
+                            }
+                        }
+                        **pattern = Expr::value(Value::SingleQuotedString(out));
+                        *escape_char = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // `x = ANY('{r,p}')`: an array literal (what psycopg's `Literal([...])` writes) is the
+        // array of its elements, as PostgreSQL infers it from the comparison.
+        if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = expr
+            && let Some(text) = constant_string(right)
+            && let Some(elems) = parse_array_literal(&text)
+        {
+            **right = Expr::Array(datafusion::sql::sqlparser::ast::Array {
+                elem: elems
+                    .into_iter()
+                    .map(|e| Expr::value(Value::SingleQuotedString(e)))
+                    .collect(),
+                named: true,
+            });
+        }
+        // pgjdbc's `getPrimaryKeys`: `(information_schema._pg_expandarray(a)).n` is each
+        // subscript, `(...).x` each element, the bare call (aliased `keys`) the elements too,
+        // and `(result.keys).x` then the element itself — unnests side by side, as PostgreSQL
+        // expands them.
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr
+            && let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice()
+        {
+            let mut inner = root.as_ref();
+            while let Expr::Nested(e) = inner {
+                inner = e;
+            }
+            if let Some(array) = expandarray_arg(inner) {
+                *expr = if field.value.eq_ignore_ascii_case("n") {
+                    subscripts(array)
+                } else {
+                    call("unnest", vec![array])
+                };
+                return ControlFlow::Continue(());
+            }
+            if self.expands_arrays
+                && field.value.eq_ignore_ascii_case("x")
+                && matches!(inner, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+            {
+                *expr = inner.clone();
+                return ControlFlow::Continue(());
+            }
+        }
+        if let Some(array) = expandarray_arg(expr) {
+            *expr = call("unnest", vec![array]);
+            return ControlFlow::Continue(());
+        }
+        // `x = ANY($1)` with an array parameter the client sends as text (`{r,p}`, as
+        // psycopg does for a Python list): the parameter read as an array.
+        if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = expr
+            && matches!(right.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_)))
+        {
+            let param = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+            **right = call("eddy_array_param", vec![param]);
+        }
+        // `generate_subscripts(a, 1)` beside `unnest(a)` (SQLAlchemy's key columns in order):
+        // the subscripts 1..n, unnested alongside.
+        if let Expr::Function(f) = expr
+            && normalize_object_name(&f.name) == "generate_subscripts"
+            && let FunctionArguments::List(list) = &f.args
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first()
+        {
+            *expr = subscripts(array.clone());
             return ControlFlow::Continue(());
         }
         // `x::pg_catalog.regtype::pg_catalog.text`: catalog types Eddy has no OIDs for read as text.
@@ -209,7 +663,18 @@ impl VisitorMut for Rewriter<'_> {
                 .and_then(|p| p.as_ident())
                 .is_some_and(|i| i.value == "pg_catalog")
         {
-            *data_type = DataType::Text;
+            *data_type = match name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.as_str())
+            {
+                Some("oid" | "int8") => DataType::BigInt(None),
+                Some("int4") => DataType::Int(None),
+                Some("int2") => DataType::SmallInt(None),
+                Some("bool") => DataType::Boolean,
+                _ => DataType::Text,
+            };
         }
         if let Expr::BinaryOp { op, .. } = expr
             && let BinaryOperator::PGCustomBinaryOperator(parts) = op

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use crate::functions::SERVER_VERSION;
 use crate::ingest::copy::{CopyFormat, CopyIn};
 use crate::parser::{EddyStatement, parse_statements};
-use crate::provider::{EddySchemaProvider, PgCatalogSchema, SystemSchema};
+use crate::provider::{EddySchemaProvider, InformationSchema, PgCatalogSchema, SystemSchema};
 use crate::{Engine, Error, Result, functions};
 
 /// What a statement produced.
@@ -138,11 +138,12 @@ pub struct Description {
 }
 
 /// A DataFusion context over the engine's catalog; `changelog`: tables read as their topics.
-fn context_over(engine: &Arc<Engine>, changelog: bool) -> SessionContext {
+fn context_over(engine: &Arc<Engine>, changelog: bool, vars: &Vars) -> SessionContext {
     let config = SessionConfig::new()
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema("eddy", "public")
-        .with_information_schema(true);
+        // Eddy's own `information_schema` (PostgreSQL's type names), not DataFusion's.
+        .with_information_schema(false);
     let ctx = SessionContext::new_with_config(config);
     let catalog = MemoryCatalogProvider::new();
     let public = if changelog {
@@ -154,10 +155,25 @@ fn context_over(engine: &Arc<Engine>, changelog: bool) -> SessionContext {
     let _ = catalog.register_schema("public", Arc::new(public));
     let _ = catalog.register_schema("pg_catalog", Arc::new(PgCatalogSchema::new(engine.clone())));
     let _ = catalog.register_schema("eddy", Arc::new(SystemSchema::new(engine.clone())));
+    let _ = catalog.register_schema(
+        "information_schema",
+        Arc::new(InformationSchema::new(engine.clone())),
+    );
     ctx.register_catalog("eddy", Arc::new(catalog));
     functions::register(&ctx);
+    functions::register_catalog(&ctx, engine);
+    let vars = vars.clone();
+    functions::register_settings(&ctx, move |name| {
+        vars.lock()
+            .get(name)
+            .cloned()
+            .or_else(|| default_value(name).map(str::to_string))
+    });
     ctx
 }
+
+/// The session's variables, shared with its `current_setting()`.
+type Vars = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// One client's session.
 pub struct Session {
@@ -165,7 +181,7 @@ pub struct Session {
     ctx: SessionContext,
     /// The same, but tables read as their changelog topics (push queries).
     changelog_ctx: SessionContext,
-    vars: Mutex<BTreeMap<String, String>>,
+    vars: Vars,
     /// Open cursors; an async lock because `FETCH` from a push cursor waits for rows.
     cursors: tokio::sync::Mutex<Cursors>,
 }
@@ -186,11 +202,12 @@ impl Engine {
 impl Session {
     /// A session over `engine`, with its own DataFusion context.
     pub fn new(engine: Arc<Engine>) -> Session {
+        let vars = Vars::default();
         Session {
-            ctx: context_over(&engine, false),
-            changelog_ctx: context_over(&engine, true),
+            ctx: context_over(&engine, false, &vars),
+            changelog_ctx: context_over(&engine, true, &vars),
             engine,
-            vars: Mutex::new(BTreeMap::new()),
+            vars,
             cursors: tokio::sync::Mutex::new(Cursors::default()),
         }
     }

@@ -10,6 +10,7 @@ mod moto;
 
 mod atomicity;
 mod checkpoint;
+mod clients;
 mod connection;
 mod copy;
 mod extended;

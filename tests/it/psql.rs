@@ -220,9 +220,133 @@ async fn psql_backslash_d_lists_streams_as_tables() {
     // `\d name`: columns with PostgreSQL's type names.
     let out = psql_ok(&server, "\\d clicks").await;
     let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(rows, vec!["user_id|text|||", "n|bigint|||"], "{out}");
+    assert_eq!(
+        rows,
+        vec![
+            "user_id|character varying|||",
+            "n|bigint|||",
+            "rowtime|timestamp(3) without time zone||not null|",
+            "rowpartition|integer||not null|",
+            "rowoffset|bigint||not null|",
+        ],
+        "{out}"
+    );
 
     let out = psql_ok(&server, "\\dt cl*").await;
     let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(rows, vec!["public|clicks|table|eddy"], "{out}");
+}
+
+/// Runs a describe command with headers and footers on (`\\d name`'s "Indexes:" is a footer).
+async fn psql_full(server: &TestServer, command: &str) -> String {
+    let out = psql(server, &["-P", "tuples_only=off", "-c", command], "").await;
+    assert_eq!(
+        out.status,
+        Some(0),
+        "psql -c {command:?} failed\nstdout: {}\nstderr: {}\n--- server stderr ---\n{}",
+        out.stdout,
+        out.stderr,
+        server.log()
+    );
+    assert!(out.stderr.is_empty(), "{command}: {}", out.stderr);
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describe_family_answers_from_eddys_catalog() {
+    let server = TestServer::start_fresh().expect("server starts");
+    psql_ok(
+        &server,
+        "CREATE STREAM s (k VARCHAR KEY, v INT, amount DECIMAL(10,2)) WITH (partitions = 2)",
+    )
+    .await;
+    psql_ok(&server, "CREATE TABLE t (id VARCHAR PRIMARY KEY, n BIGINT)").await;
+    psql_ok(&server, "INSERT INTO s VALUES ('a', 1, 1.50)").await;
+
+    // A stream's KEY is its hash index; a table's key its primary key.
+    let out = psql_full(&server, "\\d s").await;
+    assert!(out.contains("k|character varying|||"), "{out}");
+    assert!(out.contains("amount|numeric(10,2)|||"), "{out}");
+    assert!(out.contains("rowoffset|bigint||not null|"), "{out}");
+    assert!(out.contains("Indexes:\n    \"s_key\" hash (k)"), "{out}");
+    let out = psql_full(&server, "\\d t").await;
+    assert!(out.contains("\"t_pkey\" PRIMARY KEY, hash (id)"), "{out}");
+
+    // Sizes and descriptions.
+    let out = psql_ok(&server, "\\dt+").await;
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].starts_with("public|s|table|eddy|permanent|log|")
+            && rows[0].ends_with(" bytes|stream, 2 partitions, KEY k"),
+        "{out}"
+    );
+    assert_eq!(
+        rows[1],
+        "public|t|table|eddy|permanent|log|0 bytes|table, 1 partition, PRIMARY KEY (id)"
+    );
+    let out = psql_ok(&server, "\\d+").await;
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let out = psql_full(&server, "\\d+ s").await;
+    assert!(
+        out.contains("rowpartition|integer||not null||plain|||pseudo-column: the row's partition"),
+        "{out}"
+    );
+    assert!(out.contains("Access method: log"), "{out}");
+
+    // The other listings: empty where Eddy has nothing of the kind, never an error.
+    assert_eq!(psql_ok(&server, "\\df").await, "");
+    assert_eq!(psql_ok(&server, "\\dT").await, "");
+    assert_eq!(psql_ok(&server, "\\l").await, "eddy|eddy|UTF8|C|C||libc|\n");
+    assert!(psql_ok(&server, "\\du").await.starts_with("eddy|Superuser"));
+    assert_eq!(
+        psql_ok(&server, "\\di").await,
+        "public|s_key|index|eddy|s\npublic|t_pkey|index|eddy|t\n"
+    );
+    assert_eq!(
+        psql_ok(&server, "\\dp").await,
+        "public|s|table|||\npublic|t|table|||\n"
+    );
+    assert_eq!(psql_ok(&server, "\\dn").await, "public|eddy\n");
+    assert_eq!(psql_ok(&server, "\\db").await, "pg_default|eddy|\n");
+    assert_eq!(psql_ok(&server, "\\do").await, "");
+    let out = psql(&server, &["-c", "\\sv s"], "").await;
+    assert!(
+        out.stderr.contains("\"public.s\" is not a view"),
+        "{}",
+        out.stderr
+    );
+
+    // Functions and names psql users type.
+    assert_eq!(
+        psql_ok(&server, "SELECT current_user, session_user").await,
+        "eddy|eddy\n"
+    );
+    let out = psql_full(&server, "SELECT 1").await;
+    assert!(out.starts_with("?column?\n"), "{out}");
+    let out = psql_full(&server, "SELECT 'a'").await;
+    assert!(out.starts_with("?column?\n"), "{out}");
+    assert_eq!(
+        psql_ok(&server, "SELECT typname FROM pg_type WHERE oid = 1043").await,
+        "varchar\n"
+    );
+    assert_eq!(
+        psql_ok(
+            &server,
+            "SELECT relname FROM pg_class WHERE relkind = 'r' ORDER BY 1"
+        )
+        .await,
+        "s\nt\n"
+    );
+    assert_eq!(
+        psql_ok(
+            &server,
+            "SELECT column_name, ordinal_position, data_type, numeric_precision, numeric_scale \
+             FROM information_schema.columns WHERE table_name = 's' ORDER BY ordinal_position"
+        )
+        .await,
+        "k|1|character varying||\nv|2|integer|32|0\namount|3|numeric|10|2\n\
+         rowtime|4|timestamp without time zone||\nrowpartition|5|integer|32|0\n\
+         rowoffset|6|bigint|64|0\n"
+    );
 }

@@ -41,6 +41,7 @@ pub(crate) async fn plan_in(
     }
     let mut statement = statement.clone();
     rewrite::rewrite(&mut statement, session.engine());
+    rewrite::label_columns(&mut statement);
     let ctx = if changelog {
         session.changelog_context()
     } else {

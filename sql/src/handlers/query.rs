@@ -79,6 +79,54 @@ pub async fn describe(session: &Session, statement: &Statement) -> Result<Descri
     describe_plan(&plan(session, statement).await?)
 }
 
+/// Whether `select` reads `pg_constraint` (first, joined by inner joins) for a kind of
+/// constraint Eddy never has: `pg_constraint` holds only tables' primary keys (`contype =
+/// 'p'`), so pgcli's foreign-key query (`WHERE fk.contype = 'f'`) has no rows.
+fn only_absent_constraints(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, JoinOperator, TableFactor, Value};
+    fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                conjuncts(left, out);
+                conjuncts(right, out);
+            }
+            Expr::Nested(e) => conjuncts(e, out),
+            e => out.push(e),
+        }
+    }
+    let [twj] = select.from.as_slice() else {
+        return false;
+    };
+    let TableFactor::Table { name, .. } = &twj.relation else {
+        return false;
+    };
+    if crate::parser::normalize_object_name(name) != "pg_constraint"
+        || !twj.joins.iter().all(|j| {
+            matches!(
+                j.join_operator,
+                JoinOperator::Join(_) | JoinOperator::Inner(_)
+            )
+        })
+    {
+        return false;
+    }
+    let Some(selection) = &select.selection else {
+        return false;
+    };
+    let mut all = vec![];
+    conjuncts(selection, &mut all);
+    all.iter().any(|c| {
+        matches!(c, Expr::BinaryOp { left, op: BinaryOperator::Eq, right }
+            if (matches!(left.as_ref(), Expr::Identifier(i) if i.value == "contype")
+                || matches!(left.as_ref(), Expr::CompoundIdentifier(p) if p.last().is_some_and(|i| i.value == "contype")))
+            && matches!(right.as_ref(), Expr::Value(v) if matches!(&v.value, Value::SingleQuotedString(k) if k != "p")))
+    })
+}
+
 /// Whether a query reads from a `pg_catalog` relation Eddy keeps empty, in a way that makes the
 /// whole result empty (the relation is the left side of every join, no aggregate), as psql's
 /// footer queries for `\d name` do. Such queries answer with no rows and text columns, exactly
@@ -129,7 +177,9 @@ pub fn provably_empty_catalog_query(statement: &Statement) -> Option<Vec<String>
                         if ["count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or"]
                             .contains(&crate::parser::normalize_object_name(&f.name).as_str()))
                 });
-                any_empty_factor && !aggregates && select.having.is_none()
+                (any_empty_factor || only_absent_constraints(select))
+                    && !aggregates
+                    && select.having.is_none()
             }
             SetExpr::SetOperation { left, right, .. } => all_empty(left) && all_empty(right),
             SetExpr::Query(q) => all_empty(&q.body),

@@ -5,6 +5,7 @@
 //! `SET`/`SHOW`/`RESET` of session variables, transaction control) are parsed here; everything
 //! else is handed to sqlparser's PostgreSQL dialect and later planned by DataFusion.
 
+mod array_literal;
 mod create_stream;
 mod dialect;
 pub mod limits;
@@ -19,6 +20,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
+pub use self::array_literal::parse_array_literal;
 pub use self::create_stream::{CreateStream, apply_options};
 pub use self::dialect::EddyDialect;
 pub use self::persistent::{Emit, PersistentQuery, SinkKind, WindowKind, WindowSpec};

@@ -4,6 +4,7 @@
 //!
 //! This module never writes files: appends go through [`crate::ingest`] to the partition logs.
 
+pub mod information_schema;
 pub mod pg_catalog;
 pub mod pull;
 pub mod pushdown;
@@ -13,6 +14,7 @@ pub mod sink;
 pub mod system;
 pub mod table;
 
+pub use information_schema::InformationSchema;
 pub use pg_catalog::PgCatalogSchema;
 pub use pull::PullTable;
 pub use schema::EddySchemaProvider;

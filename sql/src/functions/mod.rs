@@ -1,5 +1,10 @@
 //! PostgreSQL compatibility functions that client libraries call while connecting:
-//! `version()`, `current_schema()`, `current_database()`, `pg_backend_pid()`.
+//! `version()`, `current_schema()`, `current_database()`, `pg_backend_pid()`; the catalog
+//! functions tools call on `pg_catalog` are in [`pg`].
+
+mod pg;
+
+pub use pg::{register_catalog, register_settings};
 
 use std::sync::Arc;
 
@@ -18,19 +23,6 @@ fn constant(ctx: &SessionContext, name: &str, value: ScalarValue) {
     let udf = create_udf(
         name,
         vec![],
-        data_type,
-        Volatility::Stable,
-        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
-    );
-    ctx.register_udf(udf);
-}
-
-/// A one-argument function returning a constant (psql's `pg_table_is_visible(oid)`, ...).
-fn constant1(ctx: &SessionContext, name: &str, value: ScalarValue) {
-    let data_type = value.data_type();
-    let udf = create_udf(
-        name,
-        vec![DataType::Int64],
         data_type,
         Volatility::Stable,
         Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
@@ -61,38 +53,6 @@ pub fn register(ctx: &SessionContext) {
         "pg_backend_pid",
         ScalarValue::Int32(Some(std::process::id() as i32)),
     );
-    constant1(ctx, "pg_table_is_visible", ScalarValue::Boolean(Some(true)));
-    constant1(
-        ctx,
-        "pg_get_userbyid",
-        ScalarValue::Utf8(Some("eddy".into())),
-    );
-    let format_type = create_udf(
-        "format_type",
-        vec![DataType::Int64, DataType::Int64],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(&args[..1])?;
-            let oids = datafusion::arrow::array::AsArray::as_primitive::<
-                datafusion::arrow::datatypes::Int64Type,
-            >(&arrays[0]);
-            let names: datafusion::arrow::array::StringArray = oids
-                .iter()
-                .map(|o| o.map(crate::provider::pg_catalog::format_type))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(names)))
-        }),
-    );
-    ctx.register_udf(format_type);
-    let pg_get_expr = create_udf(
-        "pg_get_expr",
-        vec![DataType::Utf8, DataType::Int64, DataType::Boolean],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
-    );
-    ctx.register_udf(pg_get_expr);
     for name in ["count_distinct", "latest_by_offset", "earliest_by_offset"] {
         ctx.register_udaf(AggregateUDF::from(KsqlAggregate::new(name)));
     }

@@ -1,0 +1,83 @@
+"""SQLAlchemy 2 (with psycopg2) reflecting Eddy's streams and tables, and pandas reading them
+through it; run by tests/it/clients.rs
+with the server's port. Asserts as it goes and prints `ok` at the end; a missing SQLAlchemy or
+psycopg2 is an error (exit 1), never a skip.
+
+psycopg2 is the driver here: SQLAlchemy over psycopg 3 opens a SAVEPOINT on connect, which
+Eddy does not have yet (explicit transactions are their own piece of work).
+"""
+
+import sys
+
+import pandas
+import psycopg2
+from sqlalchemy import MetaData, Table, create_engine, inspect, select
+from sqlalchemy.types import BIGINT, INTEGER, NUMERIC, TIMESTAMP, VARCHAR
+
+port = int(sys.argv[1])
+raw = psycopg2.connect(host="127.0.0.1", port=port, user="eddy", dbname="eddy")
+raw.autocommit = True
+with raw.cursor() as cur:
+    cur.execute(
+        "CREATE STREAM clicks (user_id VARCHAR KEY, n INT, amount DECIMAL(10,2), at TIMESTAMP) "
+        "WITH (partitions = 2, timestamp = 'at')"
+    )
+    cur.execute("CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR)")
+    cur.execute("INSERT INTO clicks VALUES ('alice', 1, 2.50, '2026-01-01 00:00:00')")
+raw.close()
+
+# The engine's first connect runs the dialect's probes (hstore's `pg_type` lookup, ...).
+engine = create_engine(f"postgresql+psycopg2://eddy@127.0.0.1:{port}/eddy")
+insp = inspect(engine)
+
+assert insp.get_schema_names() == ["information_schema", "public"], insp.get_schema_names()
+assert insp.get_table_names() == ["clicks", "users"], insp.get_table_names()
+assert insp.get_view_names() == [], insp.get_view_names()
+assert insp.has_table("clicks") and not insp.has_table("nope")
+
+cols = insp.get_columns("clicks")
+names = [c["name"] for c in cols]
+assert names == ["user_id", "n", "amount", "at", "rowtime", "rowpartition", "rowoffset"], names
+types = {c["name"]: c["type"] for c in cols}
+assert isinstance(types["user_id"], VARCHAR), types
+assert isinstance(types["n"], INTEGER), types
+assert isinstance(types["amount"], NUMERIC) and types["amount"].precision == 10, types
+assert types["amount"].scale == 2, types
+assert isinstance(types["at"], TIMESTAMP), types
+assert isinstance(types["rowoffset"], BIGINT), types
+nullable = {c["name"]: c["nullable"] for c in cols}
+assert nullable["n"] and not nullable["rowoffset"], nullable
+comments = {c["name"]: c["comment"] for c in cols}
+assert comments["user_id"].startswith("KEY"), comments
+assert comments["rowpartition"] == "pseudo-column: the row's partition", comments
+
+# A table's key is its primary key; a stream's KEY is no constraint (many rows per key) but
+# an index.
+pk = insp.get_pk_constraint("users")
+assert pk["constrained_columns"] == ["id"] and pk["name"] == "users_pkey", pk
+assert insp.get_pk_constraint("clicks")["constrained_columns"] == []
+indexes = insp.get_indexes("clicks")
+assert [(i["name"], i["column_names"], i["unique"]) for i in indexes] == [
+    ("clicks_key", ["user_id"], False)
+], indexes
+assert insp.get_foreign_keys("users") == []
+assert insp.get_table_comment("clicks")["text"] == "stream, 2 partitions, KEY user_id"
+
+# Whole-table reflection, then a Core select through the reflected table.
+meta = MetaData()
+meta.reflect(engine)
+assert sorted(meta.tables) == ["clicks", "users"], sorted(meta.tables)
+assert [c.name for c in meta.tables["users"].primary_key] == ["id"]
+clicks = Table("clicks", MetaData(), autoload_with=engine)
+with engine.connect() as conn:
+    rows = conn.execute(select(clicks.c.user_id, clicks.c.n, clicks.c.rowpartition)).all()
+assert [(r[0], r[1]) for r in rows] == [("alice", 1)], rows
+
+# pandas reflects the table, then selects it.
+frame = pandas.read_sql_table("clicks", engine)
+assert list(frame.columns) == names, list(frame.columns)
+assert frame["user_id"].tolist() == ["alice"] and frame["n"].tolist() == [1], frame
+frame = pandas.read_sql("SELECT user_id, n FROM clicks", engine)
+assert frame.to_dict("records") == [{"user_id": "alice", "n": 1}], frame
+
+print("ok")
