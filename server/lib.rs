@@ -103,7 +103,27 @@ impl RunningServer {
         // Cancelled or finished; either way it no longer runs.
         let _ = (&mut self.retention).await;
         close(self.engine.clone()).await?;
+        self.wait_for_last_engine_handle().await;
         served
+    }
+
+    /// Waits (bounded) until this server holds the only handle on the engine. The data
+    /// directory's lock goes with the engine's last handle, and work that outlives its
+    /// statement still holds one for a moment: the blocking decode or append of a COPY
+    /// abandoned at the grace deadline, a persistent query's task that was aborted but not yet
+    /// dropped. Returning earlier would let a new server on the same directory find it locked.
+    async fn wait_for_last_engine_handle(&self) {
+        let bound = tokio::time::Instant::now() + ENGINE_RELEASE_BOUND;
+        while Arc::strong_count(&self.engine) > 1 && tokio::time::Instant::now() < bound {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let holders = Arc::strong_count(&self.engine) - 1;
+        if holders > 0 {
+            tracing::warn!(
+                holders,
+                "engine still referenced after shutdown; its lock is released when they end"
+            );
+        }
     }
 
     /// Waits until the accept loop ends by itself (it only does on a failure).
@@ -128,6 +148,10 @@ impl Drop for RunningServer {
         self.retention.abort();
     }
 }
+
+/// How long [`RunningServer::shutdown`] waits for work that outlived its statement to let go
+/// of the engine (a block decode or an append on a closed log takes milliseconds).
+const ENGINE_RELEASE_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Stops the persistent queries, then syncs and closes every log.
 async fn close(engine: Arc<Engine>) -> anyhow::Result<()> {
