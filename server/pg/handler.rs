@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -275,21 +274,7 @@ fn until_stopped(
     stream: SendableRecordBatchStream,
     stopping: Stopping,
 ) -> SendableRecordBatchStream {
-    let schema = stream.schema();
-    let rows = futures::stream::unfold(Some(stream), move |state| {
-        let stopping = stopping.clone();
-        async move {
-            let mut stream = state?;
-            tokio::select! {
-                () = stopping.cancelled() => Some((
-                    Err(datafusion::error::DataFusionError::External(Box::new(Error::ServerStopping))),
-                    None,
-                )),
-                item = stream.next() => item.map(|item| (item, Some(stream))),
-            }
-        }
-    });
-    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
+    eddy_sql::end_stream_when(stream, stopping.cancelled_owned(), Error::ServerStopping)
 }
 
 /// Ends a result stream with SQLSTATE 57014 when the client sends a CancelRequest while rows are
@@ -298,34 +283,19 @@ fn until_stopped(
 fn cancellable<C: ClientInfo>(
     client: &C,
     stream: SendableRecordBatchStream,
-) -> impl futures::Stream<Item = datafusion::error::Result<datafusion::arrow::array::RecordBatch>>
-+ Send
-+ 'static {
+) -> SendableRecordBatchStream {
     let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = cancelled.clone();
     let cancel = async move {
         // Registering happens on the first poll, after pgwire's own wait for `do_query` ended.
         if let Some(handle) = handle {
             let signal = handle.start_query().await;
             if signal.await.is_ok() {
-                flag.store(true, Ordering::SeqCst);
                 return;
             }
         }
         std::future::pending::<()>().await
     };
-    stream.take_until(cancel).chain(
-        stream::once(async move { cancelled.load(Ordering::SeqCst) }).filter_map(
-            |cancelled| async move {
-                cancelled.then(|| {
-                    Err(datafusion::error::DataFusionError::External(Box::new(
-                        Error::Cancelled,
-                    )))
-                })
-            },
-        ),
-    )
+    eddy_sql::end_stream_when(stream, cancel, Error::Cancelled)
 }
 
 #[async_trait]

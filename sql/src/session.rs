@@ -97,20 +97,40 @@ fn until_deadline(
     stream: SendableRecordBatchStream,
     deadline: tokio::time::Instant,
 ) -> SendableRecordBatchStream {
+    end_stream_when(
+        stream,
+        tokio::time::sleep_until(deadline),
+        Error::StatementTimeout,
+    )
+}
+
+/// `stream` until `signal` completes; then it ends with `error` (a statement timeout, a
+/// cancel, a server stop) instead of its remaining rows. The one way a statement's rows are
+/// cut off.
+pub fn end_stream_when(
+    stream: SendableRecordBatchStream,
+    signal: impl Future<Output = ()> + Send + 'static,
+    error: Error,
+) -> SendableRecordBatchStream {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use futures::StreamExt;
     let schema = stream.schema();
-    let rows = futures::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(item) => item.map(|item| (item, Some(stream))),
-            Err(_) => Some((
-                Err(datafusion::error::DataFusionError::External(Box::new(
-                    Error::StatementTimeout,
-                ))),
-                None,
-            )),
-        }
-    });
+    let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
+    let signal = async move {
+        signal.await;
+        flag.store(true, Ordering::SeqCst);
+    };
+    let tail = futures::stream::once(async move {
+        fired.load(Ordering::SeqCst).then(|| {
+            Err(datafusion::error::DataFusionError::External(Box::new(
+                error,
+            )))
+        })
+    })
+    .filter_map(futures::future::ready);
+    let rows = stream.take_until(signal).chain(tail);
     Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
 }
 

@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-pub use self::array_literal::parse_array_literal;
+pub use self::array_literal::{parse_array_elements, parse_array_literal};
 pub use self::create_stream::{CreateStream, apply_options};
 pub use self::dialect::EddyDialect;
 pub use self::persistent::{Emit, PersistentQuery, SinkKind, WindowKind, WindowSpec};

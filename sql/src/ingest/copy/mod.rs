@@ -207,68 +207,19 @@ fn convert(
 /// A one-dimensional PostgreSQL array literal (`{1,NULL,"a b"}`) as a JSON array of
 /// `element`s; `None` when it is not one (nested arrays included).
 fn pg_array_to_json(literal: &str, element: &DataType) -> Option<String> {
-    let inner = literal.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let mut items: Vec<(String, bool)> = vec![]; // (text, quoted)
-    let mut chars = inner.chars().peekable();
-    if inner.trim().is_empty() {
-        return Some("[]".into());
-    }
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut text = String::new();
-        let quoted = chars.peek() == Some(&'"');
-        if quoted {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '\\' => text.push(chars.next()?),
-                    '"' => break,
-                    c => text.push(c),
-                }
-            }
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if c == '{' || c == '"' {
-                    return None;
-                }
-                text.push(c);
-                chars.next();
-            }
-            text = text.trim().to_string();
-            if text.is_empty() {
-                return None;
-            }
-        }
-        items.push((text, quoted));
-        match chars.next() {
-            None => break,
-            Some(',') => continue,
-            Some(_) => return None,
-        }
-    }
-    let json: Vec<String> = items
+    let json: Vec<String> = crate::parser::parse_array_elements(literal)?
         .into_iter()
-        .map(|(text, quoted)| {
-            if !quoted && text.eq_ignore_ascii_case("null") {
-                return "null".to_string();
+        .map(|item| match (item, element) {
+            (None, _) => "null".to_string(),
+            (Some(text), DataType::Utf8 | DataType::LargeUtf8) => {
+                serde_json::Value::String(text).to_string()
             }
-            match element {
-                DataType::Utf8 | DataType::LargeUtf8 => serde_json::Value::String(text).to_string(),
-                DataType::Boolean => match text.to_ascii_lowercase().as_str() {
-                    "t" | "true" => "true".into(),
-                    "f" | "false" => "false".into(),
-                    _ => text,
-                },
+            (Some(text), DataType::Boolean) => match text.to_ascii_lowercase().as_str() {
+                "t" | "true" => "true".into(),
+                "f" | "false" => "false".into(),
                 _ => text,
-            }
+            },
+            (Some(text), _) => text,
         })
         .collect();
     Some(format!("[{}]", json.join(",")))
