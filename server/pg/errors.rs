@@ -36,6 +36,15 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::Cancelled | Error::StreamDropped(_) | Error::StatementTimeout => "57014",
         Error::ServerStopping => "57P01",
         Error::Damaged(_) => "XX001",
+        Error::TransactionAborted => "25P02",
+        Error::TransactionState { in_block: true, .. } => "25001",
+        Error::TransactionState {
+            in_block: false, ..
+        } => "25P01",
+        Error::UnknownSavepoint(_) => "3B001",
+        Error::ReadOnlyTransaction(_) => "25006",
+        Error::TransactionTooLarge(_) => "54000",
+        Error::SerializationFailure(_) => "40001",
         Error::Checkpoint { source, .. } => sqlstate(source),
         Error::Internal(_) => "XX000",
     }

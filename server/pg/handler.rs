@@ -29,12 +29,14 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::extendedquery::Sync as PgSync;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::encode::copy_encoder;
 use super::errors::{self, error_info, to_pgwire};
 use super::types::{field_infos, param_pg_type, params, sql_type};
-use super::{Stopping, encode, push};
+use super::{Stopping, encode, push, transaction};
 
 /// A prepared statement: its text and its parse.
 #[derive(Debug, Clone)]
@@ -329,6 +331,17 @@ impl StartupHandler for EddyHandler {
 
 #[async_trait]
 impl SimpleQueryHandler for EddyHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session(client);
+        transaction::simple_query(self, &session, client, &query.query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -339,7 +352,11 @@ impl SimpleQueryHandler for EddyHandler {
         let session = self.session(client);
         let statements = match session.parse(query) {
             Ok(s) => s,
-            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+            Err(e) => {
+                // A statement that does not parse fails the block, as in PostgreSQL.
+                session.fail_transaction();
+                return Ok(vec![Response::Error(Box::new(error_info(&e)))]);
+            }
         };
         if statements.len() > 1
             && statements
@@ -394,6 +411,17 @@ impl ExtendedQueryHandler for EddyHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session(client);
+        transaction::sync(&session, client).await
     }
 
     async fn do_describe_statement<C>(
@@ -551,7 +579,13 @@ impl CopyHandler for EddyHandler {
         let Some(receiver) = receiver else {
             return Err(errors::copy_data_without_copy());
         };
-        let rows = receiver.finish().await.map_err(to_pgwire)?;
+        let rows = match receiver.finish().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                transaction::fail_block(client, &self.session(client));
+                return Err(to_pgwire(e));
+            }
+        };
         client
             .send(PgWireBackendMessage::CommandComplete(
                 Tag::new("COPY").with_rows(rows as usize).into(),
@@ -571,6 +605,7 @@ impl CopyHandler for EddyHandler {
         {
             guard.take();
         }
+        transaction::fail_block(client, &self.session(client));
         errors::copy_failed(&fail.message)
     }
 }

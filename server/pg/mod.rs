@@ -10,6 +10,7 @@ pub mod errors;
 pub mod framing;
 mod handler;
 mod push;
+mod transaction;
 pub mod types;
 
 use std::sync::Arc;

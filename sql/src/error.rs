@@ -91,6 +91,31 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A statement other than ROLLBACK in a transaction block a failed statement aborted
+    /// (25P02).
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
+    /// A statement that cannot run inside a transaction block, or a block statement outside
+    /// one (25001 / 25P01).
+    #[error("{message}")]
+    TransactionState {
+        /// What is wrong.
+        message: String,
+        /// Whether a block is open (25001) or not (25P01).
+        in_block: bool,
+    },
+    /// `ROLLBACK TO` / `RELEASE` of a savepoint the block does not have (3B001).
+    #[error("savepoint \"{0}\" does not exist")]
+    UnknownSavepoint(String),
+    /// A write in a `READ ONLY` transaction (25006).
+    #[error("{0}")]
+    ReadOnlyTransaction(String),
+    /// A transaction block holds more writes than it may keep until COMMIT (54000).
+    #[error("{0}")]
+    TransactionTooLarge(String),
+    /// COMMIT could not keep the block's writes because of a concurrent change (40001).
+    #[error("{0}")]
+    SerializationFailure(String),
     /// Stored data that passed its checksums is not in the shape its reader expects (XX001).
     #[error("{0}")]
     Damaged(String),

@@ -54,4 +54,4 @@ pub use engine::{Engine, EngineConfig, Offline};
 pub use error::{Error, Result};
 pub use functions::SERVER_VERSION;
 pub use ingest::copy::CopyIn;
-pub use session::{Description, Output, Session, end_stream_when};
+pub use session::{Description, Output, Session, TransactionStatus, end_stream_when};

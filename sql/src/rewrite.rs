@@ -21,7 +21,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::Engine;
-use crate::parser::{normalize_ident, normalize_object_name, parse_array_literal};
+use crate::parser::{
+    backslash_escaped, normalize_ident, normalize_object_name, parse_array_literal,
+};
 
 /// Applies every rewrite to `stmt`.
 pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
@@ -569,24 +571,25 @@ impl VisitorMut for Rewriter<'_> {
             match (chars.next(), chars.next()) {
                 (Some('\\'), None) => *escape_char = None,
                 (Some(esc), None) => {
-                    if let Some(text) = constant_string(pattern) {
-                        let mut out = String::new();
-                        let mut it = text.chars();
-                        while let Some(c) = it.next() {
-                            if c == esc {
-                                out.push('\\');
-                                if let Some(n) = it.next() {
-                                    out.push(n);
-                                }
-                            } else if c == '\\' {
-                                out.push_str("\\\\");
-                            } else {
-                                out.push(c);
-                            }
+                    **pattern = match constant_string(pattern) {
+                        Some(text) => {
+                            Expr::value(Value::SingleQuotedString(backslash_escaped(&text, esc)))
                         }
-                        **pattern = Expr::value(Value::SingleQuotedString(out));
-                        *escape_char = None;
-                    }
+                        // A pattern known only at run time (a parameter, `$1 || '%'`, as
+                        // SQLAlchemy sends it over psycopg 3) is respelled as it is evaluated.
+                        None => {
+                            let inner =
+                                std::mem::replace(pattern.as_mut(), Expr::value(Value::Null));
+                            call(
+                                "eddy_like_escape",
+                                vec![
+                                    inner,
+                                    Expr::value(Value::SingleQuotedString(esc.to_string())),
+                                ],
+                            )
+                        }
+                    };
+                    *escape_char = None;
                 }
                 _ => {}
             }

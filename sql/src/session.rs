@@ -1,5 +1,6 @@
-//! [`Session`]: one client's SQL session — its DataFusion context and session variables — and
-//! the dispatch of each statement to its handler in [`crate::handlers`].
+//! [`Session`]: one client's SQL session — its DataFusion context, session variables, cursors
+//! and transaction block — and the dispatch of each statement to its handler in
+//! [`crate::handlers`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use parking_lot::Mutex;
 
 use crate::functions::SERVER_VERSION;
 use crate::ingest::copy::{CopyFormat, CopyIn};
+use crate::ingest::txn::{Mark, Writes};
 use crate::parser::{EddyStatement, parse_statements};
 use crate::provider::{EddySchemaProvider, InformationSchema, PgCatalogSchema, SystemSchema};
 use crate::{Engine, Error, Result, functions};
@@ -55,19 +57,43 @@ pub enum Output {
         /// `Some` for `COPY (... EMIT CHANGES) TO STDOUT`: send as COPY data in this format.
         copy: Option<CopyFormat>,
     },
-    /// `BEGIN`: accepted (statements are atomic one by one; there are no multi-statement transactions).
+    /// `BEGIN`: a transaction block is open (or already was).
     Begin,
-    /// `COMMIT` / `ROLLBACK`, with its tag.
+    /// `COMMIT` / `ROLLBACK`, with its tag: no block is open any more.
     EndTransaction(&'static str),
 }
 
 impl Output {
     /// The same output, its rows ending with [`Error::StatementTimeout`] at `deadline`.
     pub(crate) fn until(self, deadline: tokio::time::Instant) -> Output {
+        self.map_stream(|stream| until_deadline(stream, deadline))
+    }
+
+    /// The same output; an error while its rows stream fails the transaction `block`.
+    pub(crate) fn failing_block(self, block: Arc<Mutex<Option<Block>>>) -> Output {
+        self.map_stream(|stream| {
+            use futures::StreamExt;
+            let schema = stream.schema();
+            let rows = stream.inspect(move |batch| {
+                if batch.is_err()
+                    && let Some(block) = block.lock().as_mut()
+                {
+                    block.failed = true;
+                }
+            });
+            Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows))
+        })
+    }
+
+    /// The same output with `f` applied to its row stream, if it has one.
+    fn map_stream(
+        self,
+        f: impl FnOnce(SendableRecordBatchStream) -> SendableRecordBatchStream,
+    ) -> Output {
         match self {
             Output::Rows { schema, stream } => Output::Rows {
                 schema,
-                stream: until_deadline(stream, deadline),
+                stream: f(stream),
             },
             Output::Push {
                 schema,
@@ -75,7 +101,7 @@ impl Output {
                 copy,
             } => Output::Push {
                 schema,
-                stream: until_deadline(stream, deadline),
+                stream: f(stream),
                 copy,
             },
             Output::CopyOut {
@@ -84,7 +110,7 @@ impl Output {
                 format,
             } => Output::CopyOut {
                 schema,
-                stream: until_deadline(stream, deadline),
+                stream: f(stream),
                 format,
             },
             other => other,
@@ -158,8 +184,15 @@ pub struct Description {
 }
 
 /// A DataFusion context over the engine's catalog; `changelog`: tables read as their topics.
-fn context_over(engine: &Arc<Engine>, changelog: bool, vars: &Vars) -> SessionContext {
+/// Its plans write through `writes` (the session's transaction block).
+fn context_over(
+    engine: &Arc<Engine>,
+    changelog: bool,
+    vars: &Vars,
+    writes: &Arc<Writes>,
+) -> SessionContext {
     let config = SessionConfig::new()
+        .with_extension(writes.clone())
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema("eddy", "public")
         // Eddy's own `information_schema` (PostgreSQL's type names), not DataFusion's.
@@ -195,6 +228,38 @@ fn context_over(engine: &Arc<Engine>, changelog: bool, vars: &Vars) -> SessionCo
 /// The session's variables, shared with its `current_setting()`.
 type Vars = Arc<Mutex<BTreeMap<String, String>>>;
 
+/// Where the session is with respect to transaction blocks, as ReadyForQuery reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// No block is open: each statement commits on its own.
+    Idle,
+    /// A block is open (`BEGIN`); its writes wait for COMMIT.
+    InBlock,
+    /// A statement of the open block failed: everything but ROLLBACK (or ROLLBACK TO a
+    /// savepoint) is refused with 25P02.
+    Failed,
+}
+
+/// An open transaction block, besides its writes (those wait in the session's [`Writes`]).
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) failed: bool,
+    /// Savepoints, oldest first (a name may repeat: the latest wins, as in PostgreSQL).
+    pub(crate) savepoints: Vec<Savepoint>,
+    /// The session variables at BEGIN: ROLLBACK restores them, as PostgreSQL undoes `SET`.
+    pub(crate) vars_at_begin: BTreeMap<String, String>,
+    /// A ROLLBACK TO left the failed state since the last ReadyForQuery.
+    pub(crate) recovered: bool,
+}
+
+/// One savepoint: where the block's writes and variables were when it was set.
+#[derive(Debug)]
+pub(crate) struct Savepoint {
+    pub(crate) name: String,
+    pub(crate) mark: Mark,
+    pub(crate) vars: BTreeMap<String, String>,
+}
+
 /// One client's session.
 pub struct Session {
     engine: Arc<Engine>,
@@ -204,6 +269,11 @@ pub struct Session {
     vars: Vars,
     /// Open cursors; an async lock because `FETCH` from a push cursor waits for rows.
     cursors: tokio::sync::Mutex<Cursors>,
+    /// Where the session's rows go: the log, or its open block's pending writes.
+    writes: Arc<Writes>,
+    /// The open transaction block, if any (shared with its result streams, whose errors fail
+    /// it).
+    block: Arc<Mutex<Option<Block>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -223,12 +293,15 @@ impl Session {
     /// A session over `engine`, with its own DataFusion context.
     pub fn new(engine: Arc<Engine>) -> Session {
         let vars = Vars::default();
+        let writes = Arc::new(Writes::default());
         Session {
-            ctx: context_over(&engine, false, &vars),
-            changelog_ctx: context_over(&engine, true, &vars),
+            ctx: context_over(&engine, false, &vars, &writes),
+            changelog_ctx: context_over(&engine, true, &vars, &writes),
             engine,
             vars,
             cursors: tokio::sync::Mutex::new(Cursors::default()),
+            writes,
+            block: Arc::default(),
         }
     }
 
@@ -258,7 +331,46 @@ impl Session {
 
     /// Starts receiving the data of a COPY FROM STDIN.
     pub fn copy_receiver(&self, copy: CopyIn) -> crate::ingest::copy::CopyReceiver {
-        crate::ingest::copy::CopyReceiver::new(self.engine.clone(), copy)
+        crate::ingest::copy::CopyReceiver::new(self.engine.clone(), copy, self.writes.clone())
+    }
+
+    pub(crate) fn writes(&self) -> &Arc<Writes> {
+        &self.writes
+    }
+
+    pub(crate) fn block(&self) -> &Arc<Mutex<Option<Block>>> {
+        &self.block
+    }
+
+    /// The session's transaction status.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        match &*self.block.lock() {
+            None => TransactionStatus::Idle,
+            Some(b) if b.failed => TransactionStatus::Failed,
+            Some(_) => TransactionStatus::InBlock,
+        }
+    }
+
+    /// The status to report in a ReadyForQuery. `error_sent`: the server sent an error since
+    /// the last one that may not have come from a statement of this session (a Parse or Bind
+    /// error, a row that failed to encode); as in PostgreSQL, it fails an open block — unless
+    /// the block was just recovered by ROLLBACK TO, whose own success the protocol layer
+    /// cannot tell from an earlier error.
+    pub fn ready_for_query(&self, error_sent: bool) -> TransactionStatus {
+        if let Some(block) = self.block.lock().as_mut() {
+            if error_sent && !block.recovered {
+                block.failed = true;
+            }
+            block.recovered = false;
+        }
+        self.transaction_status()
+    }
+
+    /// Marks the open block failed (a statement of it failed), if there is one.
+    pub fn fail_transaction(&self) {
+        if let Some(block) = self.block.lock().as_mut() {
+            block.failed = true;
+        }
     }
 
     /// Appends the whole data of a COPY FROM STDIN; all or nothing. Returns the number of rows.

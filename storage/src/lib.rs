@@ -51,4 +51,4 @@ pub use log::{AppendInfo, LogStats, PartitionLog, SegmentInfo, StoredBatch};
 pub use read::{PartitionRead, ReadRequest, TimeBounds, overlapping_objects};
 pub use reader::LogReader;
 pub use segment::format::EncodedFrame;
-pub use topics::{Topic, TopicStore};
+pub use topics::{PartitionFrames, Topic, TopicStore};

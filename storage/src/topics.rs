@@ -7,7 +7,7 @@
 //! directories, and it deletes only what its caller names as dropped: a directory that is
 //! neither open nor dropped is an orphan, moved to `<root>/../lost+found/`, never removed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,8 +15,11 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::tier::{ColdPartition, ColdStore};
-use crate::txn::{GroupRef, TxnLog};
+use crate::txn::{GroupRef, StoreGroup, TxnLog};
 use crate::{EncodedFrame, Error, LogConfig, PartitionLog, PartitionRead, ReadRequest, Result};
+
+/// One atomic append's frames for one topic: each partition written and its frames, in order.
+pub type PartitionFrames = Vec<(usize, Vec<EncodedFrame>)>;
 
 /// One topic: its partitions, indexed by partition number, each with its cold tier.
 #[derive(Debug)]
@@ -26,7 +29,7 @@ pub struct Topic {
     partitions: Vec<Arc<PartitionLog>>,
     cold: Vec<Arc<ColdPartition>>,
     /// Commit records of multi-partition appends (`txn.log`).
-    txn: Mutex<TxnLog>,
+    txn: Mutex<TxnLog<GroupRef>>,
     /// Held for writing while a multi-partition append publishes its groups, for reading
     /// while [`Topic::high_watermarks`] takes its snapshot: no snapshot holds part of one.
     visibility: RwLock<()>,
@@ -96,77 +99,107 @@ impl Topic {
     /// point — and only then are the groups published, under the visibility lock. No other
     /// write reaches those partitions in between, so an uncommitted group is always the last
     /// of its partition and recovery can drop it.
-    pub fn append_atomic(&self, mut work: Vec<(usize, Vec<EncodedFrame>)>) -> Result<()> {
+    pub fn append_atomic(&self, mut work: PartitionFrames) -> Result<()> {
         work.retain(|(_, frames)| !frames.is_empty());
         work.sort_by_key(|(p, _)| *p);
-        let log = |p: usize| {
-            self.partitions
-                .get(p)
-                .ok_or_else(|| Error::InvalidArgument(format!("no partition {p}")))
-        };
         if let [(p, _)] = work.as_slice() {
             let p = *p;
             let frames = work.pop().map(|(_, f)| f).unwrap_or_default();
-            log(p)?.append_encoded(frames)?;
+            self.log(p)?.append_encoded(frames)?;
             return Ok(());
         }
         if work.is_empty() {
             return Ok(());
         }
-        let mut groups = Vec::with_capacity(work.len());
-        for (p, frames) in work.iter_mut() {
-            groups.push(log(*p)?.begin_group(frames, true)?);
-        }
-        let written: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = groups
-                .iter()
-                .zip(&work)
-                .map(|(group, (_, frames))| {
-                    scope.spawn(move || {
-                        group.write(frames)?;
-                        group.segment().sync().inspect_err(|_| group.fail_stop())
-                    })
+        let mut parts = work
+            .into_iter()
+            .map(|(p, frames)| Ok((self.log(p)?.as_ref(), p as u32, frames)))
+            .collect::<Result<Vec<_>>>()?;
+        let numbers: Vec<u32> = parts.iter().map(|(_, p, _)| *p).collect();
+        commit_groups(
+            &mut parts,
+            |offsets| {
+                let refs: Vec<GroupRef> = numbers
+                    .iter()
+                    .zip(offsets)
+                    .map(|(&p, &(base, next))| (p, base, next))
+                    .collect();
+                self.txn.lock().commit(refs, |&(p, base, next)| {
+                    self.is_last_txn_group(p, base, next)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidArgument("append thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        if let Some(e) = written.into_iter().find_map(Result::err) {
-            groups.into_iter().for_each(|g| g.abort());
-            return Err(e);
-        }
-        crate::failpoint::crash_point("append-before-commit");
-        let refs: Vec<GroupRef> = groups
+            },
+            &[&self.visibility],
+        )
+    }
+
+    fn log(&self, p: usize) -> Result<&Arc<PartitionLog>> {
+        self.partitions.get(p).ok_or_else(|| {
+            Error::InvalidArgument(format!("topic {} has no partition {p}", self.name))
+        })
+    }
+
+    /// Whether `[base, next)` is partition `p`'s last group and was written by an atomic
+    /// append (its commit record is still needed by recovery).
+    fn is_last_txn_group(&self, p: u32, base: u64, next: u64) -> bool {
+        self.partitions
+            .get(p as usize)
+            .and_then(|log| log.last_txn_group())
+            == Some((base, next))
+    }
+}
+
+/// Writes each part (a partition's log, its number, its frames; in the global lock order:
+/// topic storage name, then partition) as one `TXN` group and syncs it — the partitions in
+/// parallel —, then calls `commit` with every group's offsets (it makes the commit record
+/// durable: the commit point), then publishes every group under the `visibility` locks. No
+/// other write reaches those partitions in between (their append locks are held throughout),
+/// so an uncommitted group is always the last of its partition and recovery can drop it. A
+/// failed write, sync or commit cuts every group off its file before the error returns.
+fn commit_groups(
+    parts: &mut [(&PartitionLog, u32, Vec<EncodedFrame>)],
+    commit: impl FnOnce(&[(u64, u64)]) -> Result<()>,
+    visibility: &[&RwLock<()>],
+) -> Result<()> {
+    let mut groups = Vec::with_capacity(parts.len());
+    for (log, _, frames) in parts.iter_mut() {
+        groups.push(log.begin_group(frames, true)?);
+    }
+    let written: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
             .iter()
-            .zip(&work)
-            .map(|(g, (p, _))| {
-                let (base, next) = g.offsets();
-                (*p as u32, base, next)
+            .zip(parts.iter())
+            .map(|(group, (_, _, frames))| {
+                scope.spawn(move || {
+                    group.write(frames)?;
+                    group.segment().sync().inspect_err(|_| group.fail_stop())
+                })
             })
             .collect();
-        let committed = self.txn.lock().commit(refs, |&(p, base, next)| {
-            self.partitions
-                .get(p as usize)
-                .and_then(|log| log.last_txn_group())
-                == Some((base, next))
-        });
-        if let Err(e) = committed {
-            groups.into_iter().for_each(|g| g.abort());
-            return Err(e);
-        }
-        crate::failpoint::crash_point("append-after-commit");
-        let _publish = self.visibility.write();
-        for group in groups {
-            group.apply_synced();
-        }
-        Ok(())
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument("append thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    if let Some(e) = written.into_iter().find_map(Result::err) {
+        groups.into_iter().for_each(|g| g.abort());
+        return Err(e);
     }
+    crate::failpoint::crash_point("append-before-commit");
+    let offsets: Vec<(u64, u64)> = groups.iter().map(|g| g.offsets()).collect();
+    if let Err(e) = commit(&offsets) {
+        groups.into_iter().for_each(|g| g.abort());
+        return Err(e);
+    }
+    crate::failpoint::crash_point("append-after-commit");
+    let _publish: Vec<_> = visibility.iter().map(|v| v.write()).collect();
+    for group in groups {
+        group.apply_synced();
+    }
+    Ok(())
 }
 
 /// The topics of one node, keyed by storage name.
@@ -175,6 +208,11 @@ pub struct TopicStore {
     root: PathBuf,
     cold_store: Option<ColdStore>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Commit records of appends that span topics (`transactions.log` in the root).
+    txn: Mutex<TxnLog<StoreGroup>>,
+    /// The groups that log named when the store opened, by storage name: recovery of each
+    /// topic keeps a last `TXN` group one of them names.
+    committed_across: HashMap<String, HashSet<GroupRef>>,
 }
 
 fn io_err<'a>(path: &'a Path, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -214,10 +252,22 @@ impl TopicStore {
     /// `cold_store`.
     pub fn open_with_cold_store(root: &Path, cold_store: Option<ColdStore>) -> Result<TopicStore> {
         fs::create_dir_all(root).map_err(io_err(root, "creating topic root"))?;
+        // Rewritten whole at open (a torn last record is dropped); compacted as it grows.
+        let records = TxnLog::<StoreGroup>::read(root)?;
+        let mut committed_across: HashMap<String, HashSet<GroupRef>> = HashMap::new();
+        for (storage, group) in records.iter().flatten() {
+            committed_across
+                .entry(storage.clone())
+                .or_default()
+                .insert(*group);
+        }
+        let txn = TxnLog::rewrite(root, records)?;
         Ok(TopicStore {
             root: root.to_path_buf(),
             cold_store,
             topics: RwLock::new(HashMap::new()),
+            txn: Mutex::new(txn),
+            committed_across,
         })
     }
 
@@ -246,10 +296,14 @@ impl TopicStore {
     ) -> Result<Arc<Topic>> {
         let dir = self.topic_dir(storage)?;
         fs::create_dir_all(&dir).map_err(io_err(&dir, "creating"))?;
-        let committed = TxnLog::committed(&dir)?;
+        let committed = TxnLog::<GroupRef>::committed(&dir)?;
+        let across = self.committed_across.get(storage);
         let logs = (0..partitions)
             .map(|p| {
-                let is_committed = |base, next| committed.contains(&(p, base, next));
+                let is_committed = |base, next| {
+                    committed.contains(&(p, base, next))
+                        || across.is_some_and(|a| a.contains(&(p, base, next)))
+                };
                 PartitionLog::open_resolving(
                     &dir.join(p.to_string()),
                     config.clone(),
@@ -320,6 +374,62 @@ impl TopicStore {
         let mut all: Vec<_> = self.topics.read().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+
+    /// Appends to several topics at once, all or nothing — a transaction's writes: each entry
+    /// is a topic and its partitions' frames, as for [`Topic::append_atomic`] (which this is
+    /// for one topic). Across topics the commit point is one record in the store's
+    /// `transactions.log`; every topic's groups are then published under each topic's
+    /// visibility lock, all held together, so a scan of any one topic sees all of its part
+    /// or none. The append locks are taken in storage-name then partition order, the order
+    /// every atomic append uses, so two of them never wait on each other in a cycle.
+    pub fn append_across(&self, mut work: Vec<(Arc<Topic>, PartitionFrames)>) -> Result<()> {
+        for (_, parts) in work.iter_mut() {
+            parts.retain(|(_, frames)| !frames.is_empty());
+            parts.sort_by_key(|(p, _)| *p);
+        }
+        work.retain(|(_, parts)| !parts.is_empty());
+        work.sort_by(|a, b| a.0.storage.cmp(&b.0.storage));
+        if work.windows(2).any(|w| w[0].0.storage == w[1].0.storage) {
+            return Err(Error::InvalidArgument(
+                "one topic appears twice in an atomic append".into(),
+            ));
+        }
+        if work.len() <= 1 {
+            return match work.pop() {
+                Some((topic, parts)) => topic.append_atomic(parts),
+                None => Ok(()),
+            };
+        }
+        let topics: Vec<Arc<Topic>> = work.iter().map(|(t, _)| t.clone()).collect();
+        let mut names: Vec<(usize, u32)> = Vec::new();
+        let mut parts = Vec::new();
+        for (i, (topic, frames)) in work.into_iter().enumerate() {
+            for (p, frames) in frames {
+                parts.push((topics[i].log(p)?.as_ref(), p as u32, frames));
+                names.push((i, p as u32));
+            }
+            drop(topic);
+        }
+        let visibility: Vec<&RwLock<()>> = topics.iter().map(|t| &t.visibility).collect();
+        commit_groups(
+            &mut parts,
+            |offsets| {
+                let groups: Vec<StoreGroup> = names
+                    .iter()
+                    .zip(offsets)
+                    .map(|(&(i, p), &(base, next))| (topics[i].storage.clone(), (p, base, next)))
+                    .collect();
+                self.txn
+                    .lock()
+                    .commit(groups, |(storage, (p, base, next))| {
+                        // A topic that is not open may be opened later (offline now): keep its record.
+                        self.topic(storage)
+                            .is_none_or(|t| t.is_last_txn_group(*p, *base, *next))
+                    })
+            },
+            &visibility,
+        )
     }
 
     /// Closes the topic stored as `storage` and deletes its local data. Call only for a

@@ -13,10 +13,21 @@ use crate::harness::TestServer;
 
 /// Runs `tests/py/<script>` with the server's port; it must print `ok` last.
 async fn run_script(server: &TestServer, script: &str, install: &str) -> anyhow::Result<()> {
+    run_script_with(server, script, &[], install).await
+}
+
+/// Runs `tests/py/<script>` with the server's port, then `args`; it must print `ok` last.
+async fn run_script_with(
+    server: &TestServer,
+    script: &str,
+    args: &[&str],
+    install: &str,
+) -> anyhow::Result<()> {
     let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
     let child = tokio::process::Command::new("python3")
         .arg(&path)
         .arg(server.port().to_string())
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -43,6 +54,29 @@ async fn sqlalchemy_and_pandas_reflect_streams_and_tables_over_psycopg2() -> any
         &server,
         "sqlalchemy_reflection.py",
         "python3 -m pip install sqlalchemy psycopg2-binary pandas",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_and_pandas_reflect_streams_and_tables_over_psycopg3() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    run_script_with(
+        &server,
+        "sqlalchemy_reflection.py",
+        &["psycopg"],
+        "python3 -m pip install sqlalchemy psycopg pandas",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_and_sqlalchemy_transactions_and_savepoints() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    run_script(
+        &server,
+        "transactions.py",
+        "python3 -m pip install psycopg psycopg2-binary sqlalchemy",
     )
     .await
 }

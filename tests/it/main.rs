@@ -25,5 +25,6 @@ mod simple_client;
 mod slt;
 mod tidy;
 mod tier;
+mod transactions;
 mod windowed_restart;
 mod wire;

@@ -1,10 +1,9 @@
-"""SQLAlchemy 2 (with psycopg2) reflecting Eddy's streams and tables, and pandas reading them
-through it; run by tests/it/clients.rs
-with the server's port. Asserts as it goes and prints `ok` at the end; a missing SQLAlchemy or
-psycopg2 is an error (exit 1), never a skip.
+"""SQLAlchemy 2 reflecting Eddy's streams and tables, and pandas reading them through it, over
+the driver named by the second argument (`psycopg2`, the default, or `psycopg` for psycopg 3,
+which binds parameters on the server); run by tests/it/clients.rs with the server's port.
+Asserts as it goes and prints `ok` at the end; a missing SQLAlchemy or driver is an error
+(exit 1), never a skip.
 
-psycopg2 is the driver here: SQLAlchemy over psycopg 3 opens a SAVEPOINT on connect, which
-Eddy does not have yet (explicit transactions are their own piece of work).
 """
 
 import sys
@@ -27,7 +26,8 @@ with raw.cursor() as cur:
 raw.close()
 
 # The engine's first connect runs the dialect's probes (hstore's `pg_type` lookup, ...).
-engine = create_engine(f"postgresql+psycopg2://eddy@127.0.0.1:{port}/eddy")
+driver = sys.argv[2] if len(sys.argv) > 2 else "psycopg2"
+engine = create_engine(f"postgresql+{driver}://eddy@127.0.0.1:{port}/eddy")
 insp = inspect(engine)
 
 assert insp.get_schema_names() == ["information_schema", "public"], insp.get_schema_names()

@@ -407,6 +407,29 @@ pub fn register_catalog(ctx: &SessionContext, engine: &Arc<Engine>) {
                 .collect::<Int64Array>(),
         ))
     });
+    register(ctx, "eddy_like_escape", &[2], DataType::Utf8, |args, _| {
+        let patterns = texts(args, 0)?;
+        let escapes = texts(args, 1)?;
+        Ok(Arc::new(
+            patterns
+                .iter()
+                .zip(escapes.iter())
+                .map(|(p, e)| {
+                    let escape = e?.chars().next()?;
+                    Some(crate::parser::backslash_escaped(p?, escape))
+                })
+                .collect::<StringArray>(),
+        ))
+    });
+    register(ctx, "to_regtype", &[1], DataType::Int64, |args, _| {
+        let names = texts(args, 0)?;
+        Ok(Arc::new(
+            names
+                .iter()
+                .map(|s| pg_catalog::type_oid(s?).map(i64::from))
+                .collect::<Int64Array>(),
+        ))
+    });
     let e = engine.clone();
     register(
         ctx,

@@ -6,6 +6,7 @@ pub mod ddl;
 pub mod persistent;
 pub mod query;
 pub mod show;
+pub mod transaction;
 pub mod vars;
 
 use datafusion::common::ScalarValue;
@@ -37,7 +38,34 @@ impl Session {
     /// TO, EXPLAIN) running longer than `statement_timeout` ends with 57014, while it plans and
     /// while its rows stream; a write is never cut off by it (its append may already be
     /// durable, and an error would then say the opposite).
+    ///
+    /// Inside a transaction block, a statement that fails (here or later, while its rows
+    /// stream) fails the block; see [`transaction`] for what a block allows.
     pub async fn execute(
+        &self,
+        stmt: &EddyStatement,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Output> {
+        let ends_block = matches!(stmt, EddyStatement::EndTransaction { .. });
+        let result = match transaction::check_allowed(self, stmt) {
+            Ok(()) => self.execute_timed(stmt, params).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(output) if self.transaction_status() != crate::session::TransactionStatus::Idle => {
+                Ok(output.failing_block(self.block().clone()))
+            }
+            Ok(output) => Ok(output),
+            Err(e) => {
+                if !ends_block {
+                    self.fail_transaction();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn execute_timed(
         &self,
         stmt: &EddyStatement,
         params: Option<Vec<ScalarValue>>,
@@ -80,11 +108,13 @@ impl Session {
             EddyStatement::SetVariable { name, value } => vars::set(self, name, value),
             EddyStatement::ShowVariable(name) => vars::show(self, name),
             EddyStatement::ResetVariable(name) => vars::reset(self, name),
-            EddyStatement::Begin => Ok(Output::Begin),
-            EddyStatement::EndTransaction { tag } => {
-                self.cursors().lock().await.end_transaction();
-                Ok(Output::EndTransaction(tag))
-            }
+            EddyStatement::Begin(modes) => transaction::begin(self, modes),
+            EddyStatement::EndTransaction { tag: "COMMIT" } => transaction::commit(self).await,
+            EddyStatement::EndTransaction { .. } => transaction::rollback(self).await,
+            EddyStatement::SetTransaction(modes) => transaction::set_transaction(self, modes),
+            EddyStatement::Savepoint(name) => transaction::savepoint(self, name),
+            EddyStatement::ReleaseSavepoint(name) => transaction::release(self, name),
+            EddyStatement::RollbackTo(name) => transaction::rollback_to(self, name),
             EddyStatement::Push(statement) => self.push(statement, params).await,
             EddyStatement::DeclareCursor {
                 name,

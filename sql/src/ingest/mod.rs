@@ -1,16 +1,19 @@
 //! Ingest: turning rows into stored batches and appending them to a stream's partitions.
 //!
-//! Every write path (INSERT, COPY) ends in [`append`]: rows get their `rowtime` (the stream's
-//! timestamp column, else the ingest time), are routed to partitions by key
-//! ([`partitioner`]), cut into frames of at most [`MAX_FRAME_ROWS`] rows, and appended; each
-//! partition's appends are durable (group commit) before [`append`] returns. Input is fully
+//! Every write path (INSERT, COPY) ends in [`encode`] then [`txn::Writes::write`]: rows get
+//! their `rowtime` (the stream's timestamp column, else the ingest time), are routed to
+//! partitions by key ([`partitioner`]), cut into frames of at most [`MAX_FRAME_ROWS`] rows,
+//! and appended; each partition's appends are durable (group commit) before the write
+//! returns. Input is fully
 //! validated before the first append, so a bad statement writes nothing.
 //!
-//! Limitation (until partitions are replicated with Raft): a multi-partition statement that is
-//! interrupted by a crash *between* partition appends keeps the partitions already written.
+//! A statement's rows are all or nothing across its partitions ([`Topic::append_atomic`]);
+//! inside a transaction block they wait in [`txn::Pending`] until COMMIT, which appends the
+//! block's rows of every stream at once.
 
 pub mod copy;
 pub mod partitioner;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::compute::{cast, is_not_null, max, min};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
 use eddy_catalog::StreamDef;
-use eddy_storage::{EncodedFrame, Topic};
+use eddy_storage::{EncodedFrame, PartitionFrames, Topic};
 
 use crate::engine::now_ms;
 use crate::{Engine, Error, Result};
@@ -150,6 +153,20 @@ impl Encoded {
     pub fn rows(&self) -> u64 {
         self.rows
     }
+
+    /// Encoded bytes, frame headers included.
+    pub fn bytes(&self) -> usize {
+        self.per_partition
+            .iter()
+            .flatten()
+            .map(|f| f.len() as usize)
+            .sum()
+    }
+
+    /// Each partition with its frames, for an atomic append.
+    pub fn into_work(self) -> PartitionFrames {
+        self.per_partition.into_iter().enumerate().collect()
+    }
 }
 
 /// Routes stored batches to the stream's partitions and encodes them as frames of at most
@@ -188,21 +205,9 @@ pub fn encode(
 /// [`Topic::append_atomic`]: each partition's frames with one sync, the partitions in
 /// parallel, one commit record when there are several). Returns the number of rows appended.
 pub fn append_encoded(topic: &Topic, encoded: Encoded) -> Result<u64> {
-    let work: Vec<(usize, Vec<EncodedFrame>)> =
-        encoded.per_partition.into_iter().enumerate().collect();
-    topic.append_atomic(work)?;
-    Ok(encoded.rows)
-}
-
-/// Appends stored batches to the stream's partitions; returns the number of rows appended.
-pub fn append(
-    engine: &Engine,
-    def: &StreamDef,
-    topic: &Topic,
-    batches: Vec<RecordBatch>,
-) -> Result<u64> {
-    let encoded = encode(engine, def, topic.partitions().len(), &batches)?;
-    append_encoded(topic, encoded)
+    let rows = encoded.rows;
+    topic.append_atomic(encoded.into_work())?;
+    Ok(rows)
 }
 
 /// Min and max `rowtime` of a stored batch.

@@ -8,11 +8,13 @@
 mod array_literal;
 mod create_stream;
 mod dialect;
+mod like;
 pub mod limits;
 mod persistent;
 #[cfg(test)]
 mod proptests;
 mod push;
+mod transaction;
 pub mod types;
 
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
@@ -23,8 +25,10 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 pub use self::array_literal::{parse_array_elements, parse_array_literal};
 pub use self::create_stream::{CreateStream, apply_options};
 pub use self::dialect::EddyDialect;
+pub use self::like::backslash_escaped;
 pub use self::persistent::{Emit, PersistentQuery, SinkKind, WindowKind, WindowSpec};
 pub use self::push::FetchCount;
+pub use self::transaction::TransactionModes;
 pub use self::types::parse_type_name;
 use crate::{Error, Result};
 
@@ -71,13 +75,21 @@ pub enum EddyStatement {
     ShowVariable(String),
     /// `RESET name` / `RESET ALL`
     ResetVariable(String),
-    /// `BEGIN`, `START TRANSACTION`
-    Begin,
+    /// `BEGIN`, `START TRANSACTION`, with their modes
+    Begin(TransactionModes),
     /// `COMMIT`, `END`, `ROLLBACK`, `ABORT`
     EndTransaction {
         /// Command tag to answer with (`COMMIT` or `ROLLBACK`).
         tag: &'static str,
     },
+    /// `SET TRANSACTION` modes
+    SetTransaction(TransactionModes),
+    /// `SAVEPOINT name`
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`
+    ReleaseSavepoint(String),
+    /// `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`
+    RollbackTo(String),
     /// Statements accepted and ignored for client compatibility (`DISCARD ALL`, `DEALLOCATE`, ...).
     NoOp {
         /// Command tag to answer with.
@@ -289,25 +301,12 @@ fn parse_one(p: &mut Parser) -> Result<EddyStatement> {
     if word_is(p, 0, "CLOSE") {
         return push::parse_close(p);
     }
-    if word_is(p, 0, "BEGIN") || (word_is(p, 0, "START") && word_is(p, 1, "TRANSACTION")) {
-        skip_to_end(p);
-        return Ok(EddyStatement::Begin);
-    }
-    for (word, tag) in [
-        ("COMMIT", "COMMIT"),
-        ("END", "COMMIT"),
-        ("ROLLBACK", "ROLLBACK"),
-        ("ABORT", "ROLLBACK"),
-    ] {
-        if word_is(p, 0, word) {
-            skip_to_end(p);
-            return Ok(EddyStatement::EndTransaction { tag });
-        }
+    if let Some(statement) = transaction::parse(p)? {
+        return Ok(statement);
     }
     for (words, tag) in [
         (&["DISCARD"][..], "DISCARD ALL"),
         (&["DEALLOCATE"][..], "DEALLOCATE"),
-        (&["SET", "TRANSACTION"][..], "SET"),
         (&["UNLISTEN"][..], "UNLISTEN"),
     ] {
         if words.iter().enumerate().all(|(i, w)| word_is(p, i, w)) {
@@ -420,7 +419,7 @@ mod tests {
             }
         );
         assert_eq!(stmts[3], EddyStatement::ShowStreams);
-        assert_eq!(stmts[4], EddyStatement::Begin);
+        assert_eq!(stmts[4], EddyStatement::Begin(TransactionModes::default()));
     }
 
     #[test]

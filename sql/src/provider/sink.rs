@@ -1,5 +1,6 @@
 //! [`StreamSink`]: the end of an `INSERT` plan. It gathers the statement's rows and hands them
-//! to [`crate::ingest`] in one piece, so a statement that fails appends nothing.
+//! to [`crate::ingest`] in one piece, so a statement that fails appends nothing; inside a
+//! transaction block the session's [`Writes`] hold them until COMMIT.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use eddy_catalog::StreamDef;
 use eddy_storage::Topic;
 use futures::TryStreamExt;
 
+use crate::ingest::txn::Writes;
 use crate::{Engine, ingest};
 
 /// Appends an INSERT's rows to a stream.
@@ -52,7 +54,7 @@ impl DataSink for StreamSink {
     async fn write_all(
         &self,
         data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> Result<u64> {
         let batches: Vec<_> = data.try_collect().await?;
         let stored = batches
@@ -61,9 +63,17 @@ impl DataSink for StreamSink {
             .collect::<crate::Result<Vec<_>>>()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let (engine, def, topic) = (self.engine.clone(), self.def.clone(), self.topic.clone());
-        tokio::task::spawn_blocking(move || ingest::append(&engine, &def, &topic, stored))
-            .await
-            .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
-            .map_err(|e| DataFusionError::External(Box::new(e)))
+        // A session's plans carry its writes (its transaction block); others append at once.
+        let writes = context.session_config().get_extension::<Writes>();
+        tokio::task::spawn_blocking(move || {
+            let encoded = ingest::encode(&engine, &def, topic.partitions().len(), &stored)?;
+            match writes {
+                Some(writes) => writes.write(&topic, encoded),
+                None => ingest::append_encoded(&topic, encoded),
+            }
+        })
+        .await
+        .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
+        .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 }

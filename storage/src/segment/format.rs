@@ -252,7 +252,8 @@ impl EncodedFrame {
     }
 
     /// Total frame size in bytes.
-    pub(crate) fn len(&self) -> u64 {
+    #[allow(clippy::len_without_is_empty)] // a frame always has its header
+    pub fn len(&self) -> u64 {
         self.bytes.len() as u64
     }
 

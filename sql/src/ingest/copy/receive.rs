@@ -5,7 +5,7 @@
 //!
 //! Nothing is appended until every block has decoded: a bad row anywhere fails the whole
 //! statement, naming its line in the whole payload. This module owns that ordering; it never
-//! writes to the log itself (that is [`crate::ingest::append_encoded`]).
+//! writes to the log itself (that is [`crate::ingest::txn::Writes::write`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use super::CopyIn;
 use super::csv_format::{self, RowEnds};
 use super::text::{self, TextOptions};
 use super::{CopyFormat, decode};
-use crate::ingest::{Encoded, MAX_FRAME_ROWS, append_encoded, encode};
+use crate::ingest::txn::Writes;
+use crate::ingest::{Encoded, MAX_FRAME_ROWS, encode};
 use crate::{Engine, Error, Result};
 
 /// A block is cut after this many rows (one stored frame's worth)...
@@ -47,6 +48,8 @@ enum Cutting {
 pub struct CopyReceiver {
     copy: Arc<CopyIn>,
     engine: Arc<Engine>,
+    /// The session's writes: the rows go to the log, or into its open transaction block.
+    writes: Arc<Writes>,
     cutting: Cutting,
     /// Data received and not yet handed to a decoder; it starts at a row.
     pending: BytesMut,
@@ -71,7 +74,7 @@ pub struct CopyReceiver {
 
 impl CopyReceiver {
     /// Starts receiving the data of `copy`.
-    pub fn new(engine: Arc<Engine>, copy: CopyIn) -> Self {
+    pub fn new(engine: Arc<Engine>, copy: CopyIn, writes: Arc<Writes>) -> Self {
         let partitions = copy.topic.partitions().len();
         let cutting = match &copy.format {
             CopyFormat::Text { .. } => Cutting::Text,
@@ -81,6 +84,7 @@ impl CopyReceiver {
         CopyReceiver {
             copy: Arc::new(copy),
             engine,
+            writes,
             cutting,
             pending: BytesMut::new(),
             scanned: 0,
@@ -225,11 +229,11 @@ impl CopyReceiver {
             return Err(e);
         }
         let decoded = self.started.elapsed() - received;
-        let (copy, encoded) = (self.copy, self.decoded);
+        let (copy, encoded, writes) = (self.copy, self.decoded, self.writes);
         let bytes = self.received;
         tokio::task::spawn_blocking(move || {
             let start = Instant::now();
-            let rows = append_encoded(&copy.topic, encoded)?;
+            let rows = writes.write(&copy.topic, encoded)?;
             tracing::debug!(
                 stream = %copy.def.name,
                 rows,

@@ -24,7 +24,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 
 use model::*;
-pub use model::{format_type, relation_of};
+pub use model::{format_type, relation_of, type_oid};
 
 use crate::Engine;
 

@@ -331,6 +331,28 @@ pub fn format_type(oid: i64, typmod: Option<i64>) -> Option<String> {
     })
 }
 
+/// The oid of the type PostgreSQL names `name` (`to_regtype`): its `typname` (`int8`,
+/// `_text`), its SQL spelling (`bigint`, `text[]`) or a common alias (`int`, `varchar`), with
+/// or without `pg_catalog.`; `None` for a type Eddy does not have (`hstore`).
+pub fn type_oid(name: &str) -> Option<i32> {
+    let name = name.trim().to_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let name = match name {
+        "int" | "integer" => "int4",
+        "smallint" => "int2",
+        "varchar" => "character varying",
+        "timestamptz" => "timestamp with time zone",
+        "timestamp" => "timestamp without time zone",
+        "float" => "float8",
+        "decimal" => "numeric",
+        other => other,
+    };
+    TYPES
+        .iter()
+        .find(|t| t.name == name || t.sql_name == name)
+        .map(|t| t.oid)
+}
+
 /// An identifier as PostgreSQL quotes it (only when needed).
 pub fn quote_ident(name: &str) -> String {
     let plain = name
