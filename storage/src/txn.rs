@@ -301,4 +301,32 @@ mod tests {
             Err(Error::Corrupt { .. })
         ));
     }
+
+    #[test]
+    fn store_records_name_their_topics_and_a_torn_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::<StoreGroup>::rewrite(dir.path(), vec![]).unwrap();
+        let first = vec![
+            ("a-1".to_string(), (0, 0, 5)),
+            ("b-2".to_string(), (2, 7, 9)),
+        ];
+        log.commit(first.clone(), |_| true).unwrap();
+        log.commit(vec![("a-1".to_string(), (1, 0, 3))], |_| true)
+            .unwrap();
+        let path = dir.path().join(StoreGroup::FILE);
+        let full = fs::read(&path).unwrap();
+        assert_eq!(TxnLog::<StoreGroup>::read(dir.path()).unwrap().len(), 2);
+        // Cut anywhere inside the last record: only the first stays.
+        let last_len = 8 + 2 + 3 + 20;
+        for cut in full.len() - last_len + 1..full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            assert_eq!(
+                TxnLog::<StoreGroup>::read(dir.path()).unwrap(),
+                vec![first.clone()],
+                "cut {cut}"
+            );
+        }
+        // The two logs never read each other's files.
+        assert!(TxnLog::<TopicGroup>::read(dir.path()).unwrap().is_empty());
+    }
 }
