@@ -163,7 +163,10 @@ fn context_over(engine: &Arc<Engine>, changelog: bool, vars: &Vars) -> SessionCo
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema("eddy", "public")
         // Eddy's own `information_schema` (PostgreSQL's type names), not DataFusion's.
-        .with_information_schema(false);
+        .with_information_schema(false)
+        // The session's TimeZone (UTC, as the server announces it): `::timestamptz` is an
+        // instant in it, as PostgreSQL's is, not a timestamp without a zone.
+        .set_str("datafusion.execution.time_zone", crate::parser::types::UTC);
     let ctx = SessionContext::new_with_config(config);
     let catalog = MemoryCatalogProvider::new();
     let public = if changelog {

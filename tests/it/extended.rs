@@ -171,7 +171,7 @@ async fn binary_results_decode_to_rust_types() -> anyhow::Result<()> {
         .collect();
     assert_eq!(
         types,
-        ["int4", "int8", "float8", "text", "bool", "timestamp"].map(String::from)
+        ["int4", "int8", "float8", "varchar", "bool", "timestamp"].map(String::from)
     );
     let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, ["i", "big", "d", "s", "b", "ts"]);

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use eddy_catalog::{ColumnDef, QueryDef, RelationKind, StreamDef, StreamOptions};
+use eddy_catalog::{ColumnDef, QueryDef, RelationKind, SqlType, StreamDef, StreamOptions};
 use eddy_storage::CheckpointDirs;
 use tokio::sync::watch;
 
@@ -174,6 +174,8 @@ fn sink_def(pq: &PersistentQuery, plan: &ContinuousPlan) -> Result<StreamDef> {
                 name: f.name().clone(),
                 data_type: f.data_type().clone(),
                 key: key.as_deref() == Some(f.name().as_str()),
+                // A column selected as it is keeps its declared type (`VARCHAR(10)`, `JSON`).
+                sql_type: SqlType::of_field(f),
             })
             .collect(),
         timestamp_column: None,
