@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::StringArray;
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use eddy_sql::parser::types::UTC;
 use pgwire::api::Type;
@@ -45,15 +45,16 @@ fn bad_param(i: usize, e: impl std::fmt::Display) -> PgWireError {
 pub fn params<S: Clone>(
     portal: &Portal<S>,
     declared: &[Option<Type>],
-    inferred: &[Option<DataType>],
+    inferred: &[Option<FieldRef>],
 ) -> PgWireResult<Vec<ScalarValue>> {
     let mut out = Vec::with_capacity(portal.parameter_len());
     for i in 0..portal.parameter_len() {
-        let target = inferred
+        let inferred = inferred
             .get(i)
             .cloned()
             .flatten()
-            .filter(|t| *t != DataType::Null);
+            .filter(|f| f.data_type() != &DataType::Null);
+        let target = inferred.as_ref().map(|f| f.data_type().clone());
         let declared = declared
             .get(i)
             .cloned()
@@ -61,16 +62,28 @@ pub fn params<S: Clone>(
             .filter(|t| *t != Type::UNKNOWN);
         let raw = portal.parameters.get(i).cloned().flatten();
         let binary = portal.parameter_format.is_binary(i);
-        let value = decode(declared.as_ref(), target.as_ref(), raw.as_deref(), binary)
-            .map_err(|e| bad_param(i, e))?;
+        // Binary needs a type: the declared one, else the one announced (`param_pg_type`).
+        let wire = declared
+            .clone()
+            .or_else(|| inferred.as_ref().map(|f| super::types::field_type(f).0));
+        let value = decode(
+            declared.as_ref(),
+            wire.as_ref(),
+            target.as_ref(),
+            raw.as_deref(),
+            binary,
+        )
+        .map_err(|e| bad_param(i, e))?;
         out.push(value);
     }
     Ok(out)
 }
 
-/// One parameter: its declared wire type, its target, its bytes (`None`: NULL), its format.
+/// One parameter: its declared type, its wire type (declared or announced), its target, its
+/// bytes (`None`: NULL), its format.
 fn decode(
     declared: Option<&Type>,
+    wire: Option<&Type>,
     target: Option<&DataType>,
     raw: Option<&[u8]>,
     binary: bool,
@@ -85,8 +98,7 @@ fn decode(
         return ScalarValue::try_from(&t).map_err(|e| e.to_string());
     };
     let value = if binary {
-        // Binary needs a type: the declared one, else what the server announced.
-        let wire = declared
+        let wire = wire
             .cloned()
             .or_else(|| target.map(pg_type))
             .unwrap_or(Type::TEXT);
@@ -363,6 +375,7 @@ mod tests {
     fn text(declared: Option<Type>, target: Option<DataType>, v: &str) -> ScalarValue {
         decode(
             declared.as_ref(),
+            declared.as_ref(),
             target.as_ref(),
             Some(v.as_bytes()),
             false,
@@ -371,7 +384,13 @@ mod tests {
     }
 
     fn binary(declared: Type, target: Option<DataType>, v: &[u8]) -> Result<ScalarValue, String> {
-        decode(Some(&declared), target.as_ref(), Some(v), true)
+        decode(
+            Some(&declared),
+            Some(&declared),
+            target.as_ref(),
+            Some(v),
+            true,
+        )
     }
 
     fn array(element: &Type, items: &[Option<&[u8]>]) -> Vec<u8> {
@@ -542,11 +561,11 @@ mod tests {
     #[test]
     fn nulls_take_the_target_type() {
         assert_eq!(
-            decode(Some(&Type::INT4), Some(&DataType::Int64), None, true).unwrap(),
+            decode(Some(&Type::INT4), None, Some(&DataType::Int64), None, true).unwrap(),
             ScalarValue::Int64(None)
         );
         assert_eq!(
-            decode(Some(&Type::INT4), None, None, false).unwrap(),
+            decode(Some(&Type::INT4), None, None, None, false).unwrap(),
             ScalarValue::Int32(None)
         );
     }

@@ -3,7 +3,7 @@
 //! announced with the type `\d` shows for the column it reads. Bound parameters are decoded in
 //! [`super::params`].
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, TimeUnit};
 use eddy_sql::provider::pg_catalog::model::{pg_type_of, pg_type_of_field};
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
@@ -62,11 +62,12 @@ pub fn field_infos(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
         .collect()
 }
 
-/// The PostgreSQL type to announce for a parameter whose type DataFusion inferred.
-pub fn param_pg_type(t: Option<&DataType>) -> Type {
+/// The PostgreSQL type to announce for a parameter whose type DataFusion inferred (a
+/// parameter going into a `JSON` column is `json`).
+pub fn param_pg_type(t: Option<&FieldRef>) -> Type {
     match t {
-        Some(DataType::Null) | None => Type::UNKNOWN,
-        Some(t) => pg_type(t),
+        Some(f) if f.data_type() != &DataType::Null => field_type(f).0,
+        _ => Type::UNKNOWN,
     }
 }
 

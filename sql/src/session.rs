@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{FieldRef, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -151,8 +151,9 @@ impl std::fmt::Debug for Output {
 /// Types of a statement's parameters and result, for the extended protocol's Describe.
 #[derive(Debug, Clone)]
 pub struct Description {
-    /// Parameter types (`$1`, `$2`, ...), `None` where they cannot be inferred.
-    pub params: Vec<Option<DataType>>,
+    /// Parameter types (`$1`, `$2`, ...) as fields (with the declared SQL type of the column
+    /// a parameter goes into), `None` where they cannot be inferred.
+    pub params: Vec<Option<FieldRef>>,
     /// Result columns; `None` for statements that return no rows.
     pub columns: Option<SchemaRef>,
 }

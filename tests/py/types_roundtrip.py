@@ -230,6 +230,21 @@ expect_error(
     "psycopg COPY bad JSON", "22P02", lambda: copy_rows([(8, "fits", "{}"), (8, "fits", "[1,")])
 )
 check("psycopg nothing appended by the refused writes", count(), before)
+
+# A table's pull queries read back the declared types too.
+key = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12")
+conn.execute("CREATE TABLE prof (id UUID PRIMARY KEY, doc JSONB, nick VARCHAR(8), at TIMESTAMPTZ)")
+at = datetime.datetime(2024, 3, 1, 23, 59, 59, 999999, tzinfo=PLUS2)
+conn.execute("INSERT INTO prof VALUES (%s, %s, %s, %s)", [key, Jsonb({"v": [1]}), "ann", at], binary=True)
+for binary in (False, True):
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, doc, nick, at FROM prof WHERE id = %s", [key], binary=binary)
+        check(f"psycopg pull binary={binary}", cur.fetchone(), (key, {"v": [1]}, "ann", at))
+        check(
+            f"psycopg pull oids binary={binary}",
+            [d.type_code for d in cur.description],
+            [2950, 3802, 1043, 1184],
+        )
 copy_rows([(9, "fits", '{"ok": true}')])
 check("psycopg COPY of good rows", count(), before + 1)
 conn.close()

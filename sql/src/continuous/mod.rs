@@ -51,11 +51,12 @@ fn query_dir(engine: &Engine, id: &str) -> PathBuf {
     CheckpointDirs::new(engine.data_dir()).dir(id)
 }
 
-/// The columns of `def` without `rowtime`, as a table's store holds them.
+/// The columns of `def` without `rowtime`, as a table's store holds them (each with its
+/// declared SQL type, which pull queries' results carry).
 fn user_schema(def: &StreamDef) -> SchemaRef {
-    let stored = def.stored_schema();
-    let n = stored.fields().len() - 1;
-    Arc::new(Schema::new(stored.fields()[..n].to_vec()))
+    let schema = def.table_schema();
+    let n = def.columns.len();
+    Arc::new(Schema::new(schema.fields()[..n].to_vec()))
 }
 
 /// Starts a source table's store and the task that fills it from the table's topic.
