@@ -1,6 +1,6 @@
 //! Rewrites for types DataFusion does not plan as PostgreSQL means them: casts it lacks or
 //! casts otherwise (`x::json`, `::jsonb`, `::uuid`, `::varchar(n)`, `::char(n)`,
-//! `'{1,2}'::int[]`, `'\\xdead'::bytea`) become `eddy_cast(x, 'type')` (`functions::types`),
+//! `'{1,2}'::int[]`, `'\xdead'::bytea`) become `eddy_cast(x, 'type')` (`functions::types`),
 //! and so does text inserted into an ARRAY, MAP, STRUCT or BYTEA column; a number literal
 //! inserted into a DECIMAL column keeps its digits.
 
@@ -18,7 +18,7 @@ use crate::parser::{normalize_ident, normalize_object_name};
 pub(super) const EDDY_CAST: &str = "eddy_cast";
 
 /// `INSERT INTO s (cols) VALUES (...)`: each value going into a column that reads text its own
-/// way (an array literal, JSON, `\\x` hex) is read so; a number going into a DECIMAL column
+/// way (an array literal, JSON, `\x` hex) is read so; a number going into a DECIMAL column
 /// is read as a decimal.
 pub(super) fn insert_values(insert: &mut Insert, engine: &Engine) {
     if let TableObject::TableName(name) = &insert.table

@@ -139,7 +139,7 @@ fn convert(
     })
 }
 
-/// Values in PostgreSQL's text form (`t`, `12.5`, `2026-11-23 10:00:00+02`, `\\xdead`,
+/// Values in PostgreSQL's text form (`t`, `12.5`, `2026-11-23 10:00:00+02`, `\xdead`,
 /// `{1,NULL,"a b"}` or JSON for arrays, JSON for maps and structs) as an array of type `to`:
 /// how COPY reads a field, and how a text-format parameter or a cast of text to an array is
 /// read. A value that is not one of `to` is `22P02`.

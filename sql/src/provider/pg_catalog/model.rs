@@ -217,7 +217,7 @@ pub fn pg_type_of(t: &DataType) -> (i32, i32) {
                 DataType::Float32 => 1021,
                 DataType::Float64 => 1022,
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 1009,
-                DataType::Decimal128(..) => 1231,
+                DataType::Decimal128(_, s) if *s >= 0 => 1231,
                 DataType::Date32 => 1182,
                 DataType::Time32(_) | DataType::Time64(_) => 1183,
                 DataType::Timestamp(_, None) => 1115,
