@@ -18,8 +18,8 @@ mod state;
 
 pub use error::{Error, Result};
 pub use model::{
-    ColumnDef, MAX_IDENTIFIER_BYTES, PSEUDO_COLUMNS, QueryDef, RelationKind, StreamDef,
-    StreamOptions, check_identifier, is_safe_storage_name, storage_name_for,
+    ColumnDef, MAX_IDENTIFIER_BYTES, PSEUDO_COLUMNS, QueryDef, RelationKind, SQL_TYPE_KEY, SqlType,
+    StreamDef, StreamOptions, check_identifier, is_safe_storage_name, storage_name_for,
 };
 pub use persist::Catalog;
 pub use state::{CatalogState, Command};

@@ -1,5 +1,7 @@
 //! What the catalog records about a stream.
 
+use std::collections::HashMap;
+
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,141 @@ pub struct ColumnDef {
     pub data_type: DataType,
     /// Whether this is the stream's KEY column (used for partitioning).
     pub key: bool,
+    /// The SQL type it was declared with, where the Arrow type alone does not say it
+    /// (`VARCHAR(10)`, `JSON`, `UUID`, `TIMESTAMP(3)`, ...). `None` in definitions written
+    /// before 2026-12-01, and for types the Arrow type names fully; see
+    /// [`ColumnDef::declared`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_type: Option<SqlType>,
+}
+
+impl ColumnDef {
+    /// A column of `data_type` with no declared SQL type beyond it.
+    pub fn new(name: impl Into<String>, data_type: DataType, key: bool) -> Self {
+        ColumnDef {
+            name: name.into(),
+            data_type,
+            key,
+            sql_type: None,
+        }
+    }
+
+    /// The declared SQL type, if any: a text column defined before SQL types were recorded
+    /// (every `VARCHAR`, `STRING` and `TEXT` was plain Arrow `Utf8` then) is a `VARCHAR`.
+    pub fn declared(&self) -> Option<SqlType> {
+        self.sql_type.or(match self.data_type {
+            DataType::Utf8 => Some(SqlType::Varchar(None)),
+            _ => None,
+        })
+    }
+}
+
+/// The metadata key of a field whose column was declared with a [`SqlType`]; its value is
+/// the type's [`Display`](std::fmt::Display) form (`varchar(10)`, `json`, `precision(3)`).
+pub const SQL_TYPE_KEY: &str = "eddy.sql_type";
+
+/// What a column's declared SQL type says beyond its Arrow type: the PostgreSQL type it is
+/// sent as, and what a write checks. The text types are all stored as Arrow `Utf8`, the
+/// precision applies to `Timestamp` and `Time` columns (stored in microseconds).
+///
+/// The SQL layer enforces it on every write (INSERT, COPY, a persistent query's output);
+/// the catalog only records it. Fields of the SQL schema carry it as metadata
+/// ([`SQL_TYPE_KEY`]), so that a query's result column says what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlType {
+    /// `VARCHAR`, `STRING`, `VARCHAR(n)`: at most n characters (PostgreSQL's
+    /// `character varying(n)`).
+    Varchar(Option<u32>),
+    /// `TEXT`.
+    Text,
+    /// `CHAR(n)`: at most n characters, kept without trailing spaces and sent blank-padded to
+    /// n (PostgreSQL's `character(n)`, `bpchar`, whose trailing spaces do not count).
+    Char(u32),
+    /// `JSON`: valid JSON, kept as written.
+    Json,
+    /// `JSONB`: valid JSON, kept as written (PostgreSQL would normalise it).
+    Jsonb,
+    /// `UUID`: kept in canonical lower-case form, `8-4-4-4-12` hex digits.
+    Uuid,
+    /// `TIMESTAMP(p)`, `TIMESTAMPTZ(p)`, `TIME(p)`: rounded to p (0..=6) fractional digits of
+    /// a second, as PostgreSQL rounds.
+    Precision(u8),
+}
+
+impl SqlType {
+    /// Whether a column of Arrow type `t` can have this SQL type.
+    pub fn applies_to(&self, t: &DataType) -> bool {
+        match self {
+            SqlType::Precision(_) => {
+                matches!(
+                    t,
+                    DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_)
+                )
+            }
+            _ => matches!(t, DataType::Utf8),
+        }
+    }
+
+    /// The SQL type a field carries (in its metadata), if it carries one that applies to its
+    /// Arrow type: a cast keeps a field's metadata, so `json_column::int` still has `json`
+    /// in it, and is not JSON.
+    pub fn of_field(field: &Field) -> Option<SqlType> {
+        let t: SqlType = field.metadata().get(SQL_TYPE_KEY)?.parse().ok()?;
+        t.applies_to(field.data_type()).then_some(t)
+    }
+
+    /// The field metadata that carries this type.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        HashMap::from([(SQL_TYPE_KEY.to_string(), self.to_string())])
+    }
+}
+
+impl std::fmt::Display for SqlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlType::Varchar(None) => write!(f, "varchar"),
+            SqlType::Varchar(Some(n)) => write!(f, "varchar({n})"),
+            SqlType::Text => write!(f, "text"),
+            SqlType::Char(n) => write!(f, "char({n})"),
+            SqlType::Json => write!(f, "json"),
+            SqlType::Jsonb => write!(f, "jsonb"),
+            SqlType::Uuid => write!(f, "uuid"),
+            SqlType::Precision(p) => write!(f, "precision({p})"),
+        }
+    }
+}
+
+impl std::str::FromStr for SqlType {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let arg = |prefix: &str| -> Option<u32> {
+            s.strip_prefix(prefix)?
+                .strip_prefix('(')?
+                .strip_suffix(')')?
+                .parse()
+                .ok()
+        };
+        Ok(match s {
+            "varchar" => SqlType::Varchar(None),
+            "text" => SqlType::Text,
+            "json" => SqlType::Json,
+            "jsonb" => SqlType::Jsonb,
+            "uuid" => SqlType::Uuid,
+            _ => {
+                if let Some(n) = arg("varchar") {
+                    SqlType::Varchar(Some(n))
+                } else if let Some(n) = arg("char") {
+                    SqlType::Char(n)
+                } else if let Some(p) = arg("precision").and_then(|p| u8::try_from(p).ok()) {
+                    SqlType::Precision(p)
+                } else {
+                    return Err(());
+                }
+            }
+        })
+    }
 }
 
 /// Per-stream log options, from `WITH (...)`.
@@ -102,14 +239,16 @@ impl StreamDef {
         self.columns.iter().position(|c| c.name == name)
     }
 
-    /// Schema of the batches stored in the log: user columns then `rowtime`.
+    /// Schema of the batches stored in the log: user columns then `rowtime`. (No field
+    /// carries its SQL type: the log's bytes are the same as before SQL types were recorded.)
     pub fn stored_schema(&self) -> SchemaRef {
-        let mut fields: Vec<Field> = self.columns.iter().map(user_field).collect();
+        let mut fields: Vec<Field> = self.columns.iter().map(stored_field).collect();
         fields.push(rowtime_field());
         SchemaRef::new(Schema::new(fields))
     }
 
-    /// Schema SQL sees: user columns then the three pseudo-columns.
+    /// Schema SQL sees: user columns (each carrying its declared SQL type, see
+    /// [`SqlType::of_field`]) then the three pseudo-columns.
     pub fn table_schema(&self) -> SchemaRef {
         let mut fields: Vec<Field> = self.columns.iter().map(user_field).collect();
         fields.push(rowtime_field());
@@ -132,6 +271,14 @@ impl StreamDef {
         check_identifier(&self.name)?;
         for c in &self.columns {
             check_identifier(&c.name)?;
+            if let Some(t) = c.sql_type
+                && !t.applies_to(&c.data_type)
+            {
+                return invalid(format!(
+                    "column \"{}\" of Arrow type {} cannot be declared {t}",
+                    c.name, c.data_type
+                ));
+            }
         }
         if !is_safe_storage_name(self.storage_name()) {
             return invalid(format!(
@@ -256,8 +403,16 @@ pub fn storage_name_for(name: &str, n: u64) -> String {
     format!("{slug}-{n}")
 }
 
-fn user_field(c: &ColumnDef) -> Field {
+fn stored_field(c: &ColumnDef) -> Field {
     Field::new(&c.name, c.data_type.clone(), true)
+}
+
+fn user_field(c: &ColumnDef) -> Field {
+    let field = stored_field(c);
+    match c.declared() {
+        Some(t) if t.applies_to(&c.data_type) => field.with_metadata(t.metadata()),
+        _ => field,
+    }
 }
 
 fn rowtime_field() -> Field {
@@ -280,4 +435,77 @@ pub struct QueryDef {
     pub sources: Vec<String>,
     /// The stream or table it writes.
     pub sink: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A column as a catalog written before SQL types were recorded has it: it still loads,
+    /// as a column without a declared type (a text column reads as VARCHAR).
+    #[test]
+    fn columns_written_before_sql_types_still_load() {
+        let old = r#"{"name":"v","data_type":"Utf8","key":false}"#;
+        let c: ColumnDef = serde_json::from_str(old).unwrap();
+        assert_eq!(c, ColumnDef::new("v", DataType::Utf8, false));
+        assert_eq!(c.declared(), Some(SqlType::Varchar(None)));
+        // And a column without one is written as before.
+        assert_eq!(serde_json::to_string(&c).unwrap(), old);
+        let mut typed = c.clone();
+        typed.sql_type = Some(SqlType::Varchar(Some(10)));
+        let json = serde_json::to_string(&typed).unwrap();
+        assert_eq!(serde_json::from_str::<ColumnDef>(&json).unwrap(), typed);
+    }
+
+    #[test]
+    fn sql_types_read_back_from_field_metadata() {
+        for t in [
+            SqlType::Varchar(None),
+            SqlType::Varchar(Some(10)),
+            SqlType::Text,
+            SqlType::Char(3),
+            SqlType::Json,
+            SqlType::Jsonb,
+            SqlType::Uuid,
+            SqlType::Precision(0),
+        ] {
+            assert_eq!(t.to_string().parse::<SqlType>(), Ok(t));
+            let data_type = match t {
+                SqlType::Precision(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
+                _ => DataType::Utf8,
+            };
+            let field = Field::new("c", data_type, true).with_metadata(t.metadata());
+            assert_eq!(SqlType::of_field(&field), Some(t));
+            // A cast keeps the metadata but changes the type: then it is not that type.
+            let cast = field.clone().with_data_type(DataType::Int32);
+            assert_eq!(SqlType::of_field(&cast), None);
+        }
+        assert!("varchar(x)".parse::<SqlType>().is_err());
+        assert!("precision(300)".parse::<SqlType>().is_err());
+    }
+
+    #[test]
+    fn only_the_sql_schema_carries_sql_types() {
+        let mut c = ColumnDef::new("j", DataType::Utf8, false);
+        c.sql_type = Some(SqlType::Json);
+        let def = StreamDef {
+            name: "s".into(),
+            columns: vec![c],
+            timestamp_column: None,
+            partitions: 1,
+            options: StreamOptions::default(),
+            topic: "s".into(),
+            storage: String::new(),
+            kind: RelationKind::Stream,
+            primary_key: vec![],
+        };
+        assert_eq!(
+            SqlType::of_field(def.table_schema().field(0)),
+            Some(SqlType::Json)
+        );
+        assert!(def.stored_schema().field(0).metadata().is_empty());
+        let mut bad = def.clone();
+        bad.columns[0].data_type = DataType::Int64;
+        assert!(bad.validate().is_err());
+    }
 }

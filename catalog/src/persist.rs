@@ -297,11 +297,7 @@ mod tests {
     fn def(name: &str) -> StreamDef {
         StreamDef {
             name: name.into(),
-            columns: vec![ColumnDef {
-                name: "a".into(),
-                data_type: DataType::Utf8,
-                key: false,
-            }],
+            columns: vec![ColumnDef::new("a", DataType::Utf8, false)],
             timestamp_column: None,
             partitions: 1,
             options: StreamOptions::default(),

@@ -206,11 +206,7 @@ mod tests {
     fn def(name: &str) -> StreamDef {
         StreamDef {
             name: name.into(),
-            columns: vec![ColumnDef {
-                name: "a".into(),
-                data_type: DataType::Int64,
-                key: true,
-            }],
+            columns: vec![ColumnDef::new("a", DataType::Int64, true)],
             timestamp_column: None,
             partitions: 2,
             options: StreamOptions::default(),
@@ -244,11 +240,7 @@ mod tests {
     #[test]
     fn invalid_definitions_are_refused() {
         let mut d = def("s");
-        d.columns.push(ColumnDef {
-            name: "a".into(),
-            data_type: DataType::Utf8,
-            key: false,
-        });
+        d.columns.push(ColumnDef::new("a", DataType::Utf8, false));
         assert!(matches!(
             CatalogState::default().check(&Command::CreateStream(d)),
             Err(Error::Invalid(_))

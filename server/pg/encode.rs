@@ -15,7 +15,10 @@ use datafusion::arrow::datatypes::{
     UInt32Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use eddy_catalog::SqlType;
 use eddy_sql::ingest::copy::CopyFormat;
+
+use super::numeric::PgNumeric;
 use pgwire::api::results::{
     CopyCsvOptions, CopyEncoder, CopyTextOptions, DataRowEncoder, FieldInfo,
 };
@@ -57,7 +60,8 @@ enum Column<'a> {
     F32(Box<dyn Fn(usize) -> f32 + 'a>),
     F64(&'a datafusion::arrow::array::Float64Array),
     Decimal(&'a datafusion::arrow::array::Decimal128Array, u32),
-    Text(Box<dyn Fn(usize) -> &'a str + 'a>),
+    /// Text; a `CHAR(n)` column's values padded with spaces to n characters on the way out.
+    Text(Box<dyn Fn(usize) -> &'a str + 'a>, Option<usize>),
     Bytes(Box<dyn Fn(usize) -> &'a [u8] + 'a>),
     Date(Box<dyn Fn(usize) -> Option<NaiveDate> + 'a>),
     Time(Box<dyn Fn(usize) -> Option<NaiveTime> + 'a>),
@@ -124,20 +128,20 @@ impl<'a> Column<'a> {
                 Column::F32(Box::new(move |i| x.value(i)))
             }
             D::Float64 => Column::F64(a.as_primitive::<Float64Type>()),
-            D::Decimal128(_, s) if *s >= 0 && *s <= 28 => {
+            D::Decimal128(_, s) if *s >= 0 => {
                 Column::Decimal(a.as_primitive::<Decimal128Type>(), *s as u32)
             }
             D::Utf8 => {
                 let x = a.as_string::<i32>();
-                Column::Text(Box::new(move |i| x.value(i)))
+                Column::Text(Box::new(move |i| x.value(i)), None)
             }
             D::LargeUtf8 => {
                 let x = a.as_string::<i64>();
-                Column::Text(Box::new(move |i| x.value(i)))
+                Column::Text(Box::new(move |i| x.value(i)), None)
             }
             D::Utf8View => {
                 let x = a.as_string_view();
-                Column::Text(Box::new(move |i| x.value(i)))
+                Column::Text(Box::new(move |i| x.value(i)), None)
             }
             D::Binary => {
                 let x = a.as_binary::<i32>();
@@ -222,13 +226,21 @@ impl<'a> Column<'a> {
             Column::I64(f) => sink.put(&f(row)),
             Column::F32(f) => sink.put(&f(row)),
             Column::F64(x) => sink.put(&x.value(row)),
-            Column::Decimal(x, scale) => {
-                match rust_decimal::Decimal::try_from_i128_with_scale(x.value(row), *scale) {
-                    Ok(d) => sink.put(&d),
-                    Err(_) => sink.put(&x.value_as_string(row)),
+            Column::Decimal(x, scale) => sink.put(&PgNumeric {
+                value: x.value(row),
+                scale: *scale,
+            }),
+            Column::Text(f, None) => sink.put(&PgText(f(row))),
+            Column::Text(f, Some(n)) => {
+                let v = f(row);
+                let chars = v.chars().count();
+                if chars >= *n {
+                    sink.put(&PgText(v))
+                } else {
+                    let padded = format!("{v}{:width$}", "", width = n - chars);
+                    sink.put(&PgText(&padded))
                 }
             }
-            Column::Text(f) => sink.put(&f(row)),
             Column::Bytes(f) => sink.put(&f(row)),
             Column::Date(f) => sink.put(&f(row)),
             Column::Time(f) => sink.put(&f(row).map(PgTime::Time)),
@@ -244,10 +256,14 @@ impl<'a> Column<'a> {
     }
 }
 
-/// A list of simple values as a PostgreSQL array; anything nested as JSON.
+/// A list of simple values as a PostgreSQL array (the types `pg_type_of` announces as
+/// arrays); anything nested as JSON.
 fn json_cell<S: FieldSink>(a: &ArrayRef, row: usize, sink: &mut S) -> PgWireResult<()> {
     if let DataType::List(f) = a.data_type() {
         let item = a.as_list::<i32>().value(row);
+        if let Some(put) = typed_array(&item, sink) {
+            return put;
+        }
         match f.data_type() {
             DataType::Int32 => {
                 return sink.put(&item.as_primitive::<Int32Type>().iter().collect::<Vec<_>>());
@@ -294,10 +310,72 @@ fn json_cell<S: FieldSink>(a: &ArrayRef, row: usize, sink: &mut S) -> PgWireResu
                         .collect::<Vec<_>>(),
                 );
             }
+            DataType::LargeUtf8 => {
+                return sink.put(
+                    &item
+                        .as_string::<i64>()
+                        .iter()
+                        .map(|s| s.map(str::to_string))
+                        .collect::<Vec<_>>(),
+                );
+            }
             _ => {}
         }
     }
     sink.put(&json_value(a, row)?)
+}
+
+/// Arrays of TINYINT, DECIMAL, DATE, TIME and TIMESTAMP elements, through the scalar
+/// encoders (`None`: not one of those).
+fn typed_array<S: FieldSink>(item: &ArrayRef, sink: &mut S) -> Option<PgWireResult<()>> {
+    let column = Column::new(item).ok()?;
+    let n = item.len();
+    let valid = |i: usize| item.is_valid(i);
+    Some(match &column {
+        Column::I16(f) if item.data_type() == &DataType::Int8 => {
+            sink.put(&(0..n).map(|i| valid(i).then(|| f(i))).collect::<Vec<_>>())
+        }
+        Column::Decimal(x, scale) => sink.put(
+            &(0..n)
+                .map(|i| {
+                    valid(i).then(|| PgNumeric {
+                        value: x.value(i),
+                        scale: *scale,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Column::Date(f) => sink.put(
+            &(0..n)
+                .map(|i| valid(i).then(|| f(i)).flatten())
+                .collect::<Vec<_>>(),
+        ),
+        Column::Time(f) => sink.put(
+            &(0..n)
+                .map(|i| valid(i).then(|| f(i).map(PgTime::Time)).flatten())
+                .collect::<Vec<_>>(),
+        ),
+        Column::Timestamp(f, zoned) => sink.put(
+            &(0..n)
+                .map(|i| {
+                    valid(i)
+                        .then(|| {
+                            f(i).map(|t| {
+                                if *zoned {
+                                    PgTime::TimestampTz(DateTime::<Utc>::from_naive_utc_and_offset(
+                                        t, Utc,
+                                    ))
+                                } else {
+                                    PgTime::Timestamp(t)
+                                }
+                            })
+                        })
+                        .flatten()
+                })
+                .collect::<Vec<_>>(),
+        ),
+        _ => return None,
+    })
 }
 
 fn json_value(a: &ArrayRef, row: usize) -> PgWireResult<serde_json::Value> {
@@ -368,13 +446,27 @@ fn json_value(a: &ArrayRef, row: usize) -> PgWireResult<serde_json::Value> {
     })
 }
 
-/// Encodes every row of a batch into DataRow messages.
-pub fn data_rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
-    let columns: Vec<Column> = batch
+/// The columns of a batch, downcast; `CHAR(n)` columns (stored without their trailing
+/// spaces, as PostgreSQL compares them) padded to `n` as PostgreSQL sends them.
+fn columns(batch: &RecordBatch) -> PgWireResult<Vec<Column<'_>>> {
+    batch
         .columns()
         .iter()
-        .map(Column::new)
-        .collect::<PgWireResult<_>>()?;
+        .zip(batch.schema_ref().fields())
+        .map(|(a, f)| {
+            Ok(match (Column::new(a)?, SqlType::of_field(f)) {
+                (Column::Text(text, _), Some(SqlType::Char(n))) => {
+                    Column::Text(text, Some(n as usize))
+                }
+                (column, _) => column,
+            })
+        })
+        .collect()
+}
+
+/// Encodes every row of a batch into DataRow messages.
+pub fn data_rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
+    let columns = columns(batch)?;
     let mut encoder = DataRowEncoder::new(fields.clone());
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -388,11 +480,7 @@ pub fn data_rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireRes
 
 /// Encodes every row of a batch as COPY data, one message per row.
 pub fn copy_rows(batch: &RecordBatch, encoder: &mut CopyEncoder) -> PgWireResult<Vec<CopyData>> {
-    let columns: Vec<Column> = batch
-        .columns()
-        .iter()
-        .map(Column::new)
-        .collect::<PgWireResult<_>>()?;
+    let columns = columns(batch)?;
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         for (col, array) in columns.iter().zip(batch.columns()) {
@@ -447,7 +535,7 @@ impl ToSql for PgTime {
 impl ToSqlText for PgTime {
     fn to_sql_text(
         &self,
-        _ty: &postgres_types::Type,
+        ty: &postgres_types::Type,
         out: &mut bytes::BytesMut,
         _format_options: &pgwire::types::format::FormatOptions,
     ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
@@ -465,7 +553,91 @@ impl ToSqlText for PgTime {
             ),
             PgTime::Time(t) => format!("{}{}", t.format("%H:%M:%S"), fraction(t.nanosecond())),
         };
+        // Inside an array, as PostgreSQL writes it: quoted, for the space.
+        let quote = matches!(ty.kind(), postgres_types::Kind::Array(_)) && text.contains(' ');
+        if quote {
+            out.extend_from_slice(b"\"");
+        }
         out.extend_from_slice(text.as_bytes());
+        if quote {
+            out.extend_from_slice(b"\"");
+        }
+        Ok(postgres_types::IsNull::No)
+    }
+}
+
+/// A text value as the text-like type its column is announced as: `text`, `varchar`,
+/// `bpchar` and `json` are its bytes, `jsonb` in binary its bytes after the format's version
+/// byte (1), `uuid` in binary its 16 bytes.
+#[derive(Debug)]
+struct PgText<'a>(&'a str);
+
+impl ToSql for PgText<'_> {
+    fn to_sql(
+        &self,
+        ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres_types::Type;
+        match *ty {
+            Type::JSONB => {
+                out.extend_from_slice(&[1]);
+                out.extend_from_slice(self.0.as_bytes());
+            }
+            Type::UUID => {
+                let bytes = eddy_sql::ingest::checks::uuid_to_bytes(self.0)
+                    .ok_or_else(|| format!("\"{}\" is not a canonical UUID", self.0))?;
+                out.extend_from_slice(&bytes);
+            }
+            _ => out.extend_from_slice(self.0.as_bytes()),
+        }
+        Ok(postgres_types::IsNull::No)
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        use postgres_types::Type;
+        <&str as ToSql>::accepts(ty) || matches!(*ty, Type::JSON | Type::JSONB | Type::UUID)
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgText<'_> {
+    fn to_sql_text(
+        &self,
+        ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+        format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql_text(ty, out, format_options)
+    }
+}
+
+impl ToSql for PgNumeric {
+    fn to_sql(
+        &self,
+        _ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.encode(out);
+        Ok(postgres_types::IsNull::No)
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        *ty == postgres_types::Type::NUMERIC
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgNumeric {
+    fn to_sql_text(
+        &self,
+        _ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+        _format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.to_string().as_bytes());
         Ok(postgres_types::IsNull::No)
     }
 }

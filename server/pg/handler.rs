@@ -35,7 +35,8 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::encode::copy_encoder;
 use super::errors::{self, error_info, to_pgwire};
-use super::types::{field_infos, param_pg_type, params, sql_type};
+use super::params::params;
+use super::types::{field_infos, param_pg_type, sql_type};
 use super::{Stopping, encode, push, transaction};
 
 /// A prepared statement: its text and its parse.

@@ -9,6 +9,8 @@ pub mod encode;
 pub mod errors;
 pub mod framing;
 mod handler;
+mod numeric;
+mod params;
 mod push;
 mod transaction;
 pub mod types;

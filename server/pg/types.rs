@@ -1,51 +1,30 @@
-//! Arrow types as PostgreSQL types, and bound parameters as DataFusion scalars.
+//! Arrow fields as PostgreSQL types: the one mapping is `pg_catalog`'s
+//! ([`eddy_sql::provider::pg_catalog::model::pg_type_of_field`]), so a result column is
+//! announced with the type `\d` shows for the column it reads. Bound parameters are decoded in
+//! [`super::params`].
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::common::ScalarValue;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, TimeUnit};
+use eddy_sql::provider::pg_catalog::model::{pg_type_of, pg_type_of_field};
 use pgwire::api::Type;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
-use pgwire::error::{PgWireError, PgWireResult};
 
-/// The PostgreSQL type a column of this Arrow type is sent as.
+fn of_oid(oid: i32) -> Type {
+    u32::try_from(oid)
+        .ok()
+        .and_then(Type::from_oid)
+        .unwrap_or(Type::TEXT)
+}
+
+/// The PostgreSQL type a column of this Arrow type (without a declared SQL type) is sent as.
 pub fn pg_type(t: &DataType) -> Type {
-    match t {
-        DataType::Null => Type::TEXT,
-        DataType::Boolean => Type::BOOL,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
-        DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
-        DataType::UInt64
-        | DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Type::NUMERIC,
-        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 => Type::FLOAT8,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => Type::BYTEA,
-        DataType::Date32 | DataType::Date64 => Type::DATE,
-        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            match f.data_type() {
-                DataType::Boolean => Type::BOOL_ARRAY,
-                DataType::Int16 => Type::INT2_ARRAY,
-                DataType::Int32 => Type::INT4_ARRAY,
-                DataType::Int64 => Type::INT8_ARRAY,
-                DataType::Float32 => Type::FLOAT4_ARRAY,
-                DataType::Float64 => Type::FLOAT8_ARRAY,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT_ARRAY,
-                _ => Type::JSON,
-            }
-        }
-        DataType::Struct(_) | DataType::Map(..) => Type::JSON,
-        _ => Type::TEXT,
-    }
+    of_oid(pg_type_of(t).0)
+}
+
+/// The PostgreSQL type and type modifier a result field is announced with.
+pub fn field_type(f: &Field) -> (Type, i32) {
+    let (oid, typmod) = pg_type_of_field(f);
+    (of_oid(oid), typmod)
 }
 
 /// The SQL type a declared parameter type is cast to (`None`: unknown or not castable here,
@@ -70,99 +49,26 @@ pub fn sql_type(t: &Type) -> Option<eddy_sql::parser::SqlType> {
 }
 
 /// Row description for a result schema, in the formats the client asked for.
-pub fn field_infos(
-    schema: &datafusion::arrow::datatypes::Schema,
-    format: Option<&Format>,
-) -> Vec<FieldInfo> {
+pub fn field_infos(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
     schema
         .fields()
         .iter()
         .enumerate()
         .map(|(i, f)| {
             let fmt = format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text);
-            FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), fmt)
+            let (t, typmod) = field_type(f);
+            FieldInfo::new(f.name().clone(), None, None, t, fmt).with_type_modifier(typmod)
         })
         .collect()
 }
 
-/// The PostgreSQL type to announce for a parameter whose type DataFusion inferred.
-pub fn param_pg_type(t: Option<&DataType>) -> Type {
+/// The PostgreSQL type to announce for a parameter whose type DataFusion inferred (a
+/// parameter going into a `JSON` column is `json`).
+pub fn param_pg_type(t: Option<&FieldRef>) -> Type {
     match t {
-        Some(DataType::Null) | None => Type::UNKNOWN,
-        Some(t) => pg_type(t),
+        Some(f) if f.data_type() != &DataType::Null => field_type(f).0,
+        _ => Type::UNKNOWN,
     }
-}
-
-fn bad_param(i: usize, e: impl std::fmt::Display) -> PgWireError {
-    super::errors::bad_parameter(i, e)
-}
-
-/// Decodes the bound parameters of a portal into scalars of the inferred types.
-pub fn params<S: Clone>(
-    portal: &Portal<S>,
-    declared: &[Option<Type>],
-    inferred: &[Option<DataType>],
-) -> PgWireResult<Vec<ScalarValue>> {
-    let mut out = Vec::with_capacity(portal.parameter_len());
-    for i in 0..portal.parameter_len() {
-        let target = inferred.get(i).cloned().flatten();
-        let pg = declared
-            .get(i)
-            .cloned()
-            .flatten()
-            .filter(|t| *t != Type::UNKNOWN)
-            .unwrap_or_else(|| match &target {
-                Some(t) => pg_type(t),
-                None => Type::TEXT,
-            });
-        let value = decode_param(portal, i, &pg)?;
-        // Where DataFusion could not infer a type (`$1 + $2`: `None`, or `Null`), the value
-        // keeps the type the client declared, as PostgreSQL resolves the statement with it.
-        let value = match &target {
-            Some(t) if *t != DataType::Null && value.data_type() != *t => {
-                value.cast_to(t).map_err(|e| bad_param(i, e))?
-            }
-            _ => value,
-        };
-        out.push(value);
-    }
-    Ok(out)
-}
-
-fn decode_param<S: Clone>(portal: &Portal<S>, i: usize, pg: &Type) -> PgWireResult<ScalarValue> {
-    Ok(match *pg {
-        Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(i, pg)?),
-        Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(i, pg)?),
-        Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(i, pg)?),
-        Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(i, pg)?),
-        Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, pg)?),
-        Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, pg)?),
-        Type::NUMERIC => {
-            let d = portal.parameter::<rust_decimal::Decimal>(i, pg)?;
-            match d {
-                Some(d) => ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8),
-                None => ScalarValue::Decimal128(None, 38, 0),
-            }
-        }
-        Type::BYTEA => ScalarValue::Binary(portal.parameter::<Vec<u8>>(i, pg)?),
-        Type::DATE => {
-            let d = portal.parameter::<chrono::NaiveDate>(i, pg)?;
-            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-            ScalarValue::Date32(d.map(|d| (d - epoch).num_days() as i32))
-        }
-        Type::TIMESTAMP => {
-            let t = portal.parameter::<chrono::NaiveDateTime>(i, pg)?;
-            ScalarValue::TimestampMicrosecond(t.map(|t| t.and_utc().timestamp_micros()), None)
-        }
-        Type::TIMESTAMPTZ => {
-            let t = portal.parameter::<chrono::DateTime<chrono::FixedOffset>>(i, pg)?;
-            ScalarValue::TimestampMicrosecond(
-                t.map(|t| t.timestamp_micros()),
-                Some("+00:00".into()),
-            )
-        }
-        _ => ScalarValue::Utf8(portal.parameter::<String>(i, pg)?),
-    })
 }
 
 /// How many ticks of `unit` make one second.
@@ -172,5 +78,81 @@ pub fn unit_per_second(unit: &TimeUnit) -> i64 {
         TimeUnit::Millisecond => 1_000,
         TimeUnit::Microsecond => 1_000_000,
         TimeUnit::Nanosecond => 1_000_000_000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use eddy_catalog::SqlType;
+
+    use super::*;
+
+    /// A column is announced as what it was declared: the catalog's mapping, once.
+    #[test]
+    fn declared_types_are_announced() {
+        let text = |t: SqlType| Field::new("c", DataType::Utf8, true).with_metadata(t.metadata());
+        for (field, oid, typmod) in [
+            (text(SqlType::Varchar(Some(10))), Type::VARCHAR, 14),
+            (text(SqlType::Varchar(None)), Type::VARCHAR, -1),
+            (text(SqlType::Char(3)), Type::BPCHAR, 7),
+            (text(SqlType::Text), Type::TEXT, -1),
+            (text(SqlType::Json), Type::JSON, -1),
+            (text(SqlType::Jsonb), Type::JSONB, -1),
+            (text(SqlType::Uuid), Type::UUID, -1),
+            (Field::new("c", DataType::Utf8, true), Type::TEXT, -1),
+            (Field::new("c", DataType::Int8, true), Type::INT2, -1),
+            (Field::new("c", DataType::Float32, true), Type::FLOAT4, -1),
+            (
+                Field::new("c", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+                Type::TIMESTAMP,
+                -1,
+            ),
+            (
+                Field::new("c", DataType::Timestamp(TimeUnit::Microsecond, None), true)
+                    .with_metadata(SqlType::Precision(3).metadata()),
+                Type::TIMESTAMP,
+                3,
+            ),
+            (
+                Field::new("c", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+                Type::TIMESTAMP,
+                3,
+            ),
+            (
+                Field::new(
+                    "c",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                    true,
+                ),
+                Type::TIMESTAMPTZ,
+                -1,
+            ),
+            (
+                Field::new("c", DataType::Time64(TimeUnit::Microsecond), true),
+                Type::TIME,
+                -1,
+            ),
+            (
+                Field::new("c", DataType::Decimal128(10, 2), true),
+                Type::NUMERIC,
+                (10 << 16 | 2) + 4,
+            ),
+            (
+                Field::new(
+                    "c",
+                    DataType::List(Arc::new(Field::new_list_field(
+                        DataType::Timestamp(TimeUnit::Microsecond, None),
+                        true,
+                    ))),
+                    true,
+                ),
+                Type::TIMESTAMP_ARRAY,
+                -1,
+            ),
+        ] {
+            assert_eq!(field_type(&field), (oid, typmod), "{field:?}");
+        }
     }
 }

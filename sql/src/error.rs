@@ -20,6 +20,21 @@ pub enum Error {
     /// A value could not be read as its column's type (22P02).
     #[error("{0}")]
     InvalidValue(String),
+    /// A string longer than its column's `VARCHAR(n)` or `CHAR(n)` (22001).
+    #[error("{0}")]
+    ValueTooLong(String),
+    /// A value of row `row` (0-based, in its batch) of column `column` failed `source`; the
+    /// message and SQLSTATE are the source's (COPY names the input line from `row`).
+    #[error("{source}")]
+    InRow {
+        /// The row in the batch that was being written.
+        row: usize,
+        /// The column.
+        column: String,
+        /// What was wrong.
+        #[source]
+        source: Box<Error>,
+    },
     /// A statement or option is recognised but its use is invalid (22023 / 42P16).
     #[error("{0}")]
     Invalid(String),
@@ -140,6 +155,17 @@ impl From<eddy_catalog::Error> for Error {
 }
 
 impl Error {
+    /// This error of a value on `line` of column `column` of a COPY into `stream`, with the
+    /// line and column in its message as the other COPY errors have them (same SQLSTATE).
+    pub fn in_copy(self, stream: &str, line: usize, column: &str) -> Error {
+        let at = |m: String| format!("COPY {stream}, line {line}, column {column}: {m}");
+        match self {
+            Error::ValueTooLong(m) => Error::ValueTooLong(at(m)),
+            Error::InvalidValue(m) => Error::InvalidValue(at(m)),
+            other => other,
+        }
+    }
+
     /// A DataFusion error as a categorised [`Error`] (unknown stream, unknown column, syntax,
     /// or one of ours that travelled through DataFusion as `External`); anything else stays
     /// [`Error::DataFusion`] and the server picks its SQLSTATE from the message.

@@ -8,6 +8,9 @@
 //!   `select pg_catalog.version()` resolve to Eddy's compatibility functions.
 //! - psql's catalog spellings: `x OPERATOR(pg_catalog.~) 'p'` is `x ~ 'p'`, `COLLATE
 //!   pg_catalog.default` is dropped, and casts to `pg_catalog.*` types (regtype, text) read as text.
+//! - Casts DataFusion lacks or means otherwise (`x::json`, `::uuid`, `::varchar(n)`,
+//!   `'{1,2}'::int[]`), text inserted into array and bytea columns, and decimal literals
+//!   inserted into DECIMAL columns: see [`types`].
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -21,6 +24,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::Engine;
+
+mod types;
 use crate::parser::{
     backslash_escaped, normalize_ident, normalize_object_name, parse_array_literal,
 };
@@ -41,6 +46,9 @@ pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
                 ))])
             })
             .collect();
+    }
+    if let Statement::Insert(insert) = stmt {
+        types::insert_values(insert, engine);
     }
     let mut ctes = CteNames(HashSet::new());
     let _ = stmt.visit(&mut ctes);
@@ -364,6 +372,14 @@ pub fn label_columns(stmt: &mut Statement) {
         };
         let label = match e {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => continue,
+            // A cast Eddy performs is labelled as PostgreSQL labels casts: a column keeps its
+            // name, anything else is named by the type (`'{}'::jsonb` is `jsonb`).
+            Expr::Function(f) if normalize_object_name(&f.name) == types::EDDY_CAST => {
+                match types::cast_label(f) {
+                    Some(label) => label,
+                    None => continue,
+                }
+            }
             Expr::Function(f) => match f.name.0.last().and_then(|p| p.as_ident()) {
                 Some(i) => i.value.to_ascii_lowercase(),
                 None => continue,
@@ -655,6 +671,9 @@ impl VisitorMut for Rewriter<'_> {
             && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first()
         {
             *expr = subscripts(array.clone());
+            return ControlFlow::Continue(());
+        }
+        if types::cast(expr) {
             return ControlFlow::Continue(());
         }
         // `x::pg_catalog.regtype::pg_catalog.text`: catalog types Eddy has no OIDs for read as text.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{FieldRef, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -177,8 +177,9 @@ impl std::fmt::Debug for Output {
 /// Types of a statement's parameters and result, for the extended protocol's Describe.
 #[derive(Debug, Clone)]
 pub struct Description {
-    /// Parameter types (`$1`, `$2`, ...), `None` where they cannot be inferred.
-    pub params: Vec<Option<DataType>>,
+    /// Parameter types (`$1`, `$2`, ...) as fields (with the declared SQL type of the column
+    /// a parameter goes into), `None` where they cannot be inferred.
+    pub params: Vec<Option<FieldRef>>,
     /// Result columns; `None` for statements that return no rows.
     pub columns: Option<SchemaRef>,
 }
@@ -196,7 +197,10 @@ fn context_over(
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema("eddy", "public")
         // Eddy's own `information_schema` (PostgreSQL's type names), not DataFusion's.
-        .with_information_schema(false);
+        .with_information_schema(false)
+        // The session's TimeZone (UTC, as the server announces it): `::timestamptz` is an
+        // instant in it, as PostgreSQL's is, not a timestamp without a zone.
+        .set_str("datafusion.execution.time_zone", crate::parser::types::UTC);
     let ctx = SessionContext::new_with_config(config);
     let catalog = MemoryCatalogProvider::new();
     let public = if changelog {

@@ -1,6 +1,6 @@
 //! PostgreSQL tools as they ship, against the real server: SQLAlchemy's reflection (over
-//! psycopg2) and pgcli's completion and `\d` (pgspecial), each a script under `tests/py/` that
-//! asserts what it sees, and pgjdbc's `DatabaseMetaData` (what DBeaver and DataGrip call) from
+//! psycopg2), pgcli's completion and `\d` (pgspecial), and every column type through psycopg
+//! 3 and psycopg2, each a script under `tests/py/` that asserts what it sees, and pgjdbc's `DatabaseMetaData` (what DBeaver and DataGrip call) from
 //! `tests/java/Metadata.java`, compiled here. `.ci/run` installs them; a missing one fails the
 //! test, never skips it.
 
@@ -85,6 +85,18 @@ async fn psycopg_and_sqlalchemy_transactions_and_savepoints() -> anyhow::Result<
 async fn pgcli_describes_and_completes_streams() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;
     run_script(&server, "pgcli_compat.py", "python3 -m pip install pgcli").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_as_text_and_binary_parameters_with_psycopg_and_psycopg2()
+-> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    run_script(
+        &server,
+        "types_roundtrip.py",
+        "python3 -m pip install 'psycopg[binary]' psycopg2-binary",
+    )
+    .await
 }
 
 /// pgjdbc from Debian (`libpostgresql-jdbc-java`): `.ci/run` installs it with a JDK.

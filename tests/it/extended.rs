@@ -171,7 +171,7 @@ async fn binary_results_decode_to_rust_types() -> anyhow::Result<()> {
         .collect();
     assert_eq!(
         types,
-        ["int4", "int8", "float8", "text", "bool", "timestamp"].map(String::from)
+        ["int4", "int8", "float8", "varchar", "bool", "timestamp"].map(String::from)
     );
     let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, ["i", "big", "d", "s", "b", "ts"]);
@@ -325,5 +325,84 @@ async fn declared_parameter_types_resolve_untyped_expressions() -> anyhow::Resul
         .get(0);
     assert_eq!(n, 1);
     assert_eq!(scalar_i64(&client, "SELECT 1").await?, 1);
+    Ok(())
+}
+
+/// tokio-postgres prepares, reads the parameter types the server announces (the columns'
+/// declared types), and binds every value in binary as those types: each comes back as it
+/// went in, microseconds and instants included; a value its column refuses is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_parameters_bind_as_the_announced_types_and_round_trip() -> anyhow::Result<()> {
+    use chrono::{DateTime, NaiveTime, Utc};
+    use rust_decimal::Decimal;
+
+    let server = TestServer::start_fresh()?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM b (si SMALLINT, r REAL, tm TIME, ts TIMESTAMP, tz TIMESTAMPTZ, \
+             tags TEXT[], ints INT[], v VARCHAR(4), n NUMERIC(20, 4), j JSON, u UUID, c CHAR(2))",
+        )
+        .await?;
+    let announced = client
+        .prepare("INSERT INTO b (j, u, c, v, tags) VALUES ($1, $2, $3, $4, $5)")
+        .await?;
+    let names: Vec<&str> = announced.params().iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["json", "uuid", "bpchar", "varchar", "_text"]);
+
+    let insert = client
+        .prepare("INSERT INTO b (si, r, tm, ts, tz, tags, ints, v, n) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .await?;
+    let tm = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).expect("time");
+    let at = ts("2024-02-29 12:34:56.123456");
+    let tz: DateTime<Utc> = ts("1999-12-31 23:59:59.000001").and_utc();
+    let tags = vec![Some("a".to_string()), None, Some("b, \"c\"".to_string())];
+    let ints = vec![Some(1i32), None, Some(-7)];
+    let n: Decimal = "-1234567890123456.1234".parse()?;
+    let rows = client
+        .execute(
+            &insert,
+            &[&-7i16, &0.25f32, &tm, &at, &tz, &tags, &ints, &"abcd", &n],
+        )
+        .await?;
+    assert_eq!(rows, 1);
+    let row = client
+        .query_one("SELECT si, r, tm, ts, tz, tags, ints, v, n FROM b", &[])
+        .await?;
+    assert_eq!(row.get::<_, i16>(0), -7);
+    assert_eq!(row.get::<_, f32>(1), 0.25);
+    assert_eq!(row.get::<_, NaiveTime>(2), tm);
+    assert_eq!(row.get::<_, NaiveDateTime>(3), at);
+    assert_eq!(row.get::<_, DateTime<Utc>>(4), tz);
+    assert_eq!(row.get::<_, Vec<Option<String>>>(5), tags);
+    assert_eq!(row.get::<_, Vec<Option<i32>>>(6), ints);
+    assert_eq!(row.get::<_, String>(7), "abcd");
+    assert_eq!(row.get::<_, Decimal>(8), n);
+    // The same parameters select the row back (binary comparisons of every type).
+    let found = client
+        .query(
+            "SELECT count(*) FROM b WHERE si = $1 AND tm = $2 AND ts = $3 AND tz = $4 AND v = $5 AND n = $6",
+            &[&-7i16, &tm, &at, &tz, &"abcd", &n],
+        )
+        .await?;
+    assert_eq!(found[0].get::<_, i64>(0), 1);
+    let too_long = client
+        .execute(
+            &insert,
+            &[
+                &None::<i16>,
+                &None::<f32>,
+                &None::<NaiveTime>,
+                &None::<NaiveDateTime>,
+                &None::<DateTime<Utc>>,
+                &None::<Vec<String>>,
+                &None::<Vec<i32>>,
+                &"abcde",
+                &None::<Decimal>,
+            ],
+        )
+        .await;
+    assert_eq!(crate::harness::sqlstate(too_long), "22001");
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM b").await?, 1);
     Ok(())
 }

@@ -235,6 +235,35 @@ async fn psql_backslash_d_lists_streams_as_tables() {
     let out = psql_ok(&server, "\\dt cl*").await;
     let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(rows, vec!["public|clicks|table|eddy"], "{out}");
+
+    // Declared types as PostgreSQL's `\d` shows them: lengths, precisions, JSON, UUID.
+    psql_ok(
+        &server,
+        "CREATE STREAM typed (v VARCHAR(10), c CHAR(3), t TEXT, j JSON, jb JSONB, u UUID, \
+         ts TIMESTAMP(3), tz TIMESTAMPTZ, tm TIME, si SMALLINT, r REAL, n NUMERIC(5, 2), a INT[])",
+    )
+    .await;
+    let out = psql_ok(&server, "\\d typed").await;
+    let rows: Vec<&str> = out.lines().filter(|l| !l.is_empty()).take(13).collect();
+    assert_eq!(
+        rows,
+        vec![
+            "v|character varying(10)|||",
+            "c|character(3)|||",
+            "t|text|||",
+            "j|json|||",
+            "jb|jsonb|||",
+            "u|uuid|||",
+            "ts|timestamp(3) without time zone|||",
+            "tz|timestamp with time zone|||",
+            "tm|time without time zone|||",
+            "si|smallint|||",
+            "r|real|||",
+            "n|numeric(5,2)|||",
+            "a|integer[]|||",
+        ],
+        "{out}"
+    );
 }
 
 /// Runs a describe command with headers and footers on (`\\d name`'s "Indexes:" is a footer).

@@ -1,7 +1,7 @@
 //! A clean restart (SIGTERM, exit 0) keeps streams, their definitions and their data; offsets
 //! continue where they stopped.
 
-use crate::harness::{TestServer, rows, scalar_i64};
+use crate::harness::{TestServer, rows, scalar_i64, sqlstate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_restart_keeps_streams_and_data() {
@@ -174,4 +174,154 @@ async fn sigterm_with_idle_connections_still_exits_cleanly() {
             .expect("sum"),
         3
     );
+}
+
+/// A stream defined before columns recorded their declared SQL types (its catalog entry has
+/// none, and its TIMESTAMP and TIME are milliseconds, as they were then) loads, reads and
+/// takes writes as before, described as what it is; a stream with declared types keeps them
+/// across a restart, and they are still enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_types_survive_a_restart_and_older_definitions_still_load() -> anyhow::Result<()> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use eddy_catalog::{ColumnDef, RelationKind, StreamDef, StreamOptions};
+
+    let dir = tempfile::Builder::new().prefix("eddy-it-").tempdir()?;
+    {
+        // As the catalog of a data directory written before 2026-12-01 has it.
+        let engine = eddy_sql::Engine::open(eddy_sql::EngineConfig::new(dir.path().join("data")))?;
+        engine.create_stream(StreamDef {
+            name: "legacy".into(),
+            columns: vec![
+                ColumnDef::new("name", DataType::Utf8, true),
+                ColumnDef::new(
+                    "ts",
+                    DataType::Timestamp(TimeUnit::Millisecond, None),
+                    false,
+                ),
+                ColumnDef::new("tod", DataType::Time32(TimeUnit::Millisecond), false),
+            ],
+            timestamp_column: Some("ts".into()),
+            partitions: 2,
+            options: StreamOptions::default(),
+            topic: "legacy".into(),
+            storage: String::new(),
+            kind: RelationKind::Stream,
+            primary_key: vec![],
+        })?;
+        let session = engine.session();
+        for statement in session
+            .parse("INSERT INTO legacy VALUES ('a', '2024-01-01 10:00:00.123', '10:00:00.5')")?
+        {
+            session.execute(&statement, None).await?;
+        }
+        engine.close()?;
+    }
+    let mut server = TestServer::start_with(dir.path(), &[], &[])?;
+    let client = server.client().await?;
+    client
+        .batch_execute(
+            "CREATE STREAM typed (v VARCHAR(5) KEY, c CHAR(3), j JSONB, u UUID, ts TIMESTAMP(3), tz TIMESTAMPTZ)",
+        )
+        .await?;
+    server.restart()?;
+    let client = server.client().await?;
+    let described = |rows: Vec<Vec<Option<String>>>| -> Vec<String> {
+        rows.into_iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r[0].clone().unwrap_or_default(),
+                    r[1].clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        described(rows(&client, "DESCRIBE legacy").await?)[..3],
+        ["name VARCHAR", "ts TIMESTAMP(3)", "tod TIME(3)"]
+    );
+    assert_eq!(
+        described(rows(&client, "DESCRIBE typed").await?)[..6],
+        [
+            "v VARCHAR(5)",
+            "c CHAR(3)",
+            "j JSONB",
+            "u UUID",
+            "ts TIMESTAMP(3)",
+            "tz TIMESTAMPTZ"
+        ]
+    );
+    // The old stream's rows and writes, in milliseconds as before.
+    client
+        .batch_execute("INSERT INTO legacy VALUES ('b', '2024-01-01 10:00:01.123456', '10:00:01')")
+        .await?;
+    assert_eq!(
+        rows(&client, "SELECT name, ts, tod FROM legacy ORDER BY ts").await?,
+        [
+            [
+                Some("a"),
+                Some("2024-01-01 10:00:00.123"),
+                Some("10:00:00.5")
+            ],
+            [Some("b"), Some("2024-01-01 10:00:01.123"), Some("10:00:01")]
+        ]
+        .map(|r| r.map(|c| c.map(str::to_string)).to_vec())
+    );
+    let statement = client
+        .prepare("SELECT name, legacy.ts, v, j, u, tz FROM legacy, typed")
+        .await?;
+    let types: Vec<&str> = statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().name())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "varchar",
+            "timestamp",
+            "varchar",
+            "jsonb",
+            "uuid",
+            "timestamptz"
+        ]
+    );
+    // The new stream's declared types are still enforced after the restart.
+    assert_eq!(
+        sqlstate(
+            client
+                .batch_execute("INSERT INTO typed (v) VALUES ('toolong')")
+                .await
+        ),
+        "22001"
+    );
+    assert_eq!(
+        sqlstate(
+            client
+                .batch_execute("INSERT INTO typed (j) VALUES ('{')")
+                .await
+        ),
+        "22P02"
+    );
+    client
+        .batch_execute(
+            "INSERT INTO typed VALUES ('k', 'x', '{\"a\": 1}', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', \
+             '2024-01-01 10:00:00.1239', '2024-01-01 12:00:00+02')",
+        )
+        .await?;
+    server.restart()?;
+    let client = server.client().await?;
+    assert_eq!(
+        rows(&client, "SELECT v, c, j, u, ts, tz FROM typed").await?,
+        [[
+            Some("k"),
+            Some("x  "),
+            Some("{\"a\": 1}"),
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            Some("2024-01-01 10:00:00.124"),
+            Some("2024-01-01 10:00:00+00")
+        ]]
+        .map(|r| r.map(|c| c.map(str::to_string)).to_vec())
+    );
+    Ok(())
 }

@@ -325,6 +325,7 @@ slt_tests! {
     slt_drop_stream => "drop_stream.slt",
     slt_show_describe => "show_describe.slt",
     slt_types => "types.slt",
+    slt_pg_types => "pg_types.slt",
     slt_insert => "insert.slt",
     slt_select => "select.slt",
     slt_explain => "explain.slt",

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use eddy_catalog::{ColumnDef, QueryDef, RelationKind, StreamDef, StreamOptions};
+use eddy_catalog::{ColumnDef, QueryDef, RelationKind, SqlType, StreamDef, StreamOptions};
 use eddy_storage::CheckpointDirs;
 use tokio::sync::watch;
 
@@ -51,11 +51,12 @@ fn query_dir(engine: &Engine, id: &str) -> PathBuf {
     CheckpointDirs::new(engine.data_dir()).dir(id)
 }
 
-/// The columns of `def` without `rowtime`, as a table's store holds them.
+/// The columns of `def` without `rowtime`, as a table's store holds them (each with its
+/// declared SQL type, which pull queries' results carry).
 fn user_schema(def: &StreamDef) -> SchemaRef {
-    let stored = def.stored_schema();
-    let n = stored.fields().len() - 1;
-    Arc::new(Schema::new(stored.fields()[..n].to_vec()))
+    let schema = def.table_schema();
+    let n = def.columns.len();
+    Arc::new(Schema::new(schema.fields()[..n].to_vec()))
 }
 
 /// Starts a source table's store and the task that fills it from the table's topic.
@@ -174,6 +175,8 @@ fn sink_def(pq: &PersistentQuery, plan: &ContinuousPlan) -> Result<StreamDef> {
                 name: f.name().clone(),
                 data_type: f.data_type().clone(),
                 key: key.as_deref() == Some(f.name().as_str()),
+                // A column selected as it is keeps its declared type (`VARCHAR(10)`, `JSON`).
+                sql_type: SqlType::of_field(f),
             })
             .collect(),
         timestamp_column: None,

@@ -496,7 +496,8 @@ fn output_names(schema: &SchemaRef) -> Result<SchemaRef> {
                 "output column \"{name}\" appears twice; give one another name (AS ...)"
             )));
         }
-        fields.push(Field::new(name, f.data_type().clone(), true));
+        // The field itself (its declared SQL type, if it carries one), renamed.
+        fields.push(f.as_ref().clone().with_name(name).with_nullable(true));
     }
     Ok(Arc::new(Schema::new(fields)))
 }

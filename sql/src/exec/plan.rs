@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::FieldRef;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -56,8 +56,11 @@ pub(crate) async fn plan_in(
 
 /// Parameter and result types of a planned statement.
 pub(crate) fn describe_plan(plan: &LogicalPlan) -> Result<Description> {
-    let types: HashMap<String, Option<DataType>> =
-        plan.get_parameter_types().map_err(Error::from_datafusion)?;
+    // Fields, not only types: a parameter going into a declared column (`JSON`, `UUID`)
+    // carries its SQL type, and is announced as it.
+    let types: HashMap<String, Option<FieldRef>> = plan
+        .get_parameter_fields()
+        .map_err(Error::from_datafusion)?;
     let count = types
         .keys()
         .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())

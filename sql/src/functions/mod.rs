@@ -1,8 +1,10 @@
 //! PostgreSQL compatibility functions that client libraries call while connecting:
 //! `version()`, `current_schema()`, `current_database()`, `pg_backend_pid()`; the catalog
-//! functions tools call on `pg_catalog` are in [`pg`].
+//! functions tools call on `pg_catalog` are in [`pg`]; the casts DataFusion does not plan as
+//! PostgreSQL means them (`::json`, `::uuid`, `::varchar(n)`, text to arrays) in [`types`].
 
 mod pg;
+mod types;
 
 pub use pg::{register_catalog, register_settings};
 
@@ -53,6 +55,7 @@ pub fn register(ctx: &SessionContext) {
         "pg_backend_pid",
         ScalarValue::Int32(Some(std::process::id() as i32)),
     );
+    types::register(ctx);
     for name in ["count_distinct", "latest_by_offset", "earliest_by_offset"] {
         ctx.register_udaf(AggregateUDF::from(KsqlAggregate::new(name)));
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use eddy_catalog::{ColumnDef, RelationKind, StreamDef, StreamOptions};
+use eddy_catalog::{RelationKind, StreamDef, StreamOptions};
 
 use crate::parser::{CreateStream, apply_options};
 use crate::{Engine, Error, Output, Result};
@@ -25,15 +25,7 @@ pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
     }
     let mut def = StreamDef {
         name: c.name.clone(),
-        columns: c
-            .columns
-            .iter()
-            .map(|(name, data_type, key)| ColumnDef {
-                name: name.clone(),
-                data_type: data_type.clone(),
-                key: *key,
-            })
-            .collect(),
+        columns: c.columns.clone(),
         timestamp_column: None,
         partitions: engine.config().default_partitions,
         options: StreamOptions::default(),
@@ -42,6 +34,9 @@ pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
         kind: RelationKind::Stream,
         primary_key: vec![],
     };
+    for column in def.columns.iter().filter(|c| c.key) {
+        crate::ingest::partitioner::check_key_type(column)?;
+    }
     apply_options(&mut def, &c.options)?;
     if let Some(pk) = &c.primary_key {
         def.kind = RelationKind::Table;

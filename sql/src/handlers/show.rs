@@ -163,7 +163,7 @@ pub fn describe(engine: &Engine, name: &str) -> Result<Output> {
     let mut extra = Vec::new();
     for c in &def.columns {
         names.push(c.name.clone());
-        types.push(type_display(&c.data_type));
+        types.push(type_display(&c.data_type, c.declared()));
         let primary = def.primary_key.contains(&c.name);
         keys.push(c.key || primary);
         extra.push(if def.timestamp_column.as_deref() == Some(&c.name) {
@@ -175,7 +175,7 @@ pub fn describe(engine: &Engine, name: &str) -> Result<Output> {
         });
     }
     for (n, t, e) in [
-        ("rowtime", "TIMESTAMP", "pseudo-column: event time"),
+        ("rowtime", "TIMESTAMP(3)", "pseudo-column: event time"),
         ("rowpartition", "INTEGER", "pseudo-column: partition"),
         ("rowoffset", "BIGINT", "pseudo-column: offset in partition"),
     ] {

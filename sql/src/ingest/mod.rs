@@ -11,6 +11,7 @@
 //! inside a transaction block they wait in [`txn::Pending`] until COMMIT, which appends the
 //! block's rows of every stream at once.
 
+pub mod checks;
 pub mod copy;
 pub mod partitioner;
 pub mod txn;
@@ -64,12 +65,14 @@ pub fn from_table_rows(def: &StreamDef, batch: &RecordBatch) -> Result<RecordBat
 }
 
 /// Builds a stored batch from the user columns (in declaration order, already of the declared
-/// types) and optionally explicit `rowtime` values (NULL where not given).
+/// types) and optionally explicit `rowtime` values (NULL where not given). Every value is
+/// checked against its column's declared SQL type first ([`checks::enforce`]).
 pub fn with_rowtime(
     def: &StreamDef,
-    user: Vec<ArrayRef>,
+    mut user: Vec<ArrayRef>,
     explicit: Option<ArrayRef>,
 ) -> Result<RecordBatch> {
+    checks::enforce(def, &mut user)?;
     let rows = user.first().map(|c| c.len()).unwrap_or(0);
     let now = now_ms();
     let event: Option<ArrayRef> = match def
@@ -230,16 +233,8 @@ mod tests {
         StreamDef {
             name: "s".into(),
             columns: vec![
-                ColumnDef {
-                    name: "v".into(),
-                    data_type: DataType::Int64,
-                    key: false,
-                },
-                ColumnDef {
-                    name: "ts".into(),
-                    data_type: ts_type,
-                    key: false,
-                },
+                ColumnDef::new("v", DataType::Int64, false),
+                ColumnDef::new("ts", ts_type, false),
             ],
             timestamp_column: with_ts.then(|| "ts".to_string()),
             partitions: 1,

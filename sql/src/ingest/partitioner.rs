@@ -6,6 +6,17 @@
 //! bytes for BYTES. So a Kafka client producing the same key lands on the same partition.
 //! Rows without a key (keyless streams, NULL keys) are spread round-robin, one partition per
 //! batch (Kafka's "sticky" behaviour), which keeps batches whole.
+//!
+//! Every other key type hashes the UTF-8 of its value's canonical text, Arrow's display form
+//! (`true`, `12.50`, `2026-11-23T10:00:00.123456`, `2026-11-23T10:00:00+00:00`,
+//! `10:00:00.5`, `[1, 2]`): `SMALLINT`, `TINYINT`, `REAL`, `BOOLEAN`, `DECIMAL`, `DATE`,
+//! `TIME`, `TIMESTAMP`, `TIMESTAMPTZ`, `ARRAY`, `STRUCT`. The text types (`VARCHAR(n)`,
+//! `CHAR(n)` without its padding, `TEXT`, `UUID` in canonical lower-case form, which is what
+//! Kafka's `UUIDSerializer` writes) are strings. `partition_of_each_key_type_is_pinned` pins each,
+//! since a change would move stored keys to other partitions. A key whose equal values can
+//! have different bytes cannot be placed by a hash and is refused when the stream is created
+//! ([`check_key_type`]): `JSON`/`JSONB` (kept as written: `{"a":1}` and `{ "a": 1 }`) and
+//! `MAP` (kept in the order written).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,9 +24,40 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use eddy_catalog::StreamDef;
+use eddy_catalog::{ColumnDef, SqlType, StreamDef};
 
-use crate::Result;
+use crate::parser::types::type_display;
+use crate::{Error, Result};
+
+/// Refuses a KEY or PRIMARY KEY column whose equal values could hash differently (see the
+/// module doc), so that rows with one key always share a partition.
+pub fn check_key_type(column: &ColumnDef) -> Result<()> {
+    fn has_map(t: &DataType) -> bool {
+        match t {
+            DataType::Map(..) => true,
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                has_map(f.data_type())
+            }
+            DataType::Struct(fields) => fields.iter().any(|f| has_map(f.data_type())),
+            _ => false,
+        }
+    }
+    let why = match column.sql_type {
+        Some(SqlType::Json | SqlType::Jsonb) => {
+            "JSON is kept as written, so equal values can differ in their bytes"
+        }
+        _ if has_map(&column.data_type) => {
+            "a MAP is kept in the order written, so equal maps can differ in their bytes"
+        }
+        _ => return Ok(()),
+    };
+    Err(Error::Unsupported(format!(
+        "column \"{}\" of type {} cannot be a key: {why}, and rows are placed in partitions \
+         by a hash of the key's bytes",
+        column.name,
+        type_display(&column.data_type, column.declared())
+    )))
+}
 
 /// Kafka's partition for the serialized key `bytes`.
 pub fn kafka_partition(bytes: &[u8], partitions: u32) -> u32 {
@@ -110,8 +152,9 @@ mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{
-        ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array,
-        Int32Array, Int64Array, ListArray, StringArray, Time32MillisecondArray,
+        ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
+        Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, ListArray, StringArray,
+        Time32MillisecondArray, Time64MicrosecondArray, TimestampMicrosecondArray,
         TimestampMillisecondArray,
     };
     use datafusion::arrow::datatypes::{Field, Schema};
@@ -126,16 +169,8 @@ mod tests {
         let def = StreamDef {
             name: "s".into(),
             columns: vec![
-                ColumnDef {
-                    name: "k".into(),
-                    data_type: keys.data_type().clone(),
-                    key: true,
-                },
-                ColumnDef {
-                    name: "row".into(),
-                    data_type: DataType::Int64,
-                    key: false,
-                },
+                ColumnDef::new("k", keys.data_type().clone(), true),
+                ColumnDef::new("row", DataType::Int64, false),
             ],
             timestamp_column: None,
             partitions,
@@ -267,6 +302,63 @@ mod tests {
                 ])),
             ),
             ("list<int32>", Arc::new(list)),
+            (
+                "int16",
+                Arc::new(Int16Array::from(vec![
+                    Some(0),
+                    Some(-1),
+                    None,
+                    Some(i16::MAX),
+                ])),
+            ),
+            (
+                "int8",
+                Arc::new(Int8Array::from(vec![
+                    Some(0),
+                    Some(-1),
+                    None,
+                    Some(i8::MIN),
+                ])),
+            ),
+            (
+                "float32",
+                Arc::new(Float32Array::from(vec![
+                    Some(1.5),
+                    Some(-0.0),
+                    None,
+                    Some(1e30),
+                ])),
+            ),
+            (
+                "timestamp(us)",
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    Some(0),
+                    Some(1_700_000_000_123_000),
+                    None,
+                    Some(1_700_000_000_123_456),
+                ])),
+            ),
+            (
+                "timestamp(us, utc)",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(0),
+                        Some(1_700_000_000_123_000),
+                        None,
+                        Some(1_700_000_000_123_456),
+                    ])
+                    .with_timezone("+00:00"),
+                ),
+            ),
+            (
+                "time64(us)",
+                Arc::new(Time64MicrosecondArray::from(vec![
+                    Some(0),
+                    Some(45_296_789_000),
+                    None,
+                    Some(45_296_789_123),
+                ])),
+            ),
         ];
         let mut got = String::new();
         for (name, keys) in cases {
@@ -278,7 +370,9 @@ mod tests {
             }
         }
         // Written by the per-row partitioner this replaced (NULL keys: the sticky partition,
-        // 6 and 11 here).
+        // 6 and 11 here); the types from `int16` on were pinned when they became column
+        // types (2026-12-01). A microsecond timestamp or time with whole milliseconds has the
+        // text, so the partition, of the millisecond one.
         let pinned = "
             utf8 /7: [1, 2, 6, 4, 1]
             utf8 /12: [4, 9, 11, 3, 8]
@@ -302,6 +396,18 @@ mod tests {
             time32(ms) /12: [4, 3, 11, 3]
             list<int32> /7: [5, 4, 6, 1]
             list<int32> /12: [2, 5, 11, 5]
+            int16 /7: [3, 6, 6, 6]
+            int16 /12: [8, 3, 11, 3]
+            int8 /7: [3, 6, 6, 0]
+            int8 /12: [8, 3, 11, 8]
+            float32 /7: [1, 6, 6, 4]
+            float32 /12: [9, 0, 11, 10]
+            timestamp(us) /7: [3, 2, 6, 4]
+            timestamp(us) /12: [4, 4, 11, 8]
+            timestamp(us, utc) /7: [1, 4, 6, 1]
+            timestamp(us, utc) /12: [5, 11, 11, 0]
+            time64(us) /7: [3, 0, 6, 2]
+            time64(us) /12: [4, 3, 11, 1]
         ";
         let pinned: String = pinned
             .lines()

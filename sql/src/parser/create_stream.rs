@@ -1,13 +1,12 @@
 //! `CREATE STREAM [IF NOT EXISTS] name (col TYPE [KEY], ...) [WITH (option = value, ...)]` and
 //! `CREATE TABLE [IF NOT EXISTS] name (col TYPE PRIMARY KEY, ...) [WITH (...)]`
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::{normalize_ident, object_name, types::parse_type_name, word_is};
-use eddy_catalog::StreamDef;
+use eddy_catalog::{ColumnDef, StreamDef};
 
 use crate::{Error, Result};
 
@@ -18,8 +17,8 @@ pub struct CreateStream {
     pub name: String,
     /// `IF NOT EXISTS` given.
     pub if_not_exists: bool,
-    /// Columns: name, type, is KEY.
-    pub columns: Vec<(String, DataType, bool)>,
+    /// Columns, in order (`key` set on the KEY or PRIMARY KEY column).
+    pub columns: Vec<ColumnDef>,
     /// `WITH (...)` options, names lower-cased, values as text.
     pub options: Vec<(String, String)>,
     /// `CREATE TABLE`: the PRIMARY KEY columns (the KEY flag is set on them too).
@@ -43,7 +42,7 @@ fn parse_relation(p: &mut Parser, table: bool) -> Result<CreateStream> {
     let mut primary_key = Vec::new();
     loop {
         let col = p.parse_identifier()?;
-        let data_type = parse_type_name(p)?;
+        let column_type = parse_type_name(p)?;
         let mut key = false;
         if word_is(p, 0, "KEY") {
             p.next_token();
@@ -65,7 +64,12 @@ fn parse_relation(p: &mut Parser, table: bool) -> Result<CreateStream> {
             primary_key.push(normalize_ident(&col));
             key = true;
         }
-        columns.push((normalize_ident(&col), data_type, key));
+        columns.push(ColumnDef {
+            name: normalize_ident(&col),
+            data_type: column_type.data_type,
+            key,
+            sql_type: column_type.sql_type,
+        });
         if !p.consume_token(&Token::Comma) {
             break;
         }
@@ -177,8 +181,8 @@ mod tests {
         assert_eq!(c.name, "clicks");
         assert!(c.if_not_exists);
         assert_eq!(c.columns.len(), 3);
-        assert!(c.columns[0].2);
-        assert_eq!(c.columns[1].0, "Url");
+        assert!(c.columns[0].key);
+        assert_eq!(c.columns[1].name, "Url");
         assert_eq!(c.options[1], ("timestamp".to_string(), "ts".to_string()));
     }
 }

@@ -13,7 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 
 use super::SystemSchema;
-use super::pg_catalog::model::{Relation, TYPES, pg_type_of, relations};
+use super::pg_catalog::model::{Relation, TYPES, pg_type_of_field, relations};
 use crate::Engine;
 
 const TABLES: [&str; 6] = [
@@ -109,7 +109,7 @@ async fn all_relations(engine: &Arc<Engine>) -> Result<Vec<(&'static str, String
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let (oid, typmod) = pg_type_of(f.data_type());
+                let (oid, typmod) = pg_type_of_field(f);
                 (
                     f.name().clone(),
                     i as i16 + 1,
@@ -175,7 +175,7 @@ impl SchemaProvider for InformationSchema {
                     (vec![], vec![], vec![], vec![]);
                 let (mut types, mut udt, mut precision, mut scale) =
                     (vec![], vec![], vec![], vec![]);
-                let mut dt_precision = vec![];
+                let (mut dt_precision, mut char_length) = (vec![], vec![]);
                 let mut schema = vec![];
                 for (sch, name, cols) in all_relations(&self.engine).await? {
                     for (col, num, type_oid, typmod, not_null) in cols {
@@ -206,8 +206,16 @@ impl SchemaProvider for InformationSchema {
                             _ if decimal => Some((typmod - 4) & 0xffff),
                             _ => None,
                         });
+                        // No typmod on a time or timestamp is PostgreSQL's default, 6.
                         dt_precision.push(
-                            matches!(type_oid, 1114 | 1184 | 1083).then_some(typmod.clamp(0, 6)),
+                            matches!(type_oid, 1114 | 1184 | 1083).then_some(if typmod < 0 {
+                                6
+                            } else {
+                                typmod.min(6)
+                            }),
+                        );
+                        char_length.push(
+                            (matches!(type_oid, 1042 | 1043) && typmod >= 4).then_some(typmod - 4),
                         );
                     }
                 }
@@ -221,7 +229,7 @@ impl SchemaProvider for InformationSchema {
                     ("column_default", Col::Text(vec![None; m])),
                     ("is_nullable", text(nullable)),
                     ("data_type", text(types)),
-                    ("character_maximum_length", Col::Int(vec![None; m])),
+                    ("character_maximum_length", Col::Int(char_length)),
                     ("numeric_precision", Col::Int(precision)),
                     ("numeric_scale", Col::Int(scale)),
                     ("datetime_precision", Col::Int(dt_precision)),

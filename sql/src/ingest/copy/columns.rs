@@ -17,13 +17,13 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::kernels::cast_utils::{Parser, string_to_datetime};
 use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, ArrowTimestampType, DataType, Float32Type, Float64Type, Int8Type,
-    Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
+    Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
 };
 use eddy_catalog::StreamDef;
 
 use super::convert;
 use crate::ingest::{MAX_FRAME_ROWS, with_rowtime};
-use crate::parser::types::type_display;
+use crate::parser::types::{UTC, type_display};
 use crate::{Error, Result};
 
 /// Rows gathered into frames of at most [`MAX_FRAME_ROWS`] rows, finished as each fills.
@@ -65,7 +65,7 @@ impl<'a> Frames<'a> {
             "COPY {}, line {line}, column {}: invalid input for type {}: \"{}\"",
             self.def.name,
             col.name,
-            type_display(&col.data_type),
+            type_display(&col.data_type, col.declared()),
             value.unwrap_or_default()
         )))
     }
@@ -108,8 +108,17 @@ impl<'a> Frames<'a> {
             // The next frame's builders start at this one's size.
             *sink = Sink::new(&col.data_type, user[target].get_buffer_memory_size());
         }
+        // A value its column's SQL type refuses (`VARCHAR(3)`, `JSON`) is named by its line.
+        let batch = with_rowtime(def, user, None).map_err(|e| match e {
+            Error::InRow {
+                row,
+                column,
+                source,
+            } => source.in_copy(&def.name, self.lines[row], &column),
+            other => other,
+        })?;
         self.lines.clear();
-        self.out.push(with_rowtime(def, user, None)?);
+        self.out.push(batch);
         Ok(())
     }
 }
@@ -141,6 +150,13 @@ impl Sink {
             DataType::Float64 => parsed::<Float64Type>(Float64Type::parse),
             DataType::Timestamp(TimeUnit::Millisecond, None) => {
                 parsed::<TimestampMillisecondType>(parse_timestamp_ms)
+            }
+            // TIMESTAMP and TIMESTAMPTZ (kept in UTC: a value without an offset is UTC).
+            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                parsed::<TimestampMicrosecondType>(parse_timestamp_us)
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == UTC => {
+                parsed::<TimestampMicrosecondType>(parse_timestamp_us)
             }
             DataType::Utf8 => Sink::Typed(Box::new(Utf8(strings()))),
             _ => Sink::Strings(strings()),
@@ -209,15 +225,29 @@ impl TypedSink for Utf8 {
 /// plain `YYYY-MM-DD HH:MM:SS[.fff]` form (what PostgreSQL and most tools write) is read
 /// directly, anything else (time zones, `T`-less dates, ...) by Arrow's own parser.
 fn parse_timestamp_ms(s: &str) -> Option<i64> {
-    plain_timestamp_ms(s.as_bytes()).or_else(|| {
+    plain_timestamp(s.as_bytes(), 3).or_else(|| {
         let naive = string_to_datetime(&chrono::Utc, s).ok()?.naive_utc();
         TimestampMillisecondType::from_naive_datetime(naive, None)
     })
 }
 
-/// `YYYY-MM-DD[ T]HH:MM:SS[.f{1,9}]` without a zone, as milliseconds since the epoch (fraction
-/// truncated, as Arrow does); `None` for any other shape or an out-of-range field.
+/// The same in microseconds (a value with an offset is its UTC time).
+fn parse_timestamp_us(s: &str) -> Option<i64> {
+    plain_timestamp(s.as_bytes(), 6).or_else(|| {
+        let naive = string_to_datetime(&chrono::Utc, s).ok()?.naive_utc();
+        TimestampMicrosecondType::from_naive_datetime(naive, None)
+    })
+}
+
+#[cfg(test)]
 fn plain_timestamp_ms(b: &[u8]) -> Option<i64> {
+    plain_timestamp(b, 3)
+}
+
+/// `YYYY-MM-DD[ T]HH:MM:SS[.f{1,9}]` without a zone, in units of `10^-digits` seconds since
+/// the epoch (fraction truncated, as Arrow does); `None` for any other shape or an
+/// out-of-range field.
+fn plain_timestamp(b: &[u8], digits_kept: u32) -> Option<i64> {
     if b.len() < 19
         || b[4] != b'-'
         || b[7] != b'-'
@@ -244,13 +274,14 @@ fn plain_timestamp_ms(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let millis = match &b[19..] {
+    let kept = digits_kept as usize;
+    let fraction = match &b[19..] {
         [] => 0,
         [b'.', fraction @ ..] if (1..=9).contains(&fraction.len()) => {
             let whole = digits(20..b.len())?;
-            // Keep the first three digits of the fraction.
-            let scale = 10i64.pow(fraction.len().abs_diff(3) as u32);
-            if fraction.len() >= 3 {
+            // Keep the first `kept` digits of the fraction.
+            let scale = 10i64.pow(fraction.len().abs_diff(kept) as u32);
+            if fraction.len() >= kept {
                 whole / scale
             } else {
                 whole * scale
@@ -258,8 +289,9 @@ fn plain_timestamp_ms(b: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
+    let per_second = 10i64.pow(digits_kept);
     let days = days_from_civil(year, month, day);
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis)
+    Some((((days * 24 + hour) * 60 + minute) * 60 + second) * per_second + fraction)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -315,6 +347,29 @@ mod tests {
             }
         }
         assert!(checked > 3000);
+    }
+
+    /// Microseconds read as Arrow reads them too, and a zone is the instant's UTC time.
+    #[test]
+    fn microsecond_timestamps_read_as_arrow_reads_them() {
+        let arrow_us = |s: &str| {
+            let naive = string_to_datetime(&chrono::Utc, s).ok()?.naive_utc();
+            TimestampMicrosecondType::from_naive_datetime(naive, None)
+        };
+        for s in [
+            "2024-03-01 12:34:56.123456",
+            "2024-03-01 12:34:56.1",
+            "2024-03-01T12:34:56.123456789",
+            "1969-12-31 23:59:59.999999",
+            "2024-03-01 12:34:56",
+        ] {
+            assert_eq!(plain_timestamp(s.as_bytes(), 6), arrow_us(s), "{s}");
+            assert_eq!(parse_timestamp_us(s), arrow_us(s), "{s}");
+        }
+        assert_eq!(
+            parse_timestamp_us("2024-01-01 10:00:00.5+02:00"),
+            parse_timestamp_us("2024-01-01 08:00:00.5")
+        );
     }
 
     #[test]

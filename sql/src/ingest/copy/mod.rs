@@ -128,17 +128,49 @@ fn convert(
     strings: &StringArray,
     lines: &[usize],
 ) -> Result<ArrayRef> {
-    let bad = |row: usize, why: &str| {
+    convert_column(to, strings)?.map_err(|Bad { row, why }| {
         Error::InvalidValue(format!(
             "COPY {}, line {}, column {name}: invalid input for type {}: \"{}\"{why}",
             def.name,
             lines[row],
-            type_display(to),
+            type_display(to, None),
             strings.value(row)
         ))
-    };
+    })
+}
+
+/// Values in PostgreSQL's text form (`t`, `12.5`, `2026-11-23 10:00:00+02`, `\xdead`,
+/// `{1,NULL,"a b"}` or JSON for arrays, JSON for maps and structs) as an array of type `to`:
+/// how COPY reads a field, and how a text-format parameter or a cast of text to an array is
+/// read. A value that is not one of `to` is `22P02`.
+pub fn parse_text(to: &DataType, strings: &StringArray) -> Result<ArrayRef> {
+    convert_column(to, strings)?.map_err(|Bad { row, why }| {
+        let value = strings.value(row);
+        Error::InvalidValue(match to {
+            DataType::List(_) if value.trim_start().starts_with('{') => {
+                format!("malformed array literal: \"{value}\"{why}")
+            }
+            _ => format!(
+                "invalid input syntax for type {}: \"{value}\"{why}",
+                type_display(to, None)
+            ),
+        })
+    })
+}
+
+/// A string that is not a value of its type: its row, and a hint for the message.
+struct Bad {
+    row: usize,
+    why: &'static str,
+}
+
+fn convert_column(
+    to: &DataType,
+    strings: &StringArray,
+) -> Result<std::result::Result<ArrayRef, Bad>> {
+    let bad = |row: usize, why: &'static str| Ok(Err(Bad { row, why }));
     let converted: ArrayRef = match to {
-        DataType::Utf8 => return Ok(Arc::new(strings.clone())),
+        DataType::Utf8 => return Ok(Ok(Arc::new(strings.clone()))),
         DataType::Binary => {
             let mut out = Vec::with_capacity(strings.len());
             for row in 0..strings.len() {
@@ -147,12 +179,15 @@ fn convert(
                 } else {
                     let v = strings.value(row);
                     Some(match v.strip_prefix("\\x") {
-                        Some(hex) => decode_hex(hex).ok_or_else(|| bad(row, " (bad hex)"))?,
+                        Some(hex) => match decode_hex(hex) {
+                            Some(bytes) => bytes,
+                            None => return bad(row, " (bad hex)"),
+                        },
                         None => v.as_bytes().to_vec(),
                     })
                 });
             }
-            return Ok(Arc::new(BinaryArray::from_iter(out)));
+            return Ok(Ok(Arc::new(BinaryArray::from_iter(out))));
         }
         DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_) => {
             let mut json = Vec::new();
@@ -161,27 +196,23 @@ fn convert(
                 if strings.is_null(row) {
                     json.extend_from_slice(b"null");
                 } else {
-                    let value = strings.value(row);
-                    // A PostgreSQL array literal (`{1,2}`, what COPY TO writes) for a list of
-                    // scalars; JSON otherwise.
-                    match (to, value.trim_start().starts_with('{')) {
-                        (DataType::List(item), true) => {
-                            match pg_array_to_json(value, item.data_type()) {
-                                Some(array) => json.extend_from_slice(array.as_bytes()),
-                                None => return Err(bad(row, " (expected an array like {1,2})")),
-                            }
-                        }
-                        _ => json.extend_from_slice(value.as_bytes()),
+                    match json_of(to, strings.value(row)) {
+                        Some(value) => json.extend_from_slice(value.as_bytes()),
+                        None => return bad(row, " (expected an array like {1,2})"),
                     }
                 }
                 json.extend_from_slice(b"}\n");
             }
             let schema = Arc::new(Schema::new(vec![Field::new("v", to.clone(), true)]));
             return match decode_json_bytes(schema, &json) {
-                Ok(batch) if batch.num_rows() == strings.len() => Ok(batch.column(0).clone()),
+                Ok(batch) if batch.num_rows() == strings.len() => Ok(Ok(batch.column(0).clone())),
                 _ => {
                     let row = first_bad_json_row(to, strings);
-                    Err(bad(row, " (expected JSON)"))
+                    let why = match to {
+                        DataType::List(_) if strings.value(row).trim_start().starts_with('{') => "",
+                        _ => " (expected JSON)",
+                    };
+                    bad(row, why)
                 }
             };
         }
@@ -197,11 +228,11 @@ fn convert(
     if converted.null_count() != strings.null_count() {
         for row in 0..strings.len() {
             if strings.is_valid(row) && converted.is_null(row) {
-                return Err(bad(row, ""));
+                return bad(row, "");
             }
         }
     }
-    Ok(converted)
+    Ok(Ok(converted))
 }
 
 /// A one-dimensional PostgreSQL array literal (`{1,NULL,"a b"}`) as a JSON array of
@@ -211,18 +242,27 @@ fn pg_array_to_json(literal: &str, element: &DataType) -> Option<String> {
         .into_iter()
         .map(|item| match (item, element) {
             (None, _) => "null".to_string(),
-            (Some(text), DataType::Utf8 | DataType::LargeUtf8) => {
-                serde_json::Value::String(text).to_string()
-            }
             (Some(text), DataType::Boolean) => match text.to_ascii_lowercase().as_str() {
                 "t" | "true" => "true".into(),
                 "f" | "false" => "false".into(),
                 _ => text,
             },
-            (Some(text), _) => text,
+            // Numbers as JSON numbers; everything else (text, dates, times, timestamps) as
+            // JSON strings, which the JSON reader parses as the element type.
+            (Some(text), t) if t.is_numeric() => text,
+            (Some(text), _) => serde_json::Value::String(text).to_string(),
         })
         .collect();
     Some(format!("[{}]", json.join(",")))
+}
+
+/// A nested value's text as JSON: a PostgreSQL array literal (`{1,2}`, what COPY TO writes)
+/// for a list of scalars (`None` when it is not one), any other text as it is (JSON).
+fn json_of<'a>(to: &DataType, value: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+    match (to, value.trim_start().starts_with('{')) {
+        (DataType::List(item), true) => pg_array_to_json(value, item.data_type()).map(Into::into),
+        _ => Some(value.into()),
+    }
 }
 
 fn first_bad_json_row(to: &DataType, strings: &StringArray) -> usize {
@@ -230,7 +270,10 @@ fn first_bad_json_row(to: &DataType, strings: &StringArray) -> usize {
     (0..strings.len())
         .find(|&row| {
             strings.is_valid(row) && {
-                let line = format!("{{\"v\":{}}}\n", strings.value(row));
+                let Some(value) = json_of(to, strings.value(row)) else {
+                    return true;
+                };
+                let line = format!("{{\"v\":{value}}}\n");
                 decode_json_bytes(schema.clone(), line.as_bytes())
                     .map(|b| b.num_rows() != 1)
                     .unwrap_or(true)
@@ -364,16 +407,8 @@ mod tests {
         StreamDef {
             name: "s".into(),
             columns: vec![
-                ColumnDef {
-                    name: "id".into(),
-                    data_type: DataType::Int64,
-                    key: false,
-                },
-                ColumnDef {
-                    name: "name".into(),
-                    data_type: DataType::Utf8,
-                    key: false,
-                },
+                ColumnDef::new("id", DataType::Int64, false),
+                ColumnDef::new("name", DataType::Utf8, false),
             ],
             timestamp_column: None,
             partitions: 1,

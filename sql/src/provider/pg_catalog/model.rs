@@ -6,8 +6,8 @@
 //! Object ids are stable for a given set of relations: the n-th relation by name is
 //! `16384 + 2n`, its key index `16385 + 2n`.
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use eddy_catalog::{PSEUDO_COLUMNS, RelationKind, StreamDef};
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use eddy_catalog::{PSEUDO_COLUMNS, RelationKind, SqlType, StreamDef};
 
 use crate::Engine;
 
@@ -132,7 +132,7 @@ fn relation(oid: i32, def: StreamDef) -> Relation {
     let mut key = vec![];
     for (i, field) in schema.fields().iter().enumerate() {
         let num = i as i16 + 1;
-        let (type_oid, typmod) = pg_type_of(field.data_type());
+        let (type_oid, typmod) = pg_type_of_field(field);
         let is_key = key_names.contains(&field.name().as_str());
         if is_key {
             key.push(num);
@@ -162,8 +162,32 @@ fn relation(oid: i32, def: StreamDef) -> Relation {
     }
 }
 
-/// A PostgreSQL type oid and typmod for an Arrow type: the type the server announces for it.
+/// A PostgreSQL type oid and typmod for a field: the type the server announces for a result
+/// column, and `pg_attribute` shows for a stream's column. A field carrying its column's
+/// declared [`SqlType`] is that type (`varchar(10)`, `json`, `uuid`, `timestamp(3)`), any
+/// other is its Arrow type's ([`pg_type_of`]).
+pub fn pg_type_of_field(field: &Field) -> (i32, i32) {
+    let (oid, typmod) = pg_type_of(field.data_type());
+    match SqlType::of_field(field) {
+        None => (oid, typmod),
+        Some(SqlType::Varchar(n)) => (1043, n.map_or(-1, |n| n as i32 + 4)),
+        Some(SqlType::Char(n)) => (1042, n as i32 + 4),
+        Some(SqlType::Text) => (25, -1),
+        Some(SqlType::Json) => (114, -1),
+        Some(SqlType::Jsonb) => (3802, -1),
+        Some(SqlType::Uuid) => (2950, -1),
+        Some(SqlType::Precision(p)) => (oid, i32::from(p)),
+    }
+}
+
+/// A PostgreSQL type oid and typmod for an Arrow type (a field without a declared SQL type:
+/// text is `text`, a timestamp in milliseconds `timestamp(3)`).
 pub fn pg_type_of(t: &DataType) -> (i32, i32) {
+    let precision = |unit: &TimeUnit| match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 3,
+        TimeUnit::Microsecond | TimeUnit::Nanosecond => -1,
+    };
     match t {
         DataType::Boolean => (16, -1),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => (21, -1),
@@ -175,34 +199,38 @@ pub fn pg_type_of(t: &DataType) -> (i32, i32) {
         DataType::UInt64 | DataType::Decimal32(..) | DataType::Decimal64(..) => (1700, -1),
         DataType::Float16 | DataType::Float32 => (700, -1),
         DataType::Float64 => (701, -1),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => (1043, -1),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => (25, -1),
         DataType::Binary
         | DataType::LargeBinary
         | DataType::BinaryView
         | DataType::FixedSizeBinary(_) => (17, -1),
         DataType::Date32 | DataType::Date64 => (1082, -1),
-        DataType::Time32(_) | DataType::Time64(_) => (1083, -1),
-        DataType::Timestamp(unit, tz) => {
-            let p = match unit {
-                TimeUnit::Second => 0,
-                TimeUnit::Millisecond => 3,
-                TimeUnit::Microsecond | TimeUnit::Nanosecond => 6,
+        DataType::Time32(unit) | DataType::Time64(unit) => (1083, precision(unit)),
+        DataType::Timestamp(unit, tz) => (if tz.is_some() { 1184 } else { 1114 }, precision(unit)),
+        // Lists of the scalar types the server encodes as PostgreSQL arrays (`encode.rs`).
+        DataType::List(f) => {
+            let array = match f.data_type() {
+                DataType::Boolean => 1000,
+                DataType::Int8 | DataType::Int16 => 1005,
+                DataType::Int32 => 1007,
+                DataType::Int64 => 1016,
+                DataType::Float32 => 1021,
+                DataType::Float64 => 1022,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 1009,
+                DataType::Decimal128(_, s) if *s >= 0 => 1231,
+                DataType::Date32 => 1182,
+                DataType::Time32(_) | DataType::Time64(_) => 1183,
+                DataType::Timestamp(_, None) => 1115,
+                DataType::Timestamp(_, Some(_)) => 1185,
+                // Nested lists, maps and structs inside lists: JSON.
+                _ => 114,
             };
-            (if tz.is_some() { 1184 } else { 1114 }, p)
+            (array, -1)
         }
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            match f.data_type() {
-                DataType::Boolean => (1000, -1),
-                DataType::Int16 => (1005, -1),
-                DataType::Int32 => (1007, -1),
-                DataType::Int64 => (1016, -1),
-                DataType::Float32 => (1021, -1),
-                DataType::Float64 => (1022, -1),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => (1009, -1),
-                _ => (114, -1),
-            }
-        }
-        DataType::Struct(_) | DataType::Map(..) => (114, -1),
+        DataType::LargeList(_)
+        | DataType::FixedSizeList(..)
+        | DataType::Struct(_)
+        | DataType::Map(..) => (114, -1),
         _ => (25, -1),
     }
 }
@@ -327,6 +355,8 @@ pub fn format_type(oid: i64, typmod: Option<i64>) -> Option<String> {
         (1114, Some(p)) => format!("timestamp({p}) without time zone"),
         (1184, Some(p)) => format!("timestamp({p}) with time zone"),
         (1043, Some(m)) if m >= 4 => format!("character varying({})", m - 4),
+        (1042, Some(m)) if m >= 4 => format!("character({})", m - 4),
+        (1083, Some(p)) => format!("time({p}) without time zone"),
         _ => t.sql_name.to_string(),
     })
 }
