@@ -16,6 +16,8 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::UnknownColumn(_) => "42703",
         Error::AlreadyExists(_) => "42P07",
         Error::InvalidValue(_) => "22P02",
+        Error::BadCopyFormat(_) => "22P04",
+        Error::InvalidBinary(_) => "22P03",
         Error::Invalid(_) => "22023",
         Error::UndefinedObject(_) | Error::UnknownQuery(_) => "42704",
         Error::Dependents(_) => "2BP01",

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use eddy_sql::ingest::copy::CopyReceiver;
+use eddy_sql::ingest::copy::{CopyFormat, CopyReceiver};
 use eddy_sql::parser::EddyStatement;
 use eddy_sql::{Engine, Error, Output, Session};
 use futures::{Sink, SinkExt, StreamExt, stream};
@@ -31,7 +31,6 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::encode::copy_encoder;
 use super::errors::{self, error_info, to_pgwire};
 use super::types::{field_infos, param_pg_type, params, sql_type};
 use super::{Stopping, encode, push};
@@ -197,6 +196,7 @@ impl EddyHandler {
             }
             Output::CopyIn(copy) => {
                 let columns = copy.columns.len();
+                let format = i8::from(copy.format == CopyFormat::Binary);
                 let slot = client
                     .session_extensions()
                     .get_or_insert_with(CopySlot::default);
@@ -205,29 +205,13 @@ impl EddyHandler {
                     .lock()
                     .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
                     Some(self.session(client).copy_receiver(*copy));
-                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+                Response::CopyIn(CopyResponse::new(format, columns, stream::empty()))
             }
-            Output::CopyOut {
-                schema,
-                stream,
-                format,
-            } => {
-                let fields = Arc::new(field_infos(&schema, None));
-                let columns = fields.len();
-                let header = encode::copy_header(&fields, &format);
-                let mut encoder = copy_encoder(fields, format)?;
-                let rows = cancellable(client, stream).flat_map(move |batch| {
-                    let out: Vec<PgWireResult<CopyData>> = match batch {
-                        Ok(batch) => match encode::copy_rows(&batch, &mut encoder) {
-                            Ok(rows) => rows.into_iter().map(Ok).collect(),
-                            Err(e) => vec![Err(e)],
-                        },
-                        Err(e) => vec![Err(to_pgwire(eddy_sql::Error::from_datafusion(e)))],
-                    };
-                    stream::iter(out)
-                });
-                let data = stream::iter(header.map(Ok)).chain(rows);
-                Response::CopyOut(CopyResponse::new(0, columns, data))
+            Output::CopyOut { .. } => {
+                // COPY TO streams inside `do_query` (see `push::send_copy`), never through here.
+                return Err(PgWireError::ApiError(
+                    "a COPY TO reached the buffered response path".into(),
+                ));
             }
             Output::Push { .. } => {
                 // Push queries stream inside `do_query` (see `push::send`), never through here.
@@ -369,6 +353,15 @@ impl SimpleQueryHandler for EddyHandler {
                         push::send(client, &self.stopping, &schema, stream, copy, None).await?;
                     responses.push(Response::Execution(tag));
                 }
+                Ok(Output::CopyOut {
+                    schema,
+                    stream,
+                    format,
+                }) => {
+                    let tag =
+                        push::send_copy(client, &self.stopping, &schema, stream, format).await?;
+                    responses.push(Response::Execution(tag));
+                }
                 Ok(output) => {
                     let response = self.response(client, output, None)?;
                     let is_copy_in = matches!(response, Response::CopyIn(_));
@@ -503,6 +496,14 @@ impl ExtendedQueryHandler for EddyHandler {
             } => {
                 let format = Some(&portal.result_column_format);
                 let tag = push::send(client, &self.stopping, &schema, stream, copy, format).await?;
+                Ok(Response::Execution(tag))
+            }
+            Output::CopyOut {
+                schema,
+                stream,
+                format,
+            } => {
+                let tag = push::send_copy(client, &self.stopping, &schema, stream, format).await?;
                 Ok(Response::Execution(tag))
             }
             output => self.response(client, output, Some(&portal.result_column_format)),

@@ -1,11 +1,15 @@
-//! Decoding `COPY ... FROM STDIN` data (text, CSV and JSON lines) into stored batches.
+//! Decoding `COPY ... FROM STDIN` data (text, CSV, JSON lines and PostgreSQL's binary format)
+//! into stored batches.
 //!
 //! Text ([`text`]) and CSV fields go to per-column sinks ([`columns`]): common scalar types are
 //! parsed as they arrive, others gathered as strings and converted a whole column at a time with
 //! Arrow's cast kernel (a value the cast rejects is found by comparing null masks). Either way a
 //! bad value is reported with its line number and column, as PostgreSQL does. Nested columns
-//! (ARRAY, MAP, STRUCT) take JSON text in every format.
+//! (ARRAY, MAP, STRUCT) take JSON text in every format. Binary data ([`binary`]) is decoded
+//! column by column from each type's binary encoding ([`binary_columns`]).
 
+mod binary;
+mod binary_columns;
 mod columns;
 mod csv_format;
 mod receive;
@@ -53,6 +57,9 @@ pub enum CopyFormat {
     },
     /// One JSON object per line, keyed by column name.
     Json,
+    /// PostgreSQL's binary COPY format (header, tuples of length-prefixed fields in each
+    /// type's binary encoding, trailer).
+    Binary,
 }
 
 impl CopyFormat {
@@ -87,6 +94,7 @@ pub fn decode(
 ) -> Result<Vec<RecordBatch>> {
     match format {
         CopyFormat::Json => decode_json(def, columns, data),
+        CopyFormat::Binary => binary::decode(def, columns, data),
         CopyFormat::Text { delimiter, null } => {
             let options = text::TextOptions {
                 delimiter: *delimiter,
@@ -128,7 +136,7 @@ fn convert(
     strings: &StringArray,
     lines: &[usize],
 ) -> Result<ArrayRef> {
-    let bad = |row: usize, why: &str| {
+    convert_column(to, strings).map_err(|(row, why)| {
         Error::InvalidValue(format!(
             "COPY {}, line {}, column {name}: invalid input for type {}: \"{}\"{why}",
             def.name,
@@ -136,7 +144,16 @@ fn convert(
             type_display(to),
             strings.value(row)
         ))
-    };
+    })
+}
+
+/// [`convert`], failing with the index of the first string that is not a value of `to` and
+/// what to add to the message about it.
+fn convert_column(
+    to: &DataType,
+    strings: &StringArray,
+) -> std::result::Result<ArrayRef, (usize, String)> {
+    let bad = |row: usize, why: &str| (row, why.to_string());
     let converted: ArrayRef = match to {
         DataType::Utf8 => return Ok(Arc::new(strings.clone())),
         DataType::Binary => {
@@ -192,7 +209,8 @@ fn convert(
                 safe: true,
                 ..Default::default()
             },
-        )?,
+        )
+        .map_err(|e| bad(0, &format!(" ({e})")))?,
     };
     if converted.null_count() != strings.null_count() {
         for row in 0..strings.len() {
