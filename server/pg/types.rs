@@ -80,7 +80,9 @@ pub fn field_infos(
         .enumerate()
         .map(|(i, f)| {
             let fmt = format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text);
-            FieldInfo::new(f.name().clone(), None, None, pg_type(f.data_type()), fmt)
+            // A repeated label (`SELECT 1, 2`) is unique inside the plan only.
+            let name = eddy_sql::output_name(f.name()).to_string();
+            FieldInfo::new(name, None, None, pg_type(f.data_type()), fmt)
         })
         .collect()
 }
