@@ -22,13 +22,15 @@ use pgwire::api::results::{
     Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, DEFAULT_NAME,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::errors::{self, error_info, to_pgwire};
@@ -387,6 +389,44 @@ impl ExtendedQueryHandler for EddyHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// A Describe of a statement answers ParameterDescription, then NoData when the statement
+    /// returns no rows (an INSERT), as PostgreSQL does. pgwire's default sends NoData only
+    /// when the statement has no parameters either (`DescribeStatementResponse::is_no_data`),
+    /// so a parameterised INSERT was described by an empty RowDescription, and pgjdbc, which
+    /// describes the statement once it prepares it on the server (`executeBatch` of the same
+    /// statement, or its 5th execution at the default `prepareThreshold`), then took every
+    /// execution's result for a result set: `executeBatch` counted 0 rows and
+    /// `executeUpdate` failed with "A result was returned when none was expected".
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT
+            && let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
+        {
+            let described = self.do_describe_statement(client, &statement).await?;
+            let types = described.parameters.iter().map(|t| t.oid()).collect();
+            client
+                .send(PgWireBackendMessage::ParameterDescription(
+                    ParameterDescription::new(types),
+                ))
+                .await?;
+            let rows = if described.fields.is_empty() {
+                PgWireBackendMessage::NoData(NoData::new())
+            } else {
+                let fields = described.fields.iter().map(Into::into).collect();
+                PgWireBackendMessage::RowDescription(RowDescription::new(fields))
+            };
+            client.send(rows).await?;
+            return Ok(());
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_describe_statement<C>(
