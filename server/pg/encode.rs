@@ -66,6 +66,8 @@ enum Column<'a> {
     Date(Box<dyn Fn(usize) -> Option<NaiveDate> + 'a>),
     Time(Box<dyn Fn(usize) -> Option<NaiveTime> + 'a>),
     Timestamp(Box<dyn Fn(usize) -> Option<NaiveDateTime> + 'a>, bool),
+    /// Numbers sent as `numeric` that no Rust type holds (wide decimals, UInt64): their text.
+    Numeric(ArrayFormatter<'a>),
     /// Lists of simple types as PostgreSQL arrays, nested types as JSON, anything else as text.
     Display(ArrayFormatter<'a>),
     Json(&'a ArrayRef),
@@ -208,6 +210,13 @@ impl<'a> Column<'a> {
             D::List(_) | D::LargeList(_) | D::FixedSizeList(..) | D::Struct(_) | D::Map(..) => {
                 Column::Json(a)
             }
+            D::UInt64
+            | D::Decimal32(..)
+            | D::Decimal64(..)
+            | D::Decimal128(..)
+            | D::Decimal256(..) => Column::Numeric(
+                ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?,
+            ),
             _ => Column::Display(
                 ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(err)?,
             ),
@@ -251,6 +260,7 @@ impl<'a> Column<'a> {
                 }))
             }
             Column::Display(fmt) => sink.put(&fmt.value(row).to_string()),
+            Column::Numeric(fmt) => sink.put(&NumericText(fmt.value(row).to_string())),
             Column::Json(a) => json_cell(a, row, sink),
         }
     }
@@ -642,6 +652,103 @@ impl ToSqlText for PgNumeric {
     }
 }
 
+/// A decimal number in its text form (`-12.340`), sent as `numeric`: its binary form is
+/// PostgreSQL's (`numeric_send`: base-10000 digits, weight, sign, display scale).
+#[derive(Debug)]
+struct NumericText(String);
+
+impl ToSql for NumericText {
+    fn to_sql(
+        &self,
+        _ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&numeric_binary(&self.0).ok_or("not a decimal number")?);
+        Ok(postgres_types::IsNull::No)
+    }
+
+    fn accepts(_ty: &postgres_types::Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for NumericText {
+    fn to_sql_text(
+        &self,
+        _ty: &postgres_types::Type,
+        out: &mut bytes::BytesMut,
+        _format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+}
+
+/// `numeric_send` of a plain decimal (`[-]digits[.digits]`); `None` for anything else.
+fn numeric_binary(text: &str) -> Option<Vec<u8>> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let dscale = u16::try_from(frac.len()).ok()?;
+    // Whole groups of four digits, the integer part aligned on the decimal point.
+    let int_pad = (4 - int.len() % 4) % 4;
+    let frac_pad = (4 - frac.len() % 4) % 4;
+    let digits_of =
+        |s: &[u8]| -> i16 { s.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0')) };
+    let padded_int = format!("{}{int}", "0".repeat(int_pad));
+    let padded_frac = format!("{frac}{}", "0".repeat(frac_pad));
+    let mut groups: Vec<i16> = padded_int
+        .as_bytes()
+        .chunks(4)
+        .chain(padded_frac.as_bytes().chunks(4))
+        .map(digits_of)
+        .collect();
+    let mut weight = i16::try_from(padded_int.len() / 4).ok()? - 1;
+    // No leading or trailing zero groups, as PostgreSQL stores it.
+    let leading = groups.iter().take_while(|g| **g == 0).count();
+    groups.drain(..leading);
+    weight -= i16::try_from(leading).ok()?;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(8 + 2 * groups.len());
+    out.extend_from_slice(&u16::try_from(groups.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Some(out)
+}
+
+/// The file header of a binary COPY (signature, flags: no OIDs, no header extension), then
+/// `rest`.
+pub(crate) fn binary_copy_header(rest: &[u8]) -> CopyData {
+    let mut header = b"PGCOPY\n\xff\r\n\0".to_vec();
+    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(rest);
+    CopyData::new(bytes::Bytes::from(header))
+}
+
 /// The header line of `COPY ... TO STDOUT WITH (FORMAT csv, HEADER)`: the column names, each
 /// quoted where it holds the delimiter, the quote, or a line break (as PostgreSQL writes it);
 /// `None` for every other format.
@@ -701,10 +808,54 @@ pub(crate) fn copy_encoder(
                 null_string: null.into(),
             },
         ),
+        // The encoder writes the file header before the first row; the caller writes it
+        // when there is none, and the trailer.
+        CopyFormat::Binary => CopyEncoder::new_binary(fields),
         CopyFormat::Json => {
             return Err(super::errors::to_pgwire(eddy_sql::Error::Unsupported(
                 "COPY TO JSON".into(),
             )));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numeric_binary;
+
+    fn parts(text: &str) -> (i16, i16, u16, u16, Vec<i16>) {
+        let b = numeric_binary(text).unwrap();
+        let word = |i: usize| [b[i], b[i + 1]];
+        let digits = (8..b.len())
+            .step_by(2)
+            .map(|i| i16::from_be_bytes(word(i)))
+            .collect();
+        (
+            i16::from_be_bytes(word(0)),
+            i16::from_be_bytes(word(2)),
+            u16::from_be_bytes(word(4)),
+            u16::from_be_bytes(word(6)),
+            digits,
+        )
+    }
+
+    #[test]
+    fn numerics_are_sent_as_postgresql_sends_them() {
+        // (ndigits, weight, sign, dscale, digits), as numeric_send writes them.
+        assert_eq!(parts("12.34"), (2, 0, 0, 2, vec![12, 3400]));
+        assert_eq!(
+            parts("-12345678.9"),
+            (3, 1, 0x4000, 1, vec![1234, 5678, 9000])
+        );
+        assert_eq!(parts("0.0001"), (1, -1, 0, 4, vec![1]));
+        assert_eq!(parts("0"), (0, 0, 0, 0, vec![]));
+        assert_eq!(parts("-0.00"), (0, 0, 0, 2, vec![]));
+        assert_eq!(parts("10000.00"), (1, 1, 0, 2, vec![1]));
+        assert_eq!(
+            parts("18446744073709551615"),
+            (5, 4, 0, 0, vec![1844, 6744, 737, 955, 1615])
+        );
+        assert!(numeric_binary("1e5").is_none());
+        assert!(numeric_binary("").is_none());
+    }
 }

@@ -18,6 +18,8 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::InvalidValue(_) => "22P02",
         Error::ValueTooLong(_) => "22001",
         Error::InRow { source, .. } => sqlstate(source),
+        Error::BadCopyFormat(_) => "22P04",
+        Error::InvalidBinary(_) => "22P03",
         Error::Invalid(_) => "22023",
         Error::UndefinedObject(_) | Error::UnknownQuery(_) => "42704",
         Error::Dependents(_) => "2BP01",

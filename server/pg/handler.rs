@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use eddy_sql::ingest::copy::CopyReceiver;
+use eddy_sql::ingest::copy::{CopyFormat, CopyReceiver};
 use eddy_sql::parser::EddyStatement;
 use eddy_sql::{Engine, Error, Output, Session};
 use futures::{Sink, SinkExt, StreamExt, stream};
@@ -22,18 +22,19 @@ use pgwire::api::results::{
     Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, DEFAULT_NAME,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::Sync as PgSync;
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::encode::copy_encoder;
 use super::errors::{self, error_info, to_pgwire};
 use super::params::params;
 use super::types::{field_infos, param_pg_type, sql_type};
@@ -200,6 +201,7 @@ impl EddyHandler {
             }
             Output::CopyIn(copy) => {
                 let columns = copy.columns.len();
+                let format = i8::from(copy.format == CopyFormat::Binary);
                 let slot = client
                     .session_extensions()
                     .get_or_insert_with(CopySlot::default);
@@ -208,29 +210,13 @@ impl EddyHandler {
                     .lock()
                     .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
                     Some(self.session(client).copy_receiver(*copy));
-                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+                Response::CopyIn(CopyResponse::new(format, columns, stream::empty()))
             }
-            Output::CopyOut {
-                schema,
-                stream,
-                format,
-            } => {
-                let fields = Arc::new(field_infos(&schema, None));
-                let columns = fields.len();
-                let header = encode::copy_header(&fields, &format);
-                let mut encoder = copy_encoder(fields, format)?;
-                let rows = cancellable(client, stream).flat_map(move |batch| {
-                    let out: Vec<PgWireResult<CopyData>> = match batch {
-                        Ok(batch) => match encode::copy_rows(&batch, &mut encoder) {
-                            Ok(rows) => rows.into_iter().map(Ok).collect(),
-                            Err(e) => vec![Err(e)],
-                        },
-                        Err(e) => vec![Err(to_pgwire(eddy_sql::Error::from_datafusion(e)))],
-                    };
-                    stream::iter(out)
-                });
-                let data = stream::iter(header.map(Ok)).chain(rows);
-                Response::CopyOut(CopyResponse::new(0, columns, data))
+            Output::CopyOut { .. } => {
+                // COPY TO streams inside `do_query` (see `push::send_copy`), never through here.
+                return Err(PgWireError::ApiError(
+                    "a COPY TO reached the buffered response path".into(),
+                ));
             }
             Output::Push { .. } => {
                 // Push queries stream inside `do_query` (see `push::send`), never through here.
@@ -387,6 +373,15 @@ impl SimpleQueryHandler for EddyHandler {
                         push::send(client, &self.stopping, &schema, stream, copy, None).await?;
                     responses.push(Response::Execution(tag));
                 }
+                Ok(Output::CopyOut {
+                    schema,
+                    stream,
+                    format,
+                }) => {
+                    let tag =
+                        push::send_copy(client, &self.stopping, &schema, stream, format).await?;
+                    responses.push(Response::Execution(tag));
+                }
                 Ok(output) => {
                     let response = self.response(client, output, None)?;
                     let is_copy_in = matches!(response, Response::CopyIn(_));
@@ -423,6 +418,44 @@ impl ExtendedQueryHandler for EddyHandler {
     {
         let session = self.session(client);
         transaction::sync(&session, client).await
+    }
+
+    /// A Describe of a statement answers ParameterDescription, then NoData when the statement
+    /// returns no rows (an INSERT), as PostgreSQL does. pgwire's default sends NoData only
+    /// when the statement has no parameters either (`DescribeStatementResponse::is_no_data`),
+    /// so a parameterised INSERT was described by an empty RowDescription, and pgjdbc, which
+    /// describes the statement once it prepares it on the server (`executeBatch` of the same
+    /// statement, or its 5th execution at the default `prepareThreshold`), then took every
+    /// execution's result for a result set: `executeBatch` counted 0 rows and
+    /// `executeUpdate` failed with "A result was returned when none was expected".
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT
+            && let Some(Entry::Value(statement)) = client.portal_store().get_statement(name)
+        {
+            let described = self.do_describe_statement(client, &statement).await?;
+            let types = described.parameters.iter().map(|t| t.oid()).collect();
+            client
+                .send(PgWireBackendMessage::ParameterDescription(
+                    ParameterDescription::new(types),
+                ))
+                .await?;
+            let rows = if described.fields.is_empty() {
+                PgWireBackendMessage::NoData(NoData::new())
+            } else {
+                let fields = described.fields.iter().map(Into::into).collect();
+                PgWireBackendMessage::RowDescription(RowDescription::new(fields))
+            };
+            client.send(rows).await?;
+            return Ok(());
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_describe_statement<C>(
@@ -532,6 +565,14 @@ impl ExtendedQueryHandler for EddyHandler {
             } => {
                 let format = Some(&portal.result_column_format);
                 let tag = push::send(client, &self.stopping, &schema, stream, copy, format).await?;
+                Ok(Response::Execution(tag))
+            }
+            Output::CopyOut {
+                schema,
+                stream,
+                format,
+            } => {
+                let tag = push::send_copy(client, &self.stopping, &schema, stream, format).await?;
                 Ok(Response::Execution(tag))
             }
             output => self.response(client, output, Some(&portal.result_column_format)),

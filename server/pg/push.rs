@@ -1,4 +1,4 @@
-//! Sending a push query's rows as they arrive.
+//! Sending a push query's rows as they arrive, and the rows of every `COPY ... TO STDOUT`.
 //!
 //! pgwire's `send_query_response` feeds rows into the connection's buffer and flushes only at
 //! 8 KiB or at the end of the query, so a push query would sit in the buffer. Instead the rows
@@ -11,6 +11,10 @@
 //! `ParameterStatus` message (allowed at any time by the protocol, ignored by clients) is sent
 //! every [`KEEPALIVE`], so an abandoned query ends within a few seconds instead of waiting
 //! forever for a row to fail on.
+//!
+//! `COPY ... TO STDOUT` goes the same way ([`send_copy`]), so that its data and its row count
+//! are this module's alone: pgwire's COPY path would count a CSV header line or a binary
+//! file header as a row.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use eddy_sql::ingest::copy::CopyFormat;
 use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
-use pgwire::api::results::Tag;
+use pgwire::api::results::{CopyEncoder, Tag};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyDone, CopyOutResponse};
@@ -129,6 +133,28 @@ where
     result
 }
 
+/// Sends the rows of `COPY ... TO STDOUT` in `format` (text, CSV with its header, or binary
+/// with its file header and trailer); returns the `COPY n` tag. A server that stops ends it
+/// with SQLSTATE 57P01.
+pub async fn send_copy<C>(
+    client: &mut C,
+    stopping: &Stopping,
+    schema: &SchemaRef,
+    stream: SendableRecordBatchStream,
+    format: CopyFormat,
+) -> PgWireResult<Tag>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut rows = 0;
+    tokio::select! {
+        () = stopping.cancelled() => Err(stopped()),
+        result = stream_rows(client, schema, stream, Some(format), None, &mut rows) => result,
+    }
+}
+
 /// Logs the end of a push query on every exit, including a cancel, which drops the future.
 struct Running {
     peer: std::net::SocketAddr,
@@ -157,15 +183,17 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let is_copy = copy.is_some();
+    let binary = copy == Some(CopyFormat::Binary);
     let fields = Arc::new(field_infos(schema, if is_copy { None } else { format }));
     let mut encoder = match copy {
         Some(copy) => {
             let columns = fields.len();
+            let format = i8::from(binary);
             client
                 .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
-                    0,
+                    format,
                     columns as i16,
-                    vec![0; columns],
+                    vec![i16::from(format); columns],
                 )))
                 .await?;
             if let Some(header) = encode::copy_header(&fields, &copy) {
@@ -208,6 +236,18 @@ where
         client.flush().await?;
     }
     if is_copy {
+        if binary {
+            // The encoder wrote the file header with the first row; without rows it goes with
+            // the trailer, in one message, as PostgreSQL sends it (psycopg reads no message
+            // that is a header alone).
+            let trailer = CopyEncoder::finish_copy_binary();
+            let last = if *rows == 0 {
+                encode::binary_copy_header(&trailer.data)
+            } else {
+                trailer
+            };
+            client.feed(PgWireBackendMessage::CopyData(last)).await?;
+        }
         client
             .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
             .await?;

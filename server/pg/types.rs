@@ -57,7 +57,9 @@ pub fn field_infos(schema: &Schema, format: Option<&Format>) -> Vec<FieldInfo> {
         .map(|(i, f)| {
             let fmt = format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text);
             let (t, typmod) = field_type(f);
-            FieldInfo::new(f.name().clone(), None, None, t, fmt).with_type_modifier(typmod)
+            // A repeated label (`SELECT 1, 2`) is unique inside the plan only.
+            let name = eddy_sql::output_name(f.name()).to_string();
+            FieldInfo::new(name, None, None, t, fmt).with_type_modifier(typmod)
         })
         .collect()
 }

@@ -35,6 +35,14 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Binary COPY data that breaks the format's structure: its signature, header, a tuple's
+    /// field count or a field's length (22P04, `bad_copy_file_format`).
+    #[error("{0}")]
+    BadCopyFormat(String),
+    /// A binary field that is not a value of its column's type (22P03,
+    /// `invalid_binary_representation`).
+    #[error("{0}")]
+    InvalidBinary(String),
     /// A statement or option is recognised but its use is invalid (22023 / 42P16).
     #[error("{0}")]
     Invalid(String),

@@ -54,4 +54,5 @@ pub use engine::{Engine, EngineConfig, Offline};
 pub use error::{Error, Result};
 pub use functions::SERVER_VERSION;
 pub use ingest::copy::CopyIn;
+pub use rewrite::output_name;
 pub use session::{Description, Output, Session, TransactionStatus, end_stream_when};

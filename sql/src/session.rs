@@ -210,7 +210,12 @@ fn context_over(
     };
     // Registering into a fresh in-memory catalog cannot fail.
     let _ = catalog.register_schema("public", Arc::new(public));
-    let _ = catalog.register_schema("pg_catalog", Arc::new(PgCatalogSchema::new(engine.clone())));
+    let settings = crate::provider::pg_catalog::Settings::new({
+        let vars = vars.clone();
+        move || settings_of(&vars)
+    });
+    let pg_catalog = PgCatalogSchema::new(engine.clone()).with_settings(settings);
+    let _ = catalog.register_schema("pg_catalog", Arc::new(pg_catalog));
     let _ = catalog.register_schema("eddy", Arc::new(SystemSchema::new(engine.clone())));
     let _ = catalog.register_schema(
         "information_schema",
@@ -433,8 +438,13 @@ impl Cursors {
 pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("auto.offset.reset", "latest"),
+    ("block_size", "8192"),
+    ("bytea_output", "hex"),
     ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
     ("datestyle", "ISO, MDY"),
+    // Every relation's access method (`pg_am`): SQLAlchemy compares each table's to it.
+    ("default_table_access_method", "log"),
     ("default_transaction_isolation", "read committed"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
@@ -442,7 +452,13 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("intervalstyle", "postgres"),
     ("is_superuser", "on"),
     ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+    ("lc_messages", "C"),
+    ("lc_monetary", "C"),
+    ("lc_numeric", "C"),
+    ("lc_time", "C"),
     ("max_identifier_length", "63"),
+    ("max_index_keys", "32"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", SERVER_VERSION),
@@ -453,6 +469,35 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("transaction_isolation", "read committed"),
     ("transaction_read_only", "off"),
 ];
+
+/// The session's settings for `pg_settings`: every known one, and any the session set.
+fn settings_of(vars: &Vars) -> Vec<crate::provider::pg_catalog::Setting> {
+    use crate::provider::pg_catalog::Setting;
+    let set = vars.lock().clone();
+    let mut out: Vec<Setting> = DEFAULTS
+        .iter()
+        .map(|(name, default)| Setting {
+            name: name.to_string(),
+            value: set
+                .get(*name)
+                .cloned()
+                .unwrap_or_else(|| default.to_string()),
+            default: Some(default.to_string()),
+            set: set.contains_key(*name),
+        })
+        .collect();
+    out.extend(
+        set.iter()
+            .filter(|(name, _)| default_value(name).is_none())
+            .map(|(name, value)| Setting {
+                name: name.clone(),
+                value: value.clone(),
+                default: None,
+                set: true,
+            }),
+    );
+    out
+}
 
 /// A setting's default, if it is known.
 pub fn default_value(name: &str) -> Option<&'static str> {

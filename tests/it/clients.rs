@@ -1,8 +1,10 @@
 //! PostgreSQL tools as they ship, against the real server: SQLAlchemy's reflection (over
 //! psycopg2), pgcli's completion and `\d` (pgspecial), and every column type through psycopg
-//! 3 and psycopg2, each a script under `tests/py/` that asserts what it sees, and pgjdbc's `DatabaseMetaData` (what DBeaver and DataGrip call) from
-//! `tests/java/Metadata.java`, compiled here. `.ci/run` installs them; a missing one fails the
-//! test, never skips it.
+//! 3 and psycopg2, each a script under `tests/py/` that asserts what it sees; pgjdbc's
+//! `DatabaseMetaData` (what DBeaver and DataGrip call), batches, update counts and fetch sizes
+//! from `tests/java/`, compiled here; node-postgres with pg-cursor and pg-query-stream from
+//! `tests/node/client.js`. `.ci/run` installs them; a missing one fails the test, never skips
+//! it.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -102,15 +104,15 @@ async fn every_type_round_trips_as_text_and_binary_parameters_with_psycopg_and_p
 /// pgjdbc from Debian (`libpostgresql-jdbc-java`): `.ci/run` installs it with a JDK.
 const PGJDBC: &str = "/usr/share/java/postgresql.jar";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jdbc_database_metadata_lists_streams_columns_and_keys() -> anyhow::Result<()> {
+/// Compiles `tests/java/<class>.java` and runs it with pgjdbc and the server's port; returns its
+/// stdout, once it exited with success.
+async fn run_java(server: &TestServer, class: &str) -> anyhow::Result<String> {
     assert!(
         std::path::Path::new(PGJDBC).exists(),
         "{PGJDBC} is missing: apt-get install default-jdk-headless libpostgresql-jdbc-java"
     );
-    let server = TestServer::start_fresh()?;
     let classes = tempfile::tempdir()?;
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/Metadata.java");
+    let source = format!("{}/tests/java/{class}.java", env!("CARGO_MANIFEST_DIR"));
     let javac = tokio::process::Command::new("javac")
         .arg("-d")
         .arg(classes.path())
@@ -126,7 +128,7 @@ async fn jdbc_database_metadata_lists_streams_columns_and_keys() -> anyhow::Resu
     let child = tokio::process::Command::new("java")
         .arg("-cp")
         .arg(format!("{}:{PGJDBC}", classes.path().display()))
-        .arg("Metadata")
+        .arg(class)
         .arg(server.port().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -137,13 +139,20 @@ async fn jdbc_database_metadata_lists_streams_columns_and_keys() -> anyhow::Resu
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .context("java finished within 120 s")??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "the JDBC program failed\nstdout: {stdout}\nstderr: {}\n--- server ---\n{}",
+        "the JDBC program {class} failed\nstdout: {stdout}\nstderr: {}\n--- server ---\n{}",
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
+    Ok(stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_database_metadata_lists_streams_columns_and_keys() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let stdout = run_java(&server, "Metadata").await?;
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
@@ -163,6 +172,70 @@ async fn jdbc_database_metadata_lists_streams_columns_and_keys() -> anyhow::Resu
             "ok",
         ],
         "{stdout}"
+    );
+    Ok(())
+}
+
+/// pgjdbc describes a statement once it prepares it on the server — at once for a batch of the
+/// same statement, at the 5th execution otherwise — and an INSERT described with a
+/// RowDescription instead of NoData turned every count into a result set: `executeBatch`
+/// answered zeros and `executeUpdate` threw. Both thresholds must count every row, and a push
+/// query read with a fetch size must come in chunks while its rows arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_batches_and_updates_count_rows_and_fetch_size_reads_a_push_query_in_chunks()
+-> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let stdout = run_java(&server, "Batch").await?;
+    let ones = format!("[{}]", ["1"; 7].join(", "));
+    let twos = format!("[{}]", ["2"; 7].join(", "));
+    let batch = format!("[{}]", ["1"; 12].join(", "));
+    let mut expected = vec![];
+    for label in ["default", "threshold=0"] {
+        expected.push(format!("{label} batch {batch}"));
+        expected.push(format!("{label} executeUpdate {ones}"));
+        expected.push(format!("{label} executeUpdate two rows {twos}"));
+        expected.push(format!("{label} rows {}", 12 + 7 + 14));
+    }
+    expected.push("push fetch [0, 1, 2, 3, 4, 5]".into());
+    expected.push("ok".into());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expected, "{stdout}");
+    Ok(())
+}
+
+/// node-postgres, pg-cursor and pg-query-stream (`tests/node/client.js`, its packages in
+/// `tests/node/node_modules` from `npm ci`): parameters of every basic type, cursors over a
+/// query and over a push query while its rows arrive, a query stream ended by LIMIT, and
+/// SQLSTATEs in `error.code`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres_binds_types_reads_cursors_and_streams_push_queries() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/pg-query-stream")
+            .exists(),
+        "node-postgres is missing: (cd tests/node && npm ci), as .ci/run does"
+    );
+    let child = tokio::process::Command::new("node")
+        .arg(format!("{dir}/client.js"))
+        .arg(server.port().to_string())
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running node (apt-get install nodejs npm)")?;
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .context("node finished within 120 s")??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.lines().last() == Some("ok"),
+        "tests/node/client.js failed\nstdout: {stdout}\nstderr: {}\n--- server ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
     );
     Ok(())
 }

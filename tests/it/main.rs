@@ -13,6 +13,7 @@ mod checkpoint;
 mod clients;
 mod connection;
 mod copy;
+mod copy_binary;
 mod extended;
 mod hardening;
 mod persistent;

@@ -355,6 +355,38 @@ async fn psql_describe_family_answers_from_eddys_catalog() {
     assert!(out.starts_with("?column?\n"), "{out}");
     let out = psql_full(&server, "SELECT 'a'").await;
     assert!(out.starts_with("?column?\n"), "{out}");
+    // Every unnamed column is labelled, repeats and all, as PostgreSQL labels them.
+    let out = psql_full(
+        &server,
+        "SELECT 1, 2, 'a' || 'b', v::text, CASE WHEN true THEN 1 END, 1::int, ARRAY[1] FROM s",
+    )
+    .await;
+    assert!(
+        out.starts_with("?column?|?column?|?column?|v|case|int4|array\n"),
+        "{out}"
+    );
+    let out = psql_full(&server, "SELECT count(*), count(v), now() IS NULL FROM s").await;
+    assert!(out.starts_with("count|count|?column?\n"), "{out}");
+    assert!(
+        psql_full(&server, "SELECT k, k FROM s")
+            .await
+            .starts_with("k|k\n"),
+        "a column selected twice"
+    );
+    // `\dconfig` lists the settings the session changed; `\dconfig name` any one.
+    let out = psql(
+        &server,
+        &[],
+        "SET statement_timeout = '5s';\n\\dconfig\n\\dconfig+ time*\n",
+    )
+    .await;
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    // (Eddy keeps `statement_timeout` in milliseconds, as SHOW prints it.)
+    assert_eq!(
+        out.stdout, "SET\nstatement_timeout|5000\ntimezone|UTC|string|user|\n",
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         psql_ok(&server, "SELECT typname FROM pg_type WHERE oid = 1043").await,
         "varchar\n"

@@ -40,6 +40,9 @@ pub(crate) async fn plan_in(
         }
     }
     let mut statement = statement.clone();
+    // Labels come from the statement as written (`'s'::regclass` is `regclass`, whatever it is
+    // rewritten to), then once more for the columns a `*` expanded to.
+    rewrite::label_columns(&mut statement);
     rewrite::rewrite(&mut statement, session.engine());
     rewrite::label_columns(&mut statement);
     let ctx = if changelog {

@@ -204,7 +204,8 @@ impl ScalarUDFImpl for ArrayParam {
 }
 
 /// Registers `current_setting(name [, missing_ok])` over `lookup` (the session's variables).
-/// An unknown setting is NULL (PostgreSQL raises an error unless `missing_ok`).
+/// An unknown setting is an error (42704, PostgreSQL's "unrecognized configuration parameter"),
+/// or NULL when `missing_ok` is true.
 pub fn register_settings(
     ctx: &SessionContext,
     lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
@@ -214,14 +215,31 @@ pub fn register_settings(
         "current_setting",
         &[1, 2],
         DataType::Utf8,
-        move |args, _| {
+        move |args, n| {
             let names = texts(args, 0)?;
-            Ok(Arc::new(
-                names
-                    .iter()
-                    .map(|n| lookup(&n?.to_ascii_lowercase()))
-                    .collect::<StringArray>(),
-            ))
+            let missing_ok = match args.get(1) {
+                Some(a) => cast(a, &DataType::Boolean)?.as_boolean().clone(),
+                None => BooleanArray::from(vec![false; n]),
+            };
+            let mut out = StringBuilder::with_capacity(n, n * 8);
+            for (name, missing_ok) in names.iter().zip(missing_ok.iter()) {
+                let Some(name) = name else {
+                    out.append_null();
+                    continue;
+                };
+                match lookup(&name.to_ascii_lowercase()) {
+                    Some(value) => out.append_value(value),
+                    None if missing_ok == Some(true) => out.append_null(),
+                    None => {
+                        return Err(DataFusionError::External(Box::new(
+                            crate::Error::UndefinedObject(format!(
+                                "unrecognized configuration parameter \"{name}\""
+                            )),
+                        )));
+                    }
+                }
+            }
+            Ok(Arc::new(out.finish()))
         },
     );
 }

@@ -1,5 +1,5 @@
-//! `COPY name [(cols)] FROM STDIN [WITH (FORMAT text|csv|json, ...)]` and
-//! `COPY (query) | name TO STDOUT [WITH (FORMAT text|csv)]`.
+//! `COPY name [(cols)] FROM STDIN [WITH (FORMAT text|csv|json|binary, ...)]` and
+//! `COPY (query) | name TO STDOUT [WITH (FORMAT text|csv|binary)]`.
 
 use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
@@ -83,7 +83,7 @@ pub async fn plan(session: &Session, statement: &Statement) -> Result<Option<Out
         }
         (true, CopyTarget::Stdout) => {
             if format == CopyFormat::Json {
-                return Err(Error::Unsupported("COPY TO supports FORMAT text and csv".into()));
+                return Err(Error::Unsupported("COPY TO supports FORMAT text, csv and binary".into()));
             }
             let sql = match source {
                 CopySource::Query(q) => q.to_string(),
@@ -140,11 +140,7 @@ pub(crate) fn format_of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> 
         "text" => CopyFormat::text(),
         "csv" => CopyFormat::csv(),
         "json" => CopyFormat::Json,
-        "binary" => {
-            return Err(Error::Unsupported(
-                "COPY binary format is not supported; use text or csv".into(),
-            ));
-        }
+        "binary" => CopyFormat::Binary,
         other => {
             return Err(Error::Invalid(format!(
                 "COPY format \"{other}\" not recognized"

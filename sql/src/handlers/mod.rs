@@ -209,7 +209,7 @@ impl Session {
                 let format = copy::format_of(options, legacy_options)?;
                 if format == CopyFormat::Json {
                     return Err(crate::Error::Unsupported(
-                        "COPY TO supports FORMAT text and csv".into(),
+                        "COPY TO supports FORMAT text, csv and binary".into(),
                     ));
                 }
                 (Statement::Query(q.clone()), Some(format))

@@ -1,11 +1,15 @@
-//! Decoding `COPY ... FROM STDIN` data (text, CSV and JSON lines) into stored batches.
+//! Decoding `COPY ... FROM STDIN` data (text, CSV, JSON lines and PostgreSQL's binary format)
+//! into stored batches.
 //!
 //! Text ([`text`]) and CSV fields go to per-column sinks ([`columns`]): common scalar types are
 //! parsed as they arrive, others gathered as strings and converted a whole column at a time with
 //! Arrow's cast kernel (a value the cast rejects is found by comparing null masks). Either way a
 //! bad value is reported with its line number and column, as PostgreSQL does. Nested columns
-//! (ARRAY, MAP, STRUCT) take JSON text in every format.
+//! (ARRAY, MAP, STRUCT) take JSON text in every format. Binary data ([`binary`]) is decoded
+//! column by column from each type's binary encoding ([`binary_columns`]).
 
+mod binary;
+mod binary_columns;
 mod columns;
 mod csv_format;
 mod receive;
@@ -53,6 +57,9 @@ pub enum CopyFormat {
     },
     /// One JSON object per line, keyed by column name.
     Json,
+    /// PostgreSQL's binary COPY format (header, tuples of length-prefixed fields in each
+    /// type's binary encoding, trailer).
+    Binary,
 }
 
 impl CopyFormat {
@@ -87,6 +94,7 @@ pub fn decode(
 ) -> Result<Vec<RecordBatch>> {
     match format {
         CopyFormat::Json => decode_json(def, columns, data),
+        CopyFormat::Binary => binary::decode(def, columns, data),
         CopyFormat::Text { delimiter, null } => {
             let options = text::TextOptions {
                 delimiter: *delimiter,

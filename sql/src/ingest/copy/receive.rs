@@ -1,7 +1,8 @@
-//! A COPY FROM STDIN while its data arrives: text and CSV data is cut into blocks of whole rows
-//! (a newline inside CSV quotes ends no row) that are decoded, routed to partitions and encoded
-//! as log frames on blocking threads while the connection keeps receiving, so that work overlaps
-//! the network instead of following it. JSON lines are decoded whole when the data ends.
+//! A COPY FROM STDIN while its data arrives: text, CSV and binary data is cut into blocks of
+//! whole rows (a newline inside CSV quotes ends no row; a binary tuple ends where its field
+//! lengths say) that are decoded, routed to partitions and encoded as log frames on blocking
+//! threads while the connection keeps receiving, so that work overlaps the network instead of
+//! following it. JSON lines are decoded whole when the data ends.
 //!
 //! Nothing is appended until every block has decoded: a bad row anywhere fails the whole
 //! statement, naming its line in the whole payload. This module owns that ordering; it never
@@ -15,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
 use super::CopyIn;
+use super::binary::{self, Stop};
 use super::csv_format::{self, RowEnds};
 use super::text::{self, TextOptions};
 use super::{CopyFormat, decode};
@@ -40,8 +42,23 @@ enum Cutting {
     Text,
     /// CSV: newlines outside quotes end rows.
     Csv(RowEnds),
+    /// Binary: tuples end where their field lengths say, after the file header.
+    Binary(BinaryState),
     /// JSON lines: decoded whole when the data ends.
     Never,
+}
+
+/// Where a binary COPY's data stands.
+#[derive(Default)]
+struct BinaryState {
+    /// The file header was read (and taken off `pending`).
+    header: bool,
+    /// The trailer arrived: the data is over.
+    trailer: bool,
+    /// Data came after the trailer (an error once the rows before it decoded).
+    after_trailer: bool,
+    /// A malformed tuple was handed to a decoder, which names the fault; the rest is ignored.
+    stopped: bool,
 }
 
 /// Receives the data of one COPY FROM STDIN; [`CopyReceiver::finish`] appends it, all or nothing.
@@ -80,6 +97,7 @@ impl CopyReceiver {
             CopyFormat::Text { .. } => Cutting::Text,
             CopyFormat::Csv { quote, escape, .. } => Cutting::Csv(RowEnds::new(*quote, *escape)),
             CopyFormat::Json => Cutting::Never,
+            CopyFormat::Binary => Cutting::Binary(BinaryState::default()),
         };
         CopyReceiver {
             copy: Arc::new(copy),
@@ -106,8 +124,17 @@ impl CopyReceiver {
         if self.ended {
             return;
         }
+        if let Cutting::Binary(state) = &mut self.cutting
+            && (state.trailer || state.stopped)
+        {
+            state.after_trailer |= state.trailer && !data.is_empty();
+            return;
+        }
         self.received += data.len();
         self.pending.extend_from_slice(data);
+        if !self.binary_header(false) {
+            return;
+        }
         // Dispatching may find the data ended (an end marker or a bad row in an older block).
         while !self.ended
             && let Some((cut, lines)) = self.next_cut()
@@ -119,9 +146,77 @@ impl CopyReceiver {
         }
     }
 
+    /// For binary data, takes the file header off `pending` once it has arrived; false while
+    /// it has not (`complete`: no more data will come) or when it is bad (the COPY failed).
+    fn binary_header(&mut self, complete: bool) -> bool {
+        let Cutting::Binary(state) = &mut self.cutting else {
+            return true;
+        };
+        if state.header {
+            return true;
+        }
+        match binary::header_len(&self.copy.def, &self.pending, complete) {
+            Ok(Some(len)) => {
+                let _ = self.pending.split_to(len);
+                state.header = true;
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.failed = Some(e);
+                self.end();
+                false
+            }
+        }
+    }
+
+    /// For binary data: where the next block of whole tuples ends and how many it holds —
+    /// a full block, the tuples before the trailer, or everything from a malformed tuple on.
+    fn next_binary_cut(&mut self) -> Option<(usize, usize)> {
+        let Cutting::Binary(state) = &mut self.cutting else {
+            return None;
+        };
+        if state.trailer || state.stopped {
+            return None;
+        }
+        let mut rows = self.scanned_rows;
+        let stop = binary::scan_tuples(
+            &self.pending,
+            self.scanned,
+            self.copy.columns.len(),
+            |end| {
+                rows += 1;
+                rows < BLOCK_ROWS && end < BLOCK_BYTES
+            },
+        );
+        let cut = match stop {
+            Stop::Full(end) => end,
+            Stop::NeedMore(at) => {
+                (self.scanned, self.scanned_rows) = (at, rows);
+                return None;
+            }
+            Stop::Trailer(at) => {
+                state.trailer = true;
+                state.after_trailer = self.pending.len() > at + 2;
+                self.pending.truncate(at);
+                at
+            }
+            Stop::Malformed => {
+                state.stopped = true;
+                rows += 1;
+                self.pending.len()
+            }
+        };
+        (self.scanned, self.scanned_rows) = (0, 0);
+        (cut > 0).then_some((cut, rows))
+    }
+
     /// Where the next full block of whole rows ends, if one has arrived, and how many lines
-    /// (newlines) it holds.
+    /// (newlines; tuples for binary data) it holds.
     fn next_cut(&mut self) -> Option<(usize, usize)> {
+        if matches!(self.cutting, Cutting::Binary(_)) {
+            return self.next_binary_cut();
+        }
         let from = self.scanned;
         let mut rows = self.scanned_rows;
         // The end of the block (position after its last newline), once full.
@@ -134,7 +229,7 @@ impl CopyReceiver {
             cut.is_none()
         };
         let newlines = match &mut self.cutting {
-            Cutting::Never => return None,
+            Cutting::Never | Cutting::Binary(_) => return None,
             Cutting::Text => {
                 let mut newlines = 0;
                 for pos in memchr::memchr_iter(b'\n', &self.pending[from..]) {
@@ -213,6 +308,9 @@ impl CopyReceiver {
     /// Decodes the rest, then appends every row to the stream (durably) and returns how many.
     pub async fn finish(mut self) -> Result<u64> {
         let received = self.started.elapsed();
+        if !self.ended {
+            self.binary_header(true);
+        }
         if !self.ended && !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending).freeze();
             let (copy, engine) = (self.copy.clone(), self.engine.clone());
@@ -227,6 +325,14 @@ impl CopyReceiver {
         }
         if let Some(e) = self.failed {
             return Err(e);
+        }
+        if let Cutting::Binary(state) = &self.cutting
+            && state.after_trailer
+        {
+            return Err(Error::BadCopyFormat(format!(
+                "COPY {}: received copy data after EOF marker",
+                self.copy.def.name
+            )));
         }
         let decoded = self.started.elapsed() - received;
         let (copy, encoded, writes) = (self.copy, self.decoded, self.writes);
@@ -250,8 +356,9 @@ impl CopyReceiver {
     }
 }
 
-/// Decodes a block of data (whole lines for text, the whole payload otherwise; its first line is
-/// `first_line + 1`) and encodes its rows as frames.
+/// Decodes a block of data (whole lines for text and CSV, whole tuples for binary data, the
+/// whole payload for JSON; its first line or tuple is `first_line + 1`) and encodes its rows
+/// as frames.
 fn decode_block(engine: &Engine, copy: &CopyIn, data: &[u8], first_line: usize) -> Result<Decoded> {
     let (batches, ended) = match &copy.format {
         CopyFormat::Text { delimiter, null } => {
@@ -265,6 +372,10 @@ fn decode_block(engine: &Engine, copy: &CopyIn, data: &[u8], first_line: usize) 
             csv_format::decode_lines(&copy.def, &copy.columns, format, data, first_line)?
         }
         format @ CopyFormat::Json => (decode(&copy.def, &copy.columns, format, data)?, false),
+        CopyFormat::Binary => (
+            binary::decode_tuples(&copy.def, &copy.columns, data, first_line)?,
+            false,
+        ),
     };
     let partitions = copy.topic.partitions().len();
     Ok((encode(engine, &copy.def, partitions, &batches)?, ended))

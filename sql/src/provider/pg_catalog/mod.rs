@@ -10,6 +10,7 @@
 //! publications, ...) exist and are empty.
 
 pub mod model;
+mod settings;
 
 use std::sync::Arc;
 
@@ -25,11 +26,12 @@ use datafusion::error::Result;
 
 use model::*;
 pub use model::{format_type, relation_of, type_oid};
+pub use settings::{Setting, Settings};
 
 use crate::Engine;
 
 /// Catalog relations that have no rows in Eddy (no column defaults, no collations, ...).
-pub const ALWAYS_EMPTY: [&str; 29] = [
+pub const ALWAYS_EMPTY: [&str; 30] = [
     "pg_attrdef",
     "pg_collation",
     "pg_policy",
@@ -59,8 +61,9 @@ pub const ALWAYS_EMPTY: [&str; 29] = [
     "pg_ts_dict",
     "pg_ts_parser",
     "pg_ts_template",
+    "pg_parameter_acl",
 ];
-const TABLES: [&str; 24] = [
+const TABLES: [&str; 26] = [
     "pg_namespace",
     "pg_class",
     "pg_am",
@@ -85,6 +88,8 @@ const TABLES: [&str; 24] = [
     "pg_extension",
     "pg_sequence",
     "pg_opclass",
+    "pg_settings",
+    "pg_parameter_acl",
 ];
 
 /// Whether `name` is a `pg_catalog` relation (so that an unqualified `pg_type` finds it).
@@ -96,12 +101,24 @@ pub fn is_catalog_relation(name: &str) -> bool {
 #[derive(Debug)]
 pub struct PgCatalogSchema {
     engine: Arc<Engine>,
+    settings: Option<Settings>,
 }
 
 impl PgCatalogSchema {
     /// `pg_catalog` over `engine`'s streams.
     pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            settings: None,
+        }
+    }
+
+    /// The same, `pg_settings` showing a session's settings.
+    pub fn with_settings(self, settings: Settings) -> Self {
+        Self {
+            settings: Some(settings),
+            ..self
+        }
     }
 }
 
@@ -631,6 +648,12 @@ impl SchemaProvider for PgCatalogSchema {
                 )
                 .build()?
             }
+            "pg_settings" => settings::pg_settings(self.settings.as_ref())?,
+            "pg_parameter_acl" => Rel::default()
+                .nulls("oid", DataType::Int32, 0)
+                .nulls("parname", DataType::Utf8, 0)
+                .nulls("paracl", text_list(), 0)
+                .build()?,
             "pg_tablespace" => Rel::default()
                 .int("oid", vec![1663])
                 .text("spcname", vec!["pg_default"])

@@ -30,6 +30,10 @@ use crate::parser::{
     backslash_escaped, normalize_ident, normalize_object_name, parse_array_literal,
 };
 
+mod labels;
+
+pub use labels::{label_columns, output_name};
+
 /// Applies every rewrite to `stmt`.
 pub fn rewrite(stmt: &mut Statement, engine: &Engine) {
     if let Statement::Insert(insert) = stmt
@@ -302,103 +306,6 @@ fn reg_type(t: &DataType) -> Option<&'static str> {
     }
 }
 
-/// Catalog columns of PostgreSQL's vector types (`int2vector`, `oidvector`).
-const VECTOR_COLUMNS: [&str; 4] = ["indkey", "indclass", "indcollation", "indoption"];
-
-/// Output names as PostgreSQL gives them to a query's unnamed columns: a function call is
-/// labelled by the function's name (`count`, `current_user`), any other expression that is
-/// not a column `?column?` (DataFusion would say `Int64(1)`). A label that would repeat
-/// another output name is left as DataFusion names it, as DataFusion needs unique names.
-/// `pg_index`'s vector columns are sent as PostgreSQL's text for them.
-pub fn label_columns(stmt: &mut Statement) {
-    let Statement::Query(query) = stmt else {
-        return;
-    };
-    let mut body = query.body.as_mut();
-    loop {
-        match body {
-            SetExpr::SetOperation { left, .. } => body = left.as_mut(),
-            SetExpr::Query(q) => body = q.body.as_mut(),
-            _ => break,
-        }
-    }
-    let SetExpr::Select(select) = body else {
-        return;
-    };
-    let mut taken: HashSet<String> = select
-        .projection
-        .iter()
-        .filter_map(|item| match item {
-            SelectItem::ExprWithAlias { alias, .. } => Some(normalize_ident(alias)),
-            SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(normalize_ident(i)),
-            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => p.last().map(normalize_ident),
-            _ => None,
-        })
-        .collect();
-    let reads_index = select
-        .from
-        .iter()
-        .any(|t| t.to_string().contains("pg_index"));
-    for item in select.projection.iter_mut() {
-        // `int2vector`/`oidvector` columns (`pg_index.indkey`, ...) are lists inside a query
-        // and leave it as PostgreSQL's text for them, `1 2`, which clients parse.
-        let (e, alias) = match &*item {
-            SelectItem::UnnamedExpr(e) => (e, None),
-            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias)),
-            _ => continue,
-        };
-        let name = match e {
-            Expr::Identifier(i) => Some(i),
-            Expr::CompoundIdentifier(parts) => parts.last(),
-            _ => None,
-        };
-        if let Some(name) = name
-            && reads_index
-            && VECTOR_COLUMNS.contains(&normalize_ident(name).as_str())
-        {
-            let alias = alias.unwrap_or(name).clone();
-            let text = call(
-                "array_to_string",
-                vec![
-                    e.clone(),
-                    Expr::value(Value::SingleQuotedString(" ".into())),
-                ],
-            );
-            *item = SelectItem::ExprWithAlias { expr: text, alias };
-            continue;
-        }
-        let SelectItem::UnnamedExpr(e) = item else {
-            continue;
-        };
-        let label = match e {
-            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => continue,
-            // A cast Eddy performs is labelled as PostgreSQL labels casts: a column keeps its
-            // name, anything else is named by the type (`'{}'::jsonb` is `jsonb`).
-            Expr::Function(f) if normalize_object_name(&f.name) == types::EDDY_CAST => {
-                match types::cast_label(f) {
-                    Some(label) => label,
-                    None => continue,
-                }
-            }
-            Expr::Function(f) => match f.name.0.last().and_then(|p| p.as_ident()) {
-                Some(i) => i.value.to_ascii_lowercase(),
-                None => continue,
-            },
-            // `x::t` keeps x's name; a cast literal is labelled by its type in PostgreSQL,
-            // which is what DataFusion prints too closely to matter.
-            Expr::Cast { .. } => continue,
-            _ => "?column?".to_string(),
-        };
-        if !taken.insert(label.clone()) {
-            continue;
-        }
-        *item = SelectItem::ExprWithAlias {
-            expr: e.clone(),
-            alias: Ident::with_quote('"', label),
-        };
-    }
-}
-
 fn columns_of(qualifier: &Ident, columns: &[String]) -> impl Iterator<Item = SelectItem> {
     columns.iter().map(move |c| {
         SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
@@ -516,8 +423,8 @@ impl VisitorMut for Rewriter<'_> {
         {
             *e = call("max", vec![e.clone()]);
         }
-        // `ARRAY(SELECT x FROM ...)` is `(SELECT array_agg(x) FROM ...)`; over no rows it is
-        // NULL where PostgreSQL has `{}`, which every array function and psql print alike.
+        // `ARRAY(SELECT x FROM ...)` is `(SELECT array_agg(x) FROM ...)`, or over no rows
+        // (where `array_agg` is NULL) the empty array, `{}`, as in PostgreSQL.
         if let Expr::Function(f) = expr
             && f.name.0.len() == 1
             && f.name.0[0]
@@ -529,7 +436,7 @@ impl VisitorMut for Rewriter<'_> {
             *expr = if reads_empty_catalog(&query) || unnests_toast_options(&query) {
                 Expr::Cast {
                     kind: CastKind::DoubleColon,
-                    expr: Box::new(Expr::value(Value::Null)),
+                    expr: Box::new(call("make_array", vec![])),
                     data_type: DataType::Array(ArrayElemTypeDef::SquareBracket(
                         Box::new(DataType::Text),
                         None,
@@ -539,7 +446,10 @@ impl VisitorMut for Rewriter<'_> {
                 }
             } else {
                 array_agg_of(&mut query);
-                Expr::Subquery(query)
+                call(
+                    "coalesce",
+                    vec![Expr::Subquery(query), call("make_array", vec![])],
+                )
             };
             return ControlFlow::Continue(());
         }

@@ -3,10 +3,10 @@
 //!
 //! Measures, on 1,000,000 deterministic rows of about 100 bytes:
 //! 1. `COPY ... FROM STDIN` ingest (10 statements of 100k rows, one of 1M rows, and the 10
-//!    statements again as CSV with the name quoted),
+//!    statements again as CSV with the name quoted and in PostgreSQL's binary format),
 //! 2. single-row `INSERT` latency (sequential) and throughput (8 concurrent connections),
 //! 3. a `SELECT count(*), sum(x)` scan,
-//! 4. the same COPY and scan on a throwaway PostgreSQL cluster (`initdb` under
+//! 4. the same COPY (text and binary) and scan on a throwaway PostgreSQL cluster (`initdb` under
 //!    `/usr/lib/postgresql/*/bin`; skipped with a message when it is not installed).
 //!
 //! Every count and sum is checked against values computed here; a wrong answer panics. Timings
@@ -15,10 +15,12 @@
 //! Run with `cargo run --release --example bench`; `EDDY_BENCH_ROWS=20000` makes a quick run (e.g.
 //! of a debug build in CI).
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod binary;
+mod postgres;
+
+use postgres::{PgCluster, find_postgres_bin};
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -60,6 +62,10 @@ struct Dataset {
     csv_statements: Vec<Vec<Bytes>>,
     /// Total bytes of CSV.
     csv_bytes: u64,
+    /// The same rows in binary COPY format, cut into the same statements and chunks.
+    binary_statements: Vec<Vec<Bytes>>,
+    /// Total bytes of binary COPY data.
+    binary_bytes: u64,
     /// Sum of the `x` column over all rows.
     sum_x: i128,
 }
@@ -108,12 +114,15 @@ fn generate(rows: u64) -> Dataset {
         statements.push(chunks);
     }
     let (csv_statements, csv_bytes) = to_csv(&statements);
+    let (binary_statements, binary_bytes) = binary::to_binary(&statements);
     Dataset {
         rows,
         statements,
         bytes,
         csv_statements,
         csv_bytes,
+        binary_statements,
+        binary_bytes,
         sum_x,
     }
 }
@@ -328,6 +337,7 @@ struct EddyFigures {
     copy: Duration,
     single_copy: Duration,
     csv_copy: Duration,
+    binary_copy: Duration,
     insert_p50_us: u64,
     insert_p99_us: u64,
     insert_max_us: u64,
@@ -340,6 +350,7 @@ struct EddyFigures {
 struct PgFigures {
     version: String,
     copy: Duration,
+    binary_copy: Duration,
     scans: Vec<Duration>,
 }
 
@@ -372,6 +383,11 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
             "CREATE STREAM s_csv ({COLUMNS}) WITH (partitions=1)"
         ))
         .await?;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM s_binary ({COLUMNS}) WITH (partitions=1)"
+        ))
+        .await?;
 
     // 1. COPY: 10 statements of 100k rows, then all rows in one statement into another stream.
     let copy = copy_and_check(&client, "eddy", "s", "", &data.statements, data.bytes, data).await?;
@@ -386,6 +402,17 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
         "WITH (FORMAT csv)",
         &data.csv_statements,
         data.csv_bytes,
+        data,
+    )
+    .await?;
+    // ... and in binary.
+    let binary_copy = copy_and_check(
+        &client,
+        "eddy",
+        "s_binary",
+        "WITH (FORMAT binary)",
+        &data.binary_statements,
+        data.binary_bytes,
         data,
     )
     .await?;
@@ -454,6 +481,7 @@ async fn bench_eddy(data: &Dataset) -> anyhow::Result<EddyFigures> {
         copy,
         single_copy,
         csv_copy,
+        binary_copy,
         insert_p50_us: sequential.value_at_quantile(0.5),
         insert_p99_us: sequential.value_at_quantile(0.99),
         insert_max_us: sequential.max(),
@@ -476,190 +504,6 @@ fn best_and_median(rows: u64, scans: &[Duration]) -> (f64, f64) {
     (rate(rows, scans[0]), rate(rows, scans[scans.len() / 2]))
 }
 
-/// The `bin` directory of the newest PostgreSQL under `/usr/lib/postgresql` that has `initdb`.
-fn find_postgres_bin() -> Option<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let version = entry.file_name().to_str()?.parse().unwrap_or(0);
-            let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin)
-}
-
-/// Runs commands as the `postgres` user when this process is root (PostgreSQL refuses root).
-struct PgUser {
-    as_root: bool,
-}
-
-impl PgUser {
-    fn detect() -> anyhow::Result<Self> {
-        let out = Command::new("id")
-            .arg("-u")
-            .output()
-            .context("running `id -u`")?;
-        Ok(Self {
-            as_root: String::from_utf8_lossy(&out.stdout).trim() == "0",
-        })
-    }
-
-    fn name(&self) -> String {
-        if self.as_root {
-            "postgres".into()
-        } else {
-            std::env::var("USER").unwrap_or_else(|_| "postgres".into())
-        }
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        if self.as_root {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(program);
-            cmd
-        } else {
-            Command::new(program)
-        }
-    }
-}
-
-/// A running throwaway cluster; stopped (fast shutdown) and deleted when dropped.
-struct PgCluster {
-    bin: PathBuf,
-    user: PgUser,
-    data: PathBuf,
-    child: Option<Child>,
-    port: u16,
-    // Declared last so the directory is removed after the server stopped.
-    dir: tempfile::TempDir,
-}
-
-impl PgCluster {
-    fn start(bin: PathBuf) -> anyhow::Result<Self> {
-        let user = PgUser::detect()?;
-        let dir = tempfile::Builder::new().prefix("eddy-bench-pg").tempdir()?;
-        if user.as_root {
-            let status = Command::new("chown")
-                .arg("postgres:")
-                .arg(dir.path())
-                .status()?;
-            if !status.success() {
-                bail!(
-                    "chown postgres {} failed (is there a postgres user?)",
-                    dir.path().display()
-                );
-            }
-        }
-        let data = dir.path().join("data");
-        let out = user
-            .command(&bin.join("initdb"))
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                &user.name(),
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data)
-            .output()
-            .context("running initdb")?;
-        if !out.status.success() {
-            bail!(
-                "initdb failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log_path = dir.path().join("postgres.log");
-        let log = File::create(&log_path)?;
-        let child = user
-            .command(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            .args(["-p", &port.to_string()])
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=on",
-                "-c",
-                "synchronous_commit=on",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting postgres")?;
-        Ok(Self {
-            bin,
-            user,
-            data,
-            child: Some(child),
-            port,
-            dir,
-        })
-    }
-
-    /// Waits (bounded) until the server accepts connections.
-    async fn connect(&mut self) -> anyhow::Result<Client> {
-        let mut last_error = None;
-        for _ in 0..300 {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                self.child = None;
-                bail!("postgres exited with {status}: {}", self.log_tail());
-            }
-            match connect(self.port, &self.user.name(), "postgres").await {
-                Ok(client) => return Ok(client),
-                Err(e) => last_error = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "postgres did not accept connections within 30 s: {last_error:?}; log: {}",
-            self.log_tail()
-        )
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let stopped = self
-            .user
-            .command(&self.bin.join("pg_ctl"))
-            .args(["stop", "-m", "fast", "-w", "-D"])
-            .arg(&self.data)
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !stopped {
-            eprintln!("pg_ctl stop failed; killing the postgres process");
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-    }
-}
-
 async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigures> {
     let rows = data.rows;
     let mut cluster = tokio::task::spawn_blocking(move || PgCluster::start(bin)).await??;
@@ -675,7 +519,9 @@ async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigure
         cluster.port
     );
     client
-        .batch_execute(&format!("CREATE TABLE s ({PG_COLUMNS})"))
+        .batch_execute(&format!(
+            "CREATE TABLE s ({PG_COLUMNS}); CREATE TABLE s_binary ({PG_COLUMNS})"
+        ))
         .await?;
 
     let copy = copy_and_check(
@@ -685,6 +531,16 @@ async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigure
         "",
         &data.statements,
         data.bytes,
+        data,
+    )
+    .await?;
+    let binary_copy = copy_and_check(
+        &client,
+        "postgres",
+        "s_binary",
+        "WITH (FORMAT binary)",
+        &data.binary_statements,
+        data.binary_bytes,
         data,
     )
     .await?;
@@ -698,6 +554,7 @@ async fn bench_postgres(bin: PathBuf, data: &Dataset) -> anyhow::Result<PgFigure
     Ok(PgFigures {
         version,
         copy,
+        binary_copy,
         scans,
     })
 }
@@ -803,6 +660,20 @@ async fn async_main() -> anyhow::Result<()> {
         eddy.csv_copy.as_secs_f64(),
         human(rate(rows, eddy.csv_copy)),
         rate(data.csv_bytes, eddy.csv_copy) / 1e6
+    );
+    let binary_reference = match &pg {
+        Some(pg) => format!(
+            "(PostgreSQL binary: {} rows/s, ratio {:.2}x)",
+            human(rate(rows, pg.binary_copy)),
+            rate(rows, eddy.binary_copy) / rate(rows, pg.binary_copy)
+        ),
+        None => "(PostgreSQL: skipped)".into(),
+    };
+    println!(
+        "binary COPY   : {rows} rows in {:.2} s = {} rows/s, {:.1} MB/s ({COPY_STATEMENTS} COPYs)   {binary_reference}",
+        eddy.binary_copy.as_secs_f64(),
+        human(rate(rows, eddy.binary_copy)),
+        rate(data.binary_bytes, eddy.binary_copy) / 1e6
     );
     println!(
         "insert latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({SEQUENTIAL_INSERTS} sequential); \
