@@ -6,6 +6,7 @@ Asserts as it goes and prints `ok` at the end; a missing SQLAlchemy or driver is
 
 """
 
+import decimal
 import sys
 
 import pandas
@@ -79,5 +80,22 @@ assert list(frame.columns) == names, list(frame.columns)
 assert frame["user_id"].tolist() == ["alice"] and frame["n"].tolist() == [1], frame
 frame = pandas.read_sql("SELECT user_id, n FROM clicks", engine)
 assert frame.to_dict("records") == [{"user_id": "alice", "n": 1}], frame
+
+# pandas appends through SQLAlchemy: it reflects the table, then inserts the frame's rows with
+# executemany inside one transaction.
+more = pandas.DataFrame(
+    {
+        "user_id": ["bob", "carol"],
+        "n": [2, 3],
+        "amount": [decimal.Decimal("1.25"), decimal.Decimal("7.00")],
+        "at": [pandas.Timestamp("2026-01-02 00:00:00"), pandas.Timestamp("2026-01-03 12:30:00")],
+    }
+)
+# The count is the driver's executemany rowcount: psycopg 3 reports -1 for it.
+written = more.to_sql("clicks", engine, if_exists="append", index=False)
+assert written == (2 if driver == "psycopg2" else -1), written
+frame = pandas.read_sql("SELECT user_id, n, amount FROM clicks ORDER BY n", engine)
+assert frame["user_id"].tolist() == ["alice", "bob", "carol"], frame
+assert frame["amount"].tolist() == [2.5, 1.25, 7.0], frame  # read_sql coerces to float
 
 print("ok")
