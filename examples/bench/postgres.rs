@@ -147,6 +147,12 @@ impl PgCluster {
     }
 
     /// Waits (bounded) until the server accepts connections.
+    /// The role clients connect as.
+    #[allow(dead_code)] // examples/txn_bench.rs opens its own connections; bench does not
+    pub fn user_name(&self) -> String {
+        self.user.name()
+    }
+
     pub async fn connect(&mut self) -> anyhow::Result<Client> {
         let mut last_error = None;
         for _ in 0..300 {
