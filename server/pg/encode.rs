@@ -18,10 +18,9 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use eddy_catalog::SqlType;
 use eddy_sql::ingest::copy::CopyFormat;
 
+use super::copy_csv::CsvCopyEncoder;
 use super::numeric::PgNumeric;
-use pgwire::api::results::{
-    CopyCsvOptions, CopyEncoder, CopyTextOptions, DataRowEncoder, FieldInfo,
-};
+use pgwire::api::results::{CopyEncoder, CopyTextOptions, DataRowEncoder, FieldInfo};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
@@ -35,12 +34,6 @@ pub trait FieldSink {
 }
 
 impl FieldSink for DataRowEncoder {
-    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
-        self.encode_field(value)
-    }
-}
-
-impl FieldSink for CopyEncoder {
     fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
         self.encode_field(value)
     }
@@ -488,8 +481,36 @@ pub fn data_rows(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> PgWireRes
     Ok(rows)
 }
 
+/// The rows of a COPY TO: pgwire's encoder for text and binary, Eddy's for CSV (see
+/// [`CsvCopyEncoder`]).
+pub(crate) enum CopyRows {
+    Pg(CopyEncoder),
+    Csv(CsvCopyEncoder),
+}
+
+impl CopyRows {
+    fn take_copy(&mut self) -> CopyData {
+        match self {
+            CopyRows::Pg(e) => e.take_copy(),
+            CopyRows::Csv(e) => e.take_copy(),
+        }
+    }
+}
+
+impl FieldSink for CopyRows {
+    fn put<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        match self {
+            CopyRows::Pg(e) => e.encode_field(value),
+            CopyRows::Csv(e) => e.put(value),
+        }
+    }
+}
+
 /// Encodes every row of a batch as COPY data, one message per row.
-pub fn copy_rows(batch: &RecordBatch, encoder: &mut CopyEncoder) -> PgWireResult<Vec<CopyData>> {
+pub(crate) fn copy_rows(
+    batch: &RecordBatch,
+    encoder: &mut CopyRows,
+) -> PgWireResult<Vec<CopyData>> {
     let columns = columns(batch)?;
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -783,7 +804,7 @@ pub(crate) fn copy_header(fields: &[FieldInfo], format: &CopyFormat) -> Option<C
 pub(crate) fn copy_encoder(
     fields: Arc<Vec<FieldInfo>>,
     format: CopyFormat,
-) -> PgWireResult<CopyEncoder> {
+) -> PgWireResult<CopyRows> {
     Ok(match format {
         CopyFormat::Csv {
             delimiter,
@@ -791,26 +812,17 @@ pub(crate) fn copy_encoder(
             escape,
             null,
             ..
-        } => CopyEncoder::new_csv(
-            fields,
-            CopyCsvOptions {
-                delimiter: (delimiter as char).to_string().into(),
-                quote: (quote as char).to_string().into(),
-                escape: (escape as char).to_string().into(),
-                null_string: null.into(),
-                force_quote: vec![],
-            },
-        ),
-        CopyFormat::Text { delimiter, null } => CopyEncoder::new_text(
+        } => CopyRows::Csv(CsvCopyEncoder::new(fields, delimiter, quote, escape, null)),
+        CopyFormat::Text { delimiter, null } => CopyRows::Pg(CopyEncoder::new_text(
             fields,
             CopyTextOptions {
                 delimiter: (delimiter as char).to_string().into(),
                 null_string: null.into(),
             },
-        ),
+        )),
         // The encoder writes the file header before the first row; the caller writes it
         // when there is none, and the trailer.
-        CopyFormat::Binary => CopyEncoder::new_binary(fields),
+        CopyFormat::Binary => CopyRows::Pg(CopyEncoder::new_binary(fields)),
         CopyFormat::Json => {
             return Err(super::errors::to_pgwire(eddy_sql::Error::Unsupported(
                 "COPY TO JSON".into(),

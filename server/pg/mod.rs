@@ -5,6 +5,7 @@
 //! errors become SQLSTATEs in [`errors`] — the only place that mapping lives.
 
 mod connection;
+mod copy_csv;
 pub mod encode;
 pub mod errors;
 pub mod framing;

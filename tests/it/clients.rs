@@ -84,6 +84,17 @@ async fn psycopg_and_sqlalchemy_transactions_and_savepoints() -> anyhow::Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_text_and_csv_round_trip_through_psycopg_and_psycopg2() -> anyhow::Result<()> {
+    let server = TestServer::start_fresh()?;
+    run_script(
+        &server,
+        "copy_text.py",
+        "python3 -m pip install 'psycopg[binary]' psycopg2-binary",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgcli_describes_and_completes_streams() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;
     run_script(&server, "pgcli_compat.py", "python3 -m pip install pgcli").await

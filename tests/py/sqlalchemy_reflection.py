@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 reflecting Eddy's streams and tables, and pandas reading them through it, over
+"""SQLAlchemy 2 reflecting Eddy's streams and tables, its ORM reading a stream through a mapped
+class, and pandas reading and appending through it, over
 the driver named by the second argument (`psycopg2`, the default, or `psycopg` for psycopg 3,
 which binds parameters on the server); run by tests/it/clients.rs with the server's port.
 Asserts as it goes and prints `ok` at the end; a missing SQLAlchemy or driver is an error
@@ -12,6 +13,7 @@ import sys
 import pandas
 import psycopg2
 from sqlalchemy import MetaData, Table, create_engine, inspect, select
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import BIGINT, INTEGER, NUMERIC, TIMESTAMP, VARCHAR
 
 port = int(sys.argv[1])
@@ -73,6 +75,26 @@ clicks = Table("clicks", MetaData(), autoload_with=engine)
 with engine.connect() as conn:
     rows = conn.execute(select(clicks.c.user_id, clicks.c.n, clicks.c.rowpartition)).all()
 assert [(r[0], r[1]) for r in rows] == [("alice", 1)], rows
+
+# The ORM reads a stream through a mapped class. A stream has no primary key; a row is named
+# by its partition and offset, which the mapping says.
+class Base(DeclarativeBase):
+    pass
+
+
+class Click(Base):
+    __table__ = Table("clicks", Base.metadata, autoload_with=engine)
+    __mapper_args__ = {
+        "primary_key": [__table__.c.rowpartition, __table__.c.rowoffset],
+    }
+
+
+with Session(engine) as session:
+    got = session.scalars(select(Click).where(Click.n >= 1).order_by(Click.n)).all()
+    assert [(c.user_id, c.n, c.amount) for c in got] == [
+        ("alice", 1, decimal.Decimal("2.50"))
+    ], got
+    assert session.get(Click, (got[0].rowpartition, got[0].rowoffset)).user_id == "alice"
 
 # pandas reflects the table, then selects it.
 frame = pandas.read_sql_table("clicks", engine)
