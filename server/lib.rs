@@ -89,6 +89,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 }
 
 impl RunningServer {
+    /// The engine it serves (benchmarks read its logs' counters).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// Stops in order: no new connections; idle connections and push queries end (SQLSTATE
     /// 57P01); statements in progress finish within the grace period (`--shutdown-grace-ms`,
     /// then they are abandoned, unacknowledged); the maintenance task stops; and only once no

@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{FieldRef, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::Statement;
 use parking_lot::Mutex;
 
 use crate::functions::SERVER_VERSION;
@@ -174,6 +175,55 @@ impl std::fmt::Debug for Output {
     }
 }
 
+/// A statement as planned: its logical plan (parameters unbound), its description, and — for
+/// a pull query by key — the lookup that answers it without the plan. `exec::cache` makes
+/// them and decides which are kept.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    pub plan: datafusion::logical_expr::LogicalPlan,
+    pub description: Description,
+    pub lookup: Option<Arc<crate::provider::KeyLookup>>,
+}
+
+/// A session's planned statements (see `exec::cache`), each with the catalog version it was
+/// planned at; bounded, least recently used first out.
+pub(crate) struct PlanCache {
+    entries: quick_cache::sync::Cache<Statement, Arc<(u64, Planned)>>,
+}
+
+impl PlanCache {
+    /// Statements one session keeps planned.
+    const CAPACITY: usize = 256;
+
+    /// The plan of `statement` if it was made at catalog version `version`.
+    pub(crate) fn get(&self, statement: &Statement, version: u64) -> Option<Planned> {
+        self.entries
+            .get(statement)
+            .filter(|entry| entry.0 == version)
+            .map(|entry| entry.1.clone())
+    }
+
+    pub(crate) fn insert(&self, statement: Statement, version: u64, planned: Planned) {
+        self.entries.insert(statement, Arc::new((version, planned)));
+    }
+}
+
+impl Default for PlanCache {
+    fn default() -> Self {
+        PlanCache {
+            entries: quick_cache::sync::Cache::new(Self::CAPACITY),
+        }
+    }
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanCache")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
 /// Types of a statement's parameters and result, for the extended protocol's Describe.
 #[derive(Debug, Clone)]
 pub struct Description {
@@ -283,6 +333,8 @@ pub struct Session {
     /// The open transaction block, if any (shared with its result streams, whose errors fail
     /// it).
     block: Arc<Mutex<Option<Block>>>,
+    /// Queries planned once (prepared statements, repeated query texts).
+    plans: PlanCache,
 }
 
 impl std::fmt::Debug for Session {
@@ -311,6 +363,7 @@ impl Session {
             cursors: tokio::sync::Mutex::new(Cursors::default()),
             writes,
             block: Arc::default(),
+            plans: Default::default(),
         }
     }
 
@@ -341,6 +394,10 @@ impl Session {
     /// Starts receiving the data of a COPY FROM STDIN.
     pub fn copy_receiver(&self, copy: CopyIn) -> crate::ingest::copy::CopyReceiver {
         crate::ingest::copy::CopyReceiver::new(self.engine.clone(), copy, self.writes.clone())
+    }
+
+    pub(crate) fn plans(&self) -> &PlanCache {
+        &self.plans
     }
 
     pub(crate) fn writes(&self) -> &Arc<Writes> {
@@ -398,6 +455,14 @@ impl Session {
             .or_else(|| default_value(name).map(str::to_string))
     }
 
+    /// Whether `INSERT ... VALUES` and pull queries by key may skip DataFusion
+    /// ([`crate::ingest::values`], [`crate::exec::lookup`]): on unless `SET eddy.fast_paths =
+    /// off`, which — like PostgreSQL's `enable_*` planner settings — exists to compare the two
+    /// ways on the same statements.
+    pub(crate) fn fast_paths(&self) -> bool {
+        self.vars.lock().get(FAST_PATHS).is_none_or(|v| v != "off")
+    }
+
     pub(crate) fn vars(&self) -> &Mutex<BTreeMap<String, String>> {
         &self.vars
     }
@@ -435,6 +500,9 @@ impl Cursors {
 }
 
 /// Session variables and their defaults (what `SHOW ALL` lists).
+/// The setting [`Session::fast_paths`] reads.
+pub(crate) const FAST_PATHS: &str = "eddy.fast_paths";
+
 pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("auto.offset.reset", "latest"),

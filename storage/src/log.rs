@@ -35,7 +35,7 @@ use crate::reader::LogReader;
 use crate::recovery::recover;
 use crate::segment::format::EncodedFrame;
 use crate::segment::index::lookup_timestamp;
-use crate::segment::{Segment, sync_dir};
+use crate::segment::{PREALLOCATE_BYTES, Segment, sync_dir};
 
 /// Offsets assigned to an appended batch: `base_offset..next_offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +163,8 @@ impl Group<'_> {
                 return Err(error);
             }
         }
+        let ahead = PREALLOCATE_BYTES.min(self.log.shared.config.read().segment_bytes);
+        segment.preallocate_after(self.end, ahead);
         Ok(())
     }
 
@@ -177,7 +179,7 @@ impl Group<'_> {
     }
 
     fn cut(&self) {
-        if let Err(cut) = self.segment.file.set_len(self.start) {
+        if let Err(cut) = self.segment.truncate(self.start) {
             // The partial group stays in the file: stop, and let recovery drop it.
             self.log.shared.closed.store(true, Ordering::Release);
             warn!(segment = %self.segment.log_path.display(), error = %cut, "cannot cut a failed append off the segment; the log is closed until it is reopened");
@@ -436,6 +438,10 @@ impl PartitionLog {
     fn roll(&self, appender: &mut Appender) -> Result<()> {
         let shared = &self.shared;
         let old = Arc::clone(&appender.active);
+        // A closed segment ends at its last frame: the zeros written ahead go first.
+        let size = old.state.read().size;
+        old.truncate(size)
+            .map_err(|e| Error::io(format!("truncating {}", old.log_path.display()), e))?;
         old.sync()?;
         shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         shared.publish_durable(appender.written);

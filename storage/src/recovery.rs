@@ -11,12 +11,14 @@
 //!   logged. A bad frame followed by a valid one is corruption in the middle of acknowledged
 //!   data, and opening fails with [`Error::Corrupt`] rather than silently dropping it.
 //!   Frames are kept by statement group (`segment/format.rs`): a trailing group whose last
-//!   frame is missing was never acknowledged either, and is truncated whole.
+//!   frame is missing was never acknowledged either, and is truncated whole. A tail of
+//!   zeros is the space appends wrote ahead (`Segment::preallocate_after`), not a torn write:
+//!   it is cut without a warning, so that after open every file ends at the log's end.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::segment::format::{FrameHeader, HEADER_LEN, MAGIC};
@@ -121,6 +123,16 @@ fn load_closed(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
     let entries_before = state.index.len();
     let mut position = state.size;
     while position < len {
+        if zeros_to_end(segment, position, len)? {
+            // Zeros written ahead that a roll did not get to cut (it cuts them before it
+            // creates the next segment, so only a file put together otherwise has them).
+            debug!(segment = %segment.log_path.display(), position, "cutting the zeros written ahead");
+            segment
+                .truncate(position)
+                .and_then(|()| segment.file.sync_all())
+                .map_err(|e| Error::io(format!("truncating {}", segment.log_path.display()), e))?;
+            break;
+        }
         if len - position < HEADER_LEN as u64 {
             return Err(segment.corrupt(position, "incomplete frame header in a closed segment"));
         }
@@ -183,6 +195,7 @@ fn recover_active(
     let mut open_group: Vec<(u64, FrameHeader)> = Vec::new();
     let mut next_offset = segment.base_offset;
     let mut cut = None;
+    let mut zeros_from = None;
     while position < len {
         match check_frame(segment, position, len, next_offset)? {
             Ok(header) => {
@@ -192,6 +205,11 @@ fn recover_active(
                 }
                 next_offset = header.next_offset();
                 position += header.frame_len();
+            }
+            Err(_) if zeros_to_end(segment, position, len)? => {
+                // Zeros written ahead of the end (`Segment::preallocate_after`).
+                zeros_from = Some(position);
+                break;
             }
             Err(reason) => {
                 if let Some(valid) = find_valid_frame(segment, position + 1, len)? {
@@ -238,14 +256,23 @@ fn recover_active(
             "truncating torn tail of the active segment (never acknowledged)"
         );
         let context = || format!("truncating {}", segment.log_path.display());
-        segment
-            .file
-            .set_len(at)
-            .map_err(|e| Error::io(context(), e))?;
+        segment.truncate(at).map_err(|e| Error::io(context(), e))?;
         segment
             .file
             .sync_all()
             .map_err(|e| Error::io(context(), e))?;
+    } else if let Some(at) = zeros_from {
+        // Not a torn write: cut quietly, so that the file ends at the log's end after every
+        // open; the next append writes ahead again.
+        debug!(segment = %segment.log_path.display(), position = at, "cutting the zeros written ahead");
+        let context = || format!("truncating {}", segment.log_path.display());
+        segment.truncate(at).map_err(|e| Error::io(context(), e))?;
+        segment
+            .file
+            .sync_all()
+            .map_err(|e| Error::io(context(), e))?;
+    } else {
+        segment.set_allocated(len);
     }
     let mut state = SegState::empty(segment.base_offset);
     for (at, header) in groups.iter().flatten() {
@@ -318,6 +345,24 @@ fn find_valid_frame(segment: &Segment, from: u64, len: u64) -> Result<Option<u64
         at = start + 1;
     }
     Ok(None)
+}
+
+/// Whether every byte of the segment from `from` to `len` is zero.
+fn zeros_to_end(segment: &Segment, from: u64, len: u64) -> Result<bool> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut at = from;
+    // A frame starts with its magic: the first bytes decide at once where one is.
+    let mut step = HEADER_LEN;
+    while at < len {
+        let n = (len - at).min(step as u64) as usize;
+        step = chunk.len();
+        segment.read_at(&mut chunk[..n], at)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 fn file_len(segment: &Segment) -> Result<u64> {

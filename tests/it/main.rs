@@ -15,6 +15,7 @@ mod connection;
 mod copy;
 mod copy_binary;
 mod extended;
+mod fast_paths;
 mod hardening;
 mod persistent;
 mod psql;

@@ -1,6 +1,7 @@
 //! Execution pieces that push queries, persistent queries and cursors share — none of them
 //! is one kind of query's own:
 //!
+//! - [`cache`]: a session's queries planned once (`planned`, into the session's `PlanCache`);
 //! - [`plan`]: planning a statement under a session (`plan_in`), a plan's parameter and result
 //!   types (`describe_plan`);
 //! - [`steps`]: filters and projections compiled once to physical expressions and run per
@@ -11,6 +12,7 @@
 //! It sits below `push` and `continuous` and above `session`: it may use the session, the
 //! providers, ingest and the engine, never a handler or a kind of query.
 
+pub(crate) mod cache;
 pub(crate) mod plan;
 pub(crate) mod steps;
 pub(crate) mod tail;

@@ -12,6 +12,7 @@ pub mod vars;
 use datafusion::common::ScalarValue;
 
 use crate::ingest::copy::CopyFormat;
+use crate::ingest::values::ValuesInsert;
 use crate::parser::EddyStatement;
 use crate::{Description, Error, Output, Result, Session};
 
@@ -129,6 +130,21 @@ impl Session {
                 rows: None,
             }),
             EddyStatement::Sql(statement) => {
+                if self.fast_paths()
+                    && let Some(insert) = ValuesInsert::of(self.engine(), statement)
+                    && let Some(rows) = insert
+                        .execute(
+                            self.engine(),
+                            self.writes(),
+                            params.as_deref().unwrap_or(&[]),
+                        )
+                        .await
+                {
+                    return Ok(Output::Command {
+                        tag: "INSERT 0".into(),
+                        rows: Some(rows? as usize),
+                    });
+                }
                 if let Some(copy) = copy::plan(self, statement).await? {
                     return Ok(copy);
                 }
@@ -149,7 +165,15 @@ impl Session {
                     columns: None,
                 })
             }
-            EddyStatement::Sql(statement) => query::describe(self, statement).await,
+            EddyStatement::Sql(statement) => {
+                match ValuesInsert::of(self.engine(), statement).filter(|_| self.fast_paths()) {
+                    Some(insert) => Ok(Description {
+                        params: insert.param_fields(),
+                        columns: None,
+                    }),
+                    None => query::describe(self, statement).await,
+                }
+            }
             EddyStatement::Push(statement) if !copy::is_copy(statement) => {
                 crate::push::describe(self, statement).await
             }

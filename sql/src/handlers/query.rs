@@ -8,12 +8,8 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::sql::sqlparser::ast::Statement;
 
-use crate::exec::{describe_plan, plan_in};
+use crate::exec::cache::planned;
 use crate::{Description, Error, Output, Result, Session};
-
-pub(crate) async fn plan(session: &Session, statement: &Statement) -> Result<LogicalPlan> {
-    plan_in(session, statement, false).await
-}
 
 /// Plans and runs a statement; `params` binds `$1, $2, ...`.
 pub async fn execute(
@@ -31,7 +27,14 @@ pub async fn execute(
             schema,
         ));
     }
-    let mut plan = plan(session, statement).await?;
+    let planned = planned(session, statement).await?;
+    if let Some(lookup) = &planned.lookup
+        && session.fast_paths()
+        && let Some(rows) = lookup.run(params.as_deref().unwrap_or(&[])).await
+    {
+        return crate::handlers::show::rows(rows?);
+    }
+    let mut plan = planned.plan;
     if let Some(params) = params
         && !params.is_empty()
     {
@@ -76,7 +79,7 @@ pub async fn execute(
 
 /// Parameter and result types of a statement.
 pub async fn describe(session: &Session, statement: &Statement) -> Result<Description> {
-    describe_plan(&plan(session, statement).await?)
+    Ok(planned(session, statement).await?.description)
 }
 
 /// Whether `select` reads `pg_constraint` (first, joined by inner joins) for a kind of

@@ -36,6 +36,14 @@ pub fn set(session: &Session, name: &str, value: &str) -> Result<Output> {
             }
             v
         }
+        crate::session::FAST_PATHS => match value.to_lowercase().as_str() {
+            v @ ("on" | "off") => v.to_string(),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "invalid value for parameter \"{name}\": \"{value}\" (use on or off)"
+                )));
+            }
+        },
         "statement_timeout" => {
             let limit = parse_timeout(value)?;
             limit.map_or(0, |d| d.as_millis()).to_string()

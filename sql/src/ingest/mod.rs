@@ -15,6 +15,7 @@ pub mod checks;
 pub mod copy;
 pub mod partitioner;
 pub mod txn;
+pub mod values;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 //! This module never writes files: appends go through [`crate::ingest`] to the partition logs.
 
 pub mod information_schema;
+pub mod lookup;
 pub mod pg_catalog;
 pub mod pull;
 pub mod pushdown;
@@ -15,6 +16,7 @@ pub mod system;
 pub mod table;
 
 pub use information_schema::InformationSchema;
+pub use lookup::KeyLookup;
 pub use pg_catalog::PgCatalogSchema;
 pub use pull::PullTable;
 pub use schema::EddySchemaProvider;

@@ -47,6 +47,11 @@ impl StreamTable {
             schema,
         }
     }
+
+    /// Whether this is a stream, or a table read as its changelog.
+    pub fn kind(&self) -> eddy_catalog::RelationKind {
+        self.def.kind
+    }
 }
 
 #[async_trait]

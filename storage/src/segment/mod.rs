@@ -12,6 +12,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
@@ -119,6 +120,9 @@ impl SegState {
     }
 }
 
+/// Zero bytes written ahead of the active segment's end (see [`Segment::preallocate_after`]).
+pub(crate) const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+
 /// A segment file and its state.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -127,6 +131,9 @@ pub(crate) struct Segment {
     pub index_path: PathBuf,
     pub file: Arc<File>,
     pub state: RwLock<SegState>,
+    /// The file's length as this process left it. Past `state.size` an active segment holds
+    /// zeros written ahead; a closed segment's file ends at `state.size`.
+    allocated: AtomicU64,
 }
 
 impl Segment {
@@ -152,6 +159,7 @@ impl Segment {
             index_path,
             file: Arc::new(file),
             state: RwLock::new(SegState::empty(base_offset)),
+            allocated: AtomicU64::new(0),
         })
     }
 
@@ -170,7 +178,45 @@ impl Segment {
             index_path,
             file: Arc::new(file),
             state: RwLock::new(SegState::empty(base_offset)),
+            allocated: AtomicU64::new(0),
         })
+    }
+
+    /// After a write that ended at `end`: when it went past the zeros written ahead, writes
+    /// `ahead` more zero bytes after it. The appends that follow then overwrite blocks the file
+    /// already has, and their fdatasync flushes data only — an append that grows the file also
+    /// has to flush its new size, which costs a quarter more per sync on this project's disk
+    /// (PostgreSQL preallocates its WAL segments for the same reason). Recovery knows a tail
+    /// of zeros for what it is. Best effort: if the zeros cannot be written (a full disk),
+    /// appends grow the file as before.
+    pub fn preallocate_after(&self, end: u64, ahead: u64) {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        if end < self.allocated.load(Ordering::Relaxed) {
+            return;
+        }
+        let stop = end + ahead;
+        let mut at = end;
+        while at < stop {
+            let n = (stop - at).min(ZEROS.len() as u64) as usize;
+            if let Err(error) = self.file.write_all_at(&ZEROS[..n], at) {
+                tracing::debug!(segment = %self.log_path.display(), %error, "cannot preallocate");
+                break;
+            }
+            at += n as u64;
+        }
+        self.allocated.store(at, Ordering::Relaxed);
+    }
+
+    /// Cuts the file to `len` bytes (zeros written ahead included).
+    pub fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)?;
+        self.allocated.store(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Notes the file's length as recovery left it.
+    pub fn set_allocated(&self, len: u64) {
+        self.allocated.store(len, Ordering::Relaxed);
     }
 
     pub fn corrupt(&self, position: u64, reason: impl Into<String>) -> Error {

@@ -72,7 +72,8 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let w = write_batches(dir.path(), config(), &rows);
-        let len = file_len(&w.active);
+        // Cut within the frames (the file goes on with zeros written ahead).
+        let len = w.frames.last().unwrap().0;
         let cut = ((len as f64) * cut) as u64;
         OpenOptions::new().write(true).open(&w.active).unwrap().set_len(cut).unwrap();
 
@@ -166,6 +167,59 @@ fn flipped_bit_in_a_closed_segment_body_fails_the_read_not_the_process() {
     assert!(later.map(Result::unwrap).count() > 0);
 }
 
+/// Appends write zeros ahead of the active segment's end, so that the next appends overwrite
+/// allocated blocks; a crash leaves them behind. Recovery takes them for the log's end (no
+/// truncation of acknowledged data, none of a torn tail) and cuts them off; a torn write into
+/// them is a torn tail like any other; a roll leaves the closed segment ending at its last frame.
+#[test]
+fn zeros_written_ahead_are_the_logs_end_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default();
+    let w = write_batches(dir.path(), config.clone(), &[5, 7, 3]);
+    let (end, hw) = *w.frames.last().unwrap();
+    assert!(file_len(&w.active) > end, "nothing was written ahead");
+    let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    assert_eq!(log.high_watermark(), hw);
+    assert_eq!(file_len(&w.active), end);
+    assert_eq!(read_offsets(&log, 0), (0..hw).collect::<Vec<_>>());
+    log.append(&batch(hw, 2), 0, 0).unwrap();
+    assert!(file_len(&w.active) > end);
+    let (end, hw) = (log.segments().pop().unwrap().bytes, hw + 2);
+    drop(log);
+
+    // A torn write into the zeros: the first half of a frame (a copy of the last one's).
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&w.active)
+        .unwrap();
+    let start = w.frames[w.frames.len() - 2].0;
+    let mut half = vec![0u8; ((w.frames.last().unwrap().0 - start) / 2) as usize];
+    file.read_exact_at(&mut half, start).unwrap();
+    file.write_all_at(&half, end).unwrap();
+    drop(file);
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.high_watermark(), hw);
+    assert_eq!(file_len(&w.active), end);
+    assert_eq!(read_offsets(&log, 0), (0..hw).collect::<Vec<_>>());
+
+    // Rolls: every closed segment ends at its last frame.
+    let small = LogConfig {
+        segment_bytes: 3_000,
+        ..LogConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small).unwrap();
+    for _ in 0..20 {
+        log.append(&batch(log.high_watermark(), 20), 0, 0).unwrap();
+    }
+    let segments = log.segments();
+    assert!(segments.len() > 2);
+    for s in &segments[..segments.len() - 1] {
+        assert_eq!(file_len(&s.path), s.bytes, "{}", s.path.display());
+    }
+}
+
 #[test]
 fn crash_mid_roll_leaves_an_empty_active_segment_that_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,7 +265,7 @@ proptest! {
         }
         let path = log.segments().pop().unwrap().path;
         drop(log);
-        let len = file_len(&path);
+        let len = ends.last().unwrap().0;
         let cut = ((len as f64) * cut) as u64;
         OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
 

@@ -1,0 +1,92 @@
+//! A session's queries planned once, into its `PlanCache` (`session.rs`). A prepared statement
+//! executed again, and the same simple-protocol query text sent again, reuse the logical plan
+//! DataFusion made of it — with its placeholders, before optimisation — and its description,
+//! instead of rewriting and planning the SQL at every Describe and Execute.
+//!
+//! What is kept, and why that is safe:
+//!
+//! - **The unoptimised logical plan.** Parameters are bound into a copy of it and the copy is
+//!   optimised and physically planned per execution, so `now()` is the execution's time and a
+//!   scan reads the high watermarks of the moment it runs (both are fixed only then).
+//! - **Only plans over user streams and tables**, or over no relation at all (`SELECT 1`): a
+//!   `pg_catalog`, `information_schema` or `eddy.` relation may hold rows computed when it was
+//!   resolved, so a plan that reads one is made afresh each time.
+//! - **A pull query by key** also keeps its [`KeyLookup`] (`provider/lookup.rs`), which answers
+//!   it from the table's store without the plan.
+//! - **Valid for one catalog version** (the number of catalog commands applied): any DDL —
+//!   a stream created, dropped or re-created, a persistent query started or stopped — makes
+//!   every plan older than it stale, and the next use plans again.
+//!
+//! Keys are the parsed statements themselves (sqlparser's syntax trees compare and hash
+//! without their source positions), so two texts that differ only in spacing share an entry.
+//! The cache is bounded (256 statements, least recently used first out) and lives as long as
+//! its session.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement;
+use eddy_catalog::RelationKind;
+
+use crate::exec::{describe_plan, plan_in};
+use crate::provider::{KeyLookup, PullTable, StreamTable};
+use crate::session::Planned;
+use crate::{Result, Session};
+
+/// A query's plan (parameters still unbound), description and lookup: the session's cached
+/// ones when still valid, else planned now (and kept, if the plan may be).
+pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<Planned> {
+    let cacheable_statement = matches!(statement, Statement::Query(_));
+    let version = session.engine().catalog().applied();
+    if cacheable_statement && let Some(planned) = session.plans().get(statement, version) {
+        return Ok(planned);
+    }
+    let plan = plan_in(session, statement, false).await?;
+    let description = describe_plan(&plan)?;
+    if !(cacheable_statement && reads_only_user_relations(&plan)) {
+        return Ok(Planned {
+            plan,
+            description,
+            lookup: None,
+        });
+    }
+    let lookup = description
+        .columns
+        .as_ref()
+        .and_then(|schema| KeyLookup::of(session.engine(), statement, schema))
+        .map(Arc::new);
+    let planned = Planned {
+        plan,
+        description,
+        lookup,
+    };
+    session
+        .plans()
+        .insert(statement.clone(), version, planned.clone());
+    Ok(planned)
+}
+
+/// Whether every relation `plan` scans (subqueries included) is a user stream read from its
+/// log, or a table read from its store.
+fn reads_only_user_relations(plan: &LogicalPlan) -> bool {
+    let mut only_user = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let user = source_as_provider(&scan.source).is_ok_and(|provider| {
+                let any: &dyn std::any::Any = provider.as_ref();
+                any.is::<PullTable>()
+                    || any
+                        .downcast_ref::<StreamTable>()
+                        .is_some_and(|t| t.kind() == RelationKind::Stream)
+            });
+            if !user {
+                only_user = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    only_user
+}

@@ -1,0 +1,368 @@
+//! The fast path of `INSERT INTO s [(columns)] VALUES (...), ...`: rows of literals and
+//! parameters go straight into arrays of the stream's column types and through the same
+//! [`super::with_rowtime`] (declared-type checks, `rowtime`), [`super::encode`] (partitioner,
+//! frames) and [`Writes::write`] (append or transaction block) as every other INSERT and COPY,
+//! without a DataFusion plan. Planning `INSERT ... VALUES` through DataFusion cost more than
+//! the append itself (`docs/design/2026-12-01-small-statements.md`).
+//!
+//! The path takes only what it can do exactly as the planned INSERT does, and gives the
+//! statement back (`None`) for everything else, which then takes the general path:
+//!
+//! - the values are number, string, boolean and NULL literals (a number negated or not) and
+//!   parameters; any other expression (a cast, a function, `DEFAULT`) is planned;
+//! - each value is cast to its column's type with the cast the plan's projection applies
+//!   (Arrow's, not lossy-safe: an overflow is an error); a decimal literal going into a
+//!   DECIMAL column is read from its text, as `rewrite::types` makes the plan read it, and a
+//!   string going into an array, map, struct or bytea column is left to the plan
+//!   (`eddy_cast` reads PostgreSQL's text forms);
+//! - **any error gives the statement back**: a value that does not cast, an unknown column,
+//!   a wrong number of values, a table a persistent query maintains. The general path then
+//!   fails it with exactly the SQLSTATE and message it always had, so this path never has an
+//!   error of its own to keep in step. Only errors after the rows are built — a declared
+//!   type's check, a full disk — come from here, and they come from the code both paths share.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, new_null_array};
+use datafusion::arrow::compute::CastOptions;
+use datafusion::arrow::datatypes::{DataType, FieldRef, TimeUnit};
+use datafusion::arrow::util::display::FormatOptions;
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    Expr, Insert, ObjectNamePart, SetExpr, Statement, TableObject, UnaryOperator, Value,
+};
+use eddy_catalog::{RelationKind, StreamDef};
+use eddy_storage::Topic;
+
+use super::txn::Writes;
+use crate::parser::normalize_ident;
+use crate::{Engine, Result};
+
+/// The cast of the planned INSERT's projection (DataFusion's `CastExpr` default): errors, not
+/// NULLs, for values that do not fit.
+const CAST: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: FormatOptions::new(),
+};
+
+/// One value of a VALUES row, before parameters are bound.
+#[derive(Debug, Clone)]
+enum Slot {
+    /// A literal, typed as DataFusion types SQL literals.
+    Literal(ScalarValue),
+    /// `$n` (0-based here).
+    Param(usize),
+}
+
+/// Where a position of the column list goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    /// A user column, by its index in the stream's definition.
+    Column(usize),
+    /// The `rowtime` pseudo-column of a stream.
+    Rowtime,
+}
+
+/// An `INSERT ... VALUES` the fast path takes: its stream, its targets, its rows.
+#[derive(Debug)]
+pub struct ValuesInsert {
+    def: StreamDef,
+    topic: Arc<Topic>,
+    targets: Vec<Target>,
+    rows: Vec<Vec<Slot>>,
+}
+
+impl ValuesInsert {
+    /// The fast path's form of `statement`, or `None` when the statement is not an INSERT of
+    /// literal and parameter rows into a stream or table that takes INSERTs (then it is
+    /// planned, see the module doc).
+    pub fn of(engine: &Engine, statement: &Statement) -> Option<ValuesInsert> {
+        let Statement::Insert(insert) = statement else {
+            return None;
+        };
+        let (def, topic) = target_stream(engine, insert)?;
+        let targets = targets(&def, insert)?;
+        let source = insert.source.as_ref()?;
+        if source.with.is_some()
+            || source.order_by.is_some()
+            || source.limit_clause.is_some()
+            || source.fetch.is_some()
+            || !source.locks.is_empty()
+            || source.for_clause.is_some()
+            || source.settings.is_some()
+            || source.format_clause.is_some()
+            || !source.pipe_operators.is_empty()
+        {
+            return None;
+        }
+        let SetExpr::Values(values) = source.body.as_ref() else {
+            return None;
+        };
+        let mut rows = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            if row.len() != targets.len() {
+                return None;
+            }
+            let slots = row
+                .iter()
+                .zip(&targets)
+                .map(|(e, t)| slot(e, column_type(&def, *t)))
+                .collect::<Option<Vec<_>>>()?;
+            rows.push(slots);
+        }
+        Some(ValuesInsert {
+            def,
+            topic,
+            targets,
+            rows,
+        })
+    }
+
+    /// The fields parameters `$1, $2, ...` go into: their columns' (with the declared SQL
+    /// type), as the planned INSERT infers them. `None` for a number the statement skips.
+    pub fn param_fields(&self) -> Vec<Option<FieldRef>> {
+        let schema = self.def.table_schema();
+        let mut out: Vec<Option<FieldRef>> = Vec::new();
+        for row in &self.rows {
+            for (slot, target) in row.iter().zip(&self.targets) {
+                if let Slot::Param(i) = slot {
+                    if out.len() <= *i {
+                        out.resize(*i + 1, None);
+                    }
+                    let index = match target {
+                        Target::Column(c) => *c,
+                        Target::Rowtime => self.def.columns.len(),
+                    };
+                    out[*i] = Some(Arc::new(schema.field(index).clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The stored batch of the statement's rows with `params` bound, or `None` when a value
+    /// does not cast or a parameter is missing (the general path then reports it).
+    fn batch(
+        &self,
+        params: &[ScalarValue],
+    ) -> Option<Result<datafusion::arrow::array::RecordBatch>> {
+        let n = self.def.columns.len();
+        let mut user: Vec<Option<ArrayRef>> = vec![None; n];
+        let mut rowtime = None;
+        for (position, target) in self.targets.iter().enumerate() {
+            let data_type = column_type(&self.def, *target);
+            let values = self
+                .rows
+                .iter()
+                .map(|row| {
+                    let value = match &row[position] {
+                        Slot::Literal(v) => v,
+                        Slot::Param(i) => params.get(*i)?,
+                    };
+                    cast(value, &data_type)
+                })
+                .collect::<Option<Vec<_>>>()?;
+            let array = if values.is_empty() {
+                new_null_array(&data_type, 0)
+            } else {
+                ScalarValue::iter_to_array(values).ok()?
+            };
+            match target {
+                Target::Column(c) => user[*c] = Some(array),
+                Target::Rowtime => rowtime = Some(array),
+            }
+        }
+        let rows = self.rows.len();
+        let user = user
+            .into_iter()
+            .zip(&self.def.columns)
+            .map(|(a, c)| a.unwrap_or_else(|| new_null_array(&c.data_type, rows)))
+            .collect();
+        Some(super::with_rowtime(&self.def, user, rowtime))
+    }
+
+    /// Runs the INSERT with `params` bound: `Some(rows written)`, or `None` when the
+    /// statement must take the general path after all (a value that does not cast).
+    pub async fn execute(
+        &self,
+        engine: &Arc<Engine>,
+        writes: &Arc<Writes>,
+        params: &[ScalarValue],
+    ) -> Option<Result<u64>> {
+        let batch = match self.batch(params)? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        let (engine, writes) = (engine.clone(), writes.clone());
+        let (def, topic) = (self.def.clone(), self.topic.clone());
+        // Encoding and the append's fdatasync block: off the connection's task.
+        let written = tokio::task::spawn_blocking(move || {
+            let encoded = super::encode(&engine, &def, topic.partitions().len(), &[batch])?;
+            writes.write(&topic, encoded)
+        })
+        .await
+        .map_err(|e| crate::Error::Internal(format!("insert task failed: {e}")));
+        Some(written.and_then(|r| r))
+    }
+}
+
+/// The stream or table `insert` writes, if the fast path may write it: named by one plain
+/// name (or `public.name`), not maintained by a persistent query.
+fn target_stream(engine: &Engine, insert: &Insert) -> Option<(StreamDef, Arc<Topic>)> {
+    if insert.on.is_some()
+        || insert.returning.is_some()
+        || insert.or.is_some()
+        || insert.ignore
+        || insert.replace_into
+        || insert.output.is_some()
+        || !insert.assignments.is_empty()
+        || insert.settings.is_some()
+        || insert.format_clause.is_some()
+        || insert.overwrite
+        || insert.partitioned.is_some()
+        || !insert.after_columns.is_empty()
+        || insert.table_alias.is_some()
+    {
+        return None;
+    }
+    let TableObject::TableName(name) = &insert.table else {
+        return None;
+    };
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Some(normalize_ident(i)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let stream = match parts.as_slice() {
+        [name] => name,
+        [schema, name] if schema == "public" => name,
+        _ => return None,
+    };
+    let (def, topic) = engine.stream(stream).ok()?;
+    if def.kind == RelationKind::Table {
+        if engine
+            .catalog()
+            .queries()
+            .iter()
+            .any(|q| q.sink == def.name)
+        {
+            return None;
+        }
+        // A table whose store has other columns than its definition (a windowed sink) is
+        // the planned path's to judge.
+        if let Some(store) = engine.tables().get(&def.name)
+            && store.schema().fields().len() != def.columns.len()
+        {
+            return None;
+        }
+    }
+    Some((def, topic))
+}
+
+/// The targets of the column list (every user column when there is none), or `None` for an
+/// unknown or repeated column, or a pseudo-column the log assigns.
+fn targets(def: &StreamDef, insert: &Insert) -> Option<Vec<Target>> {
+    if insert.columns.is_empty() {
+        return Some((0..def.columns.len()).map(Target::Column).collect());
+    }
+    let mut out = Vec::with_capacity(insert.columns.len());
+    for column in &insert.columns {
+        let [ObjectNamePart::Identifier(ident)] = column.0.as_slice() else {
+            return None;
+        };
+        let name = normalize_ident(ident);
+        let target = match def.column_index(&name) {
+            Some(i) => Target::Column(i),
+            None if name == "rowtime" && def.kind == RelationKind::Stream => Target::Rowtime,
+            None => return None,
+        };
+        if out.contains(&target) {
+            return None;
+        }
+        out.push(target);
+    }
+    Some(out)
+}
+
+fn column_type(def: &StreamDef, target: Target) -> DataType {
+    match target {
+        Target::Column(i) => def.columns[i].data_type.clone(),
+        Target::Rowtime => DataType::Timestamp(TimeUnit::Millisecond, None),
+    }
+}
+
+/// A value the fast path takes, typed as DataFusion types it when it plans the VALUES.
+fn slot(e: &Expr, target: DataType) -> Option<Slot> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => {
+                let n: usize = p.strip_prefix('$')?.parse().ok()?;
+                Some(Slot::Param(n.checked_sub(1)?))
+            }
+            Value::Number(text, _) => number(text, false, &target).map(Slot::Literal),
+            Value::SingleQuotedString(s) => {
+                // Array, map, struct and bytea columns read PostgreSQL's text forms through
+                // `eddy_cast`: planned.
+                if matches!(
+                    target,
+                    DataType::List(_)
+                        | DataType::LargeList(_)
+                        | DataType::Map(..)
+                        | DataType::Struct(_)
+                        | DataType::Binary
+                ) {
+                    return None;
+                }
+                Some(Slot::Literal(ScalarValue::Utf8(Some(s.clone()))))
+            }
+            Value::Boolean(b) => Some(Slot::Literal(ScalarValue::Boolean(Some(*b)))),
+            Value::Null => Some(Slot::Literal(ScalarValue::Null)),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Number(text, _) => number(text, true, &target).map(Slot::Literal),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A number literal as DataFusion reads it (`Int64` if it fits, else `Float64` for one with a
+/// fraction or exponent), or — going into a DECIMAL column — its text, which the cast reads
+/// exactly. Anything else (a integer beyond `i64`) is planned.
+fn number(text: &str, negative: bool, target: &DataType) -> Option<ScalarValue> {
+    let signed = if negative {
+        format!("-{text}")
+    } else {
+        text.to_string()
+    };
+    if matches!(target, DataType::Decimal128(..)) {
+        return Some(ScalarValue::Utf8(Some(signed)));
+    }
+    if let Ok(i) = signed.parse::<i64>() {
+        return Some(ScalarValue::Int64(Some(i)));
+    }
+    if text.contains(['.', 'e', 'E']) {
+        return signed
+            .parse::<f64>()
+            .ok()
+            .map(|f| ScalarValue::Float64(Some(f)));
+    }
+    None
+}
+
+fn cast(value: &ScalarValue, to: &DataType) -> Option<ScalarValue> {
+    if value.data_type() == *to {
+        return Some(value.clone());
+    }
+    value.cast_to_with_options(to, &CAST).ok()
+}
