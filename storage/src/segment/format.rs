@@ -225,8 +225,16 @@ impl EncodedFrame {
                 .map(|(batch, lo, hi)| EncodedFrame::encode(batch, *lo, *hi))
                 .collect()
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = cores.min(batches.len() / 2).max(1);
+        // Asked once: the standard library reads the cgroup files on every call, which cost a
+        // single-row INSERT more than its frame's encoding (a sixth of its CPU, `perf`).
+        static CORES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        });
+        let threads = if batches.len() < 4 {
+            1
+        } else {
+            (*CORES).min(batches.len() / 2)
+        };
         if threads == 1 {
             return encode(batches);
         }

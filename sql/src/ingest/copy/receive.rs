@@ -30,7 +30,10 @@ const BLOCK_ROWS: usize = MAX_FRAME_ROWS;
 const BLOCK_BYTES: usize = 8 << 20;
 /// Blocks decoding at once: one per core the machine offers (the connection needs little).
 fn max_decoding() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    // Asked once: the standard library reads the cgroup files on every call.
+    static CORES: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    *CORES
 }
 
 /// The encoded frames of one block, and whether an end marker (`\.`) ended the data.
