@@ -2,7 +2,8 @@
 psycopg2 (`copy_expert`) drive it; run by tests/it/clients.rs with the server's port. What Eddy
 writes, Eddy reads: rows with NULLs, tabs, newlines, backslashes, quotes, commas, non-ASCII
 text and arrays go in, come out byte for byte as PostgreSQL writes them, and go in again to
-the same rows. Asserts as it goes, prints `ok` at the end.
+the same rows; psycopg2's named cursor reads them back in chunks. Asserts as it goes, prints
+`ok` at the end.
 """
 
 import io
@@ -98,6 +99,15 @@ with conn2.cursor() as cur:
     )
     assert out.getvalue() == csv_out, (out.getvalue(), csv_out)
 assert stored("again") == ROWS, stored("again")
+
+# psycopg2's named (server-side) cursor: DECLARE inside its transaction, FETCH itersize rows
+# at a time, CLOSE at the end.
+conn2.autocommit = False
+with conn2.cursor(name="notes_cursor") as cur:
+    cur.itersize = 2
+    cur.execute(f"SELECT id, body FROM notes ORDER BY id")
+    assert [r[0] for r in cur] == [r[0] for r in ROWS]
+conn2.commit()
 conn2.close()
 conn.close()
 print("ok")

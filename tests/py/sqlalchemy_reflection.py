@@ -120,4 +120,11 @@ frame = pandas.read_sql("SELECT user_id, n, amount FROM clicks ORDER BY n", engi
 assert frame["user_id"].tolist() == ["alice", "bob", "carol"], frame
 assert frame["amount"].tolist() == [2.5, 1.25, 7.0], frame  # read_sql coerces to float
 
+# Core insert through the reflected table, in a transaction.
+with engine.begin() as conn:
+    conn.execute(clicks.insert().values(user_id="dave", n=0, amount=decimal.Decimal("0.10")))
+with engine.connect() as conn:
+    got = conn.execute(select(clicks.c.amount).where(clicks.c.user_id == "dave")).scalar_one()
+assert got == decimal.Decimal("0.10"), got
+
 print("ok")
