@@ -456,7 +456,7 @@ impl Session {
     }
 
     /// Whether `INSERT ... VALUES` and pull queries by key may skip DataFusion
-    /// ([`crate::ingest::values`], [`crate::exec::lookup`]): on unless `SET eddy.fast_paths =
+    /// ([`crate::ingest::values`], [`crate::provider::lookup`]): on unless `SET eddy.fast_paths =
     /// off`, which — like PostgreSQL's `enable_*` planner settings — exists to compare the two
     /// ways on the same statements.
     pub(crate) fn fast_paths(&self) -> bool {
