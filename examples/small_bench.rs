@@ -14,27 +14,14 @@
 #[path = "bench/postgres.rs"]
 mod postgres;
 
+use postgres::connect;
+
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
 use eddy_server::config::ServerConfig;
-use tokio_postgres::{Client, NoTls};
-
-/// Connects with tokio-postgres; the connection task runs in the background.
-async fn connect(port: u16, user: &str, dbname: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user(user)
-        .dbname(dbname)
-        .connect(NoTls)
-        .await?;
-    tokio::spawn(async move {
-        let _ended = connection.await;
-    });
-    Ok(client)
-}
+use tokio_postgres::Client;
 
 /// One pgbench workload.
 struct Workload {

@@ -12,26 +12,12 @@
 #[path = "bench/postgres.rs"]
 mod postgres;
 
+use postgres::connect;
+
 use std::time::{Duration, Instant};
 
 use eddy_server::config::ServerConfig;
 use hdrhistogram::Histogram;
-use tokio_postgres::{Client, NoTls};
-
-/// Connects with tokio-postgres; the connection task runs in the background.
-async fn connect(port: u16, user: &str, dbname: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user(user)
-        .dbname(dbname)
-        .connect(NoTls)
-        .await?;
-    tokio::spawn(async move {
-        let _ended = connection.await;
-    });
-    Ok(client)
-}
 
 /// One workload's figures.
 struct Figures {

@@ -18,6 +18,8 @@
 mod binary;
 mod postgres;
 
+use postgres::connect;
+
 use postgres::{PgCluster, find_postgres_bin};
 
 use std::path::PathBuf;
@@ -29,7 +31,7 @@ use chrono::{NaiveDate, TimeDelta};
 use eddy_server::config::ServerConfig;
 use futures::{SinkExt, pin_mut};
 use hdrhistogram::Histogram;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// Rows ingested by COPY, unless `EDDY_BENCH_ROWS` says otherwise (a multiple of 10, for quick
 /// runs of a debug build).
@@ -161,28 +163,6 @@ fn to_csv(statements: &[Vec<Bytes>]) -> (Vec<Vec<Bytes>>, u64) {
         })
         .collect();
     (csv, bytes)
-}
-
-/// Connects with tokio-postgres; the connection task runs in the background.
-async fn connect(port: u16, user: &str, dbname: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user(user)
-        .dbname(dbname)
-        .connect_timeout(Duration::from_secs(10))
-        .connect(NoTls)
-        .await
-        .with_context(|| format!("connecting to 127.0.0.1:{port} as {user}"))?;
-    tokio::spawn(async move {
-        // A server that shuts down with this client connected ends it with 57P01.
-        if let Err(e) = connection.await
-            && e.code() != Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN)
-        {
-            eprintln!("connection to port {port} ended: {e}");
-        }
-    });
-    Ok(client)
 }
 
 /// Sends `chunks` as the data of one `statement` (a COPY FROM STDIN); returns the row count

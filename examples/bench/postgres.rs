@@ -1,6 +1,6 @@
-//! The PostgreSQL reference of the benchmark: a throwaway cluster (`initdb` into a temp dir,
+//! The PostgreSQL reference of the benchmarks: a throwaway cluster (`initdb` into a temp dir,
 //! `fsync=on`, `synchronous_commit=on`) on a free loopback port, stopped and deleted when
-//! dropped.
+//! dropped; and [`connect`], the client connection every benchmark opens (to Eddy and to it).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -9,9 +9,29 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, NoTls};
 
-use crate::connect;
+/// Connects with tokio-postgres; the connection task runs in the background.
+pub async fn connect(port: u16, user: &str, dbname: &str) -> anyhow::Result<Client> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user(user)
+        .dbname(dbname)
+        .connect_timeout(Duration::from_secs(10))
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("connecting to 127.0.0.1:{port} as {user}"))?;
+    tokio::spawn(async move {
+        // A server that shuts down with this client connected ends it with 57P01.
+        if let Err(e) = connection.await
+            && e.code() != Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN)
+        {
+            eprintln!("connection to port {port} ended: {e}");
+        }
+    });
+    Ok(client)
+}
 
 /// The `bin` directory of the newest PostgreSQL under `/usr/lib/postgresql` that has `initdb`.
 pub fn find_postgres_bin() -> Option<PathBuf> {
