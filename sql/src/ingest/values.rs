@@ -35,7 +35,7 @@ use eddy_catalog::{RelationKind, StreamDef};
 use eddy_storage::Topic;
 
 use super::txn::Writes;
-use crate::parser::normalize_ident;
+use crate::parser::{normalize_ident, placeholder_index};
 use crate::{Engine, Result};
 
 /// The cast of the planned INSERT's projection (DataFusion's `CastExpr` default): errors, not
@@ -298,10 +298,7 @@ fn column_type(def: &StreamDef, target: Target) -> DataType {
 fn slot(e: &Expr, target: DataType) -> Option<Slot> {
     match e {
         Expr::Value(v) => match &v.value {
-            Value::Placeholder(p) => {
-                let n: usize = p.strip_prefix('$')?.parse().ok()?;
-                Some(Slot::Param(n.checked_sub(1)?))
-            }
+            Value::Placeholder(p) => placeholder_index(p).map(Slot::Param),
             Value::Number(text, _) => number(text, false, &target).map(Slot::Literal),
             Value::SingleQuotedString(s) => {
                 // Array, map, struct and bytea columns read PostgreSQL's text forms through

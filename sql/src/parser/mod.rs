@@ -162,6 +162,15 @@ pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
     Ok(out)
 }
 
+/// The 0-based index of a placeholder `$n` (`$1` is 0), or `None` for another spelling.
+pub fn placeholder_index(placeholder: &str) -> Option<usize> {
+    placeholder
+        .strip_prefix('$')?
+        .parse::<usize>()
+        .ok()?
+        .checked_sub(1)
+}
+
 /// Casts each parameter `$n` whose type the client declared (a Parse message's type OIDs) to
 /// that type, as PostgreSQL resolves a statement with its declared parameter types: without
 /// it `$1 + $2` has no type to plan with.
@@ -176,11 +185,7 @@ pub fn declare_parameter_types(statement: &mut EddyStatement, types: &[Option<Sq
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
             if let Expr::Value(v) = expr
                 && let Value::Placeholder(p) = &v.value
-                && let Some(Some(ty)) = p
-                    .strip_prefix('$')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .and_then(|n| n.checked_sub(1))
-                    .and_then(|i| self.0.get(i))
+                && let Some(Some(ty)) = placeholder_index(p).and_then(|i| self.0.get(i))
             {
                 let data_type = ty.clone();
                 let inner = std::mem::replace(expr, Expr::value(Value::Null));

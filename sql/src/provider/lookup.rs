@@ -20,12 +20,10 @@ use datafusion::sql::sqlparser::ast::{
 };
 use eddy_catalog::RelationKind;
 
+use super::pull::CATCH_UP;
 use crate::engine::TableStore;
-use crate::parser::{normalize_ident, normalize_object_name};
+use crate::parser::{normalize_ident, normalize_object_name, placeholder_index};
 use crate::{Engine, Result};
-
-/// How long a lookup waits for the table to reflect committed source rows (as `PullTable`).
-const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where one key column's value comes from.
 #[derive(Debug, Clone)]
@@ -258,10 +256,7 @@ fn key_value(e: &Expr) -> Option<KeyValue> {
         return None;
     };
     match &v.value {
-        Value::Placeholder(p) => {
-            let n: usize = p.strip_prefix('$')?.parse().ok()?;
-            Some(KeyValue::Param(n.checked_sub(1)?))
-        }
+        Value::Placeholder(p) => placeholder_index(p).map(KeyValue::Param),
         Value::Number(n, _) => n
             .parse::<i64>()
             .ok()

@@ -28,7 +28,7 @@ use crate::Engine;
 use crate::engine::TableStore;
 
 /// How long a pull query waits for the table to catch up with committed source rows.
-const CATCH_UP: Duration = Duration::from_secs(5);
+pub(crate) const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// A table's current rows.
 #[derive(Debug)]
