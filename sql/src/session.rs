@@ -3,13 +3,16 @@
 //! [`crate::handlers`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{FieldRef, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use parking_lot::Mutex;
 
@@ -323,8 +326,16 @@ pub(crate) struct Savepoint {
 pub struct Session {
     engine: Arc<Engine>,
     ctx: SessionContext,
-    /// The same, but tables read as their changelog topics (push queries).
-    changelog_ctx: SessionContext,
+    /// The state of `ctx`, taken once. Each query is planned and optimised with it (its
+    /// execution start time marked first), where `SessionContext::state()` would clone the
+    /// whole state — every function map — per call; the context's state never changes after
+    /// the session is made. An async lock: planning resolves tables asynchronously.
+    planner: tokio::sync::Mutex<SessionState>,
+    /// What its plans execute with, made once from the same state for the same reason.
+    task_ctx: Arc<TaskContext>,
+    /// The same as `ctx`, but tables read as their changelog topics (push queries); made on
+    /// first use, most sessions never push.
+    changelog_ctx: OnceLock<SessionContext>,
     vars: Vars,
     /// Open cursors; an async lock because `FETCH` from a push cursor waits for rows.
     cursors: tokio::sync::Mutex<Cursors>,
@@ -355,9 +366,13 @@ impl Session {
     pub fn new(engine: Arc<Engine>) -> Session {
         let vars = Vars::default();
         let writes = Arc::new(Writes::default());
+        let ctx = context_over(&engine, false, &vars, &writes);
+        let state = ctx.state();
         Session {
-            ctx: context_over(&engine, false, &vars, &writes),
-            changelog_ctx: context_over(&engine, true, &vars, &writes),
+            task_ctx: state.task_ctx(),
+            planner: tokio::sync::Mutex::new(state),
+            ctx,
+            changelog_ctx: OnceLock::new(),
             engine,
             vars,
             cursors: tokio::sync::Mutex::new(Cursors::default()),
@@ -379,7 +394,33 @@ impl Session {
 
     /// The DataFusion context in which tables are their changelog streams (push queries).
     pub fn changelog_context(&self) -> &SessionContext {
-        &self.changelog_ctx
+        self.changelog_ctx
+            .get_or_init(|| context_over(&self.engine, true, &self.vars, &self.writes))
+    }
+
+    /// The logical plan of `statement` in the session's ordinary context.
+    pub(crate) async fn logical_plan(&self, statement: DFStatement) -> Result<LogicalPlan> {
+        let state = self.planner.lock().await;
+        state
+            .statement_to_plan(statement)
+            .await
+            .map_err(Error::from_datafusion)
+    }
+
+    /// `plan` (parameters bound) optimised and physically planned, with this moment as its
+    /// execution time (`now()`).
+    pub(crate) async fn physical_plan(&self, plan: &LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut state = self.planner.lock().await;
+        state.mark_start_execution();
+        state
+            .create_physical_plan(plan)
+            .await
+            .map_err(Error::from_datafusion)
+    }
+
+    /// What the session's physical plans execute with.
+    pub(crate) fn task_ctx(&self) -> Arc<TaskContext> {
+        self.task_ctx.clone()
     }
 
     /// Parses one query string into statements.

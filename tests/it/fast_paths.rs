@@ -7,7 +7,7 @@
 //! else the rows stored or read) must be the same.
 
 use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::harness::{TestServer, rows};
 
@@ -161,6 +161,27 @@ async fn prepared_outcome(client: &Client, sql: &str, params: &[&(dyn ToSql + Sy
     }
 }
 
+/// What a statement prepared with declared parameter types (as psycopg 3 and pgjdbc declare
+/// them) did when executed with `params`.
+async fn typed_outcome(
+    client: &Client,
+    sql: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+) -> String {
+    let result = match client.prepare_typed(sql, types).await {
+        Ok(prepared) => client.execute(&prepared, params).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => "ok".to_string(),
+        Err(e) => match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => format!("client error: {e}"),
+        },
+    }
+}
+
 async fn set_fast(client: &Client, on: bool) -> anyhow::Result<()> {
     let value = if on { "on" } else { "off" };
     client
@@ -257,6 +278,89 @@ async fn insert_values_the_fast_path_stores_and_refuses_what_the_planned_path_do
         let planned =
             prepared_outcome(&client, &format!("INSERT INTO planned {statement}"), params).await;
         assert_eq!(fast, planned, "prepared INSERT INTO ... {statement}");
+    }
+
+    // Parameters whose types the client declared at Parse, of the declared type or another.
+    let typed: &[(&str, &[Type], &[&(dyn ToSql + Sync)])] = &[
+        (
+            "(id, big, s) VALUES ($1, $2, $3)",
+            &[Type::INT8, Type::INT4, Type::TEXT],
+            &[&3001i64, &5i32, &"five"],
+        ),
+        (
+            "(id, small) VALUES ($1, $2)",
+            &[Type::INT8, Type::INT4],
+            &[&3002i64, &40000i32],
+        ),
+        (
+            "(id, small) VALUES ($1, $2)",
+            &[Type::INT8, Type::INT8],
+            &[&3003i64, &-12i64],
+        ),
+        (
+            "(id, big) VALUES ($1, $2)",
+            &[Type::INT8, Type::TEXT],
+            &[&3004i64, &"12"],
+        ),
+        (
+            "(id, big) VALUES ($1, $2)",
+            &[Type::INT8, Type::TEXT],
+            &[&3005i64, &"abc"],
+        ),
+        (
+            "(id, dbl, r) VALUES ($1, $2, $3)",
+            &[Type::INT8, Type::FLOAT4, Type::FLOAT8],
+            &[&3006i64, &1.5f32, &1e300f64],
+        ),
+        (
+            "(id, dec) VALUES ($1, $2)",
+            &[Type::INT8, Type::INT8],
+            &[&3007i64, &123i64],
+        ),
+        (
+            "(id, b, s) VALUES ($1, $2, $3)",
+            &[Type::INT8, Type::BOOL, Type::BOOL],
+            &[&3008i64, &true, &false],
+        ),
+        (
+            "(id, ts) VALUES ($1, $2)",
+            &[Type::INT8, Type::TEXT],
+            &[&3009i64, &"2026-01-02 03:04:05"],
+        ),
+        (
+            "(id, arr) VALUES ($1, $2)",
+            &[Type::INT8, Type::TEXT],
+            &[&3010i64, &"{1,2}"],
+        ),
+        (
+            "(id, v5, i) VALUES ($1, $2, $3)",
+            &[Type::INT8, Type::TEXT, Type::INT2],
+            &[&3011i64, &"toolong", &3i16],
+        ),
+        (
+            "(id, big) VALUES ($1, $2)",
+            &[Type::INT4, Type::INT4],
+            &[&3012i32, &7i32],
+        ),
+    ];
+    for (statement, types, params) in typed {
+        set_fast(&client, true).await?;
+        let fast = typed_outcome(
+            &client,
+            &format!("INSERT INTO fast {statement}"),
+            types,
+            params,
+        )
+        .await;
+        set_fast(&client, false).await?;
+        let planned = typed_outcome(
+            &client,
+            &format!("INSERT INTO planned {statement}"),
+            types,
+            params,
+        )
+        .await;
+        assert_eq!(fast, planned, "typed INSERT INTO ... {statement} {types:?}");
     }
 
     // The same rows, every column as text (rowtime only where it was given).

@@ -45,14 +45,14 @@ pub(crate) async fn plan_in(
     rewrite::label_columns(&mut statement);
     rewrite::rewrite(&mut statement, session.engine());
     rewrite::label_columns(&mut statement);
-    let ctx = if changelog {
-        session.changelog_context()
-    } else {
-        session.context()
-    };
-    let state = ctx.state();
-    state
-        .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+    let statement = DFStatement::Statement(Box::new(statement));
+    if !changelog {
+        return session.logical_plan(statement).await;
+    }
+    session
+        .changelog_context()
+        .state()
+        .statement_to_plan(statement)
         .await
         .map_err(Error::from_datafusion)
 }

@@ -6,6 +6,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, UInt64Type};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::physical_plan::{collect, execute_stream};
 use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::exec::cache::planned;
@@ -43,13 +44,11 @@ pub async fn execute(
             .map_err(Error::from_datafusion)?;
     }
     let is_insert = matches!(&plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
-    let df = session
-        .context()
-        .execute_logical_plan(plan)
-        .await
-        .map_err(Error::from_datafusion)?;
+    let physical = session.physical_plan(&plan).await?;
     if is_insert {
-        let batches = df.collect().await.map_err(Error::from_datafusion)?;
+        let batches = collect(physical, session.task_ctx())
+            .await
+            .map_err(Error::from_datafusion)?;
         let rows: u64 = batches
             .iter()
             .filter(|b| b.num_columns() > 0)
@@ -70,7 +69,7 @@ pub async fn execute(
             rows: Some(rows as usize),
         });
     }
-    let stream = df.execute_stream().await.map_err(Error::from_datafusion)?;
+    let stream = execute_stream(physical, session.task_ctx()).map_err(Error::from_datafusion)?;
     Ok(Output::Rows {
         schema: stream.schema(),
         stream,

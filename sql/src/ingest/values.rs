@@ -9,7 +9,10 @@
 //! statement back (`None`) for everything else, which then takes the general path:
 //!
 //! - the values are number, string, boolean and NULL literals (a number negated or not) and
-//!   parameters; any other expression (a cast, a function, `DEFAULT`) is planned;
+//!   parameters, a parameter possibly cast to the type its client declared for it at Parse
+//!   (`parser::declare_parameter_types` writes `$1::BIGINT` for psycopg's and pgjdbc's
+//!   typed parameters) when that type is a boolean, integer, float or text; any other
+//!   expression (another cast, a function, `DEFAULT`) is planned;
 //! - each value is cast to its column's type with the cast the plan's projection applies
 //!   (Arrow's, not lossy-safe: an overflow is an error); a decimal literal going into a
 //!   DECIMAL column is read from its text, as `rewrite::types` makes the plan read it, and a
@@ -25,17 +28,17 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, new_null_array};
 use datafusion::arrow::compute::CastOptions;
-use datafusion::arrow::datatypes::{DataType, FieldRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::arrow::util::display::FormatOptions;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Insert, ObjectNamePart, SetExpr, Statement, TableObject, UnaryOperator, Value,
+    CastKind, Expr, Insert, ObjectNamePart, SetExpr, Statement, TableObject, UnaryOperator, Value,
 };
 use eddy_catalog::{RelationKind, StreamDef};
 use eddy_storage::Topic;
 
 use super::txn::Writes;
-use crate::parser::{normalize_ident, placeholder_index};
+use crate::parser::{SqlType, normalize_ident, placeholder_index};
 use crate::{Engine, Result};
 
 /// The cast of the planned INSERT's projection (DataFusion's `CastExpr` default): errors, not
@@ -50,8 +53,9 @@ const CAST: CastOptions<'static> = CastOptions {
 enum Slot {
     /// A literal, typed as DataFusion types SQL literals.
     Literal(ScalarValue),
-    /// `$n` (0-based here).
-    Param(usize),
+    /// `$n` (0-based here), cast first to the type its client declared, if it declared one
+    /// (the planned INSERT casts it to that type, then to its column's).
+    Param(usize, Option<DataType>),
 }
 
 /// Where a position of the column list goes.
@@ -125,7 +129,7 @@ impl ValuesInsert {
         let mut out: Vec<Option<FieldRef>> = Vec::new();
         for row in &self.rows {
             for (slot, target) in row.iter().zip(&self.targets) {
-                if let Slot::Param(i) = slot {
+                if let Slot::Param(i, declared) = slot {
                     if out.len() <= *i {
                         out.resize(*i + 1, None);
                     }
@@ -133,7 +137,10 @@ impl ValuesInsert {
                         Target::Column(c) => *c,
                         Target::Rowtime => self.def.columns.len(),
                     };
-                    out[*i] = Some(Arc::new(schema.field(index).clone()));
+                    out[*i] = Some(match declared {
+                        Some(t) => Arc::new(Field::new(format!("${}", i + 1), t.clone(), true)),
+                        None => Arc::new(schema.field(index).clone()),
+                    });
                 }
             }
         }
@@ -154,12 +161,12 @@ impl ValuesInsert {
             let values = self
                 .rows
                 .iter()
-                .map(|row| {
-                    let value = match &row[position] {
-                        Slot::Literal(v) => v,
-                        Slot::Param(i) => params.get(*i)?,
-                    };
-                    cast(value, &data_type)
+                .map(|row| match &row[position] {
+                    Slot::Literal(v) => cast(v, &data_type),
+                    Slot::Param(i, None) => cast(params.get(*i)?, &data_type),
+                    Slot::Param(i, Some(declared)) => {
+                        cast(&cast(params.get(*i)?, declared)?, &data_type)
+                    }
                 })
                 .collect::<Option<Vec<_>>>()?;
             let array = if values.is_empty() {
@@ -298,25 +305,31 @@ fn column_type(def: &StreamDef, target: Target) -> DataType {
 fn slot(e: &Expr, target: DataType) -> Option<Slot> {
     match e {
         Expr::Value(v) => match &v.value {
-            Value::Placeholder(p) => placeholder_index(p).map(Slot::Param),
+            Value::Placeholder(p) => placeholder_index(p).map(|i| Slot::Param(i, None)),
             Value::Number(text, _) => number(text, false, &target).map(Slot::Literal),
-            Value::SingleQuotedString(s) => {
-                // Array, map, struct and bytea columns read PostgreSQL's text forms through
-                // `eddy_cast`: planned.
-                if matches!(
-                    target,
-                    DataType::List(_)
-                        | DataType::LargeList(_)
-                        | DataType::Map(..)
-                        | DataType::Struct(_)
-                        | DataType::Binary
-                ) {
-                    return None;
-                }
-                Some(Slot::Literal(ScalarValue::Utf8(Some(s.clone()))))
-            }
+            Value::SingleQuotedString(s) => (!reads_text_forms(&target))
+                .then(|| Slot::Literal(ScalarValue::Utf8(Some(s.clone())))),
             Value::Boolean(b) => Some(Slot::Literal(ScalarValue::Boolean(Some(*b)))),
             Value::Null => Some(Slot::Literal(ScalarValue::Null)),
+            _ => None,
+        },
+        Expr::Cast {
+            kind: CastKind::Cast,
+            expr,
+            data_type,
+            array: false,
+            format: None,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Placeholder(p) => {
+                    let declared = declared(data_type)?;
+                    if declared == DataType::Utf8 && reads_text_forms(&target) {
+                        return None;
+                    }
+                    Some(Slot::Param(placeholder_index(p)?, Some(declared)))
+                }
+                _ => None,
+            },
             _ => None,
         },
         Expr::UnaryOp {
@@ -331,6 +344,36 @@ fn slot(e: &Expr, target: DataType) -> Option<Slot> {
         },
         _ => None,
     }
+}
+
+/// Whether a string going into a column of this type is read as PostgreSQL's text form by
+/// `eddy_cast` (arrays, maps, structs, bytea): that cast is the plan's, so such a string is
+/// planned.
+fn reads_text_forms(target: &DataType) -> bool {
+    matches!(
+        target,
+        DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::Map(..)
+            | DataType::Struct(_)
+            | DataType::Binary
+    )
+}
+
+/// The Arrow type of a parameter's declared type, for the types whose cast the fast path
+/// repeats exactly as the plan makes it (DataFusion's SQL type mapping; text is `Utf8`
+/// rather than the plan's `Utf8View`, the same characters). Others are planned.
+fn declared(sql_type: &SqlType) -> Option<DataType> {
+    Some(match sql_type {
+        SqlType::Boolean | SqlType::Bool => DataType::Boolean,
+        SqlType::SmallInt(_) | SqlType::Int2(_) => DataType::Int16,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => DataType::Int32,
+        SqlType::BigInt(_) | SqlType::Int8(_) => DataType::Int64,
+        SqlType::Real | SqlType::Float4 => DataType::Float32,
+        SqlType::DoublePrecision | SqlType::Float8 => DataType::Float64,
+        SqlType::Text => DataType::Utf8,
+        _ => return None,
+    })
 }
 
 /// A number literal as DataFusion reads it (`Int64` if it fits, else `Float64` for one with a
