@@ -179,13 +179,15 @@ impl std::fmt::Debug for Output {
 }
 
 /// A statement as planned: its logical plan (parameters unbound), its description, and — for
-/// a pull query by key — the lookup that answers it without the plan. `exec::cache` makes
-/// them and decides which are kept.
+/// a pull query by key — the lookup that answers it without the plan, or — for a query of
+/// constants — its physical plan, run again as it is. `exec::cache` makes them and decides
+/// which are kept.
 #[derive(Debug, Clone)]
 pub(crate) struct Planned {
     pub plan: datafusion::logical_expr::LogicalPlan,
     pub description: Description,
     pub lookup: Option<Arc<crate::provider::KeyLookup>>,
+    pub constant: Option<Arc<dyn ExecutionPlan>>,
 }
 
 /// A session's planned statements (see `exec::cache`), each with the catalog version it was

@@ -18,6 +18,7 @@ mod extended;
 mod fast_paths;
 mod hardening;
 mod persistent;
+mod plan_cache;
 mod psql;
 mod push;
 mod recovery;

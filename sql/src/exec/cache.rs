@@ -13,6 +13,10 @@
 //!   resolved, so a plan that reads one is made afresh each time.
 //! - **A pull query by key** also keeps its [`KeyLookup`] (`provider/lookup.rs`), which answers
 //!   it from the table's store without the plan.
+//! - **A query of constants** (`SELECT 1`, a pool's validation query: no relation, no
+//!   parameter, only immutable functions — nothing `now()` or `current_setting()` would
+//!   fix at optimisation) also keeps its physical plan, which is executed again as it is:
+//!   optimising and physically planning it gave the same plan every time.
 //! - **Valid for one catalog version** (the number of catalog commands applied): any DDL —
 //!   a stream created, dropped or re-created, a persistent query started or stopped — makes
 //!   every plan older than it stale, and the next use plans again.
@@ -24,9 +28,9 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::sql::sqlparser::ast::Statement;
 use eddy_catalog::RelationKind;
 
@@ -50,8 +54,14 @@ pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<
             plan,
             description,
             lookup: None,
+            constant: None,
         });
     }
+    let constant = if is_constant(&plan) {
+        Some(session.physical_plan(&plan).await?)
+    } else {
+        None
+    };
     let lookup = description
         .columns
         .as_ref()
@@ -61,6 +71,7 @@ pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<
         plan,
         description,
         lookup,
+        constant,
     };
     session
         .plans()
@@ -89,4 +100,55 @@ fn reads_only_user_relations(plan: &LogicalPlan) -> bool {
         Ok(TreeNodeRecursion::Continue)
     });
     only_user
+}
+
+/// Whether `plan` computes constants only: a query (not a write) over no relation, without
+/// parameters, calling immutable functions only (subqueries included). Its physical plan
+/// gives the same rows every time it is executed.
+fn is_constant(plan: &LogicalPlan) -> bool {
+    let mut constant = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        let node_ok = match node {
+            LogicalPlan::TableScan(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Extension(_)
+            | LogicalPlan::RecursiveQuery(_)
+            | LogicalPlan::DescribeTable(_) => false,
+            _ => {
+                node.apply_expressions(|e| {
+                    e.apply(|e| {
+                        let ok = match e {
+                            Expr::Placeholder(_) => false,
+                            Expr::ScalarFunction(f) => {
+                                f.func.signature().volatility == Volatility::Immutable
+                            }
+                            Expr::AggregateFunction(f) => {
+                                f.func.signature().volatility == Volatility::Immutable
+                            }
+                            Expr::WindowFunction(_) => false,
+                            _ => true,
+                        };
+                        Ok(if ok {
+                            TreeNodeRecursion::Continue
+                        } else {
+                            constant = false;
+                            TreeNodeRecursion::Stop
+                        })
+                    })
+                })
+                .is_ok()
+                    && constant
+            }
+        };
+        if node_ok {
+            Ok(TreeNodeRecursion::Continue)
+        } else {
+            constant = false;
+            Ok(TreeNodeRecursion::Stop)
+        }
+    });
+    constant
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::FieldRef;
-use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::expr::{Cast, TryCast};
+use datafusion::logical_expr::{Expr, LogicalPlan, WriteOp};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 
@@ -61,9 +63,18 @@ pub(crate) async fn plan_in(
 pub(crate) fn describe_plan(plan: &LogicalPlan) -> Result<Description> {
     // Fields, not only types: a parameter going into a declared column (`JSON`, `UUID`)
     // carries its SQL type, and is announced as it.
-    let types: HashMap<String, Option<FieldRef>> = plan
+    let mut types: HashMap<String, Option<FieldRef>> = plan
         .get_parameter_fields()
         .map_err(Error::from_datafusion)?;
+    // As PostgreSQL infers it, a parameter nothing else types is of the type it is cast to
+    // (`SELECT $1::BIGINT`); DataFusion leaves it unknown.
+    if types.values().any(Option::is_none) {
+        for (id, field) in cast_parameter_types(plan) {
+            if let Some(slot @ None) = types.get_mut(&id) {
+                *slot = Some(field);
+            }
+        }
+    }
     let count = types
         .keys()
         .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
@@ -75,4 +86,24 @@ pub(crate) fn describe_plan(plan: &LogicalPlan) -> Result<Description> {
     let is_insert = matches!(plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
     let columns = (!is_insert).then(|| Arc::new(plan.schema().as_arrow().clone()));
     Ok(Description { params, columns })
+}
+
+/// The type each parameter is cast to, where the plan casts it (`CAST($1 AS BIGINT)`); the
+/// first cast of a parameter cast twice.
+fn cast_parameter_types(plan: &LogicalPlan) -> Vec<(String, FieldRef)> {
+    let mut out: Vec<(String, FieldRef)> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                    && let Expr::Placeholder(p) = expr.as_ref()
+                    && !out.iter().any(|(id, _)| *id == p.id)
+                {
+                    out.push((p.id.clone(), field.clone()));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    out
 }

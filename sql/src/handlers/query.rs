@@ -35,6 +35,16 @@ pub async fn execute(
     {
         return crate::handlers::show::rows(rows?);
     }
+    if let Some(physical) = planned.constant
+        && params.as_ref().is_none_or(Vec::is_empty)
+    {
+        let stream =
+            execute_stream(physical, session.task_ctx()).map_err(Error::from_datafusion)?;
+        return Ok(Output::Rows {
+            schema: stream.schema(),
+            stream,
+        });
+    }
     let mut plan = planned.plan;
     if let Some(params) = params
         && !params.is_empty()
