@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use crate::functions::SERVER_VERSION;
 use crate::ingest::copy::{CopyFormat, CopyIn};
 use crate::ingest::txn::{Mark, Writes};
+use crate::ingest::values::ValuesInsert;
 use crate::parser::{EddyStatement, parse_statements};
 use crate::provider::{EddySchemaProvider, InformationSchema, PgCatalogSchema, SystemSchema};
 use crate::{Engine, Error, Result, functions};
@@ -191,29 +192,30 @@ pub(crate) struct Planned {
 }
 
 /// A session's planned statements (see `exec::cache`), each with the catalog version it was
-/// planned at; bounded, least recently used first out.
-pub(crate) struct PlanCache {
-    entries: quick_cache::sync::Cache<Statement, Arc<(u64, Planned)>>,
+/// planned at; bounded, least recently used first out. `T`: what is kept of a statement —
+/// its [`Planned`] query, or the fast path's form of an INSERT (`None`: it has none).
+pub(crate) struct PlanCache<T = Planned> {
+    entries: quick_cache::sync::Cache<Statement, Arc<(u64, T)>>,
 }
 
-impl PlanCache {
+impl<T: Clone> PlanCache<T> {
     /// Statements one session keeps planned.
     const CAPACITY: usize = 256;
 
     /// The plan of `statement` if it was made at catalog version `version`.
-    pub(crate) fn get(&self, statement: &Statement, version: u64) -> Option<Planned> {
+    pub(crate) fn get(&self, statement: &Statement, version: u64) -> Option<T> {
         self.entries
             .get(statement)
             .filter(|entry| entry.0 == version)
             .map(|entry| entry.1.clone())
     }
 
-    pub(crate) fn insert(&self, statement: Statement, version: u64, planned: Planned) {
+    pub(crate) fn insert(&self, statement: Statement, version: u64, planned: T) {
         self.entries.insert(statement, Arc::new((version, planned)));
     }
 }
 
-impl Default for PlanCache {
+impl<T: Clone> Default for PlanCache<T> {
     fn default() -> Self {
         PlanCache {
             entries: quick_cache::sync::Cache::new(Self::CAPACITY),
@@ -221,7 +223,7 @@ impl Default for PlanCache {
     }
 }
 
-impl std::fmt::Debug for PlanCache {
+impl<T> std::fmt::Debug for PlanCache<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanCache")
             .field("entries", &self.entries.len())
@@ -348,6 +350,9 @@ pub struct Session {
     block: Arc<Mutex<Option<Block>>>,
     /// Queries planned once (prepared statements, repeated query texts).
     plans: PlanCache,
+    /// The same for INSERTs: their fast path's form, made once (Describe and each Execute
+    /// would otherwise resolve the stream and its columns again).
+    inserts: PlanCache<Option<Arc<ValuesInsert>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -381,6 +386,7 @@ impl Session {
             writes,
             block: Arc::default(),
             plans: Default::default(),
+            inserts: Default::default(),
         }
     }
 
@@ -441,6 +447,22 @@ impl Session {
 
     pub(crate) fn plans(&self) -> &PlanCache {
         &self.plans
+    }
+
+    /// The fast path's form of `statement` (an `INSERT ... VALUES` it takes), made once per
+    /// catalog version; `None` when the fast paths are off or the statement is not one.
+    pub(crate) fn values_insert(&self, statement: &Statement) -> Option<Arc<ValuesInsert>> {
+        if !self.fast_paths() || !matches!(statement, Statement::Insert(_)) {
+            return None;
+        }
+        let version = self.engine.catalog().applied();
+        if let Some(insert) = self.inserts.get(statement, version) {
+            return insert;
+        }
+        let insert = ValuesInsert::of(&self.engine, statement).map(Arc::new);
+        self.inserts
+            .insert(statement.clone(), version, insert.clone());
+        insert
     }
 
     pub(crate) fn writes(&self) -> &Arc<Writes> {

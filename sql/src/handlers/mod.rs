@@ -12,7 +12,6 @@ pub mod vars;
 use datafusion::common::ScalarValue;
 
 use crate::ingest::copy::CopyFormat;
-use crate::ingest::values::ValuesInsert;
 use crate::parser::EddyStatement;
 use crate::{Description, Error, Output, Result, Session};
 
@@ -130,8 +129,7 @@ impl Session {
                 rows: None,
             }),
             EddyStatement::Sql(statement) => {
-                if self.fast_paths()
-                    && let Some(insert) = ValuesInsert::of(self.engine(), statement)
+                if let Some(insert) = self.values_insert(statement)
                     && let Some(rows) = insert
                         .execute(
                             self.engine(),
@@ -165,15 +163,13 @@ impl Session {
                     columns: None,
                 })
             }
-            EddyStatement::Sql(statement) => {
-                match ValuesInsert::of(self.engine(), statement).filter(|_| self.fast_paths()) {
-                    Some(insert) => Ok(Description {
-                        params: insert.param_fields(),
-                        columns: None,
-                    }),
-                    None => query::describe(self, statement).await,
-                }
-            }
+            EddyStatement::Sql(statement) => match self.values_insert(statement) {
+                Some(insert) => Ok(Description {
+                    params: insert.param_fields().to_vec(),
+                    columns: None,
+                }),
+                None => query::describe(self, statement).await,
+            },
             EddyStatement::Push(statement) if !copy::is_copy(statement) => {
                 crate::push::describe(self, statement).await
             }

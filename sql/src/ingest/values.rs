@@ -74,6 +74,8 @@ pub struct ValuesInsert {
     topic: Arc<Topic>,
     targets: Vec<Target>,
     rows: Vec<Vec<Slot>>,
+    /// See [`ValuesInsert::param_fields`].
+    params: Vec<Option<FieldRef>>,
 }
 
 impl ValuesInsert {
@@ -114,37 +116,21 @@ impl ValuesInsert {
                 .collect::<Option<Vec<_>>>()?;
             rows.push(slots);
         }
+        let params = param_fields(&def, &targets, &rows);
         Some(ValuesInsert {
             def,
             topic,
             targets,
             rows,
+            params,
         })
     }
 
     /// The fields parameters `$1, $2, ...` go into: their columns' (with the declared SQL
-    /// type), as the planned INSERT infers them. `None` for a number the statement skips.
-    pub fn param_fields(&self) -> Vec<Option<FieldRef>> {
-        let schema = self.def.table_schema();
-        let mut out: Vec<Option<FieldRef>> = Vec::new();
-        for row in &self.rows {
-            for (slot, target) in row.iter().zip(&self.targets) {
-                if let Slot::Param(i, declared) = slot {
-                    if out.len() <= *i {
-                        out.resize(*i + 1, None);
-                    }
-                    let index = match target {
-                        Target::Column(c) => *c,
-                        Target::Rowtime => self.def.columns.len(),
-                    };
-                    out[*i] = Some(match declared {
-                        Some(t) => Arc::new(Field::new(format!("${}", i + 1), t.clone(), true)),
-                        None => Arc::new(schema.field(index).clone()),
-                    });
-                }
-            }
-        }
-        out
+    /// type), as the planned INSERT infers them, or the type a client declared. `None` for a
+    /// number the statement skips.
+    pub fn param_fields(&self) -> &[Option<FieldRef>] {
+        &self.params
     }
 
     /// The stored batch of the statement's rows with `params` bound, or `None` when a value
@@ -191,7 +177,7 @@ impl ValuesInsert {
     /// Runs the INSERT with `params` bound: `Some(rows written)`, or `None` when the
     /// statement must take the general path after all (a value that does not cast).
     pub async fn execute(
-        &self,
+        self: &Arc<Self>,
         engine: &Arc<Engine>,
         writes: &Arc<Writes>,
         params: &[ScalarValue],
@@ -200,17 +186,41 @@ impl ValuesInsert {
             Ok(b) => b,
             Err(e) => return Some(Err(e)),
         };
-        let (engine, writes) = (engine.clone(), writes.clone());
-        let (def, topic) = (self.def.clone(), self.topic.clone());
+        let (engine, writes, insert) = (engine.clone(), writes.clone(), self.clone());
         // Encoding and the append's fdatasync block: off the connection's task.
         let written = tokio::task::spawn_blocking(move || {
-            let encoded = super::encode(&engine, &def, topic.partitions().len(), &[batch])?;
-            writes.write(&topic, encoded)
+            let topic = &insert.topic;
+            let encoded = super::encode(&engine, &insert.def, topic.partitions().len(), &[batch])?;
+            writes.write(topic, encoded)
         })
         .await
         .map_err(|e| crate::Error::Internal(format!("insert task failed: {e}")));
         Some(written.and_then(|r| r))
     }
+}
+
+/// The fields of the parameters a statement's rows use (see [`ValuesInsert::param_fields`]).
+fn param_fields(def: &StreamDef, targets: &[Target], rows: &[Vec<Slot>]) -> Vec<Option<FieldRef>> {
+    let schema = def.table_schema();
+    let mut out: Vec<Option<FieldRef>> = Vec::new();
+    for row in rows {
+        for (slot, target) in row.iter().zip(targets) {
+            if let Slot::Param(i, declared) = slot {
+                if out.len() <= *i {
+                    out.resize(*i + 1, None);
+                }
+                let index = match target {
+                    Target::Column(c) => *c,
+                    Target::Rowtime => def.columns.len(),
+                };
+                out[*i] = Some(match declared {
+                    Some(t) => Arc::new(Field::new(format!("${}", i + 1), t.clone(), true)),
+                    None => Arc::new(schema.field(index).clone()),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The stream or table `insert` writes, if the fast path may write it: named by one plain
