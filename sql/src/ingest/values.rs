@@ -24,7 +24,7 @@
 //!   error of its own to keep in step. Only errors after the rows are built — a declared
 //!   type's check, a full disk — come from here, and they come from the code both paths share.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use datafusion::arrow::array::{ArrayRef, new_null_array};
 use datafusion::arrow::compute::CastOptions;
@@ -71,7 +71,9 @@ enum Target {
 #[derive(Debug)]
 pub struct ValuesInsert {
     def: StreamDef,
-    topic: Arc<Topic>,
+    /// Weak: a session keeps its statements' fast-path forms, and a dropped stream's files
+    /// are released when the last handle to its topic goes.
+    topic: Weak<Topic>,
     targets: Vec<Target>,
     rows: Vec<Vec<Slot>>,
     /// See [`ValuesInsert::param_fields`].
@@ -119,7 +121,7 @@ impl ValuesInsert {
         let params = param_fields(&def, &targets, &rows);
         Some(ValuesInsert {
             def,
-            topic,
+            topic: Arc::downgrade(&topic),
             targets,
             rows,
             params,
@@ -182,6 +184,8 @@ impl ValuesInsert {
         writes: &Arc<Writes>,
         params: &[ScalarValue],
     ) -> Option<Result<u64>> {
+        // Dropped since: the planned path reports it.
+        let topic = self.topic.upgrade()?;
         let batch = match self.batch(params)? {
             Ok(b) => b,
             Err(e) => return Some(Err(e)),
@@ -189,9 +193,8 @@ impl ValuesInsert {
         let (engine, writes, insert) = (engine.clone(), writes.clone(), self.clone());
         // Encoding and the append's fdatasync block: off the connection's task.
         let written = tokio::task::spawn_blocking(move || {
-            let topic = &insert.topic;
             let encoded = super::encode(&engine, &insert.def, topic.partitions().len(), &[batch])?;
-            writes.write(topic, encoded)
+            writes.write(&topic, encoded)
         })
         .await
         .map_err(|e| crate::Error::Internal(format!("insert task failed: {e}")));
