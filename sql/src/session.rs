@@ -194,7 +194,7 @@ pub(crate) struct Planned {
 /// A session's planned statements (see `exec::cache`), each with the catalog version it was
 /// planned at; bounded, least recently used first out. `T`: what is kept of a statement —
 /// its [`Planned`] query, or the fast path's form of an INSERT (`None`: it has none).
-pub(crate) struct PlanCache<T = Planned> {
+pub(crate) struct PlanCache<T = Arc<Planned>> {
     entries: quick_cache::sync::Cache<Statement, Arc<(u64, T)>>,
 }
 

@@ -41,7 +41,7 @@ use crate::{Result, Session};
 
 /// A query's plan (parameters still unbound), description and lookup: the session's cached
 /// ones when still valid, else planned now (and kept, if the plan may be).
-pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<Planned> {
+pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<Arc<Planned>> {
     let cacheable_statement = matches!(statement, Statement::Query(_));
     let version = session.engine().catalog().applied();
     if cacheable_statement && let Some(planned) = session.plans().get(statement, version) {
@@ -50,12 +50,12 @@ pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<
     let plan = plan_in(session, statement, false).await?;
     let description = describe_plan(&plan)?;
     if !(cacheable_statement && reads_only_user_relations(&plan)) {
-        return Ok(Planned {
+        return Ok(Arc::new(Planned {
             plan,
             description,
             lookup: None,
             constant: None,
-        });
+        }));
     }
     let constant = if is_constant(&plan) {
         Some(session.physical_plan(&plan).await?)
@@ -67,12 +67,12 @@ pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<
         .as_ref()
         .and_then(|schema| KeyLookup::of(session.engine(), statement, schema))
         .map(Arc::new);
-    let planned = Planned {
+    let planned = Arc::new(Planned {
         plan,
         description,
         lookup,
         constant,
-    };
+    });
     session
         .plans()
         .insert(statement.clone(), version, planned.clone());

@@ -35,7 +35,7 @@ pub async fn execute(
     {
         return crate::handlers::show::rows(rows?);
     }
-    if let Some(physical) = planned.constant
+    if let Some(physical) = planned.constant.clone()
         && params.as_ref().is_none_or(Vec::is_empty)
     {
         let stream =
@@ -45,7 +45,7 @@ pub async fn execute(
             stream,
         });
     }
-    let mut plan = planned.plan;
+    let mut plan = planned.plan.clone();
     if let Some(params) = params
         && !params.is_empty()
     {
@@ -88,7 +88,7 @@ pub async fn execute(
 
 /// Parameter and result types of a statement.
 pub async fn describe(session: &Session, statement: &Statement) -> Result<Description> {
-    Ok(planned(session, statement).await?.description)
+    Ok(planned(session, statement).await?.description.clone())
 }
 
 /// Whether `select` reads `pg_constraint` (first, joined by inner joins) for a kind of
