@@ -1,7 +1,7 @@
 //! Small statements, one at a time, with PostgreSQL as the reference in the same run, both driven
 //! by PostgreSQL's own `pgbench` (`-M prepared`, `-n`): a single-row INSERT into
 //! `t (id BIGINT, name VARCHAR, x BIGINT)` on 1, 8 and 64 connections, `SELECT 1` on 2, and a
-//! read by key of a table of `EDDY_SMALL_KEYS` rows (default 1M) on 2 — on Eddy a pull query of
+//! read by key of a table of `EDDY_SMALL_KEYS` rows (default 1M) on 1, 2 and 8 — on Eddy a pull query of
 //! the source table `kv (k BIGINT PRIMARY KEY, v BIGINT)`, on PostgreSQL a primary-key lookup.
 //! It prints transactions/s, mean latency and the ratio to PostgreSQL, and for Eddy's INSERTs the
 //! fdatasyncs per second of the stream's log and the statements each one made durable (group
@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let insert = "INSERT INTO t VALUES (1, 'abcdefghij', 42);\n".to_string();
-    let workloads = [
+    let mut workloads = vec![
         Workload {
             label: "INSERT, 1 connection",
             script: insert.clone(),
@@ -133,13 +133,20 @@ async fn main() -> anyhow::Result<()> {
             clients: 2,
             inserts: false,
         },
-        Workload {
-            label: "read by key, 2 connections",
-            script: format!("\\set k random(1, {keys})\nSELECT v FROM kv WHERE k = :k;\n"),
-            clients: 2,
-            inserts: false,
-        },
     ];
+    // Reads by key on 1, 2 and 8 connections.
+    for (label, clients) in [
+        ("read by key, 1 connection", 1),
+        ("read by key, 2 connections", 2),
+        ("read by key, 8 connections", 8),
+    ] {
+        workloads.push(Workload {
+            label,
+            script: format!("\\set k random(1, {keys})\nSELECT v FROM kv WHERE k = :k;\n"),
+            clients,
+            inserts: false,
+        });
+    }
 
     // Eddy.
     let dir = tempfile::tempdir()?;
