@@ -108,47 +108,50 @@ fn reads_only_user_relations(plan: &LogicalPlan) -> bool {
 fn is_constant(plan: &LogicalPlan) -> bool {
     let mut constant = true;
     let _ = plan.apply_with_subqueries(|node| {
-        let node_ok = match node {
+        let reads_or_writes = matches!(
+            node,
             LogicalPlan::TableScan(_)
-            | LogicalPlan::Dml(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_)
-            | LogicalPlan::Extension(_)
-            | LogicalPlan::RecursiveQuery(_)
-            | LogicalPlan::DescribeTable(_) => false,
-            _ => {
-                node.apply_expressions(|e| {
-                    e.apply(|e| {
-                        let ok = match e {
-                            Expr::Placeholder(_) => false,
-                            Expr::ScalarFunction(f) => {
-                                f.func.signature().volatility == Volatility::Immutable
-                            }
-                            Expr::AggregateFunction(f) => {
-                                f.func.signature().volatility == Volatility::Immutable
-                            }
-                            Expr::WindowFunction(_) => false,
-                            _ => true,
-                        };
-                        Ok(if ok {
-                            TreeNodeRecursion::Continue
-                        } else {
-                            constant = false;
-                            TreeNodeRecursion::Stop
-                        })
-                    })
-                })
-                .is_ok()
-                    && constant
-            }
-        };
-        if node_ok {
-            Ok(TreeNodeRecursion::Continue)
-        } else {
+                | LogicalPlan::Dml(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Statement(_)
+                | LogicalPlan::Extension(_)
+                | LogicalPlan::RecursiveQuery(_)
+                | LogicalPlan::DescribeTable(_)
+        );
+        if reads_or_writes || node_varies(node) {
             constant = false;
-            Ok(TreeNodeRecursion::Stop)
+            return Ok(TreeNodeRecursion::Stop);
         }
+        Ok(TreeNodeRecursion::Continue)
     });
     constant
+}
+
+/// Whether an expression of `node` may give another value at another execution: a
+/// parameter, a window, a function that is not immutable.
+fn node_varies(node: &LogicalPlan) -> bool {
+    let mut varies = false;
+    let _ = node.apply_expressions(|e| {
+        varies = e
+            .exists(|e| {
+                Ok(match e {
+                    Expr::Placeholder(_) | Expr::WindowFunction(_) => true,
+                    Expr::ScalarFunction(f) => {
+                        f.func.signature().volatility != Volatility::Immutable
+                    }
+                    Expr::AggregateFunction(f) => {
+                        f.func.signature().volatility != Volatility::Immutable
+                    }
+                    _ => false,
+                })
+            })
+            .unwrap_or(true);
+        Ok(if varies {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    varies
 }

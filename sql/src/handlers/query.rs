@@ -96,20 +96,6 @@ pub async fn describe(session: &Session, statement: &Statement) -> Result<Descri
 /// 'p'`), so pgcli's foreign-key query (`WHERE fk.contype = 'f'`) has no rows.
 fn only_absent_constraints(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
     use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, JoinOperator, TableFactor, Value};
-    fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
-        match e {
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::And,
-                right,
-            } => {
-                conjuncts(left, out);
-                conjuncts(right, out);
-            }
-            Expr::Nested(e) => conjuncts(e, out),
-            e => out.push(e),
-        }
-    }
     let [twj] = select.from.as_slice() else {
         return false;
     };
@@ -129,9 +115,7 @@ fn only_absent_constraints(select: &datafusion::sql::sqlparser::ast::Select) -> 
     let Some(selection) = &select.selection else {
         return false;
     };
-    let mut all = vec![];
-    conjuncts(selection, &mut all);
-    all.iter().any(|c| {
+    crate::parser::conjuncts(selection).iter().any(|c| {
         matches!(c, Expr::BinaryOp { left, op: BinaryOperator::Eq, right }
             if (matches!(left.as_ref(), Expr::Identifier(i) if i.value == "contype")
                 || matches!(left.as_ref(), Expr::CompoundIdentifier(p) if p.last().is_some_and(|i| i.value == "contype")))

@@ -38,7 +38,7 @@ use eddy_catalog::{RelationKind, StreamDef};
 use eddy_storage::Topic;
 
 use super::txn::Writes;
-use crate::parser::{SqlType, normalize_ident, placeholder_index};
+use crate::parser::{SqlType, bare_body, normalize_ident, placeholder_index};
 use crate::{Engine, Result};
 
 /// The cast of the planned INSERT's projection (DataFusion's `CastExpr` default): errors, not
@@ -90,20 +90,7 @@ impl ValuesInsert {
         };
         let (def, topic) = target_stream(engine, insert)?;
         let targets = targets(&def, insert)?;
-        let source = insert.source.as_ref()?;
-        if source.with.is_some()
-            || source.order_by.is_some()
-            || source.limit_clause.is_some()
-            || source.fetch.is_some()
-            || !source.locks.is_empty()
-            || source.for_clause.is_some()
-            || source.settings.is_some()
-            || source.format_clause.is_some()
-            || !source.pipe_operators.is_empty()
-        {
-            return None;
-        }
-        let SetExpr::Values(values) = source.body.as_ref() else {
+        let SetExpr::Values(values) = bare_body(insert.source.as_ref()?)? else {
             return None;
         };
         let mut rows = Vec::with_capacity(values.rows.len());

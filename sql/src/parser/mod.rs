@@ -17,7 +17,9 @@ mod push;
 mod transaction;
 pub mod types;
 
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, Ident, ObjectName, Query, SetExpr, Statement,
+};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -160,6 +162,44 @@ pub fn parse_statements(sql: &str) -> Result<Vec<EddyStatement>> {
         }
     }
     Ok(out)
+}
+
+/// The body of `query` when it has nothing around it (no `WITH`, `ORDER BY`, `LIMIT`,
+/// `FETCH`, locking, `FOR`, settings, `FORMAT` or pipe operators): the statements a fast path
+/// may answer without a plan, which reads the body alone.
+pub fn bare_body(query: &Query) -> Option<&SetExpr> {
+    let bare = query.with.is_none()
+        && query.order_by.is_none()
+        && query.limit_clause.is_none()
+        && query.fetch.is_none()
+        && query.locks.is_empty()
+        && query.for_clause.is_none()
+        && query.settings.is_none()
+        && query.format_clause.is_none()
+        && query.pipe_operators.is_empty();
+    bare.then_some(query.body.as_ref())
+}
+
+/// The terms of an AND chain (parentheses looked through), in order; one term for an
+/// expression that is not an AND.
+pub fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                walk(left, out);
+                walk(right, out);
+            }
+            Expr::Nested(e) => walk(e, out),
+            e => out.push(e),
+        }
+    }
+    let mut out = Vec::new();
+    walk(e, &mut out);
+    out
 }
 
 /// The 0-based index of a placeholder `$n` (`$1` is 0), or `None` for another spelling.

@@ -22,7 +22,9 @@ use eddy_catalog::RelationKind;
 
 use super::pull::CATCH_UP;
 use crate::engine::TableStore;
-use crate::parser::{normalize_ident, normalize_object_name, placeholder_index};
+use crate::parser::{
+    bare_body, conjuncts, normalize_ident, normalize_object_name, placeholder_index,
+};
 use crate::{Engine, Result};
 
 /// Where one key column's value comes from.
@@ -51,19 +53,7 @@ impl KeyLookup {
         let Statement::Query(query) = statement else {
             return None;
         };
-        if query.with.is_some()
-            || query.order_by.is_some()
-            || query.limit_clause.is_some()
-            || query.fetch.is_some()
-            || !query.locks.is_empty()
-            || query.for_clause.is_some()
-            || query.settings.is_some()
-            || query.format_clause.is_some()
-            || !query.pipe_operators.is_empty()
-        {
-            return None;
-        }
-        let SetExpr::Select(select) = query.body.as_ref() else {
+        let SetExpr::Select(select) = bare_body(query)? else {
             return None;
         };
         let plain_group_by = matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
@@ -160,8 +150,18 @@ impl KeyLookup {
             return None;
         }
 
-        let mut equalities = Vec::new();
-        conjuncts(select.selection.as_ref()?, &mut equalities)?;
+        // An AND of equalities only.
+        let equalities = conjuncts(select.selection.as_ref()?)
+            .into_iter()
+            .map(|term| match term {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => Some((left.as_ref(), right.as_ref())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
         let lookup: Vec<usize> = store
             .lookup_columns()
             .iter()
@@ -222,30 +222,6 @@ impl KeyLookup {
                 Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
             });
         Some(rows)
-    }
-}
-
-/// The `a = b` terms of an AND of equalities, or `None` for anything else.
-fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<(&'a Expr, &'a Expr)>) -> Option<()> {
-    match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            conjuncts(left, out)?;
-            conjuncts(right, out)
-        }
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Eq,
-            right,
-        } => {
-            out.push((left, right));
-            Some(())
-        }
-        Expr::Nested(e) => conjuncts(e, out),
-        _ => None,
     }
 }
 
