@@ -93,4 +93,21 @@ impl Error {
             source,
         }
     }
+
+    /// The same failure for another request of one round (errors are not `Clone`: I/O
+    /// errors keep their kind and message).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { context, source } => Error::io(
+                context.clone(),
+                std::io::Error::new(source.kind(), source.to_string()),
+            ),
+            Error::Closed => Error::Closed,
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            other => Error::io(
+                "committing a round of appends",
+                std::io::Error::other(other.to_string()),
+            ),
+        }
+    }
 }

@@ -11,7 +11,8 @@
 //!   (format in `segment/format.rs`), with a sparse offset and time index beside each
 //!   (`segment/index.rs`);
 //! - **appends** with group commit: a batch is acknowledged only after fdatasync, and
-//!   concurrent appenders share one sync (`log.rs`);
+//!   concurrent appenders share one sync: a partition's committer writes every group queued
+//!   while it was syncing, then syncs them together (`log.rs`, `committer.rs`);
 //! - **reads** of durable batches by offset and time range, lazily, with no per-row decoding
 //!   (`reader.rs`), and the one read over both tiers that scans and tails use
 //!   ([`PartitionRead`], `read.rs`: pin the hot segments, snapshot the manifest, read cold then
@@ -30,6 +31,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod checkpoints;
+mod committer;
 mod config;
 mod dir_lock;
 mod error;
@@ -38,12 +40,14 @@ mod log;
 mod read;
 mod reader;
 mod recovery;
+mod rounds;
 mod segment;
 pub mod tier;
 mod topics;
 mod txn;
 
 pub use checkpoints::CheckpointDirs;
+pub use committer::Appended;
 pub use config::LogConfig;
 pub use dir_lock::DataDirLock;
 pub use error::{Error, Result};

@@ -2,13 +2,14 @@
 //!
 //! Concurrency, from the outside in:
 //!
-//! - `appender` (a mutex) serialises writers. An append encodes its batch *before* taking it,
-//!   then under it assigns offsets, rolls if due, writes the frame with one positioned write
-//!   and advances `written`.
-//! - `sync_lock` serialises fdatasyncs (group commit). An appender whose batch is not yet
-//!   durable takes it, re-checks, notes `written` and the active file, syncs that file and
-//!   publishes `durable` = the noted offset. Appenders that queued behind it usually find
-//!   their batch already durable and return without a sync of their own.
+//! - Appends queue on the partition's committer (`committer.rs`), whose one thread writes
+//!   every queued group and then syncs once for all of them (group commit).
+//! - `appender` (a mutex) serialises writers: the committer's thread, and multi-partition
+//!   appends (`topics.rs`), which hold it from write to commit record. A batch is encoded
+//!   *before* the lock is taken; under it offsets are assigned, the segment rolled if due,
+//!   the frames written with positioned writes and `written` advanced.
+//! - `sync_lock` serialises fdatasyncs: the syncer notes `written` and the active file,
+//!   syncs that file and publishes `durable` = the noted offset.
 //! - A roll syncs the old segment before switching files and publishes `durable` itself, so
 //!   everything in a closed segment is durable and a sync of the active file covers the rest.
 //! - Readers take a snapshot of `durable` (the high watermark) and only read frames below it,
@@ -29,6 +30,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::committer::{Appended, Committer};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::reader::LogReader;
@@ -113,6 +115,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The partition's directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Advances the high watermark to at least `end` and wakes the tailing readers.
     fn publish_durable(&self, end: u64) {
         let durable = self.durable.fetch_max(end, Ordering::AcqRel).max(end);
@@ -132,7 +139,7 @@ impl Shared {
 /// the file again ([`Group::abort`]). Every written group must end in one of the two: bytes
 /// left behind unapplied would be valid frames past the log's end.
 pub(crate) struct Group<'a> {
-    log: &'a PartitionLog,
+    shared: &'a Shared,
     appender: parking_lot::MutexGuard<'a, Appender>,
     segment: Arc<Segment>,
     start: u64,
@@ -163,7 +170,7 @@ impl Group<'_> {
                 return Err(error);
             }
         }
-        let ahead = PREALLOCATE_BYTES.min(self.log.shared.config.read().segment_bytes);
+        let ahead = PREALLOCATE_BYTES.min(self.shared.config.read().segment_bytes);
         segment.preallocate_after(self.end, ahead);
         Ok(())
     }
@@ -175,13 +182,13 @@ impl Group<'_> {
 
     /// Marks the log closed after its file could not be synced (its contents are unknown).
     pub(crate) fn fail_stop(&self) {
-        self.log.shared.closed.store(true, Ordering::Release);
+        self.shared.closed.store(true, Ordering::Release);
     }
 
     fn cut(&self) {
         if let Err(cut) = self.segment.truncate(self.start) {
             // The partial group stays in the file: stop, and let recovery drop it.
-            self.log.shared.closed.store(true, Ordering::Release);
+            self.shared.closed.store(true, Ordering::Release);
             warn!(segment = %self.segment.log_path.display(), error = %cut, "cannot cut a failed append off the segment; the log is closed until it is reopened");
         }
     }
@@ -194,7 +201,7 @@ impl Group<'_> {
 
     /// Records the written group: index entries, offsets; returns what each frame got.
     pub(crate) fn apply(mut self) -> Vec<AppendInfo> {
-        let shared = &self.log.shared;
+        let shared = self.shared;
         let interval = shared.config.read().index_interval_bytes;
         let mut infos = Vec::with_capacity(self.sealed.len());
         {
@@ -220,12 +227,12 @@ impl Group<'_> {
 
     /// Applies a group whose file the caller synced, and publishes it to readers at once.
     pub(crate) fn apply_synced(self) -> Vec<AppendInfo> {
-        let log = self.log;
+        let shared = self.shared;
         let infos = self.apply();
         if let Some(last) = infos.last() {
-            log.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            log.shared.publish_durable(last.next_offset);
-            log.shared
+            shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            shared.publish_durable(last.next_offset);
+            shared
                 .counters
                 .appends
                 .fetch_add(infos.len() as u64, Ordering::Relaxed);
@@ -239,8 +246,16 @@ impl Group<'_> {
 #[derive(Debug)]
 pub struct PartitionLog {
     shared: Arc<Shared>,
+    /// Queues appends and runs their group commits (see the `committer` module).
+    committer: Arc<Committer>,
     /// The `LOCK` file, flock-ed while the log is open.
     lock: Mutex<Option<File>>,
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.committer.stop();
+    }
 }
 
 impl PartitionLog {
@@ -285,6 +300,7 @@ impl PartitionLog {
         };
         Ok(PartitionLog {
             shared: Arc::new(shared),
+            committer: Committer::new(),
             lock: Mutex::new(Some(lock)),
         })
     }
@@ -292,18 +308,19 @@ impl PartitionLog {
     /// Appends one batch (at least one row), assigning offsets `base..base + num_rows`.
     /// Returns once the batch is durable (fdatasync). Concurrent appends share syncs (group
     /// commit). After a failed write or sync the log refuses appends with [`Error::Closed`];
-    /// reopen it to recover.
+    /// reopen it to recover. Blocking: async callers use [`PartitionLog::enqueue`].
     pub fn append(
         &self,
         batch: &RecordBatch,
         min_timestamp: i64,
         max_timestamp: i64,
     ) -> Result<AppendInfo> {
-        let mut frame = EncodedFrame::encode(batch, min_timestamp, max_timestamp)?;
-        let info = self.write_frame(&mut frame)?;
-        self.wait_durable(info.next_offset)?;
-        self.shared.counters.appends.fetch_add(1, Ordering::Relaxed);
-        Ok(info)
+        let frame = EncodedFrame::encode(batch, min_timestamp, max_timestamp)?;
+        let infos = self.append_encoded(vec![frame])?;
+        infos
+            .first()
+            .copied()
+            .ok_or_else(|| Error::InvalidArgument("no frame to write".into()))
     }
 
     /// Appends several batches (each at least one row) as consecutive frames, then waits for
@@ -318,55 +335,44 @@ impl PartitionLog {
 
     /// Appends frames encoded beforehand (see [`EncodedFrame::encode`]) as one statement
     /// group (see `segment/format.rs`): written contiguously under one lock, never split by a
-    /// roll, then made durable by one sync. Readers see the group whole or not at all, and a
-    /// crash before the sync drops it whole. A failed write cuts the group off the file again
-    /// and the log stays open for the next append (a full disk recovers once space is freed);
+    /// roll, then made durable by a sync it shares with the groups queued beside it (see
+    /// [`PartitionLog::enqueue`]). Readers see the group whole or not at all, and a crash
+    /// before the sync drops it whole. A failed write cuts the group off the file again and
+    /// the log stays open for the next append (a full disk recovers once space is freed);
     /// only a failed cut or fsync, after which the file's contents are unknown, closes it.
-    pub fn append_encoded(&self, mut frames: Vec<EncodedFrame>) -> Result<Vec<AppendInfo>> {
-        if frames.is_empty() {
-            return Ok(vec![]);
-        }
-        let infos = self.write_group(&mut frames)?;
-        if let Some(last) = infos.last() {
-            self.wait_durable(last.next_offset)?;
-        }
-        self.shared
-            .counters
-            .appends
-            .fetch_add(infos.len() as u64, Ordering::Relaxed);
-        Ok(infos)
+    /// Blocking: it waits for the sync.
+    pub fn append_encoded(&self, frames: Vec<EncodedFrame>) -> Result<Vec<AppendInfo>> {
+        futures::executor::block_on(self.enqueue(frames))
     }
 
-    fn write_frame(&self, frame: &mut EncodedFrame) -> Result<AppendInfo> {
-        let infos = self.write_group(std::slice::from_mut(frame))?;
-        infos
-            .first()
-            .copied()
-            .ok_or_else(|| Error::InvalidArgument("no frame to write".into()))
-    }
-
-    /// Writes `frames` as one group at the end of the active segment; offsets and the index
-    /// advance only once every byte is written.
-    fn write_group(&self, frames: &mut [EncodedFrame]) -> Result<Vec<AppendInfo>> {
-        let group = self.begin_group(frames, false)?;
-        group.write(frames)?;
-        Ok(group.apply())
+    /// [`PartitionLog::append_encoded`] without blocking: queues the group for the
+    /// partition's committer (see the `committer` module), which writes every group queued
+    /// while it was busy and makes them durable with one fdatasync. The future resolves once
+    /// the group is durable and readable; dropping it does not withdraw the group.
+    pub fn enqueue(&self, frames: Vec<EncodedFrame>) -> Appended {
+        self.committer.submit(&self.shared, frames)
     }
 
     /// Takes the append lock for a group of `frames` (rolling first if due) and seals their
     /// headers at the next offsets; nothing is written yet. `txn`: the group is part of a
     /// multi-partition append (see [`crate::Topic::append_atomic`]).
     pub(crate) fn begin_group(&self, frames: &mut [EncodedFrame], txn: bool) -> Result<Group<'_>> {
-        let shared = &self.shared;
-        let mut appender = shared.appender.lock();
-        if shared.closed.load(Ordering::Acquire) {
+        self.shared.begin_group(frames, txn)
+    }
+}
+
+impl Shared {
+    /// See [`PartitionLog::begin_group`].
+    pub(crate) fn begin_group(&self, frames: &mut [EncodedFrame], txn: bool) -> Result<Group<'_>> {
+        let mut appender = self.appender.lock();
+        if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         if self.roll_due(&appender)
             && let Err(e) = self.roll(&mut appender)
         {
             // Fail-stop: the files may be half switched over; reopening recovers them.
-            shared.closed.store(true, Ordering::Release);
+            self.closed.store(true, Ordering::Release);
             return Err(e);
         }
         let segment = Arc::clone(&appender.active);
@@ -382,7 +388,7 @@ impl PartitionLog {
             base_offset = header.next_offset();
         }
         Ok(Group {
-            log: self,
+            shared: self,
             appender,
             segment,
             start,
@@ -392,32 +398,45 @@ impl PartitionLog {
         })
     }
 
-    /// Group commit: returns once every offset below `end` is durable.
-    fn wait_durable(&self, end: u64) -> Result<()> {
-        let shared = &self.shared;
-        if shared.durable.load(Ordering::Acquire) >= end {
+    /// Writes `frames` as one group at the end of the active segment; offsets and the index
+    /// advance only once every byte is written. Not yet durable: see
+    /// [`Shared::wait_durable`].
+    pub(crate) fn write_group(&self, frames: &mut [EncodedFrame]) -> Result<Vec<AppendInfo>> {
+        let group = self.begin_group(frames, false)?;
+        group.write(frames)?;
+        Ok(group.apply())
+    }
+
+    /// Returns once every offset below `end` is durable: one fdatasync of the active file
+    /// covers everything written so far (closed segments were synced by their roll).
+    pub(crate) fn wait_durable(&self, end: u64) -> Result<()> {
+        if self.durable.load(Ordering::Acquire) >= end {
             return Ok(());
         }
-        let _sync = shared.sync_lock.lock();
-        if shared.durable.load(Ordering::Acquire) >= end {
+        let _sync = self.sync_lock.lock();
+        if self.durable.load(Ordering::Acquire) >= end {
             return Ok(());
         }
-        // Everything written so far is in this file or in a closed segment the roll synced.
         let (target, active) = {
-            let appender = shared.appender.lock();
+            let appender = self.appender.lock();
             (appender.written, Arc::clone(&appender.active))
         };
         if let Err(e) = active.sync() {
-            shared.closed.store(true, Ordering::Release);
+            self.closed.store(true, Ordering::Release);
             return Err(e);
         }
-        shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared.publish_durable(target);
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.publish_durable(target);
         Ok(())
     }
 
+    /// Counts `n` appended groups' frames as appends (once durable).
+    pub(crate) fn count_appends(&self, n: usize) {
+        self.counters.appends.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     fn roll_due(&self, appender: &Appender) -> bool {
-        let config = self.shared.config.read();
+        let config = self.config.read();
         let state = appender.active.state.read();
         if state.size == 0 {
             return false;
@@ -436,27 +455,28 @@ impl PartitionLog {
     /// Closes the active segment (synced, index written) and starts a new one at `written`.
     /// Everything written so far is durable afterwards.
     fn roll(&self, appender: &mut Appender) -> Result<()> {
-        let shared = &self.shared;
         let old = Arc::clone(&appender.active);
         // A closed segment ends at its last frame: the zeros written ahead go first.
         let size = old.state.read().size;
         old.truncate(size)
             .map_err(|e| Error::io(format!("truncating {}", old.log_path.display()), e))?;
         old.sync()?;
-        shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        shared.publish_durable(appender.written);
-        let new = Arc::new(Segment::create(&shared.dir, appender.written)?);
-        sync_dir(&shared.dir)?;
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.publish_durable(appender.written);
+        let new = Arc::new(Segment::create(&self.dir, appender.written)?);
+        sync_dir(&self.dir)?;
         old.state.write().closed = true;
         if let Err(error) = old.write_index() {
             warn!(segment = %old.log_path.display(), %error, "cannot write segment index; it will be rebuilt on open");
         }
         debug!(segment = %new.log_path.display(), "rolled to a new segment");
-        shared.segments.write().push(Arc::clone(&new));
+        self.segments.write().push(Arc::clone(&new));
         appender.active = new;
         Ok(())
     }
+}
 
+impl PartitionLog {
     /// Offsets of the last group if a multi-partition append wrote it.
     pub(crate) fn last_txn_group(&self) -> Option<(u64, u64)> {
         *self.shared.last_txn_group.lock()
@@ -662,6 +682,7 @@ impl PartitionLog {
     /// appends fail with [`Error::Closed`]; existing and new readers keep working. Closing
     /// twice is harmless.
     pub fn close(&self) -> Result<()> {
+        self.committer.stop();
         let shared = &self.shared;
         let appender = shared.appender.lock();
         let Some(lock) = self.lock.lock().take() else {

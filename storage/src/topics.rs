@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::rounds::CommitRounds;
 use crate::tier::{ColdPartition, ColdStore};
 use crate::txn::{GroupRef, StoreGroup, TxnLog};
 use crate::{EncodedFrame, Error, LogConfig, PartitionLog, PartitionRead, ReadRequest, Result};
@@ -213,6 +214,8 @@ pub struct TopicStore {
     /// The groups that log named when the store opened, by storage name: recovery of each
     /// topic keeps a last `TXN` group one of them names.
     committed_across: HashMap<String, HashSet<GroupRef>>,
+    /// Concurrent atomic appends, merged into rounds.
+    rounds: CommitRounds,
 }
 
 fn io_err<'a>(path: &'a Path, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -268,6 +271,7 @@ impl TopicStore {
             topics: RwLock::new(HashMap::new()),
             txn: Mutex::new(txn),
             committed_across,
+            rounds: CommitRounds::default(),
         })
     }
 
@@ -383,7 +387,29 @@ impl TopicStore {
     /// visibility lock, all held together, so a scan of any one topic sees all of its part
     /// or none. The append locks are taken in storage-name then partition order, the order
     /// every atomic append uses, so two of them never wait on each other in a cycle.
+    ///
+    /// Concurrent calls are committed in rounds: the appends waiting while one commits are
+    /// merged into one atomic append (see the `rounds` module), so they share its fsyncs.
     pub fn append_across(&self, mut work: Vec<(Arc<Topic>, PartitionFrames)>) -> Result<()> {
+        for (_, parts) in work.iter_mut() {
+            parts.retain(|(_, frames)| !frames.is_empty());
+        }
+        work.retain(|(_, parts)| !parts.is_empty());
+        if work.is_empty() {
+            return Ok(());
+        }
+        let mut names: Vec<&str> = work.iter().map(|(t, _)| t.storage()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::InvalidArgument(
+                "one topic appears twice in an atomic append".into(),
+            ));
+        }
+        self.rounds.commit(work, |merged| self.append_now(merged))
+    }
+
+    /// One round of [`TopicStore::append_across`]: its merged work, appended atomically.
+    fn append_now(&self, mut work: Vec<(Arc<Topic>, PartitionFrames)>) -> Result<()> {
         for (_, parts) in work.iter_mut() {
             parts.retain(|(_, frames)| !frames.is_empty());
             parts.sort_by_key(|(p, _)| *p);

@@ -1,6 +1,7 @@
 //! Ingest: turning rows into stored batches and appending them to a stream's partitions.
 //!
-//! Every write path (INSERT, COPY) ends in [`encode`] then [`txn::Writes::write`]: rows get
+//! Every write path (INSERT, COPY) ends in [`encode`] then [`txn::Writes::write`] (or its
+//! async twin [`txn::Writes::append`]): rows get
 //! their `rowtime` (the stream's timestamp column, else the ingest time), are routed to
 //! partitions by key ([`partitioner`]), cut into frames of at most [`MAX_FRAME_ROWS`] rows,
 //! and appended; each partition's appends are durable (group commit) before the write
@@ -171,6 +172,20 @@ impl Encoded {
     pub fn into_work(self) -> PartitionFrames {
         self.per_partition.into_iter().enumerate().collect()
     }
+
+    /// The one partition all frames go to and its frames, or `self` back when they go to
+    /// several (or none).
+    fn into_single(mut self) -> std::result::Result<(usize, Vec<EncodedFrame>), Self> {
+        let mut used = self
+            .per_partition
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.is_empty());
+        match (used.next(), used.next()) {
+            (Some((p, _)), None) => Ok((p, std::mem::take(&mut self.per_partition[p]))),
+            _ => Err(self),
+        }
+    }
 }
 
 /// Routes stored batches to the stream's partitions and encodes them as frames of at most
@@ -212,6 +227,25 @@ pub fn append_encoded(topic: &Topic, encoded: Encoded) -> Result<u64> {
     let rows = encoded.rows;
     topic.append_atomic(encoded.into_work())?;
     Ok(rows)
+}
+
+/// [`append_encoded`] for async callers: rows bound for one partition are queued on its
+/// committer (no thread of the caller's waits for the sync); rows for several take the
+/// blocking multi-partition append on the blocking pool.
+pub async fn append(topic: Arc<Topic>, encoded: Encoded) -> Result<u64> {
+    let rows = encoded.rows;
+    match encoded.into_single() {
+        Ok((p, frames)) => {
+            let log = topic.partition(p).ok_or_else(|| {
+                Error::Internal(format!("stream {} has no partition {p}", topic.name()))
+            })?;
+            log.enqueue(frames).await?;
+            Ok(rows)
+        }
+        Err(encoded) => tokio::task::spawn_blocking(move || append_encoded(&topic, encoded))
+            .await
+            .map_err(|e| Error::Internal(format!("append task failed: {e}")))?,
+    }
 }
 
 /// Min and max `rowtime` of a stored batch.

@@ -158,6 +158,16 @@ impl Writes {
         append_encoded(topic, encoded)
     }
 
+    /// [`Writes::write`] for async callers: the append is queued on the partition's
+    /// committer instead of blocking a thread on its fsync (see [`super::append`]).
+    pub async fn append(&self, topic: &Arc<Topic>, encoded: Encoded) -> Result<u64> {
+        let encoded = match self.block.lock().as_mut() {
+            Some(block) => return block.hold(topic, encoded),
+            None => encoded,
+        };
+        super::append(topic.clone(), encoded).await
+    }
+
     /// Opens a block (BEGIN). Its writes wait for [`Writes::take`].
     pub fn open(&self, pending: Pending) {
         *self.block.lock() = Some(pending);

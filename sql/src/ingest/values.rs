@@ -41,6 +41,10 @@ use super::txn::Writes;
 use crate::parser::{SqlType, bare_body, normalize_ident, placeholder_index};
 use crate::{Engine, Result};
 
+/// Up to this many rows an INSERT encodes its frames on the connection's task; more go to
+/// the blocking pool (a long VALUES list must not stall the runtime's other connections).
+const INLINE_ENCODE_ROWS: usize = 1024;
+
 /// The cast of the planned INSERT's projection (DataFusion's `CastExpr` default): errors, not
 /// NULLs, for values that do not fit.
 const CAST: CastOptions<'static> = CastOptions {
@@ -177,15 +181,22 @@ impl ValuesInsert {
             Ok(b) => b,
             Err(e) => return Some(Err(e)),
         };
-        let (engine, writes, insert) = (engine.clone(), writes.clone(), self.clone());
-        // Encoding and the append's fdatasync block: off the connection's task.
-        let written = tokio::task::spawn_blocking(move || {
-            let encoded = super::encode(&engine, &insert.def, topic.partitions().len(), &[batch])?;
-            writes.write(&topic, encoded)
+        let partitions = topic.partitions().len();
+        let encoded = if batch.num_rows() <= INLINE_ENCODE_ROWS {
+            // A few rows encode in microseconds: not worth a thread hop.
+            super::encode(engine, &self.def, partitions, &[batch])
+        } else {
+            let (engine, insert) = (engine.clone(), self.clone());
+            tokio::task::spawn_blocking(move || {
+                super::encode(&engine, &insert.def, partitions, &[batch])
+            })
+            .await
+            .unwrap_or_else(|e| Err(crate::Error::Internal(format!("insert task failed: {e}"))))
+        };
+        Some(match encoded {
+            Ok(encoded) => writes.append(&topic, encoded).await,
+            Err(e) => Err(e),
         })
-        .await
-        .map_err(|e| crate::Error::Internal(format!("insert task failed: {e}")));
-        Some(written.and_then(|r| r))
     }
 }
 

@@ -65,15 +65,16 @@ impl DataSink for StreamSink {
         let (engine, def, topic) = (self.engine.clone(), self.def.clone(), self.topic.clone());
         // A session's plans carry its writes (its transaction block); others append at once.
         let writes = context.session_config().get_extension::<Writes>();
-        tokio::task::spawn_blocking(move || {
-            let encoded = ingest::encode(&engine, &def, topic.partitions().len(), &stored)?;
-            match writes {
-                Some(writes) => writes.write(&topic, encoded),
-                None => ingest::append_encoded(&topic, encoded),
-            }
-        })
-        .await
-        .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
-        .map_err(|e| DataFusionError::External(Box::new(e)))
+        let partitions = topic.partitions().len();
+        let encoded =
+            tokio::task::spawn_blocking(move || ingest::encode(&engine, &def, partitions, &stored))
+                .await
+                .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?;
+        let written = match (encoded, writes) {
+            (Ok(encoded), Some(writes)) => writes.append(&topic, encoded).await,
+            (Ok(encoded), None) => ingest::append(topic, encoded).await,
+            (Err(e), _) => Err(e),
+        };
+        written.map_err(|e| DataFusionError::External(Box::new(e)))
     }
 }
