@@ -3,7 +3,8 @@
 //! `t (id BIGINT, name VARCHAR, x BIGINT)` on 1, 8 and 64 connections, `SELECT 1` on 2, and a
 //! read by key of a table of `EDDY_SMALL_KEYS` rows (default 1M) on 1, 2 and 8 — on Eddy a pull query of
 //! the source table `kv (k BIGINT PRIMARY KEY, v BIGINT)`, on PostgreSQL a primary-key lookup.
-//! It prints transactions/s, mean latency and the ratio to PostgreSQL, and for Eddy's INSERTs the
+//! It prints transactions/s, mean, p50 and p99 latency (from pgbench's per-transaction log)
+//! and the ratio to PostgreSQL, and for Eddy's INSERTs the
 //! fdatasyncs per second of the stream's log and the statements each one made durable (group
 //! commit). Every INSERT acknowledged is counted at the end; a wrong count panics.
 //!
@@ -36,6 +37,8 @@ struct Workload {
 struct Run {
     tps: f64,
     latency_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
     transactions: u64,
 }
 
@@ -55,7 +58,9 @@ fn pgbench(bin: &Path, target: &Target, w: &Workload, seconds: u64) -> anyhow::R
         .args(["-n", "-M", "prepared", "-h", "127.0.0.1"])
         .args(["-p", &target.port.to_string(), "-U", target.user])
         .args(["-c", &w.clients.to_string(), "-j", &threads.to_string()])
-        .args(["-T", &seconds.to_string(), "-f"])
+        .args(["-T", &seconds.to_string(), "-l", "--log-prefix"])
+        .arg(dir.path().join("txn"))
+        .arg("-f")
         .arg(&script)
         .arg(target.db)
         .output()
@@ -76,11 +81,39 @@ fn pgbench(bin: &Path, target: &Target, w: &Workload, seconds: u64) -> anyhow::R
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("no `{prefix}` in pgbench's output: {stdout}"))
     };
+    let (p50_ms, p99_ms) = percentiles(dir.path())?;
     Ok(Run {
         tps: field("tps = ")?,
         latency_ms: field("latency average = ")?,
+        p50_ms,
+        p99_ms,
         transactions: field("number of transactions actually processed: ")? as u64,
     })
+}
+
+/// p50 and p99 latency (ms) of the transactions in pgbench's per-transaction logs (`-l`) in
+/// `dir`: each line is `client transaction latency_us script epoch_s epoch_us`.
+fn percentiles(dir: &Path) -> anyhow::Result<(f64, f64)> {
+    let mut latencies = hdrhistogram::Histogram::<u64>::new(3)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("txn"))
+        {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path)?.lines() {
+            if let Some(us) = line.split_whitespace().nth(2).and_then(|f| f.parse().ok()) {
+                latencies.record(us)?;
+            }
+        }
+    }
+    if latencies.is_empty() {
+        bail!("pgbench wrote no transaction log in {}", dir.display());
+    }
+    let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
+    Ok((ms(0.5), ms(0.99)))
 }
 
 /// fdatasyncs and appends so far across the partitions of Eddy's stream `t`.
@@ -172,8 +205,8 @@ async fn main() -> anyhow::Result<()> {
         let run = pgbench(&bin, &eddy_target, w, seconds)?;
         let after = log_counters(&server)?;
         let mut line = format!(
-            "      eddy: {:<28} {:>9.0} tps, {:>7.3} ms",
-            w.label, run.tps, run.latency_ms
+            "      eddy: {:<28} {:>9.0} tps, {:>7.3} ms mean, p50 {:.3} ms, p99 {:.3} ms",
+            w.label, run.tps, run.latency_ms, run.p50_ms, run.p99_ms
         );
         if w.inserts {
             inserted += run.transactions;
@@ -220,10 +253,13 @@ async fn main() -> anyhow::Result<()> {
     for (w, e) in workloads.iter().zip(&eddy) {
         let run = pgbench(&bin, &pg_target, w, seconds)?;
         println!(
-            "postgresql: {:<28} {:>9.0} tps, {:>7.3} ms   eddy / postgresql: {:.2}x",
+            "postgresql: {:<28} {:>9.0} tps, {:>7.3} ms mean, p50 {:.3} ms, p99 {:.3} ms   \
+             eddy / postgresql: {:.2}x",
             w.label,
             run.tps,
             run.latency_ms,
+            run.p50_ms,
+            run.p99_ms,
             e.tps / run.tps
         );
     }
