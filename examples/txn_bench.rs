@@ -2,8 +2,9 @@
 //! the same run: each block is `BEGIN`, five single-row INSERTs into a three-partition stream
 //! (`orders`), one into a second stream (`audit`), `COMMIT` — prepared statements, so only the
 //! commit path differs from plain INSERTs. For 1 and 8 connections it prints blocks/s, the
-//! p50/p99 latency of a block, and the same six INSERTs without a block (each its own commit)
-//! for comparison. At the end every committed row is counted; a wrong count panics.
+//! p50/p99 latency of a block, the same six INSERTs without a block (each its own commit),
+//! and the five orders as one five-row INSERT (a statement across partitions, atomic) plus
+//! the audit row, for comparison. At the end every committed row is counted; a wrong count panics.
 //!
 //! `cargo run --release --example txn_bench`; `EDDY_BENCH_SECONDS=1` makes a quick run.
 //! PostgreSQL (`initdb` under `/usr/lib/postgresql/*/bin`, `fsync=on`,
@@ -27,17 +28,40 @@ struct Figures {
     blocks: u64,
 }
 
-/// Runs `clients` connections for `seconds`, each repeating six INSERTs, inside a block when
-/// `block`; returns the figures and the blocks completed.
+/// How one round of five orders and one audit row is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `BEGIN`, six single-row INSERTs, `COMMIT`.
+    Block,
+    /// Six single-row INSERTs, each its own commit.
+    Autocommit,
+    /// One five-row INSERT into `orders` (several partitions, one atomic statement), one
+    /// single-row INSERT into `audit`.
+    MultiRow,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Block => "BEGIN; 6 INSERTs; COMMIT",
+            Mode::Autocommit => "6 INSERTs, autocommit    ",
+            Mode::MultiRow => "5-row INSERT + 1 INSERT  ",
+        }
+    }
+}
+
+/// Runs `clients` connections for `seconds`, each repeating five orders and one audit row
+/// written as `mode` says; returns the figures and the rounds (blocks) completed.
 async fn run(
     port: u16,
     user: &str,
     db: &str,
     clients: usize,
     seconds: f64,
-    block: bool,
+    mode: Mode,
     first_id: i64,
 ) -> anyhow::Result<Figures> {
+    let block = mode == Mode::Block;
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -45,6 +69,11 @@ async fn run(
         let user_prefix = first_id + (c as i64) * 10_000_000;
         tasks.push(tokio::spawn(async move {
             let order = client.prepare("INSERT INTO orders VALUES ($1, $2)").await?;
+            let five = client
+                .prepare(
+                    "INSERT INTO orders VALUES ($1, $2), ($3, $2), ($4, $2), ($5, $2), ($6, $2)",
+                )
+                .await?;
             let audit = client.prepare("INSERT INTO audit VALUES ($1, $2)").await?;
             let mut histogram = Histogram::<u64>::new(3)?;
             let mut n: i64 = 0;
@@ -54,9 +83,19 @@ async fn run(
                 if block {
                     client.batch_execute("BEGIN").await?;
                 }
-                for i in 0..5 {
-                    let id = user_prefix + n * 5 + i;
-                    client.execute(&order, &[&id, &"item"]).await?;
+                if mode == Mode::MultiRow {
+                    let ids: Vec<i64> = (0..5).map(|i| user_prefix + n * 5 + i).collect();
+                    client
+                        .execute(
+                            &five,
+                            &[&ids[0], &"item", &ids[1], &ids[2], &ids[3], &ids[4]],
+                        )
+                        .await?;
+                } else {
+                    for i in 0..5 {
+                        let id = user_prefix + n * 5 + i;
+                        client.execute(&order, &[&id, &"item"]).await?;
+                    }
                 }
                 client
                     .execute(&audit, &[&(user_prefix + n), &"five orders"])
@@ -97,18 +136,19 @@ async fn bench(
 ) -> anyhow::Result<Vec<Figures>> {
     let mut out = Vec::new();
     let mut expected_orders = 0;
-    for (i, (clients, block)) in [(1, true), (8, true), (1, false), (8, false)]
-        .into_iter()
-        .enumerate()
-    {
-        let f = run(port, user, db, clients, seconds, block, (i as i64) << 40).await?;
+    let workloads = [
+        (1, Mode::Block),
+        (8, Mode::Block),
+        (1, Mode::Autocommit),
+        (8, Mode::Autocommit),
+        (1, Mode::MultiRow),
+        (8, Mode::MultiRow),
+    ];
+    for (i, (clients, mode)) in workloads.into_iter().enumerate() {
+        let f = run(port, user, db, clients, seconds, mode, (i as i64) << 40).await?;
         println!(
             "{name:>10}: {clients} connection(s), {}: {:>8.0} blocks/s ({:>7.0} rows/s), p50 {:.2} ms, p99 {:.2} ms",
-            if block {
-                "BEGIN; 6 INSERTs; COMMIT"
-            } else {
-                "6 INSERTs, autocommit    "
-            },
+            mode.label(),
             f.blocks_per_s,
             f.blocks_per_s * 6.0,
             f.p50_ms,
@@ -170,6 +210,8 @@ async fn main() -> anyhow::Result<()> {
         "block, 8 connections",
         "autocommit, 1 connection",
         "autocommit, 8 connections",
+        "5-row INSERT, 1 connection",
+        "5-row INSERT, 8 connections",
     ];
     for ((label, e), p) in labels.iter().zip(&eddy).zip(&reference) {
         println!(

@@ -33,10 +33,13 @@ use crate::segment::format::EncodedFrame;
 /// How long a writer thread waits for the next append before it ends.
 pub(crate) const IDLE: Duration = Duration::from_secs(2);
 
+/// Where one append's answer goes.
+type Reply = oneshot::Sender<Result<Vec<AppendInfo>>>;
+
 /// One queued statement group and where its answer goes.
 struct Request {
     frames: Vec<EncodedFrame>,
-    reply: oneshot::Sender<Result<Vec<AppendInfo>>>,
+    reply: Reply,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -154,16 +157,22 @@ impl Committer {
         self.wake.notify_all();
     }
 
-    /// The writer thread: rounds until idle for [`IDLE`] or stopped.
+    /// The writer thread: rounds until idle for [`IDLE`] or stopped. The log's state is let
+    /// go before the round's answers are sent, so an appender that got its answer and drops
+    /// the log knows no file of it is still held here.
     fn run(&self, state: Weak<Shared>) {
         while let Some(requests) = self.next_round() {
-            match state.upgrade() {
+            let answers = match state.upgrade() {
                 Some(shared) => commit_round(&shared, requests),
-                None => {
-                    for r in requests {
-                        let _ = r.reply.send(Err(Error::Closed));
-                    }
-                }
+                None => requests
+                    .into_iter()
+                    .map(|r| (r.reply, Err(Error::Closed)))
+                    .collect(),
+            };
+            for (reply, answer) in answers {
+                // The appender may have stopped waiting (its connection ended): the group
+                // is committed all the same.
+                let _ = reply.send(answer);
             }
         }
     }
@@ -192,11 +201,11 @@ impl Committer {
     }
 }
 
-/// Writes each request's group, syncs once, answers each. A group whose write fails is cut
-/// off the file (by the log) and answered with its error; the others still commit. A failed
-/// sync closes the log (its file's contents are unknown) and fails every group of the round:
-/// none was acknowledged, and recovery decides what of them survives.
-fn commit_round(shared: &Shared, requests: Vec<Request>) {
+/// Writes each request's group, syncs once, returns each one's answer. A group whose write
+/// fails is cut off the file (by the log) and answered with its error; the others still
+/// commit. A failed sync closes the log (its file's contents are unknown) and fails every
+/// group of the round: none was acknowledged, and recovery decides what of them survives.
+fn commit_round(shared: &Shared, requests: Vec<Request>) -> Vec<(Reply, Result<Vec<AppendInfo>>)> {
     let mut written = Vec::with_capacity(requests.len());
     let mut end = None;
     for mut request in requests {
@@ -210,19 +219,20 @@ fn commit_round(shared: &Shared, requests: Vec<Request>) {
         Some(end) => shared.wait_durable(end),
         None => Ok(()),
     };
-    for (reply, result) in written {
-        let answer = match (result, &synced) {
-            (Ok(infos), Ok(())) => {
-                shared.count_appends(infos.len());
-                Ok(infos)
-            }
-            (Ok(_), Err(e)) => Err(e.duplicate()),
-            (Err(e), _) => Err(e),
-        };
-        // The appender may have stopped waiting (its connection ended): the group is
-        // committed all the same.
-        let _ = reply.send(answer);
-    }
+    written
+        .into_iter()
+        .map(|(reply, result)| {
+            let answer = match (result, &synced) {
+                (Ok(infos), Ok(())) => {
+                    shared.count_appends(infos.len());
+                    Ok(infos)
+                }
+                (Ok(_), Err(e)) => Err(e.duplicate()),
+                (Err(e), _) => Err(e),
+            };
+            (reply, answer)
+        })
+        .collect()
 }
 
 #[cfg(test)]

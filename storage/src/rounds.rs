@@ -1,5 +1,6 @@
-//! [`CommitRounds`]: group commit for atomic appends across topics (transaction blocks'
-//! COMMITs). An atomic append holds the append locks of every partition it writes from its
+//! [`CommitRounds`]: group commit for atomic appends — a transaction block's COMMIT across
+//! topics (the store's rounds) and a statement that writes several partitions of one topic
+//! (the topic's rounds). An atomic append holds the append locks of every partition it writes from its
 //! first write to its commit record, so two of them on the same partitions cannot overlap,
 //! and each would pay its partitions' fsyncs plus the commit record's fsync alone. Instead,
 //! appends that arrive while one is being committed wait; the one that finishes next merges
@@ -26,8 +27,18 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::Result;
 use crate::topics::{PartitionFrames, Topic};
 
-/// One atomic append: each topic with its partitions' frames.
+/// One atomic append across topics: each topic with its partitions' frames.
 pub(crate) type Work = Vec<(Arc<Topic>, PartitionFrames)>;
+
+/// What a round merges: an atomic append's work.
+pub(crate) trait Mergeable: Sized {
+    /// Encoded bytes.
+    fn bytes(&self) -> u64;
+    /// Whether this request may join a round already holding `round`.
+    fn fits(&self, round: &[Self]) -> bool;
+    /// One atomic append holding every request's frames, per partition in order.
+    fn merge(works: Vec<Self>) -> Self;
+}
 
 /// A round stops taking requests past this many encoded bytes (at least one is taken):
 /// latency of the requests in it stays bounded by what one large COMMIT costs.
@@ -65,20 +76,29 @@ impl Slot {
     }
 }
 
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<(Work, Arc<Slot>)>,
+struct Queue<W> {
+    waiting: Vec<(W, Arc<Slot>)>,
     /// A caller is running rounds.
     leading: bool,
 }
 
-/// The queue of a store's atomic appends (see the module docs).
-#[derive(Default)]
-pub(crate) struct CommitRounds {
-    queue: Mutex<Queue>,
+/// The queue of a store's or a topic's atomic appends (see the module docs).
+pub(crate) struct CommitRounds<W> {
+    queue: Mutex<Queue<W>>,
 }
 
-impl std::fmt::Debug for CommitRounds {
+impl<W> Default for CommitRounds<W> {
+    fn default() -> Self {
+        CommitRounds {
+            queue: Mutex::new(Queue {
+                waiting: Vec::new(),
+                leading: false,
+            }),
+        }
+    }
+}
+
+impl<W> std::fmt::Debug for CommitRounds<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommitRounds")
             .field("waiting", &self.queue.lock().waiting.len())
@@ -86,10 +106,10 @@ impl std::fmt::Debug for CommitRounds {
     }
 }
 
-impl CommitRounds {
+impl<W: Mergeable> CommitRounds<W> {
     /// Commits `work` in a round with whatever else waits, calling `run` with each round's
     /// merged work; returns this request's outcome. Blocking.
-    pub(crate) fn commit(&self, work: Work, run: impl Fn(Work) -> Result<()>) -> Result<()> {
+    pub(crate) fn commit(&self, work: W, run: impl Fn(W) -> Result<()>) -> Result<()> {
         let slot = Arc::new(Slot {
             state: Mutex::new(State::Waiting),
             changed: Condvar::new(),
@@ -109,9 +129,9 @@ impl CommitRounds {
         // Leading: rounds until this request is answered.
         loop {
             let round = take_round(&mut self.queue.lock().waiting);
-            let (works, slots): (Vec<Work>, Vec<Arc<Slot>>) = round.into_iter().unzip();
+            let (works, slots): (Vec<W>, Vec<Arc<Slot>>) = round.into_iter().unzip();
             let mine = slots.iter().any(|s| Arc::ptr_eq(s, &slot));
-            let result = run(merge(works));
+            let result = run(W::merge(works));
             let mut own = None;
             for s in slots {
                 let answer = match &result {
@@ -137,65 +157,92 @@ impl CommitRounds {
 }
 
 /// Takes the waiting requests for one round, in arrival order: the first always; later ones
-/// while under [`ROUND_BYTES`] and as long as they name no other topic object under a storage
-/// name already in the round (a topic dropped and created again: the next round takes it).
-fn take_round(waiting: &mut Vec<(Work, Arc<Slot>)>) -> Vec<(Work, Arc<Slot>)> {
-    let mut topics: Vec<Arc<Topic>> = Vec::new();
+/// while under [`ROUND_BYTES`] and as long as they fit with those taken.
+fn take_round<W: Mergeable>(waiting: &mut Vec<(W, Arc<Slot>)>) -> Vec<(W, Arc<Slot>)> {
     let mut bytes = 0;
-    let mut taken = Vec::new();
+    let mut works: Vec<W> = Vec::new();
+    let mut slots = Vec::new();
     let mut left = Vec::new();
     for (i, (work, slot)) in std::mem::take(waiting).into_iter().enumerate() {
-        let size = work_bytes(&work);
-        let conflicts = work.iter().any(|(t, _)| {
-            topics
-                .iter()
-                .any(|u| u.storage() == t.storage() && !Arc::ptr_eq(u, t))
-        });
-        if i > 0 && (conflicts || bytes + size > ROUND_BYTES) {
+        let size = work.bytes();
+        if i > 0 && (!work.fits(&works) || bytes + size > ROUND_BYTES) {
             left.push((work, slot));
             continue;
         }
         bytes += size;
-        for (t, _) in &work {
-            if !topics.iter().any(|u| Arc::ptr_eq(u, t)) {
-                topics.push(Arc::clone(t));
-            }
-        }
-        taken.push((work, slot));
+        works.push(work);
+        slots.push(slot);
     }
     *waiting = left;
-    taken
+    works.into_iter().zip(slots).collect()
 }
 
-fn work_bytes(work: &Work) -> u64 {
-    work.iter()
-        .flat_map(|(_, parts)| parts.iter().flat_map(|(_, frames)| frames.iter()))
+fn frame_bytes(parts: &PartitionFrames) -> u64 {
+    parts
+        .iter()
+        .flat_map(|(_, frames)| frames.iter())
         .map(|f| f.len())
         .sum()
 }
 
-/// One atomic append holding every request's frames: per topic, per partition, in order.
-fn merge(works: Vec<Work>) -> Work {
-    let mut merged: Work = Vec::new();
-    for work in works {
-        for (topic, parts) in work {
-            let at = match merged.iter().position(|(t, _)| Arc::ptr_eq(t, &topic)) {
-                Some(at) => at,
-                None => {
-                    merged.push((topic, Vec::new()));
-                    merged.len() - 1
-                }
-            };
-            let into = &mut merged[at].1;
-            for (p, frames) in parts {
-                match into.iter_mut().find(|(q, _)| *q == p) {
-                    Some((_, existing)) => existing.extend(frames),
-                    None => into.push((p, frames)),
+/// Appends `parts`' frames to `into`'s, partition by partition.
+fn merge_parts(into: &mut PartitionFrames, parts: PartitionFrames) {
+    for (p, frames) in parts {
+        match into.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, existing)) => existing.extend(frames),
+            None => into.push((p, frames)),
+        }
+    }
+}
+
+/// A statement's work on one topic: always fits.
+impl Mergeable for PartitionFrames {
+    fn bytes(&self) -> u64 {
+        frame_bytes(self)
+    }
+
+    fn fits(&self, _: &[Self]) -> bool {
+        true
+    }
+
+    fn merge(works: Vec<Self>) -> Self {
+        let mut merged = PartitionFrames::new();
+        for work in works {
+            merge_parts(&mut merged, work);
+        }
+        merged
+    }
+}
+
+/// A transaction's work across topics: fits unless it names another topic object under a
+/// storage name already in the round (a topic dropped and created again: the next round
+/// takes it).
+impl Mergeable for Work {
+    fn bytes(&self) -> u64 {
+        self.iter().map(|(_, parts)| frame_bytes(parts)).sum()
+    }
+
+    fn fits(&self, round: &[Self]) -> bool {
+        !self.iter().any(|(t, _)| {
+            round
+                .iter()
+                .flatten()
+                .any(|(u, _)| u.storage() == t.storage() && !Arc::ptr_eq(u, t))
+        })
+    }
+
+    fn merge(works: Vec<Self>) -> Self {
+        let mut merged: Work = Vec::new();
+        for work in works {
+            for (topic, parts) in work {
+                match merged.iter_mut().find(|(t, _)| Arc::ptr_eq(t, &topic)) {
+                    Some((_, into)) => merge_parts(into, parts),
+                    None => merged.push((topic, parts)),
                 }
             }
         }
+        merged
     }
-    merged
 }
 
 #[cfg(test)]
@@ -229,7 +276,7 @@ mod tests {
         let store = TopicStore::open(dir.path()).unwrap();
         let a = store.open_topic("a", "a", 2, LogConfig::default()).unwrap();
         let b = store.open_topic("b", "b", 1, LogConfig::default()).unwrap();
-        let rounds = Arc::new(CommitRounds::default());
+        let rounds = Arc::new(CommitRounds::<Work>::default());
         // Each round run: (topic, partition, frames) of its merged work.
         type Runs = Vec<Vec<(String, usize, usize)>>;
         let seen: Arc<Mutex<Runs>> = Arc::default();
@@ -287,6 +334,28 @@ mod tests {
             second,
             [("a".into(), 0, 1), ("a".into(), 1, 2), ("b".into(), 0, 1)],
             "one round, per partition every waiting request's frames"
+        );
+    }
+
+    /// One topic's statements merge per partition, each partition's frames in arrival order.
+    #[test]
+    fn a_topic_round_keeps_each_partition_in_arrival_order() {
+        let merged = PartitionFrames::merge(vec![
+            vec![(0, vec![frame(1)]), (2, vec![frame(2)])],
+            vec![(2, vec![frame(3), frame(4)]), (1, vec![frame(5)])],
+        ]);
+        let shape: Vec<(usize, Vec<u64>)> = merged
+            .iter()
+            .map(|(p, frames)| (*p, frames.iter().map(|f| f.len()).collect()))
+            .collect();
+        let len = |rows| frame(rows).len();
+        assert_eq!(
+            shape,
+            [
+                (0, vec![len(1)]),
+                (2, vec![len(2), len(3), len(4)]),
+                (1, vec![len(5)])
+            ]
         );
     }
 }

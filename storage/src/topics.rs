@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::rounds::CommitRounds;
+use crate::rounds::{CommitRounds, Work};
 use crate::tier::{ColdPartition, ColdStore};
 use crate::txn::{GroupRef, StoreGroup, TxnLog};
 use crate::{EncodedFrame, Error, LogConfig, PartitionLog, PartitionRead, ReadRequest, Result};
@@ -34,6 +34,8 @@ pub struct Topic {
     /// Held for writing while a multi-partition append publishes its groups, for reading
     /// while [`Topic::high_watermarks`] takes its snapshot: no snapshot holds part of one.
     visibility: RwLock<()>,
+    /// Concurrent multi-partition appends, merged into rounds.
+    rounds: CommitRounds<PartitionFrames>,
 }
 
 impl Topic {
@@ -99,7 +101,8 @@ impl Topic {
     /// record naming every group is appended to the topic's `txn.log` and synced — the commit
     /// point — and only then are the groups published, under the visibility lock. No other
     /// write reaches those partitions in between, so an uncommitted group is always the last
-    /// of its partition and recovery can drop it.
+    /// of its partition and recovery can drop it. Concurrent multi-partition appends are
+    /// merged into rounds that share those fsyncs (see the `rounds` module).
     pub fn append_atomic(&self, mut work: PartitionFrames) -> Result<()> {
         work.retain(|(_, frames)| !frames.is_empty());
         work.sort_by_key(|(p, _)| *p);
@@ -112,6 +115,16 @@ impl Topic {
         if work.is_empty() {
             return Ok(());
         }
+        for (p, _) in &work {
+            self.log(*p)?;
+        }
+        self.rounds.commit(work, |merged| self.append_now(merged))
+    }
+
+    /// One round of [`Topic::append_atomic`]'s multi-partition appends: their frames merged
+    /// per partition (see the `rounds` module), committed as one atomic append.
+    fn append_now(&self, mut work: PartitionFrames) -> Result<()> {
+        work.sort_by_key(|(p, _)| *p);
         let mut parts = work
             .into_iter()
             .map(|(p, frames)| Ok((self.log(p)?.as_ref(), p as u32, frames)))
@@ -215,7 +228,7 @@ pub struct TopicStore {
     /// topic keeps a last `TXN` group one of them names.
     committed_across: HashMap<String, HashSet<GroupRef>>,
     /// Concurrent atomic appends, merged into rounds.
-    rounds: CommitRounds,
+    rounds: CommitRounds<Work>,
 }
 
 fn io_err<'a>(path: &'a Path, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -361,6 +374,7 @@ impl TopicStore {
             cold,
             txn: Mutex::new(txn),
             visibility: RwLock::new(()),
+            rounds: CommitRounds::default(),
         });
         self.topics
             .write()
