@@ -20,6 +20,7 @@
 //! This module never decides offsets, framing or recovery (the log's `Shared` does); it only
 //! orders, batches and answers appends.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -163,7 +164,16 @@ impl Committer {
     fn run(&self, state: Weak<Shared>) {
         while let Some(requests) = self.next_round() {
             let answers = match state.upgrade() {
-                Some(shared) => commit_round(&shared, requests),
+                // A panic drops the round's requests (their appenders get `Closed`) and
+                // closes the log, whose file is then in an unknown state; the thread stays,
+                // so later appends are answered (`Closed`) instead of waiting forever.
+                Some(shared) => {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| commit_round(&shared, requests)))
+                        .unwrap_or_else(|_| {
+                            shared.fail_stop();
+                            Vec::new()
+                        })
+                }
                 None => requests
                     .into_iter()
                     .map(|r| (r.reply, Err(Error::Closed)))

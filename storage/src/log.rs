@@ -182,7 +182,7 @@ impl Group<'_> {
 
     /// Marks the log closed after its file could not be synced (its contents are unknown).
     pub(crate) fn fail_stop(&self) {
-        self.shared.closed.store(true, Ordering::Release);
+        self.shared.fail_stop();
     }
 
     fn cut(&self) {
@@ -430,7 +430,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Counts `n` appended groups' frames as appends (once durable).
+    /// Refuses further appends until the log is reopened (its file's state is unknown).
+    pub(crate) fn fail_stop(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Counts `n` appended frames as appends (once durable).
     pub(crate) fn count_appends(&self, n: usize) {
         self.counters.appends.fetch_add(n as u64, Ordering::Relaxed);
     }

@@ -20,11 +20,12 @@
 //! This module never writes: it only queues, merges and answers; the caller's `run` does
 //! the append.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::topics::{PartitionFrames, Topic};
 
 /// One atomic append across topics: each topic with its partitions' frames.
@@ -128,20 +129,23 @@ impl<W: Mergeable> CommitRounds<W> {
         }
         // Leading: rounds until this request is answered.
         loop {
-            let round = take_round(&mut self.queue.lock().waiting);
-            let (works, slots): (Vec<W>, Vec<Arc<Slot>>) = round.into_iter().unzip();
-            let mine = slots.iter().any(|s| Arc::ptr_eq(s, &slot));
-            let result = run(W::merge(works));
-            let mut own = None;
+            let (works, slots) = take_round(&mut self.queue.lock().waiting);
+            // A panic must not leave the waiters (and every later request) waiting forever.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(W::merge(works))))
+                .unwrap_or_else(|_| {
+                    Err(Error::io(
+                        "committing a round of appends",
+                        std::io::Error::other("the append panicked"),
+                    ))
+                });
+            let mut mine = false;
             for s in slots {
-                let answer = match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(e.duplicate()),
-                };
                 if Arc::ptr_eq(&s, &slot) {
-                    own = Some(answer);
+                    mine = true;
                 } else {
-                    s.set(State::Done(answer));
+                    s.set(State::Done(
+                        result.as_ref().map(|&()| ()).map_err(Error::duplicate),
+                    ));
                 }
             }
             if mine {
@@ -150,31 +154,30 @@ impl<W: Mergeable> CommitRounds<W> {
                     Some((_, next)) => next.set(State::Lead),
                     None => queue.leading = false,
                 }
-                return own.unwrap_or(result);
+                return result;
             }
         }
     }
 }
 
 /// Takes the waiting requests for one round, in arrival order: the first always; later ones
-/// while under [`ROUND_BYTES`] and as long as they fit with those taken.
-fn take_round<W: Mergeable>(waiting: &mut Vec<(W, Arc<Slot>)>) -> Vec<(W, Arc<Slot>)> {
+/// while under [`ROUND_BYTES`] and as long as they fit with those taken. Returns their work
+/// and their slots.
+fn take_round<W: Mergeable>(waiting: &mut Vec<(W, Arc<Slot>)>) -> (Vec<W>, Vec<Arc<Slot>>) {
     let mut bytes = 0;
     let mut works: Vec<W> = Vec::new();
     let mut slots = Vec::new();
-    let mut left = Vec::new();
-    for (i, (work, slot)) in std::mem::take(waiting).into_iter().enumerate() {
+    for (work, slot) in std::mem::take(waiting) {
         let size = work.bytes();
-        if i > 0 && (!work.fits(&works) || bytes + size > ROUND_BYTES) {
-            left.push((work, slot));
+        if !works.is_empty() && (!work.fits(&works) || bytes + size > ROUND_BYTES) {
+            waiting.push((work, slot));
             continue;
         }
         bytes += size;
         works.push(work);
         slots.push(slot);
     }
-    *waiting = left;
-    works.into_iter().zip(slots).collect()
+    (works, slots)
 }
 
 fn frame_bytes(parts: &PartitionFrames) -> u64 {
@@ -357,5 +360,19 @@ mod tests {
                 (1, vec![len(5)])
             ]
         );
+    }
+
+    /// A round whose append panics answers its request with an error and lets the next
+    /// request lead, instead of leaving every later commit waiting.
+    #[test]
+    fn a_panicking_round_fails_its_request_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TopicStore::open(dir.path()).unwrap();
+        let a = store.open_topic("a", "a", 1, LogConfig::default()).unwrap();
+        let rounds = CommitRounds::<Work>::default();
+        let work = || vec![(a.clone(), vec![(0, vec![frame(1)])])];
+        let failed = rounds.commit(work(), |_| panic!("a bug in an append"));
+        assert!(failed.unwrap_err().to_string().contains("panicked"));
+        rounds.commit(work(), |_| Ok(())).unwrap();
     }
 }
