@@ -1,29 +1,61 @@
 //! # eddy-raft
 //!
-//! Replication for Eddy with openraft. Today this crate holds the type configuration that the
-//! metadata group (the catalog's commands) and the per-partition groups will share; the node
-//! transport and the log-storage adapters over `eddy-storage` come with replication.
+//! Replication for Eddy: Raft groups on openraft, the files their logs and state machines
+//! keep, and the one connection per pair of nodes that carries every group's messages.
+//! docs/design/2026-12-02-replication.md is the plan.
 //!
-//! This crate must never depend on the SQL layer.
+//! ```text
+//!   Group<S> ──▶ openraft::Raft ──▶ FileLog (log + vote)      Machine<S> (state + snapshot)
+//!      │               │
+//!      │ write()       └──▶ GroupNetwork ──▶ Transport ──TCP──▶ peer's Transport ──▶ RaftHandler
+//!      └── forwarded to the leader (ClientWrite) when this node is not it
+//! ```
+//!
+//! - [`Transport`] (`transport.rs`): the connections, request ids, routing by group id;
+//!   [`wire`]: the envelope's bytes.
+//! - [`Group`] (`group.rs`): a started group; `write` proposes from any node.
+//! - [`FileLog`] (`log_store.rs`): openraft's log storage in a checksummed record file
+//!   (`records.rs`), for small logs (the metadata group).
+//! - `rejoin.rs`: when a node that lost a group's files may vote in it again.
+//! - [`Machine`] (`machine.rs`): openraft's state machine over a deterministic
+//!   [`StateMachine`], with its snapshot file.
+//!
+//! This crate must never depend on the SQL layer: replication moves bytes and indexes, not
+//! statements.
+
+mod error;
+mod group;
+mod log_store;
+mod machine;
+mod network;
+mod records;
+mod rejoin;
+mod transport;
+pub mod wire;
 
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-/// A replicated entry: an opaque, already-encoded command (a catalog command, or a framed
-/// partition batch).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry(pub Vec<u8>);
+pub use error::{Error, Result};
+pub use group::{Group, Timing};
+pub use log_store::FileLog;
+pub use machine::{Machine, StateMachine};
+pub use transport::{Handler, Transport};
 
-/// The response to an applied entry: the log index it was applied at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied(pub u64);
+/// A replicated command: opaque bytes (a catalog command, a framed partition batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+/// What applying a command answered: opaque bytes the state machine chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 openraft::declare_raft_types!(
     /// openraft types for Eddy's groups.
     pub TypeConfig:
-        D = Entry,
-        R = Applied,
+        D = Request,
+        R = Reply,
         NodeId = u64,
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,

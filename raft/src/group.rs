@@ -1,0 +1,337 @@
+//! `Group`: one running Raft group on this node — its openraft core, log, state machine and
+//! routing in the transport — and the one way to write to it from any node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft, RaftMetrics};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::log_store::FileLog;
+use crate::machine::{Machine, StateMachine};
+use crate::network::{ClientWriteAnswer, GroupNetwork, RaftHandler};
+use crate::rejoin::Rejoin;
+use crate::transport::Transport;
+use crate::wire::{self, Kind};
+use crate::{Request, TypeConfig};
+
+/// Timing of a group.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// A leader's heartbeat interval.
+    pub heartbeat: Duration,
+    /// A follower that hears no leader for a random time in this range starts an election.
+    pub election_min: Duration,
+    /// See `election_min`.
+    pub election_max: Duration,
+    /// How long a write may look for a leader and wait for its commit before it is refused.
+    pub write_timeout: Duration,
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_every: u64,
+}
+
+impl Default for Timing {
+    /// Heartbeats every 100 ms, elections after 0.5-1 s of silence (etcd's and openraft's
+    /// examples' proportions: election well above a loopback or LAN round trip plus an fsync).
+    fn default() -> Timing {
+        Timing {
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(500),
+            election_max: Duration::from_millis(1000),
+            write_timeout: Duration::from_secs(5),
+            snapshot_every: 1000,
+        }
+    }
+}
+
+impl Timing {
+    fn config(&self, group: u64) -> Result<Config> {
+        let config = Config {
+            cluster_name: format!("eddy-group-{group}"),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_min.as_millis() as u64,
+            election_timeout_max: self.election_max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.snapshot_every,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::Raft {
+            group,
+            why: format!("invalid timing: {e}"),
+        })
+    }
+}
+
+/// One Raft group on this node.
+pub struct Group<S> {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    machine: Machine<S>,
+    transport: Arc<Transport>,
+    timing: Timing,
+}
+
+/// Initialises a group's membership on this node (every voter does so alike; openraft lets
+/// one of them win the first election, and a node already initialised is left as it is).
+async fn initialize(
+    group: u64,
+    raft: &Raft<TypeConfig>,
+    members: BTreeMap<u64, BasicNode>,
+) -> Result<()> {
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(raft_error(group, e)),
+    }
+}
+
+/// Asks the peers, round after round, until it is known whether the group is new (a majority,
+/// this node included, has no entry past the initial membership: initialise) or has had a
+/// leader (a peer has such an entry: rejoin). See `rejoin.rs`.
+async fn decide(
+    group: u64,
+    raft: &Raft<TypeConfig>,
+    transport: &Transport,
+    rejoin: &Rejoin,
+    voters: &BTreeSet<u64>,
+    timing: &Timing,
+    members: BTreeMap<u64, BasicNode>,
+) {
+    let majority = voters.len() / 2 + 1;
+    loop {
+        let mut empty = 1; // this node
+        for &peer in voters.iter().filter(|v| **v != transport.node_id()) {
+            let Ok(body) = wire::to_body(&()) else { return };
+            let Ok(reply) = transport
+                .call(peer, Kind::Probe, group, body, timing.election_max)
+                .await
+            else {
+                continue;
+            };
+            match wire::from_body::<u64>(&reply, "a probe's reply") {
+                Ok(0) => empty += 1,
+                Ok(_) => {
+                    tracing::warn!(
+                        group,
+                        peer,
+                        "no files for this group but a peer's log has entries: rejoining \
+                         without a vote until caught up"
+                    );
+                    if let Err(e) = rejoin.begin() {
+                        tracing::error!(group, "cannot rejoin: {e}");
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(group, peer, "{e}"),
+            }
+        }
+        if empty >= majority {
+            rejoin.new_group();
+            if let Err(e) = initialize(group, raft, members.clone()).await {
+                tracing::error!(group, "initialising: {e}");
+            }
+            return;
+        }
+        if transport.is_stopped() {
+            return;
+        }
+        tokio::time::sleep(timing.heartbeat).await;
+    }
+}
+
+fn raft_error(group: u64, e: impl std::fmt::Display) -> Error {
+    Error::Raft {
+        group,
+        why: e.to_string(),
+    }
+}
+
+impl<S: StateMachine> Group<S> {
+    /// Starts group `id` over `voters` with its files in `dir`: opens the log and the state
+    /// machine's snapshot, starts the openraft core, routes the group's messages to it, and —
+    /// on first start — initialises it with the voters (every voter does so alike; openraft
+    /// lets only one of them win the first election).
+    pub async fn start(
+        id: u64,
+        transport: Arc<Transport>,
+        dir: &Path,
+        machine: S,
+        voters: &BTreeSet<u64>,
+        timing: Timing,
+    ) -> Result<Group<S>> {
+        let fresh = !dir.join("log").exists();
+        let log = FileLog::open(&dir.join("log"))?;
+        let machine = Machine::open(&dir.join("machine"), machine)?;
+        let config = Arc::new(timing.config(id)?);
+        let network = GroupNetwork {
+            transport: transport.clone(),
+            group: id,
+        };
+        let raft = Raft::new(transport.node_id(), config, network, log, machine.clone())
+            .await
+            .map_err(|e| raft_error(id, e))?;
+        let rejoin = Arc::new(Rejoin::new(
+            dir.join("rejoining"),
+            fresh && voters.len() > 1,
+            machine.applied(),
+        ));
+        transport.register(
+            id,
+            Arc::new(RaftHandler {
+                raft: raft.clone(),
+                rejoin: rejoin.clone(),
+            }),
+        );
+        let members: BTreeMap<u64, BasicNode> = voters
+            .iter()
+            .map(|v| {
+                let addr = transport.peers().get(v).cloned().unwrap_or_default();
+                (*v, BasicNode { addr })
+            })
+            .collect();
+        if rejoin.deciding() {
+            // Decided from the peers in the background: the node may have to wait for them.
+            let (raft, transport, voters, timing) = (
+                raft.clone(),
+                transport.clone(),
+                voters.clone(),
+                timing.clone(),
+            );
+            tokio::spawn(async move {
+                decide(id, &raft, &transport, &rejoin, &voters, &timing, members).await;
+            });
+        } else if !rejoin.rejoining() {
+            initialize(id, &raft, members).await?;
+        }
+        Ok(Group {
+            id,
+            raft,
+            machine,
+            transport,
+            timing,
+        })
+    }
+
+    /// The group's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The state machine, to read.
+    pub fn machine(&self) -> &Machine<S> {
+        &self.machine
+    }
+
+    /// openraft's view of the group on this node (leader, term, log and applied indexes).
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<u64, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    /// The leader this node knows of, if any.
+    pub async fn leader(&self) -> Option<u64> {
+        self.raft.current_leader().await
+    }
+
+    /// Proposes `command` and waits until it is committed and applied on this node; returns
+    /// its log index and the state machine's reply. From a follower the write is forwarded to
+    /// the leader. Refused with [`Error::Unavailable`] when no leader takes it within the
+    /// group's write timeout — `unknown` set when it was handed to a leader that never
+    /// answered, so it may yet be applied.
+    pub async fn write(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+        let deadline = tokio::time::Instant::now() + self.timing.write_timeout;
+        let mut last = String::from("no leader yet");
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable {
+                    group: self.id,
+                    why: last,
+                    unknown: false,
+                });
+            }
+            let leader =
+                match tokio::time::timeout(left, self.raft.client_write(Request(command.clone())))
+                    .await
+                {
+                    Err(_) => {
+                        return Err(Error::Unavailable {
+                            group: self.id,
+                            why: "the leader did not commit it in time".into(),
+                            unknown: true,
+                        });
+                    }
+                    Ok(Ok(response)) => return Ok((response.log_id.index, response.data.0)),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                        f.leader_id
+                    }
+                    Ok(Err(e)) => return Err(raft_error(self.id, e)),
+                };
+            let Some(leader) = leader.filter(|l| *l != self.transport.node_id()) else {
+                tokio::time::sleep(self.timing.heartbeat.min(left)).await;
+                continue;
+            };
+            match self.forward(leader, &command, left).await {
+                Ok(Some(written)) => return Ok(written),
+                Ok(None) => {
+                    last = format!("node {leader} is no longer the leader");
+                    tokio::time::sleep(self.timing.heartbeat.min(left)).await;
+                }
+                Err(Error::Unreachable { why, .. }) => {
+                    last = format!("leader {leader} is unreachable: {why}");
+                    tokio::time::sleep(self.timing.heartbeat.min(left)).await;
+                }
+                Err(Error::NoReply { why, .. }) => {
+                    return Err(Error::Unavailable {
+                        group: self.id,
+                        why: format!("leader {leader} did not answer: {why}"),
+                        unknown: true,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a write to `leader`; `None` when it is not the leader any more.
+    async fn forward(
+        &self,
+        leader: u64,
+        command: &[u8],
+        left: Duration,
+    ) -> Result<Option<(u64, Vec<u8>)>> {
+        let body = wire::to_body(&Request(command.to_vec()))?;
+        let reply = self
+            .transport
+            .call(leader, Kind::ClientWrite, self.id, body, left)
+            .await?;
+        let answer: ClientWriteAnswer = wire::from_body(&reply, "a client write's reply")?;
+        let response = match answer {
+            Ok(response) => response,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => return Ok(None),
+            Err(e) => return Err(raft_error(self.id, e)),
+        };
+        // Committed; the caller reads this node's state next, so wait until it is applied here.
+        let index = response.log_id.index;
+        let mut applied = self.machine.applied();
+        let wait = applied.wait_for(|a| *a >= index);
+        match tokio::time::timeout(self.timing.write_timeout, wait).await {
+            Ok(Ok(_)) => Ok(Some((index, response.data.0))),
+            _ => Err(Error::Raft {
+                group: self.id,
+                why: format!("committed at index {index} but not yet applied on this node"),
+            }),
+        }
+    }
+
+    /// Stops the group on this node: its messages are no longer routed, its core ends.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.transport.unregister(self.id);
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| raft_error(self.id, e))
+    }
+}
