@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use parking_lot::{Mutex, RwLock};
 
 use crate::frame::{self, LOG_MAGIC};
-use crate::{CatalogState, Command, Error, QueryDef, Result, StreamDef, storage_name_for};
+use crate::state::assign_storage;
+use crate::{CatalogState, Command, Error, QueryDef, Result, StreamDef};
 
 /// The node's catalog: state machine plus its persistence.
 #[derive(Debug)]
@@ -181,21 +182,12 @@ impl Catalog {
     pub fn applied(&self) -> u64 {
         self.state.read().applied()
     }
-}
 
-/// Gives a stream the command creates its storage name, from the command's index.
-fn assign_storage(mut command: Command, index: u64) -> Command {
-    let def = match &mut command {
-        Command::CreateStream(def) => Some(def),
-        Command::CreateQuery { sink, .. } => sink.as_mut(),
-        _ => None,
-    };
-    if let Some(def) = def
-        && def.storage.is_empty()
-    {
-        def.storage = storage_name_for(&def.name, index);
+    /// A copy of the whole state (what the metadata group starts from when it takes over a
+    /// catalog written before replication).
+    pub fn state(&self) -> CatalogState {
+        self.state.read().clone()
     }
-    command
 }
 
 /// Replays a framed log: records up to the snapshot's index are skipped, the rest must follow
@@ -292,6 +284,7 @@ mod tests {
     use arrow_schema::DataType;
 
     use super::*;
+    use crate::storage_name_for;
     use crate::{ColumnDef, StreamOptions};
 
     fn def(name: &str) -> StreamDef {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, QueryDef, Result, StreamDef};
+use crate::{Error, QueryDef, Result, StreamDef, storage_name_for};
 
 /// A change to the catalog. Commands are what the command log (and later the metadata Raft
 /// group) records; applying the same commands in the same order yields the same state.
@@ -37,6 +37,21 @@ pub enum Command {
         /// Storage names, as recorded by the drops.
         names: Vec<String>,
     },
+}
+
+/// Gives a stream the command creates its storage name, from the command's index.
+pub(crate) fn assign_storage(mut command: Command, index: u64) -> Command {
+    let def = match &mut command {
+        Command::CreateStream(def) => Some(def),
+        Command::CreateQuery { sink, .. } => sink.as_mut(),
+        _ => None,
+    };
+    if let Some(def) = def
+        && def.storage.is_empty()
+    {
+        def.storage = storage_name_for(&def.name, index);
+    }
+    command
 }
 
 /// Everything the catalog knows, keyed by stream name.
@@ -119,8 +134,16 @@ impl CatalogState {
         Ok(())
     }
 
-    /// Applies a command (after [`CatalogState::check`]).
+    /// Applies a command (after [`CatalogState::check`]) as the next one.
     pub fn apply(&mut self, command: Command) -> Result<()> {
+        let next = self.applied + 1;
+        self.apply_at(next, command)
+    }
+
+    /// Applies a command recorded at log index `index` (after [`CatalogState::check`]); the
+    /// catalog's version ([`CatalogState::applied`]) becomes `index`. A replicated log numbers
+    /// its entries with gaps (entries that are not commands), so versions may skip.
+    pub fn apply_at(&mut self, index: u64, command: Command) -> Result<()> {
         self.check(&command)?;
         match command {
             Command::CreateStream(def) => {
@@ -146,7 +169,7 @@ impl CatalogState {
                 }
             }
         }
-        self.applied += 1;
+        self.applied = self.applied.max(index);
         Ok(())
     }
 
@@ -190,7 +213,7 @@ impl CatalogState {
         self.queries.values()
     }
 
-    /// Number of commands applied.
+    /// The log index of the last command applied: a version that only grows.
     pub fn applied(&self) -> u64 {
         self.applied
     }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, RaftMetrics};
+use openraft::{
+    BasicNode, CommittedLeaderId, Config, LogId, Membership, Raft, RaftMetrics, SnapshotMeta,
+    StoredMembership,
+};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -150,6 +153,37 @@ fn raft_error(group: u64, e: impl std::fmt::Display) -> Error {
 }
 
 impl<S: StateMachine> Group<S> {
+    /// Prepares `dir` so that the group starts from `state` as if it had applied entries up
+    /// to `index`, with `voters` (id → peer address) as its membership: how a node takes over
+    /// state that existed before replication (a single node's catalog). Refused when `dir`
+    /// already holds the group.
+    pub fn seed(
+        dir: &Path,
+        index: u64,
+        voters: &BTreeMap<u64, String>,
+        state: &[u8],
+    ) -> Result<()> {
+        if dir.join("log").exists() {
+            return Err(Error::Raft {
+                group: 0,
+                why: format!("{} already holds a group", dir.display()),
+            });
+        }
+        let log_id = LogId::new(CommittedLeaderId::new(0, 0), index);
+        let members: BTreeMap<u64, BasicNode> = voters
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        let membership = Membership::new(vec![members.keys().copied().collect()], members);
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id),
+            last_membership: StoredMembership::new(Some(log_id), membership),
+            snapshot_id: format!("seed-{index}"),
+        };
+        crate::machine::write_snapshot(&dir.join("machine"), &meta, state)?;
+        FileLog::open(&dir.join("log"))?.purged_up_to(log_id)
+    }
+
     /// Starts group `id` over `voters` with its files in `dir`: opens the log and the state
     /// machine's snapshot, starts the openraft core, routes the group's messages to it, and —
     /// on first start — initialises it with the voters (every voter does so alike; openraft
@@ -205,6 +239,14 @@ impl<S: StateMachine> Group<S> {
             });
         } else if !rejoin.rejoining() {
             initialize(id, &raft, members).await?;
+            if voters.len() == 1 && voters.contains(&transport.node_id()) {
+                // The only voter needs nobody's vote: elect now instead of after an election
+                // timeout of silence (every restart of a single node would wait for it).
+                raft.trigger()
+                    .elect()
+                    .await
+                    .map_err(|e| raft_error(id, e))?;
+            }
         }
         Ok(Group {
             id,

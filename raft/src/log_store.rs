@@ -134,6 +134,14 @@ impl FileLog {
     }
 }
 
+impl FileLog {
+    /// Records that everything up to `log_id` is purged (the log of a group seeded from a
+    /// snapshot starts after it).
+    pub(crate) fn purged_up_to(&self, log_id: LogId<u64>) -> Result<()> {
+        self.inner.lock().purge(log_id)
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }

@@ -112,23 +112,31 @@ impl<S: StateMachine> Machine<S> {
     }
 
     fn save(&self, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) -> Result<()> {
-        let path = self.dir.join("snapshot");
-        let fresh = self.dir.join("snapshot.new");
-        let meta_bytes = postcard::to_stdvec(meta)
-            .map_err(|e| Error::Protocol(format!("encoding a snapshot's meta: {e}")))?;
-        let mut bytes = SNAPSHOT_MAGIC.to_vec();
-        records::encode(&meta_bytes, &mut bytes)?;
-        records::encode(data, &mut bytes)?;
-        let mut file = File::create(&fresh).map_err(io(&fresh))?;
-        file.write_all(&bytes).map_err(io(&fresh))?;
-        file.sync_all().map_err(io(&fresh))?;
-        fs::rename(&fresh, &path).map_err(io(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        write_snapshot(&self.dir, meta, data)?;
         *self.current.lock() = Some((meta.clone(), data.to_vec()));
         Ok(())
     }
+}
+
+/// Writes a snapshot file into `dir`, atomically.
+pub(crate) fn write_snapshot(
+    dir: &Path,
+    meta: &SnapshotMeta<u64, BasicNode>,
+    data: &[u8],
+) -> Result<()> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join("snapshot");
+    let fresh = dir.join("snapshot.new");
+    let meta_bytes = postcard::to_stdvec(meta)
+        .map_err(|e| Error::Protocol(format!("encoding a snapshot's meta: {e}")))?;
+    let mut bytes = SNAPSHOT_MAGIC.to_vec();
+    records::encode(&meta_bytes, &mut bytes)?;
+    records::encode(data, &mut bytes)?;
+    let mut file = File::create(&fresh).map_err(io(&fresh))?;
+    file.write_all(&bytes).map_err(io(&fresh))?;
+    file.sync_all().map_err(io(&fresh))?;
+    fs::rename(&fresh, &path).map_err(io(&path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<Kept> {

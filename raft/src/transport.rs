@@ -57,6 +57,9 @@ pub struct Transport {
     conns_changed: watch::Sender<u64>,
     groups: RwLock<HashMap<u64, Arc<dyn Handler>>>,
     next_id: AtomicU64,
+    /// Messages and socket writes this node has sent, for [`Transport::sent`].
+    messages: AtomicU64,
+    writes: Arc<AtomicU64>,
     stop: CancellationToken,
     tasks: Tasks,
 }
@@ -112,6 +115,8 @@ impl Transport {
             conns_changed: watch::channel(0).0,
             groups: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            messages: AtomicU64::new(0),
+            writes: Arc::new(AtomicU64::new(0)),
             stop: CancellationToken::new(),
             tasks: Tasks::default(),
         });
@@ -139,6 +144,15 @@ impl Transport {
     /// The peers, this node included: id → peer address.
     pub fn peers(&self) -> &BTreeMap<u64, String> {
         &self.peers
+    }
+
+    /// Messages (requests and replies) and socket writes this node has sent so far: the writer
+    /// coalesces what is queued, so writes ≤ messages.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.messages.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether [`Transport::shutdown`] was called.
@@ -198,6 +212,7 @@ impl Transport {
                 body,
             }
             .encode();
+            self.messages.fetch_add(1, Ordering::Relaxed);
             if conn.closed.is_cancelled() || conn.out.send(frame).is_err() {
                 conn.pending.lock().remove(&id);
                 return Err(unreachable("the connection closed".into()));
@@ -355,6 +370,7 @@ impl Transport {
         tracing::debug!(me = self.me, peer, "peer connected");
 
         let closed = conn.closed.clone();
+        let writes = self.writes.clone();
         let writer = async {
             while let Some(first) = queue.recv().await {
                 let mut result = sink.feed(first).await;
@@ -366,6 +382,7 @@ impl Transport {
                 if result.is_err() || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
                     break;
                 }
+                writes.fetch_add(1, Ordering::Relaxed);
             }
         };
         let reader = async {
@@ -404,6 +421,7 @@ impl Transport {
         let handler = self.groups.read().get(&request.group).cloned();
         let conn = conn.clone();
         let stop = self.stop.clone();
+        self.messages.fetch_add(1, Ordering::Relaxed);
         self.tasks.spawn(async move {
             let (kind, body) = match handler {
                 Some(handler) => {

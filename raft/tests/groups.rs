@@ -335,3 +335,30 @@ async fn a_wiped_node_does_not_vote_a_committed_entry_away() {
     .await;
     stop_all(all.into()).await;
 }
+
+/// A node takes over state from before replication: the group of one starts from it, numbers
+/// its entries after it, and keeps both across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_group_of_one_starts_from_its_state_and_keeps_it() {
+    let (cluster, nodes) = Cluster::new(1, timing()).await;
+    stop_all(nodes).await;
+    let dir = cluster.dir(1);
+    std::fs::remove_dir_all(&dir).unwrap();
+    Group::<Journal>::seed(&dir, 7, &cluster.peers, b"a\nb").unwrap();
+    assert!(
+        Group::<Journal>::seed(&dir, 7, &cluster.peers, b"a\nb").is_err(),
+        "a seeded directory must not be seeded again"
+    );
+
+    let node = cluster.restart(1).await;
+    assert_eq!(node.journal(), vec!["a", "b"]);
+    let (index, _) = node.group.write(b"c".to_vec()).await.unwrap();
+    assert!(index > 7, "entry {index} numbered inside the seeded state");
+    assert_eq!(node.journal(), vec!["a", "b", "c"]);
+    node.stop().await;
+
+    let node = cluster.restart(1).await;
+    node.group.write(b"d".to_vec()).await.unwrap();
+    assert_eq!(node.journal(), vec!["a", "b", "c", "d"]);
+    node.stop().await;
+}
