@@ -249,7 +249,7 @@ async fn bench_store(
     println!("\n{label} ({rows} rows, {PARTITIONS} partitions)");
     let mut config = EngineConfig::new(dir);
     config.cold_store = Some(cold_url);
-    let engine = Engine::open(config)?;
+    let engine = Engine::open(config).await?;
     let session = engine.session();
     let start = Instant::now();
     let sum = load(&session, "hot", "", rows).await?;
@@ -350,7 +350,7 @@ async fn bench_store(
         hot / cold_all
     );
     selective(&session, "cold", rows).await?;
-    engine.close()?;
+    engine.close().await?;
     Ok(())
 }
 

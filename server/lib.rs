@@ -57,8 +57,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     config.validate().context("invalid configuration")?;
     let config = Arc::new(config);
     let engine_config = config.engine_config()?;
-    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
-        .await?
+    let engine = Engine::open(engine_config)
+        .await
         .context("opening the data directory")?;
     engine.start_queries().await;
     let listener = match TcpListener::bind(config.pg_addr).await {
@@ -160,7 +160,7 @@ const ENGINE_RELEASE_BOUND: std::time::Duration = std::time::Duration::from_secs
 
 /// Stops the persistent queries, then syncs and closes every log.
 async fn close(engine: Arc<Engine>) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || engine.close()).await??;
+    engine.close().await?;
     Ok(())
 }
 

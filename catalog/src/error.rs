@@ -52,6 +52,10 @@ pub enum Error {
     /// until the server restarts (the log's state on disk is unknown after a failed fsync).
     #[error("the catalog refuses changes after a failed write of its log: {0}; restart the server")]
     ReadOnly(String),
+    /// The metadata group could not take the command (no leader within the write timeout, or
+    /// its core failed); the message says which.
+    #[error("the catalog could not commit the change: {0}")]
+    Replication(String),
     /// Reading or writing the catalog files failed.
     #[error("catalog I/O on {path}: {source}")]
     Io {

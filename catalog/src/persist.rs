@@ -1,7 +1,9 @@
-//! Durable catalog for a single node: a snapshot plus an append-only command log.
+//! The catalog as a single node kept it before replication: a snapshot plus an append-only
+//! command log. Read once, to seed the metadata group (`meta.rs`); kept so that data
+//! directories written before replication open unchanged.
 //!
 //! Files in the catalog directory (formats in `frame.rs`):
-//! - `LOCK`: flock-ed while a [`Catalog`] is open, so a second process never writes here;
+//! - `LOCK`: flock-ed while a [`LocalCatalog`] is open, so a second process never writes here;
 //! - `snapshot.json`: a serialised [`CatalogState`] behind a CRC header, replaced atomically
 //!   (write, fsync, rename, fsync directory);
 //! - `commands.log`: checksummed records, one [`Command`] each with its index, fsynced before
@@ -24,9 +26,9 @@ use crate::frame::{self, LOG_MAGIC};
 use crate::state::assign_storage;
 use crate::{CatalogState, Command, Error, QueryDef, Result, StreamDef};
 
-/// The node's catalog: state machine plus its persistence.
+/// A pre-replication catalog: state machine plus its persistence.
 #[derive(Debug)]
-pub struct Catalog {
+pub struct LocalCatalog {
     dir: PathBuf,
     state: RwLock<CatalogState>,
     log: Mutex<CommandLog>,
@@ -67,11 +69,11 @@ fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
-impl Catalog {
+impl LocalCatalog {
     /// Opens (or creates) the catalog stored in `dir`. Fails with [`Error::Locked`] before
     /// reading or writing anything if another process has it open, and with
     /// [`Error::Damaged`] (changing nothing) if a file is damaged.
-    pub fn open(dir: &Path) -> Result<Catalog> {
+    pub fn open(dir: &Path) -> Result<LocalCatalog> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let lock = lock_dir(dir)?;
         let snapshot_path = dir.join("snapshot.json");
@@ -106,7 +108,7 @@ impl Catalog {
             .map_err(io(&log_path))?;
         file.write_all(LOG_MAGIC).map_err(io(&log_path))?;
         file.sync_all().map_err(io(&log_path))?;
-        Ok(Catalog {
+        Ok(LocalCatalog {
             dir: dir.to_path_buf(),
             state: RwLock::new(state),
             log: Mutex::new(CommandLog {
@@ -301,7 +303,7 @@ mod tests {
         }
     }
 
-    fn names(c: &Catalog) -> Vec<String> {
+    fn names(c: &LocalCatalog) -> Vec<String> {
         c.streams().into_iter().map(|s| s.name).collect()
     }
 
@@ -310,7 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("commands.log");
         {
-            let c = Catalog::open(dir.path()).unwrap();
+            let c = LocalCatalog::open(dir.path()).unwrap();
             c.execute(Command::CreateStream(def("a"))).unwrap();
             c.execute(Command::CreateStream(def("b"))).unwrap();
             c.execute(Command::DropStream { name: "a".into() }).unwrap();
@@ -319,7 +321,7 @@ mod tests {
             let mut f = OpenOptions::new().append(true).open(&log).unwrap();
             f.write_all(&record[..record.len() - 3]).unwrap();
         }
-        let c = Catalog::open(dir.path()).unwrap();
+        let c = LocalCatalog::open(dir.path()).unwrap();
         assert_eq!(names(&c), vec!["b".to_string()]);
         assert_eq!(c.dropped(), vec![c_storage("a", 1)]);
         assert!(matches!(
@@ -335,12 +337,12 @@ mod tests {
     #[test]
     fn a_second_open_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
+        let c = LocalCatalog::open(dir.path()).unwrap();
         c.execute(Command::CreateStream(def("a"))).unwrap();
         let before = fs::read(dir.path().join("commands.log")).unwrap();
         let snapshot = fs::read(dir.path().join("snapshot.json")).unwrap();
         assert!(matches!(
-            Catalog::open(dir.path()),
+            LocalCatalog::open(dir.path()),
             Err(Error::Locked { .. })
         ));
         assert_eq!(fs::read(dir.path().join("commands.log")).unwrap(), before);
@@ -350,7 +352,10 @@ mod tests {
         );
         c.execute(Command::CreateStream(def("b"))).unwrap();
         drop(c);
-        assert_eq!(names(&Catalog::open(dir.path()).unwrap()), vec!["a", "b"]);
+        assert_eq!(
+            names(&LocalCatalog::open(dir.path()).unwrap()),
+            vec!["a", "b"]
+        );
     }
 
     #[test]
@@ -358,7 +363,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("commands.log");
         {
-            let c = Catalog::open(dir.path()).unwrap();
+            let c = LocalCatalog::open(dir.path()).unwrap();
             for n in ["a", "b", "c"] {
                 c.execute(Command::CreateStream(def(n))).unwrap();
             }
@@ -370,7 +375,7 @@ mod tests {
         flipped[at] ^= 0x10;
         fs::write(&log, &flipped).unwrap();
         assert!(matches!(
-            Catalog::open(dir.path()),
+            LocalCatalog::open(dir.path()),
             Err(Error::Damaged { .. })
         ));
         assert_eq!(
@@ -380,7 +385,7 @@ mod tests {
         );
         fs::write(&log, &bytes).unwrap();
         assert_eq!(
-            names(&Catalog::open(dir.path()).unwrap()),
+            names(&LocalCatalog::open(dir.path()).unwrap()),
             vec!["a", "b", "c"]
         );
     }
@@ -389,15 +394,15 @@ mod tests {
     fn a_damaged_snapshot_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let c = Catalog::open(dir.path()).unwrap();
+            let c = LocalCatalog::open(dir.path()).unwrap();
             c.execute(Command::CreateStream(def("abc"))).unwrap();
         }
-        drop(Catalog::open(dir.path()).unwrap());
+        drop(LocalCatalog::open(dir.path()).unwrap());
         let path = dir.path().join("snapshot.json");
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replace("\"abc\"", "\"abd\"")).unwrap();
         assert!(matches!(
-            Catalog::open(dir.path()),
+            LocalCatalog::open(dir.path()),
             Err(Error::Damaged { .. })
         ));
     }
@@ -405,7 +410,7 @@ mod tests {
     #[test]
     fn streams_get_storage_names_that_are_never_paths() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
+        let c = LocalCatalog::open(dir.path()).unwrap();
         for (i, name) in ["..", ".", "../../x", "/etc", "a b/c", "ünï"]
             .iter()
             .enumerate()

@@ -2,8 +2,9 @@
 //! [`MetaMachine`] applies [`Command`]s in the order the group committed them, on every node.
 //!
 //! A command travels as JSON (the format of today's command log) and its outcome comes back
-//! as JSON too: the command as applied — with the storage name derived from its log index, which
-//! every node computes alike — or the refusal [`CatalogState::check`] gave. Checking happens at
+//! as JSON too: the command as applied — with the storage name derived from the number of
+//! commands applied before it, which every node applying the same log computes alike — or the
+//! refusal [`CatalogState::check`] gave. Checking happens at
 //! apply, not before proposing, so two nodes that propose `CREATE STREAM s` at once get one
 //! stream and one "already exists", decided by the log's order.
 
@@ -100,9 +101,12 @@ impl MetaMachine {
     fn outcome(&mut self, index: u64, bytes: &[u8]) -> Outcome {
         let command: Command = serde_json::from_slice(bytes)
             .map_err(|e| Refusal::Invalid(format!("a command that does not decode: {e}")))?;
-        let command = assign_storage(command, index);
+        // Numbered by the commands applied before it, not by the log index (which also counts
+        // openraft's own entries): names and query ids stay what a single node gave them.
+        let _ = index;
+        let command = assign_storage(command, self.state.applied() + 1);
         self.state.check(&command)?;
-        self.state.apply_at(index, command.clone())?;
+        self.state.apply(command.clone())?;
         Ok(command)
     }
 }
@@ -135,7 +139,7 @@ mod tests {
     use eddy_raft::{Group, Timing, Transport};
 
     use super::*;
-    use crate::{Catalog, ColumnDef, StreamDef, StreamOptions};
+    use crate::{ColumnDef, LocalCatalog, StreamDef, StreamOptions};
 
     fn def(name: &str) -> StreamDef {
         StreamDef {
@@ -152,15 +156,15 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_name_the_storage_by_index_and_refuse_as_the_state_does() {
+    fn outcomes_number_storage_by_commands_and_refuse_as_the_state_does() {
         let mut m = MetaMachine::default();
         let create = encode_command(&Command::CreateStream(def("s"))).unwrap();
         let applied = decode_outcome(&m.apply(5, &create)).unwrap();
         let Command::CreateStream(d) = applied else {
             panic!("{applied:?}")
         };
-        assert_eq!(d.storage, "s-5");
-        assert_eq!(m.state().applied(), 5);
+        assert_eq!(d.storage, "s-1", "numbered by commands, not by log index");
+        assert_eq!(m.state().applied(), 1);
         let again = decode_outcome(&m.apply(6, &create)).unwrap_err();
         assert!(
             matches!(again, Error::AlreadyExists(ref n) if n == "s"),
@@ -176,7 +180,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_single_node_catalog_seeds_the_metadata_group() {
         let dir = tempfile::tempdir().unwrap();
-        let legacy = Catalog::open(&dir.path().join("catalog")).unwrap();
+        let legacy = LocalCatalog::open(&dir.path().join("catalog")).unwrap();
         legacy.execute(Command::CreateStream(def("old"))).unwrap();
         let state = legacy.state();
         drop(legacy);
@@ -212,7 +216,7 @@ mod tests {
         let Command::CreateStream(new) = decode_outcome(&reply).unwrap() else {
             panic!("not a create")
         };
-        assert_eq!(new.storage, format!("new-{index}"));
+        assert_eq!(new.storage, format!("new-{}", state.applied() + 1));
         assert!(group.machine().read(|m| m.state().stream("old").is_some()));
         group.shutdown().await.unwrap();
         transport.shutdown().await;

@@ -134,16 +134,8 @@ impl CatalogState {
         Ok(())
     }
 
-    /// Applies a command (after [`CatalogState::check`]) as the next one.
+    /// Applies a command (after [`CatalogState::check`]).
     pub fn apply(&mut self, command: Command) -> Result<()> {
-        let next = self.applied + 1;
-        self.apply_at(next, command)
-    }
-
-    /// Applies a command recorded at log index `index` (after [`CatalogState::check`]); the
-    /// catalog's version ([`CatalogState::applied`]) becomes `index`. A replicated log numbers
-    /// its entries with gaps (entries that are not commands), so versions may skip.
-    pub fn apply_at(&mut self, index: u64, command: Command) -> Result<()> {
         self.check(&command)?;
         match command {
             Command::CreateStream(def) => {
@@ -169,7 +161,7 @@ impl CatalogState {
                 }
             }
         }
-        self.applied = self.applied.max(index);
+        self.applied += 1;
         Ok(())
     }
 
@@ -213,7 +205,9 @@ impl CatalogState {
         self.queries.values()
     }
 
-    /// The log index of the last command applied: a version that only grows.
+    /// Number of commands applied: a version that only grows, and the number the next
+    /// command's storage name and query id are derived from (as the log's order decides it, so
+    /// every node derives the same).
     pub fn applied(&self) -> u64 {
         self.applied
     }

@@ -48,6 +48,15 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, kind: Kind, body: Bytes) -> BoxFuture<'static, Result<Bytes>>;
 }
 
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("me", &self.me)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
 /// This node's end of every peer connection.
 pub struct Transport {
     me: u64,
@@ -108,6 +117,19 @@ impl Transport {
     /// Starts serving `listener` as node `me` among `peers` (id → `host:port`, this node's
     /// own entry included), and dialing the peers with higher ids.
     pub fn start(me: u64, listener: TcpListener, peers: BTreeMap<u64, String>) -> Arc<Transport> {
+        Self::launch(me, Some(listener), peers)
+    }
+
+    /// The transport of a node that is a cluster of one: no peers, nothing listened on.
+    pub fn alone(me: u64) -> Arc<Transport> {
+        Self::launch(me, None, BTreeMap::from([(me, String::new())]))
+    }
+
+    fn launch(
+        me: u64,
+        listener: Option<TcpListener>,
+        peers: BTreeMap<u64, String>,
+    ) -> Arc<Transport> {
         let transport = Arc::new(Transport {
             me,
             peers,
@@ -120,10 +142,12 @@ impl Transport {
             stop: CancellationToken::new(),
             tasks: Tasks::default(),
         });
-        let t = transport.clone();
-        transport
-            .tasks
-            .spawn(async move { t.accept_loop(listener).await });
+        if let Some(listener) = listener {
+            let t = transport.clone();
+            transport
+                .tasks
+                .spawn(async move { t.accept_loop(listener).await });
+        }
         for (&peer, addr) in &transport.peers {
             if peer > me {
                 let t = transport.clone();

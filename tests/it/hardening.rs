@@ -306,7 +306,7 @@ async fn three_streams_then_kill(server: &mut TestServer) -> Vec<String> {
 async fn a_cut_catalog_moves_unknown_data_aside_and_never_deletes_it() {
     let mut server = TestServer::start_fresh().expect("server starts");
     let storage = three_streams_then_kill(&mut server).await;
-    let log = server.data_dir().join("catalog/commands.log");
+    let log = server.data_dir().join("meta/log/raft.log");
     let bytes = std::fs::read(&log).unwrap();
     // Cut in the middle of the second record: b's and c's commands are gone.
     let b_at = bytes
@@ -353,7 +353,7 @@ async fn a_cut_catalog_moves_unknown_data_aside_and_never_deletes_it() {
 async fn a_flipped_byte_in_the_catalog_is_refused_and_nothing_is_touched() {
     let mut server = TestServer::start_fresh().expect("server starts");
     let _storage = three_streams_then_kill(&mut server).await;
-    let log = server.data_dir().join("catalog/commands.log");
+    let log = server.data_dir().join("meta/log/raft.log");
     let mut bytes = std::fs::read(&log).unwrap();
     let at = bytes
         .windows(10)

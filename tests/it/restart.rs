@@ -188,33 +188,36 @@ async fn declared_types_survive_a_restart_and_older_definitions_still_load() -> 
     let dir = tempfile::Builder::new().prefix("eddy-it-").tempdir()?;
     {
         // As the catalog of a data directory written before 2026-12-01 has it.
-        let engine = eddy_sql::Engine::open(eddy_sql::EngineConfig::new(dir.path().join("data")))?;
-        engine.create_stream(StreamDef {
-            name: "legacy".into(),
-            columns: vec![
-                ColumnDef::new("name", DataType::Utf8, true),
-                ColumnDef::new(
-                    "ts",
-                    DataType::Timestamp(TimeUnit::Millisecond, None),
-                    false,
-                ),
-                ColumnDef::new("tod", DataType::Time32(TimeUnit::Millisecond), false),
-            ],
-            timestamp_column: Some("ts".into()),
-            partitions: 2,
-            options: StreamOptions::default(),
-            topic: "legacy".into(),
-            storage: String::new(),
-            kind: RelationKind::Stream,
-            primary_key: vec![],
-        })?;
+        let engine =
+            eddy_sql::Engine::open(eddy_sql::EngineConfig::new(dir.path().join("data"))).await?;
+        engine
+            .create_stream(StreamDef {
+                name: "legacy".into(),
+                columns: vec![
+                    ColumnDef::new("name", DataType::Utf8, true),
+                    ColumnDef::new(
+                        "ts",
+                        DataType::Timestamp(TimeUnit::Millisecond, None),
+                        false,
+                    ),
+                    ColumnDef::new("tod", DataType::Time32(TimeUnit::Millisecond), false),
+                ],
+                timestamp_column: Some("ts".into()),
+                partitions: 2,
+                options: StreamOptions::default(),
+                topic: "legacy".into(),
+                storage: String::new(),
+                kind: RelationKind::Stream,
+                primary_key: vec![],
+            })
+            .await?;
         let session = engine.session();
         for statement in session
             .parse("INSERT INTO legacy VALUES ('a', '2024-01-01 10:00:00.123', '10:00:00.5')")?
         {
             session.execute(&statement, None).await?;
         }
-        engine.close()?;
+        engine.close().await?;
     }
     let mut server = TestServer::start_with(dir.path(), &[], &[])?;
     let client = server.client().await?;
@@ -323,5 +326,59 @@ async fn declared_types_survive_a_restart_and_older_definitions_still_load() -> 
         ]]
         .map(|r| r.map(|c| c.map(str::to_string)).to_vec())
     );
+    Ok(())
+}
+
+/// A data directory from before replication (its catalog a command log plus a snapshot) opens
+/// as it was: its streams are there, the catalog becomes the metadata group's first snapshot,
+/// new streams and queries are numbered after its commands, and restarts keep all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_from_before_replication_becomes_the_metadata_group() -> anyhow::Result<()> {
+    use datafusion::arrow::datatypes::DataType;
+    use eddy_catalog::{ColumnDef, Command, LocalCatalog, RelationKind, StreamDef, StreamOptions};
+
+    let dir = tempfile::Builder::new().prefix("eddy-it-").tempdir()?;
+    let def = |name: &str| StreamDef {
+        name: name.into(),
+        columns: vec![ColumnDef::new("v", DataType::Int64, false)],
+        timestamp_column: None,
+        partitions: 2,
+        options: StreamOptions::default(),
+        topic: name.into(),
+        storage: String::new(),
+        kind: RelationKind::Stream,
+        primary_key: vec![],
+    };
+    {
+        let legacy = LocalCatalog::open(&dir.path().join("data").join("catalog"))?;
+        legacy.execute(Command::CreateStream(def("old")))?;
+        legacy.execute(Command::CreateStream(def("gone")))?;
+        legacy.execute(Command::DropStream {
+            name: "gone".into(),
+        })?;
+    }
+    let mut server = TestServer::start_with(dir.path(), &[], &[])?;
+    let client = server.client().await?;
+    client
+        .batch_execute("INSERT INTO old VALUES (7); CREATE STREAM newer (v INT)")
+        .await?;
+    let streams = "SELECT name, storage FROM eddy.streams ORDER BY name";
+    // Commands 1-3 came with the directory; the start purged "gone"'s storage (4).
+    let expected = vec![
+        vec![Some("newer".to_string()), Some("newer-5".to_string())],
+        vec![Some("old".to_string()), Some("old-1".to_string())],
+    ];
+    assert_eq!(rows(&client, streams).await?, expected);
+    assert!(server.data_dir().join("meta").is_dir());
+    drop(client);
+    server.restart()?;
+    let client = server.client().await?;
+    assert_eq!(rows(&client, streams).await?, expected);
+    assert_eq!(scalar_i64(&client, "SELECT v FROM old").await?, 7);
+    drop(client);
+    server.kill9();
+    server.restart()?;
+    let client = server.client().await?;
+    assert_eq!(rows(&client, streams).await?, expected);
     Ok(())
 }

@@ -293,7 +293,10 @@ pub async fn create(engine: &Arc<Engine>, pq: &PersistentQuery, earliest: bool) 
             return Err(e);
         }
     }
-    if let Err(e) = engine.create_query(def.clone(), new_sink.then(|| sink.clone())) {
+    if let Err(e) = engine
+        .create_query(def.clone(), new_sink.then(|| sink.clone()))
+        .await
+    {
         dirs.remove(&id);
         return Err(e);
     }
@@ -426,7 +429,7 @@ pub async fn terminate(engine: &Arc<Engine>, id: &str) -> Result<()> {
         }
     }
     let sink = engine.catalog().query(id).map(|q| q.sink);
-    engine.drop_query(id)?;
+    engine.drop_query(id).await?;
     if let Some(store) = sink.and_then(|s| engine.tables().get(&s)) {
         // The table keeps its last rows; pull queries no longer wait for the source.
         store.stop_following();

@@ -8,13 +8,14 @@ pub(crate) use self::queries::Running;
 pub use self::queries::{Queries, QueryInfo, QueryState, Status};
 pub use self::tables::{TableStore, TableStores, WindowColumns};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use eddy_catalog::{Catalog, Command, QueryDef, StreamDef};
+use eddy_raft::{Timing, Transport};
 use eddy_storage::tier::ColdStore;
 use eddy_storage::{DataDirLock, LogConfig, Topic, TopicStore};
 use parking_lot::RwLock;
@@ -30,6 +31,9 @@ pub struct Offline {
     /// (58030).
     pub corrupt: bool,
 }
+
+/// This node's id in its Raft groups (a cluster of one until nodes are configured).
+const NODE_ID: u64 = 1;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -72,6 +76,8 @@ impl EngineConfig {
 pub struct Engine {
     config: EngineConfig,
     catalog: Catalog,
+    /// This node's end of its peer connections (none yet: a cluster of one).
+    transport: Arc<Transport>,
     topics: TopicStore,
     round_robin: AtomicU64,
     queries: Queries,
@@ -90,9 +96,34 @@ impl Engine {
     /// (running log recovery). A stream that cannot be opened is served as offline with the
     /// reason; the others are served. Dropped streams' local data is deleted; a topic
     /// directory the catalog does not know of is moved to `lost+found/`.
-    pub fn open(config: EngineConfig) -> Result<Arc<Engine>> {
-        let lock = DataDirLock::acquire(&config.data_dir)?;
-        let catalog = Catalog::open(&config.data_dir.join("catalog"))?;
+    ///
+    /// The catalog is the metadata Raft group of this node alone (a cluster of one: the same
+    /// path a cluster takes, docs/design/2026-12-02-replication.md). Must run inside a tokio
+    /// runtime; the blocking work (recovery) runs on its blocking pool.
+    pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        let dir = config.data_dir.clone();
+        let lock = tokio::task::spawn_blocking(move || DataDirLock::acquire(&dir))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the data directory: {e}")))??;
+        let transport = Transport::alone(NODE_ID);
+        let catalog = Catalog::open(
+            &config.data_dir,
+            transport.clone(),
+            &BTreeSet::from([NODE_ID]),
+            Timing::default(),
+        )
+        .await?;
+        tokio::task::spawn_blocking(move || Self::open_topics(config, lock, transport, catalog))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the streams: {e}")))?
+    }
+
+    fn open_topics(
+        config: EngineConfig,
+        lock: DataDirLock,
+        transport: Arc<Transport>,
+        catalog: Catalog,
+    ) -> Result<Arc<Engine>> {
         let cold = match &config.cold_store {
             Some(url) => Some(ColdStore::from_url(url)?),
             None => None,
@@ -120,6 +151,7 @@ impl Engine {
         Ok(Arc::new(Engine {
             config,
             catalog,
+            transport,
             topics,
             round_robin: AtomicU64::new(0),
             queries: Queries::default(),
@@ -191,24 +223,32 @@ impl Engine {
 
     /// Records a persistent query (and the sink it creates) in the catalog, durably, then
     /// creates the sink's topic.
-    pub(crate) fn create_query(&self, query: QueryDef, sink: Option<StreamDef>) -> Result<()> {
+    pub(crate) async fn create_query(
+        &self,
+        query: QueryDef,
+        sink: Option<StreamDef>,
+    ) -> Result<()> {
         let id = query.id.clone();
-        let applied = self.catalog.execute(Command::CreateQuery { query, sink })?;
+        let applied = self
+            .catalog
+            .execute(Command::CreateQuery { query, sink })
+            .await?;
         if let Command::CreateQuery {
             sink: Some(def), ..
         } = applied
             && let Err(e) = open_stream(&self.topics, &self.config, &def)
         {
-            self.undo_create(&def, Some(&id));
+            self.undo_create(&def, Some(&id)).await;
             return Err(e);
         }
         Ok(())
     }
 
     /// Removes a persistent query from the catalog.
-    pub(crate) fn drop_query(&self, id: &str) -> Result<()> {
+    pub(crate) async fn drop_query(&self, id: &str) -> Result<()> {
         self.catalog
-            .execute(Command::DropQuery { id: id.to_string() })?;
+            .execute(Command::DropQuery { id: id.to_string() })
+            .await?;
         Ok(())
     }
 
@@ -221,14 +261,15 @@ impl Engine {
     /// then creates its topic. If the topic cannot be created, the catalog entry is dropped
     /// again and what was created deleted before the error returns: a failed CREATE leaves
     /// nothing behind. Returns the definition as recorded.
-    pub fn create_stream(&self, def: StreamDef) -> Result<StreamDef> {
-        let Command::CreateStream(def) = self.catalog.execute(Command::CreateStream(def))? else {
+    pub async fn create_stream(&self, def: StreamDef) -> Result<StreamDef> {
+        let Command::CreateStream(def) = self.catalog.execute(Command::CreateStream(def)).await?
+        else {
             return Err(Error::Internal(
                 "catalog changed a CreateStream command".into(),
             ));
         };
         if let Err(e) = open_stream(&self.topics, &self.config, &def) {
-            self.undo_create(&def, None);
+            self.undo_create(&def, None).await;
             return Err(e);
         }
         Ok(def)
@@ -237,21 +278,27 @@ impl Engine {
     /// Undoes a create whose topic failed: drops the query and the stream from the catalog,
     /// then deletes what was created. If the catalog cannot record that either (disk full),
     /// the stream stays, offline with the reason, and the next start tries to open it again.
-    fn undo_create(&self, def: &StreamDef, query: Option<&str>) {
-        let undone = query
-            .map_or(Ok(()), |id| {
-                self.catalog
-                    .execute(Command::DropQuery { id: id.to_string() })
-                    .map(drop)
-            })
-            .and_then(|()| {
-                self.catalog.execute(Command::DropStream {
+    async fn undo_create(&self, def: &StreamDef, query: Option<&str>) {
+        let mut undone = Ok(());
+        if let Some(id) = query {
+            undone = self
+                .catalog
+                .execute(Command::DropQuery { id: id.to_string() })
+                .await
+                .map(drop);
+        }
+        if undone.is_ok() {
+            undone = self
+                .catalog
+                .execute(Command::DropStream {
                     name: def.name.clone(),
                 })
-            });
+                .await
+                .map(drop);
+        }
         match undone {
-            Ok(_) => {
-                if let Err(e) = self.delete_dropped_local(def.storage_name()) {
+            Ok(()) => {
+                if let Err(e) = self.delete_dropped_local(def.storage_name()).await {
                     tracing::warn!(stream = %def.name, error = %e, "removing a failed create's files; left for the next start");
                 }
             }
@@ -270,12 +317,14 @@ impl Engine {
 
     /// Deletes the local data of a storage name the catalog recorded as dropped, and forgets
     /// the name once no cold tier holds it either.
-    fn delete_dropped_local(&self, storage: &str) -> Result<()> {
+    async fn delete_dropped_local(&self, storage: &str) -> Result<()> {
         self.topics.delete(storage)?;
         if self.topics.cold_store().is_none() {
-            self.catalog.execute(Command::PurgeStorage {
-                names: vec![storage.to_string()],
-            })?;
+            self.catalog
+                .execute(Command::PurgeStorage {
+                    names: vec![storage.to_string()],
+                })
+                .await?;
         }
         Ok(())
     }
@@ -289,9 +338,11 @@ impl Engine {
             .catalog
             .stream(name)
             .map(|d| d.storage_name().to_string());
-        self.catalog.execute(Command::DropStream {
-            name: name.to_string(),
-        })?;
+        self.catalog
+            .execute(Command::DropStream {
+                name: name.to_string(),
+            })
+            .await?;
         self.offline.write().remove(name);
         // Push queries on it end now, releasing their readers of the files deleted below.
         self.drops.send_modify(|n| *n += 1);
@@ -337,7 +388,9 @@ impl Engine {
         for storage in &names {
             self.topics.delete_cold(storage).await?;
         }
-        self.catalog.execute(Command::PurgeStorage { names })?;
+        self.catalog
+            .execute(Command::PurgeStorage { names })
+            .await?;
         Ok(())
     }
 
@@ -364,15 +417,24 @@ impl Engine {
         Ok(self.topics.enforce_retention(now_ms())?)
     }
 
-    /// Stops the persistent queries, then syncs and closes every partition log.
-    pub fn close(&self) -> Result<()> {
+    /// Stops the persistent queries, then syncs and closes every partition log, then stops
+    /// the metadata group and the peer transport.
+    pub async fn close(self: &Arc<Self>) -> Result<()> {
         self.queries.abort_all();
-        for topic in self.topics.topics() {
-            for log in topic.partitions() {
-                log.close()?;
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for topic in engine.topics.topics() {
+                for log in topic.partitions() {
+                    log.close()?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("closing the partition logs: {e}")))??;
+        let closed = self.catalog.close().await;
+        self.transport.shutdown().await;
+        Ok(closed?)
     }
 
     /// The data directory.

@@ -8,7 +8,7 @@ use crate::parser::{CreateStream, apply_options};
 use crate::{Engine, Error, Output, Result};
 
 /// Creates a stream from its parsed definition.
-pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
+pub async fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
     let tag = if c.primary_key.is_some() {
         "CREATE TABLE"
     } else {
@@ -50,7 +50,7 @@ pub fn create_stream(engine: &Arc<Engine>, c: &CreateStream) -> Result<Output> {
             ));
         }
     }
-    let def = engine.create_stream(def)?;
+    let def = engine.create_stream(def).await?;
     if def.kind == RelationKind::Table {
         crate::continuous::start_table(engine, &def)?;
     }

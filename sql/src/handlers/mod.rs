@@ -90,7 +90,7 @@ impl Session {
     ) -> Result<Output> {
         match stmt {
             EddyStatement::CreateStream(c) | EddyStatement::CreateTable(c) => {
-                ddl::create_stream(self.engine(), c)
+                ddl::create_stream(self.engine(), c).await
             }
             EddyStatement::DropStream {
                 name,
