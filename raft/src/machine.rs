@@ -21,7 +21,7 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result, io};
@@ -52,7 +52,8 @@ struct Shared<S> {
 /// openraft's view of a [`StateMachine`]; clones share it.
 pub struct Machine<S> {
     dir: PathBuf,
-    shared: Arc<Mutex<Shared<S>>>,
+    /// Read by every statement (the catalog's streams), written by each apply.
+    shared: Arc<RwLock<Shared<S>>>,
     /// The last snapshot taken or installed: its meta and bytes.
     current: Arc<Mutex<Option<Kept>>>,
     /// The index of the last entry applied (0: none), for callers that wait for an apply.
@@ -91,7 +92,7 @@ impl<S: StateMachine> Machine<S> {
         let index = applied.map_or(0, |l| l.index);
         Ok(Machine {
             dir: dir.to_path_buf(),
-            shared: Arc::new(Mutex::new(Shared {
+            shared: Arc::new(RwLock::new(Shared {
                 machine,
                 applied,
                 membership,
@@ -103,7 +104,7 @@ impl<S: StateMachine> Machine<S> {
 
     /// Reads the state.
     pub fn read<T>(&self, f: impl FnOnce(&S) -> T) -> T {
-        f(&self.shared.lock().machine)
+        f(&self.shared.read().machine)
     }
 
     /// The index of the last applied entry, watched (0 before any).
@@ -165,7 +166,7 @@ fn sm_error(e: Error) -> StorageError<u64> {
 impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for Machine<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (meta, data) = {
-            let shared = self.shared.lock();
+            let shared = self.shared.read();
             let data = shared.machine.snapshot().map_err(sm_error)?;
             let id = match shared.applied {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
@@ -192,7 +193,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for Machine<S> {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
-        let shared = self.shared.lock();
+        let shared = self.shared.read();
         Ok((shared.applied, shared.membership.clone()))
     }
 
@@ -204,7 +205,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for Machine<S> {
         let mut replies = Vec::new();
         let mut last = None;
         {
-            let mut shared = self.shared.lock();
+            let mut shared = self.shared.write();
             for entry in entries {
                 let reply = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
@@ -245,7 +246,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for Machine<S> {
         let data = snapshot.into_inner();
         self.save(meta, &data).map_err(sm_error)?;
         {
-            let mut shared = self.shared.lock();
+            let mut shared = self.shared.write();
             shared.machine.restore(&data).map_err(sm_error)?;
             shared.applied = meta.last_log_id;
             shared.membership = meta.last_membership.clone();
