@@ -98,12 +98,9 @@ impl MetaMachine {
         &self.state
     }
 
-    fn outcome(&mut self, index: u64, bytes: &[u8]) -> Outcome {
+    fn outcome(&mut self, bytes: &[u8]) -> Outcome {
         let command: Command = serde_json::from_slice(bytes)
             .map_err(|e| Refusal::Invalid(format!("a command that does not decode: {e}")))?;
-        // Numbered by the commands applied before it, not by the log index (which also counts
-        // openraft's own entries): names and query ids stay what a single node gave them.
-        let _ = index;
         let command = assign_storage(command, self.state.applied() + 1);
         self.state.check(&command)?;
         self.state.apply(command.clone())?;
@@ -112,8 +109,10 @@ impl MetaMachine {
 }
 
 impl StateMachine for MetaMachine {
-    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
-        let outcome = self.outcome(index, command);
+    /// Numbered by the commands applied before it, not by the log index (which also counts
+    /// openraft's own entries): names and query ids stay what a single node gave them.
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        let outcome = self.outcome(command);
         // An `Outcome` is plain data: encoding it cannot fail.
         serde_json::to_vec(&outcome).unwrap_or_default()
     }
@@ -135,25 +134,11 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::time::Duration;
 
-    use arrow_schema::DataType;
     use eddy_raft::{Group, Timing, Transport};
 
     use super::*;
-    use crate::{ColumnDef, LocalCatalog, StreamDef, StreamOptions};
-
-    fn def(name: &str) -> StreamDef {
-        StreamDef {
-            name: name.into(),
-            columns: vec![ColumnDef::new("a", DataType::Int64, true)],
-            timestamp_column: None,
-            partitions: 2,
-            options: StreamOptions::default(),
-            topic: name.into(),
-            storage: String::new(),
-            kind: Default::default(),
-            primary_key: vec![],
-        }
-    }
+    use crate::LocalCatalog;
+    use crate::state::tests::def;
 
     #[test]
     fn outcomes_number_storage_by_commands_and_refuse_as_the_state_does() {

@@ -214,13 +214,14 @@ impl CatalogState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use arrow_schema::DataType;
 
     use super::*;
     use crate::{ColumnDef, StreamOptions};
 
-    fn def(name: &str) -> StreamDef {
+    /// A two-partition stream with one BIGINT KEY column (other modules' tests use it too).
+    pub(crate) fn def(name: &str) -> StreamDef {
         StreamDef {
             name: name.into(),
             columns: vec![ColumnDef::new("a", DataType::Int64, true)],

@@ -76,6 +76,9 @@ pub struct Group<S> {
     machine: Machine<S>,
     transport: Arc<Transport>,
     timing: Timing,
+    /// The background decision of a node that found no files for the group (`rejoin.rs`),
+    /// stopped with the group.
+    deciding: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Initialises a group's membership on this node (every voter does so alike; openraft lets
@@ -226,6 +229,7 @@ impl<S: StateMachine> Group<S> {
                 (*v, BasicNode { addr })
             })
             .collect();
+        let mut deciding = None;
         if rejoin.deciding() {
             // Decided from the peers in the background: the node may have to wait for them.
             let (raft, transport, voters, timing) = (
@@ -234,9 +238,9 @@ impl<S: StateMachine> Group<S> {
                 voters.clone(),
                 timing.clone(),
             );
-            tokio::spawn(async move {
+            deciding = Some(tokio::spawn(async move {
                 decide(id, &raft, &transport, &rejoin, &voters, &timing, members).await;
-            });
+            }));
         } else if !rejoin.rejoining() {
             initialize(id, &raft, members).await?;
             if voters.len() == 1 && voters.contains(&transport.node_id()) {
@@ -254,6 +258,7 @@ impl<S: StateMachine> Group<S> {
             machine,
             transport,
             timing,
+            deciding,
         })
     }
 
@@ -370,6 +375,9 @@ impl<S: StateMachine> Group<S> {
 
     /// Stops the group on this node: its messages are no longer routed, its core ends.
     pub async fn shutdown(&self) -> Result<()> {
+        if let Some(deciding) = &self.deciding {
+            deciding.abort();
+        }
         self.transport.unregister(self.id);
         self.raft
             .shutdown()

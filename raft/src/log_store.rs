@@ -41,9 +41,17 @@ const VOTE_MAGIC: &[u8; 8] = b"EDDYVOT1";
 const REWRITE_ABOVE_BYTES: u64 = 1024 * 1024;
 
 /// One record of `raft.log`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 enum Op {
     Entry(Entry<TypeConfig>),
+    Purged(LogId<u64>),
+}
+
+/// An [`Op`] to write, borrowing its entry (serde writes `&T` as `T`: the bytes decode as
+/// an `Op`).
+#[derive(Serialize)]
+enum OpRef<'a> {
+    Entry(&'a Entry<TypeConfig>),
     Purged(LogId<u64>),
 }
 
@@ -190,7 +198,7 @@ impl Inner {
         Ok(())
     }
 
-    fn encode(op: &Op, out: &mut Vec<u8>) -> Result<()> {
+    fn encode(op: &OpRef<'_>, out: &mut Vec<u8>) -> Result<()> {
         let payload = postcard::to_stdvec(op)
             .map_err(|e| Error::Protocol(format!("encoding a log record: {e}")))?;
         records::encode(&payload, out)
@@ -201,8 +209,7 @@ impl Inner {
         let mut starts = Vec::with_capacity(entries.len());
         for entry in &entries {
             starts.push(self.len + bytes.len() as u64);
-            let op = Op::Entry(entry.clone());
-            Self::encode(&op, &mut bytes)?;
+            Self::encode(&OpRef::Entry(entry), &mut bytes)?;
         }
         self.write_records(&bytes)?;
         for (entry, at) in entries.into_iter().zip(starts) {
@@ -233,7 +240,7 @@ impl Inner {
 
     fn purge(&mut self, log_id: LogId<u64>) -> Result<()> {
         let mut bytes = Vec::new();
-        Self::encode(&Op::Purged(log_id), &mut bytes)?;
+        Self::encode(&OpRef::Purged(log_id), &mut bytes)?;
         let at = self.len;
         self.write_records(&bytes)?;
         self.entries = self.entries.split_off(&(log_id.index + 1));
@@ -260,12 +267,12 @@ impl Inner {
         let mut purged_at = None;
         if let Some(log_id) = self.last_purged {
             purged_at = Some(bytes.len() as u64);
-            Self::encode(&Op::Purged(log_id), &mut bytes)?;
+            Self::encode(&OpRef::Purged(log_id), &mut bytes)?;
         }
         let mut starts = Vec::new();
         for (entry, _) in self.entries.values() {
             starts.push(bytes.len() as u64);
-            Self::encode(&Op::Entry(entry.clone()), &mut bytes)?;
+            Self::encode(&OpRef::Entry(entry), &mut bytes)?;
         }
         let mut file = File::create(&fresh).map_err(io(&fresh))?;
         file.write_all(&bytes).map_err(io(&fresh))?;
