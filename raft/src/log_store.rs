@@ -2,9 +2,16 @@
 //! metadata group's DDL). Partition groups keep their log in the partition's segments instead.
 //!
 //! ```text
-//! <dir>/raft.log   "EDDYRLG1", then records (`records.rs`), each an `Op`: an entry, or the
+//! <dir>/raft.log   "EDDYRLG2", then records (`records.rs`), each an `Op`: an entry, or the
 //!                  log id everything up to which was purged
-//! <dir>/vote       "EDDYVOT1", then one record: the vote; replaced atomically
+//! <dir>/vote       "EDDYVOT2", then one record: the vote; replaced atomically
+//! ```
+//!
+//! Version 2 of both (2026-12-02): log ids and votes of single-term leaders (openraft's
+//! `single-term-leader`: one leader per term, as Raft has it, so a frame's term names its
+//! entry's leader); version-1 files are refused with their version named.
+//!
+//! ```text
 //! ```
 //!
 //! Every operation is durable before it returns or reports its flush: an append is written and
@@ -34,8 +41,8 @@ use crate::TypeConfig;
 use crate::error::{Error, Result, io};
 use crate::records;
 
-const LOG_MAGIC: &[u8; 8] = b"EDDYRLG1";
-const VOTE_MAGIC: &[u8; 8] = b"EDDYVOT1";
+const LOG_MAGIC: &[u8; 8] = b"EDDYRLG2";
+const VOTE_MAGIC: &[u8; 8] = b"EDDYVOT2";
 /// The log file is rewritten when purged entries' records are more than this many bytes and
 /// more than half of it.
 const REWRITE_ABOVE_BYTES: u64 = 1024 * 1024;

@@ -2,7 +2,7 @@
 //! for the metadata group), with its snapshot on disk.
 //!
 //! ```text
-//! <dir>/snapshot   "EDDYSNP2", then two records: the snapshot's meta (last log id, membership,
+//! <dir>/snapshot   "EDDYSNP3", then two records: the snapshot's meta (last log id, membership,
 //!                  id), and the state machine's own bytes; replaced atomically
 //! ```
 //!
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::error::{Error, Result, io};
 use crate::{Reply, TypeConfig, records};
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"EDDYSNP2";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"EDDYSNP3";
 
 /// A deterministic state machine replicated by a group.
 pub trait StateMachine: Send + Sync + 'static {
@@ -169,7 +169,7 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for Machine<S> {
             let shared = self.shared.read();
             let data = shared.machine.snapshot().map_err(sm_error)?;
             let id = match shared.applied {
-                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+                Some(l) => format!("{}-{}", l.leader_id.term, l.index),
                 None => "empty".to_string(),
             };
             let meta = SnapshotMeta {

@@ -66,6 +66,18 @@ pub(crate) fn read<'a>(bytes: &'a [u8], magic: &[u8; 8], path: &Path) -> Result<
         return Err(damaged(path, 0, "the file does not start with its magic"));
     }
     if &bytes[..magic.len()] != magic {
+        // The magic's last byte is the format's version.
+        let n = magic.len() - 1;
+        if bytes[..n] == magic[..n] {
+            return Err(damaged(
+                path,
+                0,
+                &format!(
+                    "the file is of format version {}, this Eddy reads version {}",
+                    bytes[n] as char, magic[n] as char
+                ),
+            ));
+        }
         return Err(damaged(path, 0, "the file does not start with its magic"));
     }
     let mut records = Vec::new();

@@ -21,12 +21,16 @@
 //!   ([`PartitionLog::watch_high_watermark`]) so followers of the log wait without polling;
 //! - **recovery** on open: a torn tail is truncated, corruption elsewhere is reported
 //!   (`recovery.rs`);
+//! - **the Raft log** of a replicated partition (`entries.rs`): the same segments, one entry
+//!   per statement group with its term and index in the frames, truncation of a divergent
+//!   tail, a high watermark moved by commits instead of flushes;
 //! - **retention** of whole closed segments by time and size;
 //! - the **cold tier** (`tier/`): closed segments past local retention rewritten as Parquet
 //!   objects in an `object_store` location, a per-partition manifest, streamed cold reads.
 //!
 //! It must never know SQL, schemas beyond what an Arrow batch carries, the catalog, or Raft's
-//! networking: it stores batches at offsets and hands them back.
+//! networking and elections: it stores batches at offsets (and entries at indexes) and hands
+//! them back.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -34,6 +38,7 @@ mod checkpoints;
 mod committer;
 mod config;
 mod dir_lock;
+mod entries;
 mod error;
 pub mod failpoint;
 mod log;
@@ -50,6 +55,7 @@ pub use checkpoints::CheckpointDirs;
 pub use committer::Appended;
 pub use config::LogConfig;
 pub use dir_lock::DataDirLock;
+pub use entries::{Entry, StoredEntry};
 pub use error::{Error, Result};
 pub use log::{AppendInfo, LogStats, PartitionLog, SegmentInfo, StoredBatch};
 pub use read::{PartitionRead, ReadRequest, TimeBounds, overlapping_objects};

@@ -32,10 +32,11 @@ use tracing::{debug, warn};
 
 use crate::committer::{Appended, Committer};
 use crate::config::LogConfig;
+use crate::entries::RaftState;
 use crate::error::{Error, Result};
 use crate::reader::LogReader;
 use crate::recovery::recover;
-use crate::segment::format::EncodedFrame;
+use crate::segment::format::{EncodedFrame, Seal};
 use crate::segment::index::lookup_timestamp;
 use crate::segment::{PREALLOCATE_BYTES, Segment, sync_dir};
 
@@ -87,23 +88,27 @@ struct Counters {
 }
 
 #[derive(Debug)]
-struct Appender {
-    active: Arc<Segment>,
+pub(crate) struct Appender {
+    pub(crate) active: Arc<Segment>,
     /// One past the last offset written (not necessarily durable).
-    written: u64,
+    pub(crate) written: u64,
 }
 
 /// State shared by the log and its readers.
 #[derive(Debug)]
 pub(crate) struct Shared {
     dir: PathBuf,
-    config: RwLock<LogConfig>,
+    pub(crate) config: RwLock<LogConfig>,
     /// In offset order; the last is the active segment. Never empty.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
-    appender: Mutex<Appender>,
+    pub(crate) appender: Mutex<Appender>,
     sync_lock: Mutex<()>,
-    /// The high watermark: every offset below it is durable.
+    /// The high watermark: every offset below it is durable (and, in a Raft log, committed).
     pub(crate) durable: AtomicU64,
+    /// Every offset below it is durable (fdatasynced).
+    pub(crate) flushed: AtomicU64,
+    /// Set when the log is a partition's Raft log (see `entries.rs`).
+    pub(crate) raft: Option<RaftState>,
     /// `durable`, published to tailing readers after each advance.
     high_watermark_tx: watch::Sender<u64>,
     /// Appends are refused: closed, or a write or sync failed.
@@ -120,9 +125,19 @@ impl Shared {
         &self.dir
     }
 
-    /// Advances the high watermark to at least `end` and wakes the tailing readers.
-    fn publish_durable(&self, end: u64) {
-        let durable = self.durable.fetch_max(end, Ordering::AcqRel).max(end);
+    /// Notes that every offset below `end` is durable, advances the high watermark (to it,
+    /// or in a Raft log to no further than the committed entries) and wakes the tailing
+    /// readers.
+    pub(crate) fn publish_durable(&self, end: u64) {
+        let flushed = self.flushed.fetch_max(end, Ordering::AcqRel).max(end);
+        let visible = match &self.raft {
+            None => flushed,
+            Some(raft) => flushed.min(raft.committed_end.load(Ordering::Acquire)),
+        };
+        let durable = self
+            .durable
+            .fetch_max(visible, Ordering::AcqRel)
+            .max(visible);
         self.high_watermark_tx.send_if_modified(|published| {
             let advanced = *published < durable;
             if advanced {
@@ -275,6 +290,16 @@ impl PartitionLog {
         config: LogConfig,
         committed: &dyn Fn(u64, u64) -> bool,
     ) -> Result<PartitionLog> {
+        Self::open_with(dir, config, committed, None)
+    }
+
+    /// Opens the log; `raft` makes it a Raft log (see `entries.rs`).
+    pub(crate) fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        committed: &dyn Fn(u64, u64) -> bool,
+        raft: Option<RaftState>,
+    ) -> Result<PartitionLog> {
         let lock = crate::dir_lock::lock_dir(dir)?.ok_or_else(|| Error::Locked {
             path: dir.to_path_buf(),
         })?;
@@ -292,17 +317,25 @@ impl PartitionLog {
             segments: RwLock::new(segments),
             appender: Mutex::new(Appender { active, written }),
             sync_lock: Mutex::new(()),
-            durable: AtomicU64::new(written),
-            high_watermark_tx: watch::Sender::new(written),
+            durable: AtomicU64::new(if raft.is_some() { 0 } else { written }),
+            flushed: AtomicU64::new(written),
+            raft,
+            high_watermark_tx: watch::Sender::new(0),
             closed: AtomicBool::new(false),
             last_txn_group: Mutex::new(recovered.last_txn_group),
             counters: Counters::default(),
         };
+        shared.publish_durable(written);
         Ok(PartitionLog {
             shared: Arc::new(shared),
             committer: Committer::new(),
             lock: Mutex::new(Some(lock)),
         })
+    }
+
+    /// The state shared with readers and the committer.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Appends one batch (at least one row), assigning offsets `base..base + num_rows`.
@@ -362,8 +395,27 @@ impl PartitionLog {
 }
 
 impl Shared {
-    /// See [`PartitionLog::begin_group`].
+    /// See [`PartitionLog::begin_group`]. A Raft log's appends are its entries
+    /// (`entries.rs`), never a group of its own.
     pub(crate) fn begin_group(&self, frames: &mut [EncodedFrame], txn: bool) -> Result<Group<'_>> {
+        if self.raft.is_some() {
+            return Err(Error::InvalidArgument(
+                "the partition is replicated: its appends go through its Raft group".into(),
+            ));
+        }
+        let last = frames.len().saturating_sub(1);
+        self.begin_sealed(frames, txn, |i| (i < last, None))
+    }
+
+    /// Takes the append lock (rolling first if due) and seals `frames` at the next offsets,
+    /// frame `i` with `place(i)` = (more frames of its group follow, its Raft entry's term
+    /// and index).
+    pub(crate) fn begin_sealed(
+        &self,
+        frames: &mut [EncodedFrame],
+        txn: bool,
+        place: impl Fn(usize) -> (bool, Option<(u64, u64)>),
+    ) -> Result<Group<'_>> {
         let mut appender = self.appender.lock();
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -379,10 +431,15 @@ impl Shared {
         let start = segment.state.read().size;
         let mut position = start;
         let mut base_offset = appender.written;
-        let last = frames.len().saturating_sub(1);
         let mut sealed = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter_mut().enumerate() {
-            let header = frame.seal(base_offset, i < last, txn);
+            let (continues, entry) = place(i);
+            let header = frame.seal(Seal {
+                base_offset,
+                continues,
+                txn,
+                entry,
+            });
             sealed.push((position, header));
             position += frame.len();
             base_offset = header.next_offset();
@@ -410,11 +467,11 @@ impl Shared {
     /// Returns once every offset below `end` is durable: one fdatasync of the active file
     /// covers everything written so far (closed segments were synced by their roll).
     pub(crate) fn wait_durable(&self, end: u64) -> Result<()> {
-        if self.durable.load(Ordering::Acquire) >= end {
+        if self.flushed.load(Ordering::Acquire) >= end {
             return Ok(());
         }
         let _sync = self.sync_lock.lock();
-        if self.durable.load(Ordering::Acquire) >= end {
+        if self.flushed.load(Ordering::Acquire) >= end {
             return Ok(());
         }
         let (target, active) = {
@@ -569,7 +626,7 @@ impl PartitionLog {
                 });
                 while base < segment_end {
                     let (header, _) = segment.read_header_expecting(position, base)?;
-                    if header.max_timestamp >= ts {
+                    if !header.control() && header.max_timestamp >= ts {
                         return Ok(Some(base));
                     }
                     position += header.frame_len();

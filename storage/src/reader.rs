@@ -148,7 +148,7 @@ impl LogReader {
                 .read_header_expecting(position, cursor.frame_base)?;
             cursor.position += header.frame_len();
             cursor.frame_base = header.next_offset();
-            if header.next_offset() <= self.start {
+            if header.control() || header.next_offset() <= self.start {
                 continue;
             }
             if let Some((lo, hi)) = self.time_range

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
-use crate::segment::format::{FrameHeader, HEADER_LEN, MAGIC};
+use crate::segment::format::{FrameHeader, HEADER_LEN, MAGIC, V1_HEADER_LEN};
 use crate::segment::index::{self, IndexEntry};
 use crate::segment::{self, SegState, Segment, sync_dir};
 
@@ -133,7 +133,7 @@ fn load_closed(segment: &Segment, index_interval_bytes: u64) -> Result<()> {
                 .map_err(|e| Error::io(format!("truncating {}", segment.log_path.display()), e))?;
             break;
         }
-        if len - position < HEADER_LEN as u64 {
+        if len - position < V1_HEADER_LEN as u64 {
             return Err(segment.corrupt(position, "incomplete frame header in a closed segment"));
         }
         let (header, _) = segment.read_header_expecting(position, state.next_offset)?;
@@ -159,6 +159,11 @@ fn resume_from_index(segment: &Segment, entries: Vec<IndexEntry>) -> Result<SegS
     let Some(last) = entries.last().copied() else {
         return Err("index is empty".to_string());
     };
+    if entries[0].index.is_none() && last.index.is_some() {
+        // Frames without a Raft index before frames with one (the segment a version-2
+        // writer continued): the index does not say where the Raft log starts.
+        return Err("the index does not say where the segment's Raft entries start".to_string());
+    }
     let expected = segment.base_offset + u64::from(last.relative_offset);
     let position = u64::from(last.position);
     let header = match segment.read_header(position) {
@@ -176,6 +181,8 @@ fn resume_from_index(segment: &Segment, entries: Vec<IndexEntry>) -> Result<SegS
     state.size = position;
     state.min_timestamp = Some(last.min_timestamp);
     state.max_timestamp = Some(last.max_timestamp);
+    state.first_index = entries[0].index;
+    state.last_index = last.index;
     state.index = entries;
     Ok(state)
 }
@@ -293,7 +300,7 @@ fn check_frame(
     len: u64,
     expected_base: u64,
 ) -> Result<Result<FrameHeader, String>> {
-    if len - position < HEADER_LEN as u64 {
+    if len - position < V1_HEADER_LEN as u64 {
         return Ok(Err("incomplete frame header".to_string()));
     }
     let (header, header_bytes) = match segment.read_header(position) {
@@ -329,17 +336,14 @@ fn find_valid_frame(segment: &Segment, from: u64, len: u64) -> Result<Option<u64
     let mut at = 0;
     while let Some(found) = rest[at..].windows(MAGIC.len()).position(|w| w == MAGIC) {
         let start = at + found;
-        if let Some(header_bytes) = rest.get(start..start + HEADER_LEN) {
-            let mut header_array = [0u8; HEADER_LEN];
-            header_array.copy_from_slice(header_bytes);
-            if let Ok(header) = FrameHeader::parse(&header_array) {
-                let body_start = start + HEADER_LEN;
-                let body_end = body_start.saturating_add(header.body_len as usize);
-                if let Some(body) = rest.get(body_start..body_end)
-                    && header.crc_matches(&header_array, body)
-                {
-                    return Ok(Some(from + start as u64));
-                }
+        let header_bytes = &rest[start..(start + HEADER_LEN).min(rest.len())];
+        if let Ok(header) = FrameHeader::parse(header_bytes) {
+            let body_start = start + header.header_len();
+            let body_end = body_start.saturating_add(header.body_len as usize);
+            if let Some(body) = rest.get(body_start..body_end)
+                && header.crc_matches(header_bytes, body)
+            {
+                return Ok(Some(from + start as u64));
             }
         }
         at = start + 1;

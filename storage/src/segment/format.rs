@@ -11,25 +11,38 @@
 //! ```
 //!
 //! A `.log` file is a sequence of frames with nothing between them. One frame holds one
-//! appended batch. All integers are little endian; the header is 56 bytes so the body starts
-//! 8-byte aligned:
+//! appended batch. All integers are little endian; the header is 64 bytes (version 2; 56 in
+//! version 1, which has no Raft index) so the body starts 8-byte aligned:
 //!
 //! ```text
 //! byte  size  field
 //!    0     4  magic "EDDY"
-//!    4     1  format version (1)
+//!    4     1  format version (2; version 1 is still read)
 //!    5     3  reserved, zero
 //!    8     4  body length in bytes (u32)
 //!   12     4  CRC32C of bytes 16 .. end of body (everything after this field)
 //!   16     8  base offset (u64): offset of the batch's first row
-//!   24     4  record count (u32, > 0): rows in the batch, offsets base .. base + count
-//!   28     4  attributes (u32): bit 0 `CONTINUES`, bit 1 `TXN` (see below); others zero
+//!   24     4  record count (u32, > 0; 0 only with `CONTROL`): rows in the batch, offsets
+//!             base .. base + count
+//!   28     4  attributes (u32): bit 0 `CONTINUES`, bit 1 `TXN`, bit 2 `CONTROL`, bit 3
+//!             `ENTRY` (see below); others zero
 //!   32     8  min timestamp (i64, ms)
 //!   40     8  max timestamp (i64, ms)
-//!   48     8  Raft term (u64), 0 until replication writes it
-//!   56     …  body: the batch as an Arrow IPC *stream* (schema message, record batch
+//!   48     8  Raft term (u64) when `ENTRY` is set, else 0
+//!   56     8  Raft index (u64; version 2 only) when `ENTRY` is set, else 0
+//!   64     …  body: the batch as an Arrow IPC *stream* (schema message, record batch
 //!             message, end-of-stream marker), so every frame decodes on its own
 //! ```
+//!
+//! **Raft entries.** A replicated partition's log is its Raft log (see
+//! docs/design/2026-12-02-replication.md): one entry is one statement group, every frame of
+//! it has `ENTRY` set and carries the entry's term and index (openraft's log id; the first
+//! entry, the initial membership, is index 0), and indexes grow by one from entry to entry. A
+//! `CONTROL` frame is an entry that is not data (openraft's blank and membership entries): it
+//! holds no rows and takes no offset (its base offset is the next one, its count 0, its
+//! timestamps 0), and its body is opaque bytes for the replication layer. Readers of rows skip
+//! it. Frames without `ENTRY` (all of version 1, and a log of one node's) precede a
+//! partition's Raft log.
 //!
 //! **Statement groups.** The frames one append writes (a statement's share of one partition,
 //! e.g. a COPY's blocks) are a group: every frame but the last has `CONTINUES` set, and the
@@ -60,14 +73,20 @@ use crate::error::{Error, Result};
 
 /// The frame magic, "EDDY".
 pub(crate) const MAGIC: [u8; 4] = *b"EDDY";
-/// The only format version written and read.
-pub(crate) const VERSION: u8 = 1;
+/// The format version written; version 1 (no Raft index) is still read.
+pub(crate) const VERSION: u8 = 2;
 /// Attribute bit: more frames of the same group follow this one.
 pub(crate) const ATTR_CONTINUES: u32 = 1;
 /// Attribute bit: the group is part of a multi-partition append.
 pub(crate) const ATTR_TXN: u32 = 2;
-/// Size of the fixed frame header.
-pub(crate) const HEADER_LEN: usize = 56;
+/// Attribute bit: the frame is a control entry of the Raft log, not rows.
+pub(crate) const ATTR_CONTROL: u32 = 4;
+/// Attribute bit: the frame belongs to a Raft entry (its term and index are the entry's).
+pub(crate) const ATTR_ENTRY: u32 = 8;
+/// Size of the frame header written (version 2); the largest a reader reads.
+pub(crate) const HEADER_LEN: usize = 64;
+/// Size of a version-1 frame header, the smallest a reader accepts.
+pub(crate) const V1_HEADER_LEN: usize = 56;
 
 /// Bodies up to this size are checksummed again when their frame is sealed (at ~10 GB/s, a
 /// few microseconds at most); larger ones have their CRC, computed when they were encoded
@@ -88,6 +107,10 @@ pub(crate) struct FrameHeader {
     pub min_timestamp: i64,
     pub max_timestamp: i64,
     pub term: u64,
+    /// The Raft index (0 in a version-1 frame and in a log that is not a Raft log).
+    pub index: u64,
+    /// The format version: 1 or 2.
+    pub version: u8,
 }
 
 impl FrameHeader {
@@ -101,19 +124,51 @@ impl FrameHeader {
         self.attributes & ATTR_TXN != 0
     }
 
-    /// Parses and sanity-checks a header; the error says what is wrong with it.
-    pub fn parse(bytes: &[u8; HEADER_LEN]) -> Result<FrameHeader, &'static str> {
+    /// Whether the frame is a control entry (no rows, no offset).
+    pub fn control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// Whether the frame belongs to a Raft entry (its term and index are the entry's).
+    pub fn entry(&self) -> bool {
+        self.attributes & ATTR_ENTRY != 0
+    }
+
+    /// Bytes of the header (64, or 56 in version 1).
+    pub fn header_len(&self) -> usize {
+        if self.version == 1 {
+            V1_HEADER_LEN
+        } else {
+            HEADER_LEN
+        }
+    }
+
+    /// Parses and sanity-checks the header at the start of `bytes` (which hold at least its
+    /// version's length); the error says what is wrong with it.
+    pub fn parse(bytes: &[u8]) -> Result<FrameHeader, &'static str> {
+        if bytes.len() < V1_HEADER_LEN {
+            return Err("incomplete frame header");
+        }
         if bytes[0..4] != MAGIC {
             return Err("bad magic");
         }
-        if bytes[4] != VERSION {
+        let version = bytes[4];
+        if version != 1 && version != VERSION {
             return Err("unknown format version");
+        }
+        if version == VERSION && bytes.len() < HEADER_LEN {
+            return Err("incomplete frame header");
         }
         if bytes[5..8] != [0, 0, 0] {
             return Err("reserved bytes are not zero");
         }
         let attributes = u32::from_le_bytes(array(bytes, 28));
-        if attributes & !(ATTR_CONTINUES | ATTR_TXN) != 0 {
+        let known = if version == 1 {
+            ATTR_CONTINUES | ATTR_TXN
+        } else {
+            ATTR_CONTINUES | ATTR_TXN | ATTR_CONTROL | ATTR_ENTRY
+        };
+        if attributes & !known != 0 {
             return Err("unknown attribute bits");
         }
         let header = FrameHeader {
@@ -125,8 +180,27 @@ impl FrameHeader {
             min_timestamp: i64::from_le_bytes(array(bytes, 32)),
             max_timestamp: i64::from_le_bytes(array(bytes, 40)),
             term: u64::from_le_bytes(array(bytes, 48)),
+            index: if version == 1 {
+                0
+            } else {
+                u64::from_le_bytes(array(bytes, 56))
+            },
+            version,
         };
-        if header.record_count == 0 {
+        if !header.entry() && (header.term != 0 || header.index != 0) {
+            return Err("a frame outside a Raft entry has a term or index");
+        }
+        if header.control() {
+            if !header.entry() {
+                return Err("a control frame outside a Raft entry");
+            }
+            if header.record_count != 0 {
+                return Err("a control frame holds rows");
+            }
+            if header.continues() || header.txn() {
+                return Err("a control frame is part of a statement group");
+            }
+        } else if header.record_count == 0 {
             return Err("record count is zero");
         }
         if header.min_timestamp > header.max_timestamp {
@@ -137,7 +211,7 @@ impl FrameHeader {
 
     /// Bytes the whole frame occupies in the file.
     pub fn frame_len(&self) -> u64 {
-        HEADER_LEN as u64 + u64::from(self.body_len)
+        self.header_len() as u64 + u64::from(self.body_len)
     }
 
     /// One past the last offset of the batch.
@@ -145,10 +219,13 @@ impl FrameHeader {
         self.base_offset + u64::from(self.record_count)
     }
 
-    /// Whether the stored CRC matches the header bytes it covers and the body.
-    pub fn crc_matches(&self, header: &[u8; HEADER_LEN], body: &[u8]) -> bool {
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), body);
-        crc == self.crc
+    /// Whether the stored CRC matches the header bytes it covers (the first
+    /// [`FrameHeader::header_len`] of `header`) and the body.
+    pub fn crc_matches(&self, header: &[u8], body: &[u8]) -> bool {
+        let Some(covered) = header.get(CRC_START..self.header_len()) else {
+            return false;
+        };
+        crc32c::crc32c_append(crc32c::crc32c(covered), body) == self.crc
     }
 }
 
@@ -158,9 +235,25 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     out
 }
 
+/// Where a sealed frame goes: its offset, its place in a statement group, and the Raft entry
+/// it belongs to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seal {
+    pub base_offset: u64,
+    /// More frames of the same group follow.
+    pub continues: bool,
+    /// The group is part of a multi-partition append.
+    pub txn: bool,
+    /// The Raft entry's (term, index), in a Raft log.
+    pub entry: Option<(u64, u64)>,
+}
+
 /// A batch encoded as a frame whose base offset is not yet known: the IPC body is written
 /// (and its CRC computed) outside the append lock, e.g. by a bulk load while it still decodes
-/// its input; [`EncodedFrame::seal`] fills in the header under the lock.
+/// its input; [`EncodedFrame::seal`] fills in the header under the lock. Before it is sealed
+/// its header already holds what the batch alone decides (length, rows, timestamps, whether
+/// it is a control frame), so its bytes can travel to a replica, which seals them again at
+/// the same place ([`EncodedFrame::from_bytes`]).
 #[derive(Debug)]
 pub struct EncodedFrame {
     /// Header space followed by the body.
@@ -169,6 +262,7 @@ pub struct EncodedFrame {
     pub(crate) record_count: u32,
     pub(crate) min_timestamp: i64,
     pub(crate) max_timestamp: i64,
+    control: bool,
 }
 
 impl EncodedFrame {
@@ -203,21 +297,78 @@ impl EncodedFrame {
             writer.finish()
         };
         encode(&mut bytes).map_err(|source| Error::Encode { source })?;
+        Self::finish(bytes, record_count, min_timestamp, max_timestamp, false)
+    }
+
+    /// A control frame (see the module docs) holding `payload`.
+    pub fn control(payload: &[u8]) -> Result<Self> {
+        let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+        bytes.resize(HEADER_LEN, 0);
+        bytes.extend_from_slice(payload);
+        Self::finish(bytes, 0, 0, 0, true)
+    }
+
+    /// Checks the body's size, computes its CRC and writes the header fields the batch alone
+    /// decides.
+    fn finish(
+        mut bytes: Vec<u8>,
+        record_count: u32,
+        min_timestamp: i64,
+        max_timestamp: i64,
+        control: bool,
+    ) -> Result<Self> {
         let body = &bytes[HEADER_LEN..];
-        if u32::try_from(body.len()).is_err() {
+        let Ok(body_len) = u32::try_from(body.len()) else {
             return Err(Error::InvalidArgument(format!(
                 "encoded batch is {} bytes; a frame holds at most 4 GiB",
                 body.len()
             )));
-        }
+        };
         let body_crc = crc32c::crc32c(body);
+        let h = &mut bytes[..HEADER_LEN];
+        h[0..4].copy_from_slice(&MAGIC);
+        h[4] = VERSION;
+        h[8..12].copy_from_slice(&body_len.to_le_bytes());
+        h[24..28].copy_from_slice(&record_count.to_le_bytes());
+        let attributes = if control { ATTR_CONTROL } else { 0 };
+        h[28..32].copy_from_slice(&attributes.to_le_bytes());
+        h[32..40].copy_from_slice(&min_timestamp.to_le_bytes());
+        h[40..48].copy_from_slice(&max_timestamp.to_le_bytes());
         Ok(EncodedFrame {
             bytes,
             body_crc,
             record_count,
             min_timestamp,
             max_timestamp,
+            control,
         })
+    }
+
+    /// A frame from its bytes as [`EncodedFrame::bytes`] gave them on another node (sealed or
+    /// not): the header is checked, the body's CRC computed again, and the frame is sealed
+    /// anew where it is appended. Refuses bytes that are not one whole version-2 frame.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        let header = FrameHeader::parse(&bytes)
+            .map_err(|why| Error::InvalidArgument(format!("not a frame: {why}")))?;
+        if header.version != VERSION {
+            return Err(Error::InvalidArgument(
+                "a replicated frame must be of format version 2".into(),
+            ));
+        }
+        if header.frame_len() != bytes.len() as u64 {
+            return Err(Error::InvalidArgument(format!(
+                "frame of {} bytes says it holds {}",
+                bytes.len(),
+                header.frame_len()
+            )));
+        }
+        Self::finish(
+            bytes,
+            header.record_count,
+            header.min_timestamp,
+            header.max_timestamp,
+            header.control(),
+        )
     }
 
     /// Encodes batches, each with its min and max timestamp, into frames in the same order.
@@ -270,32 +421,64 @@ impl EncodedFrame {
         self.bytes.len() as u64
     }
 
-    /// Writes the header for `base_offset`, with `CONTINUES` set when `continues` (more
-    /// frames of the same group follow) and `TXN` when `txn`; the frame is then
+    /// Cuts whole frames laid one after the other (a replicated entry's bytes) apart, each
+    /// as [`EncodedFrame::from_bytes`] takes it.
+    pub fn split(bytes: &[u8]) -> Result<Vec<EncodedFrame>> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let header = FrameHeader::parse(&bytes[at..]).map_err(|why| {
+                Error::InvalidArgument(format!("not a frame at byte {at}: {why}"))
+            })?;
+            let end = usize::try_from(header.frame_len())
+                .ok()
+                .and_then(|len| at.checked_add(len))
+                .filter(|&end| end <= bytes.len())
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("the frame at byte {at} is cut short"))
+                })?;
+            frames.push(EncodedFrame::from_bytes(bytes[at..end].to_vec())?);
+            at = end;
+        }
+        Ok(frames)
+    }
+
+    /// Whether this is a control frame.
+    pub fn is_control(&self) -> bool {
+        self.control
+    }
+
+    /// Writes the header's place fields (see [`Seal`]) and its CRC; the frame is then
     /// [`EncodedFrame::bytes`].
-    pub(crate) fn seal(&mut self, base_offset: u64, continues: bool, txn: bool) -> FrameHeader {
+    pub(crate) fn seal(&mut self, at: Seal) -> FrameHeader {
         let body_len = self.bytes.len() - HEADER_LEN;
+        let (term, index) = at.entry.unwrap_or((0, 0));
+        let entry = if at.entry.is_some() { ATTR_ENTRY } else { 0 };
+        let attributes = entry
+            | if self.control {
+                ATTR_CONTROL
+            } else {
+                let continues = if at.continues { ATTR_CONTINUES } else { 0 };
+                continues | if at.txn { ATTR_TXN } else { 0 }
+            };
         let mut header = FrameHeader {
-            // `encode` checked that the body fits.
+            // `finish` checked that the body fits.
             body_len: u32::try_from(body_len).unwrap_or(u32::MAX),
             crc: 0,
-            base_offset,
+            base_offset: at.base_offset,
             record_count: self.record_count,
-            attributes: if continues { ATTR_CONTINUES } else { 0 } | if txn { ATTR_TXN } else { 0 },
+            attributes,
             min_timestamp: self.min_timestamp,
             max_timestamp: self.max_timestamp,
-            term: 0,
+            term,
+            index,
+            version: VERSION,
         };
         let h = &mut self.bytes[..HEADER_LEN];
-        h[0..4].copy_from_slice(&MAGIC);
-        h[4] = VERSION;
-        h[8..12].copy_from_slice(&header.body_len.to_le_bytes());
-        h[16..24].copy_from_slice(&base_offset.to_le_bytes());
-        h[24..28].copy_from_slice(&header.record_count.to_le_bytes());
-        h[28..32].copy_from_slice(&header.attributes.to_le_bytes());
-        h[32..40].copy_from_slice(&header.min_timestamp.to_le_bytes());
-        h[40..48].copy_from_slice(&header.max_timestamp.to_le_bytes());
-        h[48..56].copy_from_slice(&header.term.to_le_bytes());
+        h[16..24].copy_from_slice(&at.base_offset.to_le_bytes());
+        h[28..32].copy_from_slice(&attributes.to_le_bytes());
+        h[48..56].copy_from_slice(&term.to_le_bytes());
+        h[56..64].copy_from_slice(&index.to_le_bytes());
         let header_crc = crc32c::crc32c(&self.bytes[CRC_START..HEADER_LEN]);
         // Combining CRCs costs a few dozen 32x32 GF(2) matrix squarings (microseconds, the
         // same for any length); a small body is cheaper to checksum again after the header.
@@ -308,9 +491,25 @@ impl EncodedFrame {
         header
     }
 
-    /// The complete frame (meaningful after [`EncodedFrame::seal`]).
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// Shorthand for a frame of a log that is not a Raft log.
+    #[cfg(test)]
+    pub(crate) fn seal_at(&mut self, base_offset: u64, continues: bool, txn: bool) -> FrameHeader {
+        self.seal(Seal {
+            base_offset,
+            continues,
+            txn,
+            ..Seal::default()
+        })
+    }
+
+    /// The complete frame (its place fields meaningful after [`EncodedFrame::seal`]).
+    pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The frame's bytes, given up.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 }
 
@@ -379,7 +578,7 @@ mod tests {
     fn sealed_frame_round_trips_header_and_body() {
         let original = batch(10);
         let mut frame = EncodedFrame::encode(&original, -5, 99).unwrap();
-        let sealed = frame.seal(1234, false, false);
+        let sealed = frame.seal_at(1234, false, false);
         let bytes = frame.bytes().to_vec();
         let (header_bytes, body) = split(&bytes);
         let header = FrameHeader::parse(&header_bytes).unwrap();
@@ -400,7 +599,7 @@ mod tests {
         // both must give the CRC of header and body read together.
         for rows in [1, 10, 20_000] {
             let mut frame = EncodedFrame::encode(&batch(rows), 0, 1).unwrap();
-            let sealed = frame.seal(5, false, false);
+            let sealed = frame.seal_at(5, false, false);
             let bytes = frame.bytes().to_vec();
             let body_len = bytes.len() - HEADER_LEN;
             assert_eq!(
@@ -421,7 +620,7 @@ mod tests {
     #[test]
     fn any_flipped_bit_fails_parse_or_crc() {
         let mut frame = EncodedFrame::encode(&batch(3), 1, 2).unwrap();
-        frame.seal(7, false, false);
+        frame.seal_at(7, false, false);
         let bytes = frame.bytes().to_vec();
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
@@ -435,6 +634,55 @@ mod tests {
             };
             assert!(!ok, "flipping bit {bit} went unnoticed");
         }
+    }
+
+    /// A frame of a Raft entry carries its term and index under the CRC; control frames
+    /// hold no rows; a term or index, or a control frame, outside an entry is refused.
+    #[test]
+    fn entry_and_control_frames_round_trip_and_bad_ones_are_refused() {
+        let mut frame = EncodedFrame::encode(&batch(4), 3, 8).unwrap();
+        let sealed = frame.seal(Seal {
+            base_offset: 10,
+            continues: true,
+            txn: false,
+            entry: Some((7, 42)),
+        });
+        let (header_bytes, body) = split(frame.bytes());
+        let header = FrameHeader::parse(&header_bytes).unwrap();
+        assert_eq!(header, sealed);
+        assert!(header.entry() && header.continues() && !header.control());
+        assert_eq!((header.term, header.index), (7, 42));
+        assert!(header.crc_matches(&header_bytes, &body));
+
+        let mut control = EncodedFrame::control(b"membership").unwrap();
+        control.seal(Seal {
+            base_offset: 14,
+            continues: true,
+            entry: Some((7, 43)),
+            ..Seal::default()
+        });
+        let header = FrameHeader::parse(control.bytes()).unwrap();
+        assert!(
+            header.control() && !header.continues(),
+            "a control frame ends its entry"
+        );
+        assert_eq!((header.record_count, header.next_offset()), (0, 14));
+        assert_eq!(&control.bytes()[HEADER_LEN..], b"membership");
+        let copy = EncodedFrame::from_bytes(control.bytes().to_vec()).unwrap();
+        assert!(copy.is_control());
+
+        let forged = |at: usize, value: u32| {
+            let mut bytes = frame.bytes().to_vec();
+            bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            FrameHeader::parse(&bytes)
+        };
+        assert!(forged(28, 0).is_err(), "term and index without ENTRY");
+        assert!(forged(28, ATTR_CONTROL).is_err(), "control without ENTRY");
+        assert!(
+            forged(28, ATTR_CONTROL | ATTR_ENTRY).is_err(),
+            "control with rows"
+        );
+        assert!(forged(28, 16 | ATTR_ENTRY).is_err(), "unknown bit");
     }
 
     #[test]

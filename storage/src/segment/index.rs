@@ -1,21 +1,24 @@
 //! The sparse offset + time index kept beside each segment.
 //!
-//! `NNN.index` is an array of fixed 24-byte little-endian entries, one for the segment's first
-//! batch and then one for each batch that starts at least `index_interval_bytes` after the
-//! previous entry's batch:
+//! `NNN.index` is the magic `EDDYIX02`, then an array of fixed 32-byte little-endian entries,
+//! one for the segment's first frame and then one for each frame that starts at least
+//! `index_interval_bytes` after the previous entry's frame:
 //!
 //! ```text
 //! byte  size  field
-//!    0     4  relative offset (u32): batch base offset - segment base offset
-//!    4     4  file position (u32) of the batch's frame
-//!    8     8  min timestamp (i64) over the segment's batches up to and including this one
-//!   16     8  max timestamp (i64) over the segment's batches up to and including this one
+//!    0     4  relative offset (u32): frame base offset - segment base offset
+//!    4     4  file position (u32) of the frame
+//!    8     8  min timestamp (i64) over the segment's frames up to and including this one
+//!   16     8  max timestamp (i64) over the segment's frames up to and including this one
+//!   24     8  Raft index + 1 (u64) of the frame's entry; 0: the frame is not an entry
 //! ```
 //!
-//! One file serves both lookups: by offset (binary search on the relative offset) and by
-//! time (the running max is non-decreasing, so binary search for the last entry whose running
-//! max is below the target). Positions and relative offsets are u32, so the log rolls a
-//! segment before either would overflow.
+//! One file serves three lookups: by offset (binary search on the relative offset), by time
+//! (the running max is non-decreasing, so binary search for the last entry whose running max
+//! is below the target) and by Raft index. A control frame takes no offset, so two entries
+//! may share a relative offset; positions strictly grow. Positions and relative offsets are
+//! u32, so the log rolls a segment before either would overflow. An index without the magic
+//! (the 24-byte entries of before) is rebuilt like any unusable one.
 //!
 //! The index is a **cache**. The active segment's index lives in memory and is written to
 //! disk when the segment is closed (roll or [`crate::PartitionLog::close`]); recovery rebuilds
@@ -25,7 +28,9 @@
 //! inconsistent index is rebuilt from the segment and rewritten.
 
 /// Size of one index entry on disk.
-pub(crate) const ENTRY_LEN: usize = 24;
+pub(crate) const ENTRY_LEN: usize = 32;
+/// The first bytes of an index file.
+const MAGIC: &[u8; 8] = b"EDDYIX02";
 
 /// One index entry, as described in the module doc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,16 +39,20 @@ pub(crate) struct IndexEntry {
     pub position: u32,
     pub min_timestamp: i64,
     pub max_timestamp: i64,
+    /// The Raft index of the frame's entry, if it belongs to one.
+    pub index: Option<u64>,
 }
 
-/// Serialises entries in file order.
+/// Serialises entries in file order, after the magic.
 pub(crate) fn encode(entries: &[IndexEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * ENTRY_LEN);
+    let mut out = Vec::with_capacity(MAGIC.len() + entries.len() * ENTRY_LEN);
+    out.extend_from_slice(MAGIC);
     for e in entries {
         out.extend_from_slice(&e.relative_offset.to_le_bytes());
         out.extend_from_slice(&e.position.to_le_bytes());
         out.extend_from_slice(&e.min_timestamp.to_le_bytes());
         out.extend_from_slice(&e.max_timestamp.to_le_bytes());
+        out.extend_from_slice(&e.index.map_or(0, |i| i + 1).to_le_bytes());
     }
     out
 }
@@ -51,6 +60,9 @@ pub(crate) fn encode(entries: &[IndexEntry]) -> Vec<u8> {
 /// Parses an index file and checks that it is well formed for a segment file of
 /// `segment_len` bytes. The error says why the index cannot be used (it is then rebuilt).
 pub(crate) fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<IndexEntry>, &'static str> {
+    let Some(bytes) = bytes.strip_prefix(MAGIC) else {
+        return Err("index is of an older format or damaged");
+    };
     if bytes.is_empty() {
         return Err("index is empty");
     }
@@ -62,14 +74,16 @@ pub(crate) fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<IndexEntry>, 
         let mut u32s = [[0u8; 4]; 2];
         u32s[0].copy_from_slice(&chunk[0..4]);
         u32s[1].copy_from_slice(&chunk[4..8]);
-        let mut i64s = [[0u8; 8]; 2];
-        i64s[0].copy_from_slice(&chunk[8..16]);
-        i64s[1].copy_from_slice(&chunk[16..24]);
+        let mut u64s = [[0u8; 8]; 3];
+        u64s[0].copy_from_slice(&chunk[8..16]);
+        u64s[1].copy_from_slice(&chunk[16..24]);
+        u64s[2].copy_from_slice(&chunk[24..32]);
         let entry = IndexEntry {
             relative_offset: u32::from_le_bytes(u32s[0]),
             position: u32::from_le_bytes(u32s[1]),
-            min_timestamp: i64::from_le_bytes(i64s[0]),
-            max_timestamp: i64::from_le_bytes(i64s[1]),
+            min_timestamp: i64::from_le_bytes(u64s[0]),
+            max_timestamp: i64::from_le_bytes(u64s[1]),
+            index: u64::from_le_bytes(u64s[2]).checked_sub(1),
         };
         if u64::from(entry.position) >= segment_len {
             return Err("index entry points past the end of the segment");
@@ -79,11 +93,12 @@ pub(crate) fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<IndexEntry>, 
         }
         match entries.last() {
             None if entry.relative_offset != 0 || entry.position != 0 => {
-                return Err("first index entry is not the segment's first batch");
+                return Err("first index entry is not the segment's first frame");
             }
             Some(prev)
-                if entry.relative_offset <= prev.relative_offset
+                if entry.relative_offset < prev.relative_offset
                     || entry.position <= prev.position
+                    || entry.index < prev.index
                     || entry.min_timestamp > prev.min_timestamp
                     || entry.max_timestamp < prev.max_timestamp =>
             {
@@ -100,6 +115,14 @@ pub(crate) fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<IndexEntry>, 
 /// entry at or below it (the first entry if the index is empty of such).
 pub(crate) fn lookup_offset(entries: &[IndexEntry], relative_offset: u64) -> Option<IndexEntry> {
     let n = entries.partition_point(|e| u64::from(e.relative_offset) <= relative_offset);
+    entries.get(n.saturating_sub(1)).copied()
+}
+
+/// The entry to start scanning from to find the frame of Raft index `index`: the last entry
+/// at or below it (frames before the first entry's cannot hold it).
+pub(crate) fn lookup_index(entries: &[IndexEntry], index: u64) -> Option<IndexEntry> {
+    // Frames that are not entries precede the Raft log.
+    let n = entries.partition_point(|e| e.index.is_none_or(|i| i <= index));
     entries.get(n.saturating_sub(1)).copied()
 }
 
@@ -120,6 +143,7 @@ mod tests {
             position: pos,
             min_timestamp: min,
             max_timestamp: max,
+            index: Some(u64::from(pos)),
         }
     }
 
@@ -129,6 +153,8 @@ mod tests {
             entry(0, 0, 5, 9),
             entry(10, 4100, 1, 20),
             entry(25, 9000, 1, 20),
+            // A control frame takes no offset: the next frame may share it.
+            entry(25, 9100, 1, 20),
         ];
         assert_eq!(decode(&encode(&entries), 10_000).unwrap(), entries);
     }
@@ -150,6 +176,12 @@ mod tests {
         assert!(decode(&unordered, 10_000).is_err());
         let not_first = encode(&[entry(3, 0, 5, 9)]);
         assert!(decode(&not_first, 10_000).is_err());
+        let older = &good[MAGIC.len()..];
+        assert!(decode(older, 10_000).is_err(), "no magic");
+        let mut index_back = [entry(0, 0, 5, 9), entry(10, 4100, 1, 20)];
+        index_back[1].index = None;
+        index_back[0].index = Some(7);
+        assert!(decode(&encode(&index_back), 10_000).is_err());
         let max_shrinks = encode(&[entry(0, 0, 5, 9), entry(10, 4100, 5, 8)]);
         assert!(decode(&max_shrinks, 10_000).is_err());
     }

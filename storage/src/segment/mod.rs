@@ -18,7 +18,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use parking_lot::RwLock;
 
-use self::format::{FrameHeader, HEADER_LEN, decode_body};
+use self::format::{FrameHeader, HEADER_LEN, V1_HEADER_LEN, decode_body};
 use self::index::IndexEntry;
 use crate::error::{Error, Result};
 use crate::log::SegmentInfo;
@@ -49,6 +49,9 @@ pub(crate) struct SegState {
     pub max_timestamp: Option<i64>,
     /// The sparse index (see [`index`]).
     pub index: Vec<IndexEntry>,
+    /// Raft indexes of the segment's first and last frames that belong to an entry.
+    pub first_index: Option<u64>,
+    pub last_index: Option<u64>,
     /// When this process first appended to the segment (or opened it, for a recovered
     /// non-empty active segment); drives `segment_ms`.
     pub first_append: Option<Instant>,
@@ -64,6 +67,8 @@ impl SegState {
             min_timestamp: None,
             max_timestamp: None,
             index: Vec::new(),
+            first_index: None,
+            last_index: None,
             first_append: None,
             closed: false,
         }
@@ -103,7 +108,12 @@ impl SegState {
                 position,
                 min_timestamp: min,
                 max_timestamp: max,
+                index: header.entry().then_some(header.index),
             });
+        }
+        if header.entry() {
+            self.first_index.get_or_insert(header.index);
+            self.last_index = Some(header.index);
         }
         self.min_timestamp = Some(min);
         self.max_timestamp = Some(max);
@@ -239,11 +249,24 @@ impl Segment {
         })
     }
 
-    /// Reads and parses the frame header at `position`.
+    /// Reads and parses the frame header at `position` (64 bytes, or 56 for a version-1
+    /// frame, which may end the file fewer than 64 bytes later).
     pub fn read_header(&self, position: u64) -> Result<(FrameHeader, [u8; HEADER_LEN])> {
         let mut bytes = [0u8; HEADER_LEN];
-        self.read_at(&mut bytes, position)?;
-        let header = FrameHeader::parse(&bytes).map_err(|reason| self.corrupt(position, reason))?;
+        let mut n = 0;
+        while n < HEADER_LEN {
+            match self.file.read_at(&mut bytes[n..], position + n as u64) {
+                Ok(0) => break,
+                Ok(read) => n += read,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(format!("reading {}", self.log_path.display()), e)),
+            }
+        }
+        if n < V1_HEADER_LEN {
+            return Err(self.corrupt(position, "unexpected end of segment file"));
+        }
+        let header =
+            FrameHeader::parse(&bytes[..n]).map_err(|reason| self.corrupt(position, reason))?;
         Ok((header, bytes))
     }
 
@@ -274,7 +297,7 @@ impl Segment {
         header_bytes: &[u8; HEADER_LEN],
     ) -> Result<Vec<u8>> {
         let mut body = vec![0u8; header.body_len as usize];
-        self.read_at(&mut body, position + HEADER_LEN as u64)?;
+        self.read_at(&mut body, position + header.header_len() as u64)?;
         if !header.crc_matches(header_bytes, &body) {
             return Err(self.corrupt(position, "CRC mismatch"));
         }

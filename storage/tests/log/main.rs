@@ -5,6 +5,7 @@ mod api;
 mod common;
 mod concurrency;
 mod crash;
+mod entries;
 mod model;
 mod read;
 mod retention;
