@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy_raft::{Group, Result, StateMachine, Timing, Transport};
+use eddy_raft::{Group, Machine, Result, StateMachine, Timing, Transport};
 use tokio::net::TcpListener;
 
 /// Counts what it applies.
@@ -47,7 +47,7 @@ impl StateMachine for Counter {
 
 struct Node {
     transport: Arc<Transport>,
-    groups: Vec<Group<Counter>>,
+    groups: Vec<Group<Machine<Counter>>>,
 }
 
 async fn cluster(nodes: u64, groups: u64, root: &std::path::Path) -> Vec<Node> {
@@ -141,7 +141,7 @@ fn cpu_seconds() -> f64 {
     ticks / hz
 }
 
-async fn timed_writes(group: &Group<Counter>, n: usize) -> Vec<Duration> {
+async fn timed_writes(group: &Group<Machine<Counter>>, n: usize) -> Vec<Duration> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let start = Instant::now();

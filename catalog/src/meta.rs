@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use eddy_raft::{Group, StateMachine, Timing, Transport};
+use eddy_raft::{Group, Machine, StateMachine, Timing, Transport};
 
 use crate::persist::LocalCatalog;
 use crate::replicated::{MetaMachine, decode_outcome, encode_command};
@@ -28,7 +28,7 @@ pub const META_GROUP: u64 = 0;
 
 /// The node's catalog.
 pub struct Catalog {
-    group: Group<MetaMachine>,
+    group: Group<Machine<MetaMachine>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -72,7 +72,7 @@ impl Catalog {
                 .iter()
                 .map(|v| (*v, transport.peers().get(v).cloned().unwrap_or_default()))
                 .collect();
-            Group::<MetaMachine>::seed(&meta, state.applied(), &members, &bytes)
+            Group::<Machine<MetaMachine>>::seed(&meta, state.applied(), &members, &bytes)
                 .map_err(replication)?;
             tracing::info!(
                 commands = state.applied(),

@@ -134,7 +134,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::time::Duration;
 
-    use eddy_raft::{Group, Timing, Transport};
+    use eddy_raft::{Group, Machine, Timing, Transport};
 
     use super::*;
     use crate::LocalCatalog;
@@ -174,7 +174,7 @@ mod tests {
         let peers = BTreeMap::from([(1, listener.local_addr().unwrap().to_string())]);
         let meta = dir.path().join("meta");
         let bytes = MetaMachine::new(state.clone()).snapshot().unwrap();
-        Group::<MetaMachine>::seed(&meta, state.applied(), &peers, &bytes).unwrap();
+        Group::<Machine<MetaMachine>>::seed(&meta, state.applied(), &peers, &bytes).unwrap();
         let transport = Transport::start(1, listener, peers);
         let timing = Timing {
             election_min: Duration::from_millis(150),

@@ -14,9 +14,13 @@ use openraft::{
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use eddy_storage::{EncodedFrame, LogConfig, PartitionLog};
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+
 use crate::log_store::FileLog;
-use crate::machine::{Machine, StateMachine};
+use crate::machine::{Applied, Machine, StateMachine};
 use crate::network::{ClientWriteAnswer, GroupNetwork, RaftHandler};
+use crate::partition::{self, PartitionMachine};
 use crate::rejoin::Rejoin;
 use crate::transport::Transport;
 use crate::wire::{self, Kind};
@@ -52,13 +56,32 @@ impl Default for Timing {
 }
 
 impl Timing {
-    fn config(&self, group: u64) -> Result<Config> {
+    /// The timing of a partition group: heartbeats every 500 ms and elections after 1.5-3 s
+    /// of silence. A partition has a group per replica set, so a node holds many; longer
+    /// intervals keep an idle cluster's heartbeats cheap (the design note measures them), and
+    /// cost no safety: a leader without a majority commits nothing.
+    pub fn partition() -> Timing {
+        Timing {
+            heartbeat: Duration::from_millis(500),
+            election_min: Duration::from_millis(1500),
+            election_max: Duration::from_millis(3000),
+            ..Timing::default()
+        }
+    }
+
+    /// openraft's configuration; `snapshots`: the group's state machine takes snapshots (a
+    /// partition's does not: its log is its state).
+    fn config(&self, group: u64, snapshots: bool) -> Result<Config> {
         let config = Config {
             cluster_name: format!("eddy-group-{group}"),
             heartbeat_interval: self.heartbeat.as_millis() as u64,
             election_timeout_min: self.election_min.as_millis() as u64,
             election_timeout_max: self.election_max.as_millis() as u64,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            snapshot_policy: if snapshots {
+                openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every)
+            } else {
+                openraft::SnapshotPolicy::Never
+            },
             max_in_snapshot_log_to_keep: self.snapshot_every,
             ..Default::default()
         };
@@ -69,11 +92,12 @@ impl Timing {
     }
 }
 
-/// One Raft group on this node.
-pub struct Group<S> {
+/// One Raft group on this node, whose openraft state machine is `M`: [`Machine`] over a
+/// [`StateMachine`] (the metadata group), or a partition's [`PartitionMachine`].
+pub struct Group<M> {
     id: u64,
     raft: Raft<TypeConfig>,
-    machine: Machine<S>,
+    machine: M,
     transport: Arc<Transport>,
     timing: Timing,
     /// The background decision of a node that found no files for the group (`rejoin.rs`),
@@ -155,7 +179,7 @@ fn raft_error(group: u64, e: impl std::fmt::Display) -> Error {
     }
 }
 
-impl<S: StateMachine> Group<S> {
+impl<S: StateMachine> Group<Machine<S>> {
     /// Prepares `dir` so that the group starts from `state` as if it had applied entries up
     /// to `index`, with `voters` (id → peer address) as its membership: how a node takes over
     /// state that existed before replication (a single node's catalog). Refused when `dir`
@@ -198,77 +222,149 @@ impl<S: StateMachine> Group<S> {
         machine: S,
         voters: &BTreeSet<u64>,
         timing: Timing,
-    ) -> Result<Group<S>> {
+    ) -> Result<Group<Machine<S>>> {
         let fresh = !dir.join("log").exists();
         let log = FileLog::open(&dir.join("log"))?;
         let machine = Machine::open(&dir.join("machine"), machine)?;
-        let config = Arc::new(timing.config(id)?);
-        let network = GroupNetwork {
-            transport: transport.clone(),
-            group: id,
-        };
-        let raft = Raft::new(transport.node_id(), config, network, log, machine.clone())
-            .await
-            .map_err(|e| raft_error(id, e))?;
-        let rejoin = Arc::new(Rejoin::new(
-            dir.join("rejoining"),
-            fresh && voters.len() > 1,
-            machine.applied(),
-        ));
-        transport.register(
+        launch(
             id,
-            Arc::new(RaftHandler {
-                raft: raft.clone(),
-                rejoin: rejoin.clone(),
-            }),
-        );
-        let members: BTreeMap<u64, BasicNode> = voters
-            .iter()
-            .map(|v| {
-                let addr = transport.peers().get(v).cloned().unwrap_or_default();
-                (*v, BasicNode { addr })
-            })
-            .collect();
-        let mut deciding = None;
-        if rejoin.deciding() {
-            // Decided from the peers in the background: the node may have to wait for them.
-            let (raft, transport, voters, timing) = (
-                raft.clone(),
-                transport.clone(),
-                voters.clone(),
-                timing.clone(),
-            );
-            deciding = Some(tokio::spawn(async move {
-                decide(id, &raft, &transport, &rejoin, &voters, &timing, members).await;
-            }));
-        } else if !rejoin.rejoining() {
-            initialize(id, &raft, members).await?;
-            if voters.len() == 1 && voters.contains(&transport.node_id()) {
-                // The only voter needs nobody's vote: elect now instead of after an election
-                // timeout of silence (every restart of a single node would wait for it).
-                raft.trigger()
-                    .elect()
-                    .await
-                    .map_err(|e| raft_error(id, e))?;
-            }
-        }
-        Ok(Group {
-            id,
-            raft,
-            machine,
             transport,
+            (log, machine),
+            (fresh, dir.join("rejoining")),
+            voters,
+            timing.config(id, true)?,
             timing,
-            deciding,
-        })
+        )
+        .await
+    }
+}
+
+impl Group<PartitionMachine> {
+    /// Starts partition group `id` over `voters` in the partition's directory `dir`: its
+    /// segments are the group's log (`partition.rs`), its high watermark the state machine.
+    pub async fn start_partition(
+        id: u64,
+        transport: Arc<Transport>,
+        dir: &Path,
+        config: LogConfig,
+        voters: &BTreeSet<u64>,
+        timing: Timing,
+    ) -> Result<Group<PartitionMachine>> {
+        let (store, machine, _, fresh) = partition::open(dir, config)?;
+        launch(
+            id,
+            transport,
+            (store, machine),
+            (fresh, dir.join("raft-rejoining")),
+            voters,
+            timing.config(id, false)?,
+            timing,
+        )
+        .await
     }
 
+    /// The partition's log, to read (everything below its high watermark is committed).
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        self.machine.log()
+    }
+
+    /// Appends one statement group of frames through the group's leader (from any node) and
+    /// returns its offsets `(base, next)` once committed and applied here.
+    pub async fn append(&self, frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
+        let bytes = partition::encode_frames(frames)?;
+        let (index, reply) = self.write(bytes).await?;
+        partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
+            group: self.id,
+            why: format!("entry {index} was applied as no data"),
+        })
+    }
+}
+
+/// Starts the openraft core over a log store and a state machine, routes the group's messages to it and
+/// decides how it joins: `rejoin` = (the group's files were just created, the marker file of
+/// `rejoin.rs`).
+async fn launch<L, M>(
+    id: u64,
+    transport: Arc<Transport>,
+    (log, machine): (L, M),
+    rejoin: (bool, std::path::PathBuf),
+    voters: &BTreeSet<u64>,
+    config: Config,
+    timing: Timing,
+) -> Result<Group<M>>
+where
+    L: RaftLogStorage<TypeConfig>,
+    M: RaftStateMachine<TypeConfig> + Applied + Clone,
+{
+    let (fresh, marker) = rejoin;
+    let config = Arc::new(config);
+    let network = GroupNetwork {
+        transport: transport.clone(),
+        group: id,
+    };
+    let raft = Raft::new(transport.node_id(), config, network, log, machine.clone())
+        .await
+        .map_err(|e| raft_error(id, e))?;
+    let rejoin = Arc::new(Rejoin::new(
+        marker,
+        fresh && voters.len() > 1,
+        machine.applied(),
+    ));
+    transport.register(
+        id,
+        Arc::new(RaftHandler {
+            raft: raft.clone(),
+            rejoin: rejoin.clone(),
+        }),
+    );
+    let members: BTreeMap<u64, BasicNode> = voters
+        .iter()
+        .map(|v| {
+            let addr = transport.peers().get(v).cloned().unwrap_or_default();
+            (*v, BasicNode { addr })
+        })
+        .collect();
+    let mut deciding = None;
+    if rejoin.deciding() {
+        // Decided from the peers in the background: the node may have to wait for them.
+        let (raft, transport, voters, timing) = (
+            raft.clone(),
+            transport.clone(),
+            voters.clone(),
+            timing.clone(),
+        );
+        deciding = Some(tokio::spawn(async move {
+            decide(id, &raft, &transport, &rejoin, &voters, &timing, members).await;
+        }));
+    } else if !rejoin.rejoining() {
+        initialize(id, &raft, members).await?;
+        if voters.len() == 1 && voters.contains(&transport.node_id()) {
+            // The only voter needs nobody's vote: elect now instead of after an election
+            // timeout of silence (every restart of a single node would wait for it).
+            raft.trigger()
+                .elect()
+                .await
+                .map_err(|e| raft_error(id, e))?;
+        }
+    }
+    Ok(Group {
+        id,
+        raft,
+        machine,
+        transport,
+        timing,
+        deciding,
+    })
+}
+
+impl<M: Applied + Clone> Group<M> {
     /// The group's id.
     pub fn id(&self) -> u64 {
         self.id
     }
 
     /// The state machine, to read.
-    pub fn machine(&self) -> &Machine<S> {
+    pub fn machine(&self) -> &M {
         &self.machine
     }
 
@@ -382,6 +478,7 @@ impl<S: StateMachine> Group<S> {
         self.raft
             .shutdown()
             .await
-            .map_err(|e| raft_error(self.id, e))
+            .map_err(|e| raft_error(self.id, e))?;
+        self.machine.close()
     }
 }

@@ -5,7 +5,8 @@
 //! docs/design/2026-12-02-replication.md is the plan.
 //!
 //! ```text
-//!   Group<S> ──▶ openraft::Raft ──▶ FileLog (log + vote)      Machine<S> (state + snapshot)
+//!   Group<M> ──▶ openraft::Raft ──▶ FileLog (log + vote)      Machine<S> (state + snapshot)
+//!      │               ├─────────▶ PartitionStore ─▶ PartitionLog ◀─ PartitionMachine (HW)
 //!      │               │
 //!      │ write()       └──▶ GroupNetwork ──▶ Transport ──TCP──▶ peer's Transport ──▶ RaftHandler
 //!      └── forwarded to the leader (ClientWrite) when this node is not it
@@ -19,6 +20,9 @@
 //! - `rejoin.rs`: when a node that lost a group's files may vote in it again.
 //! - [`Machine`] (`machine.rs`): openraft's state machine over a deterministic
 //!   [`StateMachine`], with its snapshot file.
+//! - [`PartitionStore`] and [`PartitionMachine`] (`partition.rs`): a partition group, whose
+//!   log is the partition's segments and whose state machine is its high watermark;
+//!   [`Group::start_partition`], [`Group::append`].
 //!
 //! This crate must never depend on the SQL layer: replication moves bytes and indexes, not
 //! statements.
@@ -28,6 +32,7 @@ mod group;
 mod log_store;
 mod machine;
 mod network;
+mod partition;
 mod records;
 mod rejoin;
 mod transport;
@@ -40,7 +45,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{Error, Result};
 pub use group::{Group, Timing};
 pub use log_store::FileLog;
-pub use machine::{Machine, StateMachine};
+pub use machine::{Applied, Machine, StateMachine};
+pub use partition::{MAX_ENTRY_BYTES, PartitionMachine, PartitionStore};
 pub use transport::{Handler, Transport};
 
 /// A replicated command: opaque bytes (a catalog command, a framed partition batch).

@@ -40,6 +40,23 @@ pub trait StateMachine: Send + Sync + 'static {
     fn restore(&mut self, bytes: &[u8]) -> Result<()>;
 }
 
+/// An openraft state machine a group can wait on.
+pub trait Applied: Send + Sync + 'static {
+    /// The index of the last entry applied on this node, watched (0 before any).
+    fn applied(&self) -> watch::Receiver<u64>;
+
+    /// Releases what the machine holds open, once the group's core has stopped.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: StateMachine> Applied for Machine<S> {
+    fn applied(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+}
+
 /// A snapshot kept: its meta and the state machine's bytes.
 type Kept = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
 
@@ -105,11 +122,6 @@ impl<S: StateMachine> Machine<S> {
     /// Reads the state.
     pub fn read<T>(&self, f: impl FnOnce(&S) -> T) -> T {
         f(&self.shared.read().machine)
-    }
-
-    /// The index of the last applied entry, watched (0 before any).
-    pub fn applied(&self) -> watch::Receiver<u64> {
-        self.applied_tx.subscribe()
     }
 
     fn save(&self, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) -> Result<()> {

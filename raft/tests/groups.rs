@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_raft::{Error, Group, Result, StateMachine, Timing, Transport};
+use eddy_raft::{Error, Group, Machine, Result, StateMachine, Timing, Transport};
 use tokio::net::TcpListener;
 
 /// The state machine under test: every command appended to a list; the reply is its length.
@@ -39,7 +39,7 @@ impl StateMachine for Journal {
 struct Node {
     id: u64,
     transport: Arc<Transport>,
-    group: Group<Journal>,
+    group: Group<Machine<Journal>>,
 }
 
 impl Node {
@@ -344,9 +344,9 @@ async fn a_seeded_group_of_one_starts_from_its_state_and_keeps_it() {
     stop_all(nodes).await;
     let dir = cluster.dir(1);
     std::fs::remove_dir_all(&dir).unwrap();
-    Group::<Journal>::seed(&dir, 7, &cluster.peers, b"a\nb").unwrap();
+    Group::<Machine<Journal>>::seed(&dir, 7, &cluster.peers, b"a\nb").unwrap();
     assert!(
-        Group::<Journal>::seed(&dir, 7, &cluster.peers, b"a\nb").is_err(),
+        Group::<Machine<Journal>>::seed(&dir, 7, &cluster.peers, b"a\nb").is_err(),
         "a seeded directory must not be seeded again"
     );
 

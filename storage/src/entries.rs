@@ -13,8 +13,8 @@
 //!   the committer's queue is not used — openraft already hands its storage everything queued
 //!   in one call.
 //! - **The high watermark** moves on [`PartitionLog::commit_entries`] (the state machine's
-//!   apply), to the end of the last committed entry that is also durable here — never on a
-//!   flush alone. Nothing uncommitted is ever readable.
+//!   apply), to the end of the last committed entry — durable on a majority, if not yet
+//!   flushed here — never on a flush alone. Nothing uncommitted is ever readable.
 //! - **Truncation** ([`PartitionLog::truncate_entries`]) cuts a divergent tail that was never
 //!   committed; offsets past the cut are given again to the entries that replace it (they were
 //!   never visible, so no reader saw them).
@@ -236,7 +236,7 @@ impl PartitionLog {
     }
 
     /// Marks every entry up to `index` committed and moves the high watermark to the end of
-    /// the last of them that is durable here. Returns each newly committed entry's index and
+    /// the last of them. Returns each newly committed entry's index and
     /// offsets `(index, base, next)`; control entries span no offsets.
     pub fn commit_entries(&self, index: u64) -> Result<Vec<(u64, u64, u64)>> {
         let raft = self.raft()?;

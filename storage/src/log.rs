@@ -126,13 +126,18 @@ impl Shared {
     }
 
     /// Notes that every offset below `end` is durable, advances the high watermark (to it,
-    /// or in a Raft log to no further than the committed entries) and wakes the tailing
-    /// readers.
+    /// or in a Raft log to the end of the committed entries) and wakes the tailing readers.
+    ///
+    /// A Raft log's committed entries are durable on a majority, though perhaps not yet
+    /// flushed here: a follower shows them at once (a write forwarded from it reads its own
+    /// rows when it returns). Only an OS crash of this node before its flush can take them
+    /// from it again, and then it shows less until the leader sends them back — never
+    /// something uncommitted.
     pub(crate) fn publish_durable(&self, end: u64) {
         let flushed = self.flushed.fetch_max(end, Ordering::AcqRel).max(end);
         let visible = match &self.raft {
             None => flushed,
-            Some(raft) => flushed.min(raft.committed_end.load(Ordering::Acquire)),
+            Some(raft) => raft.committed_end.load(Ordering::Acquire),
         };
         let durable = self
             .durable

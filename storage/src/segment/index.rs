@@ -118,11 +118,12 @@ pub(crate) fn lookup_offset(entries: &[IndexEntry], relative_offset: u64) -> Opt
     entries.get(n.saturating_sub(1)).copied()
 }
 
-/// The entry to start scanning from to find the frame of Raft index `index`: the last entry
-/// at or below it (frames before the first entry's cannot hold it).
+/// The entry to start scanning from to find the first frame of Raft index `index`: the last
+/// entry below it. Not one *at* it: an entry of several frames may have an index entry for a
+/// later frame of it, and starting there would skip its first.
 pub(crate) fn lookup_index(entries: &[IndexEntry], index: u64) -> Option<IndexEntry> {
     // Frames that are not entries precede the Raft log.
-    let n = entries.partition_point(|e| e.index.is_none_or(|i| i <= index));
+    let n = entries.partition_point(|e| e.index.is_none_or(|i| i < index));
     entries.get(n.saturating_sub(1)).copied()
 }
 
@@ -184,6 +185,27 @@ mod tests {
         assert!(decode(&encode(&index_back), 10_000).is_err());
         let max_shrinks = encode(&[entry(0, 0, 5, 9), entry(10, 4100, 5, 8)]);
         assert!(decode(&max_shrinks, 10_000).is_err());
+    }
+
+    #[test]
+    fn a_raft_index_lookup_starts_before_the_entrys_first_frame() {
+        let mut entries: Vec<IndexEntry> = (0..5).map(|i| entry(i, i * 100, 0, 0)).collect();
+        for (e, index) in entries
+            .iter_mut()
+            .zip([None, Some(3), Some(5), Some(5), Some(6)])
+        {
+            e.index = index;
+        }
+        let at = |index| lookup_index(&entries, index).unwrap().position;
+        assert_eq!(
+            at(5),
+            100,
+            "entry 5's first frame may lie before its first index entry"
+        );
+        assert_eq!(at(6), 300);
+        assert_eq!(at(3), 0);
+        assert_eq!(at(0), 0);
+        assert_eq!(at(99), 400);
     }
 
     #[test]

@@ -255,3 +255,26 @@ fn a_log_written_before_frame_version_2_still_reads() {
     assert_eq!(read_offsets(&log, 0), (0..10).collect::<Vec<_>>());
     assert_eq!(log.first_entry_index(), Some(1));
 }
+
+/// Entries of many frames, with index entries inside them: reading from any entry's index
+/// returns it whole, from its first frame.
+#[test]
+fn an_entry_is_read_from_its_first_frame_wherever_the_index_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_segments(1 << 20), None);
+    let mut next = 0;
+    for index in 0..20 {
+        let rows = [3, 4, 5, 6];
+        log.write_entries(vec![data(1, index, next, &rows)])
+            .unwrap();
+        next += 18;
+    }
+    for index in 0..20 {
+        let read = log.read_entries(index, index + 1, u64::MAX).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].index, index);
+        let frames = EncodedFrame::split(&read[0].bytes).unwrap();
+        let rows: Vec<u32> = frames.iter().map(EncodedFrame::record_count).collect();
+        assert_eq!(rows, [3, 4, 5, 6], "entry {index}");
+    }
+}

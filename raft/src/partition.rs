@@ -1,0 +1,626 @@
+//! Partition groups: a partition's [`PartitionLog`] is its Raft group's log — openraft's
+//! entries are written into the segments as frames carrying their term and index, once — and
+//! the group's state machine is the partition's high watermark, which moves when entries are
+//! applied (committed), never before. See docs/design/2026-12-02-replication.md.
+//!
+//! ```text
+//! <partition dir>/NNN.log          the entries' frames (storage's `entries.rs`)
+//! <partition dir>/raft-state       "EDDYPRS1", one record (`records.rs`): the vote and the
+//!                                  membership entries the log holds; replaced atomically
+//! <partition dir>/raft-committed   "EDDYPRC1", term, index, CRC32C: the last committed log
+//!                                  id; overwritten in place, not synced
+//! ```
+//!
+//! - **Appends** write the entries at once (readable by replication, not by readers) and hand
+//!   the flush to the partition's flusher task: one fdatasync for every append queued while
+//!   the previous one ran, each append's `LogFlushed` answered in order.
+//! - **The committed log id** is saved on every advance without a sync: a value lost in an OS
+//!   crash is an older committed id, which is still committed — the partition then shows less
+//!   until the leader's next message, never something uncommitted. On open the state machine
+//!   starts as having applied it, so nothing is read back to be applied again.
+//! - **Memberships** are few: each membership entry is also kept in `raft-state` (synced
+//!   before the entry is written), so openraft finds the membership without reading the log.
+//! - **Snapshots**: the log is the state; a snapshot is its position. A replica behind the
+//!   log's start (segments deleted by retention or tiering) cannot be caught up yet: that is
+//!   milestone 4 (the cold manifest plus the hot segments as the snapshot).
+
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Cursor, Write};
+use std::ops::{Bound, RangeBounds};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use eddy_storage::{EncodedFrame, LogConfig, PartitionLog, StoredEntry};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, LogState, Membership, OptionalSend,
+    RaftLogReader, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership, Vote,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, Result, io};
+use crate::machine::Applied;
+use crate::{Reply, Request, TypeConfig, records};
+
+const STATE_MAGIC: &[u8; 8] = b"EDDYPRS1";
+const COMMITTED_MAGIC: &[u8; 8] = b"EDDYPRC1";
+/// Bytes of `raft-committed`: magic, term, index, CRC32C of the two.
+const COMMITTED_LEN: usize = 8 + 8 + 8 + 4;
+/// A batch of entries sent to a follower stops after this many bytes (at least one entry):
+/// an AppendEntries message stays far below the transport's frame limit.
+const SEND_BYTES: u64 = 16 << 20;
+/// An entry (a statement's share of one partition) may be at most this large, so that it fits
+/// one message to a follower.
+pub const MAX_ENTRY_BYTES: usize = 64 << 20;
+
+/// What a control frame holds: an openraft entry that is not data.
+#[derive(Serialize, Deserialize)]
+enum Control {
+    Blank,
+    Membership(Membership<u64, BasicNode>),
+}
+
+/// `raft-state`'s record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct DiskState {
+    vote: Option<Vote<u64>>,
+    /// The membership entries the log holds, in index order.
+    memberships: Vec<(LogId<u64>, Membership<u64, BasicNode>)>,
+}
+
+/// What the state machine has applied.
+#[derive(Clone, Debug, Default)]
+struct AppliedState {
+    last: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    log: Arc<PartitionLog>,
+    state: Mutex<DiskState>,
+    committed_file: File,
+    applied: Mutex<AppliedState>,
+    applied_tx: watch::Sender<u64>,
+    /// The flusher task's queue (see the module docs).
+    flushes: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+}
+
+/// A partition's Raft log storage (openraft's `RaftLogStorage`); clones share it.
+#[derive(Clone)]
+pub struct PartitionStore(Arc<Inner>);
+
+/// A partition's state machine: the high watermark (openraft's `RaftStateMachine`); clones
+/// share it.
+#[derive(Clone)]
+pub struct PartitionMachine(Arc<Inner>);
+
+fn log_id(term: u64, index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(term, 0), index)
+}
+
+fn storage_error(e: impl std::fmt::Display) -> Error {
+    Error::Raft {
+        group: 0,
+        why: e.to_string(),
+    }
+}
+
+/// Opens the partition in `dir` as a Raft log: its store, its state machine, and the log
+/// itself (for readers). `fresh`: `dir` held no Raft state yet.
+pub fn open(
+    dir: &Path,
+    config: LogConfig,
+) -> Result<(PartitionStore, PartitionMachine, Arc<PartitionLog>, bool)> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let state_path = dir.join("raft-state");
+    let fresh = !state_path.exists();
+    let mut state = read_state(&state_path)?;
+    let committed_path = dir.join("raft-committed");
+    let committed = read_committed(&committed_path)?;
+    let log = PartitionLog::open_replicated(dir, config, committed.map(|c| c.index))
+        .map_err(storage_error)?;
+    let last = log.last_entry().map_err(storage_error)?;
+    // Memberships of entries a crash kept from being written are not in the log.
+    state
+        .memberships
+        .retain(|(id, _)| last.is_some_and(|(_, l)| id.index <= l));
+    let applied = log
+        .committed_entry()
+        .map_err(storage_error)?
+        .map(|(term, index)| log_id(term, index));
+    let membership = state
+        .memberships
+        .iter()
+        .rev()
+        .find(|(id, _)| applied.is_some_and(|a| id.index <= a.index))
+        .map(|(id, m)| StoredMembership::new(Some(*id), m.clone()))
+        .unwrap_or_default();
+    let committed_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&committed_path)
+        .map_err(io(&committed_path))?;
+    let (flushes, queue) = mpsc::unbounded_channel();
+    let log = Arc::new(log);
+    let inner = Arc::new(Inner {
+        dir: dir.to_path_buf(),
+        log: log.clone(),
+        state: Mutex::new(state),
+        committed_file,
+        applied: Mutex::new(AppliedState {
+            last: applied,
+            membership,
+        }),
+        applied_tx: watch::channel(applied.map_or(0, |a| a.index)).0,
+        flushes,
+    });
+    tokio::spawn(flusher(log.clone(), queue));
+    Ok((
+        PartitionStore(inner.clone()),
+        PartitionMachine(inner),
+        log,
+        fresh,
+    ))
+}
+
+/// Flushes the log for every append queued, oldest first; one fdatasync covers all the
+/// appends queued while the last one ran. Ends when the store is dropped.
+async fn flusher(
+    log: Arc<PartitionLog>,
+    mut queue: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut waiting = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            waiting.push(more);
+        }
+        let log = log.clone();
+        let flushed = tokio::task::spawn_blocking(move || log.flush())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+        for callback in waiting {
+            let result = match &flushed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            callback.log_io_completed(result);
+        }
+    }
+}
+
+fn read_state(path: &Path) -> Result<DiskState> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DiskState::default()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    // Written whole under another name and renamed: a partial one is damage.
+    let contents = records::read(&bytes, STATE_MAGIC, path)?;
+    match contents.records.as_slice() {
+        [record] if contents.valid_end == bytes.len() as u64 => {
+            postcard::from_bytes(record.payload).map_err(|e| Error::Damaged {
+                path: path.to_path_buf(),
+                at: record.at,
+                why: format!("not a partition's Raft state: {e}"),
+            })
+        }
+        _ => Err(Error::Damaged {
+            path: path.to_path_buf(),
+            at: 0,
+            why: "the file must hold exactly one whole record".into(),
+        }),
+    }
+}
+
+/// The committed log id saved, if one was and it is whole (a torn write reads as none: an
+/// older committed id is still a committed one).
+fn read_committed(path: &Path) -> Result<Option<LogId<u64>>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    if bytes.len() != COMMITTED_LEN || &bytes[..8] != COMMITTED_MAGIC {
+        return Ok(None);
+    }
+    let crc = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
+    if crc32c::crc32c(&bytes[8..24]) != crc {
+        return Ok(None);
+    }
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    Ok(Some(log_id(word(8), word(16))))
+}
+
+impl Inner {
+    /// Replaces `raft-state` with `state`, durably.
+    fn save_state(&self, state: &DiskState) -> Result<()> {
+        let path = self.dir.join("raft-state");
+        let fresh = self.dir.join("raft-state.new");
+        let payload = postcard::to_allocvec(state).map_err(|e| Error::Protocol(e.to_string()))?;
+        let mut bytes = STATE_MAGIC.to_vec();
+        records::encode(&payload, &mut bytes)?;
+        let mut file = File::create(&fresh).map_err(io(&fresh))?;
+        file.write_all(&bytes).map_err(io(&fresh))?;
+        file.sync_all().map_err(io(&fresh))?;
+        fs::rename(&fresh, &path).map_err(io(&path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))
+    }
+
+    fn frames(entry: Entry<TypeConfig>) -> Result<eddy_storage::Entry> {
+        let control = |c: &Control| -> Result<Vec<EncodedFrame>> {
+            let payload = postcard::to_allocvec(c).map_err(|e| Error::Protocol(e.to_string()))?;
+            Ok(vec![
+                EncodedFrame::control(&payload).map_err(storage_error)?,
+            ])
+        };
+        let frames = match entry.payload {
+            EntryPayload::Blank => control(&Control::Blank)?,
+            EntryPayload::Membership(m) => control(&Control::Membership(m))?,
+            EntryPayload::Normal(Request(bytes)) => {
+                EncodedFrame::split(&bytes).map_err(storage_error)?
+            }
+        };
+        Ok(eddy_storage::Entry {
+            term: entry.log_id.leader_id.term,
+            index: entry.log_id.index,
+            frames,
+        })
+    }
+
+    fn entry(stored: StoredEntry) -> Result<Entry<TypeConfig>> {
+        let payload = if stored.control {
+            match postcard::from_bytes(&stored.bytes) {
+                Ok(Control::Blank) => EntryPayload::Blank,
+                Ok(Control::Membership(m)) => EntryPayload::Membership(m),
+                Err(e) => {
+                    return Err(Error::Protocol(format!(
+                        "control entry {} is not an openraft entry: {e}",
+                        stored.index
+                    )));
+                }
+            }
+        } else {
+            EntryPayload::Normal(Request(stored.bytes))
+        };
+        Ok(Entry {
+            log_id: log_id(stored.term, stored.index),
+            payload,
+        })
+    }
+
+    fn read(&self, start: u64, end: u64, max_bytes: u64) -> Result<Vec<Entry<TypeConfig>>> {
+        self.log
+            .read_entries(start, end, max_bytes)
+            .map_err(storage_error)?
+            .into_iter()
+            .map(Inner::entry)
+            .collect()
+    }
+}
+
+fn read_error(e: Error) -> StorageError<u64> {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn write_error(e: Error) -> StorageError<u64> {
+    StorageIOError::write_logs(&e).into()
+}
+
+fn range_of<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for PartitionStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        let (start, end) = range_of(&range);
+        self.0.read(start, end, u64::MAX).map_err(read_error)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        self.0.read(start, end, SEND_BYTES).map_err(read_error)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for PartitionStore {
+    type LogReader = PartitionStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        let last = self
+            .0
+            .log
+            .last_entry()
+            .map_err(|e| read_error(storage_error(e)))?;
+        Ok(LogState {
+            last_purged_log_id: None,
+            last_log_id: last.map(|(term, index)| log_id(term, index)),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        let mut state = self.0.state.lock();
+        let mut next = state.clone();
+        next.vote = Some(*vote);
+        self.0
+            .save_state(&next)
+            .map_err(|e| StorageIOError::write_vote(&e))?;
+        *state = next;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        Ok(self.0.state.lock().vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
+        let Some(committed) = committed else {
+            return Ok(());
+        };
+        let mut bytes = Vec::with_capacity(COMMITTED_LEN);
+        bytes.extend_from_slice(COMMITTED_MAGIC);
+        bytes.extend_from_slice(&committed.leader_id.term.to_le_bytes());
+        bytes.extend_from_slice(&committed.index.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[8..24]);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        // In place, not synced: see the module docs.
+        self.0
+            .committed_file
+            .write_all_at(&bytes, 0)
+            .map_err(|e| write_error(io(&self.0.dir.join("raft-committed"))(e)))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        read_committed(&self.0.dir.join("raft-committed")).map_err(read_error)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = Vec::new();
+        let mut memberships = Vec::new();
+        let result = (|| -> Result<()> {
+            for entry in entries {
+                if let EntryPayload::Membership(m) = &entry.payload {
+                    memberships.push((entry.log_id, m.clone()));
+                }
+                batch.push(Inner::frames(entry)?);
+            }
+            if !memberships.is_empty() {
+                let mut state = self.0.state.lock();
+                let mut next = state.clone();
+                next.memberships.extend(memberships);
+                self.0.save_state(&next)?;
+                *state = next;
+            }
+            self.0.log.write_entries(batch).map_err(storage_error)
+        })();
+        match result {
+            Ok(()) => {
+                if let Err(mpsc::error::SendError(callback)) = self.0.flushes.send(callback) {
+                    callback.log_io_completed(Err(std::io::Error::other("the flusher ended")));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_error(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let result = (|| -> Result<()> {
+            self.0
+                .log
+                .truncate_entries(log_id.index)
+                .map_err(storage_error)?;
+            let mut state = self.0.state.lock();
+            if state
+                .memberships
+                .iter()
+                .any(|(id, _)| id.index >= log_id.index)
+            {
+                let mut next = state.clone();
+                next.memberships.retain(|(id, _)| id.index < log_id.index);
+                self.0.save_state(&next)?;
+                *state = next;
+            }
+            Ok(())
+        })();
+        result.map_err(write_error)
+    }
+
+    async fn purge(&mut self, _log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        // The segments are the data: retention and tiering delete them, not Raft (partition
+        // groups never snapshot, so openraft never asks to purge).
+        Ok(())
+    }
+}
+
+impl Applied for PartitionMachine {
+    fn applied(&self) -> watch::Receiver<u64> {
+        self.0.applied_tx.subscribe()
+    }
+
+    /// Closes the partition's log (synced, its directory lock released): the partition can
+    /// be opened again at once, though a task of the stopped core may still hold it.
+    fn close(&self) -> Result<()> {
+        self.0.log.close().map_err(storage_error)
+    }
+}
+
+impl PartitionMachine {
+    /// The partition's log, to read (up to its high watermark).
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        &self.0.log
+    }
+}
+
+fn sm_error(e: Error) -> StorageError<u64> {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for PartitionMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let applied = self.0.applied.lock().clone();
+        let meta = SnapshotMeta {
+            last_log_id: applied.last,
+            last_membership: applied.membership,
+            snapshot_id: applied.last.map_or("empty".into(), |l| {
+                format!("{}-{}", l.leader_id.term, l.index)
+            }),
+        };
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for PartitionMachine {
+    type SnapshotBuilder = PartitionMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let applied = self.0.applied.lock();
+        Ok((applied.last, applied.membership.clone()))
+    }
+
+    /// Moves the high watermark past the entries; each data entry is answered with its
+    /// offsets `(base, next)`.
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let committed = self
+            .0
+            .log
+            .commit_entries(last.index)
+            .map_err(|e| sm_error(storage_error(e)))?;
+        let mut replies = Vec::with_capacity(entries.len());
+        {
+            let mut applied = self.0.applied.lock();
+            for entry in &entries {
+                if let EntryPayload::Membership(m) = &entry.payload {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                }
+                let offsets = committed
+                    .iter()
+                    .find(|(index, _, _)| *index == entry.log_id.index)
+                    .map(|&(_, base, next)| (base, next));
+                let reply = postcard::to_allocvec(&offsets)
+                    .map_err(|e| sm_error(Error::Protocol(e.to_string())))?;
+                replies.push(Reply(reply));
+            }
+            applied.last = Some(last);
+        }
+        self.0.applied_tx.send_replace(last.index);
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMeta<u64, BasicNode>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        Err(sm_error(Error::Raft {
+            group: 0,
+            why: "a partition replica behind the log's start cannot be caught up by a \
+                  snapshot yet"
+                .into(),
+        }))
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        Ok(None)
+    }
+}
+
+/// The offsets a partition group's write was given: `Some((base, next))`, or `None` when the
+/// reply is not a data entry's.
+pub fn decode_offsets(reply: &[u8]) -> Result<Option<(u64, u64)>> {
+    postcard::from_bytes(reply).map_err(|e| Error::Protocol(format!("a partition's reply: {e}")))
+}
+
+/// The bytes of a partition write: the frames of one statement group, one after the other
+/// (sealed again where they are appended). Refused when empty or above [`MAX_ENTRY_BYTES`].
+pub fn encode_frames(frames: Vec<EncodedFrame>) -> Result<Vec<u8>> {
+    let len: usize = frames.iter().map(|f| f.len() as usize).sum();
+    if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
+        return Err(Error::Protocol(
+            "a partition write holds one or more frames of rows".into(),
+        ));
+    }
+    if len > MAX_ENTRY_BYTES {
+        return Err(Error::Protocol(format!(
+            "a partition write of {len} bytes is above the {MAX_ENTRY_BYTES} a Raft entry holds"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len);
+    for frame in frames {
+        bytes.extend_from_slice(frame.bytes());
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,308 @@
+//! Partition groups of real nodes over loopback TCP: a partition's segments are its Raft log.
+//! Every replica holds the same frames at the same offsets, nothing uncommitted is readable,
+//! a new leader's entries replace a divergent uncommitted tail (its offsets given again), and
+//! a group of one restarts with its rows visible at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use eddy_raft::{Error, Group, PartitionMachine, Timing, Transport};
+use eddy_storage::{EncodedFrame, LogConfig, PartitionLog};
+use tokio::net::TcpListener;
+
+/// Partition 0 of the stream the catalog's command 1 created.
+const GROUP: u64 = 1 << 16;
+
+fn timing() -> Timing {
+    Timing {
+        heartbeat: Duration::from_millis(50),
+        election_min: Duration::from_millis(300),
+        election_max: Duration::from_millis(600),
+        write_timeout: Duration::from_secs(2),
+        ..Timing::partition()
+    }
+}
+
+/// One frame per element of `ids`, each a batch of those ids.
+fn frames(ids: &[&[i64]]) -> Vec<EncodedFrame> {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    ids.iter()
+        .map(|ids| {
+            let column = Int64Array::from(ids.to_vec());
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
+            EncodedFrame::encode(&batch, 0, 0).unwrap()
+        })
+        .collect()
+}
+
+/// Every readable row's id, in offset order.
+fn rows(log: &PartitionLog) -> Vec<i64> {
+    log.reader(0)
+        .unwrap()
+        .flat_map(|b| {
+            let b = b.unwrap();
+            b.batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+struct Node {
+    id: u64,
+    transport: Arc<Transport>,
+    group: Group<PartitionMachine>,
+}
+
+impl Node {
+    fn log(&self) -> &Arc<PartitionLog> {
+        self.group.log()
+    }
+
+    async fn stop(self) {
+        self.group.shutdown().await.unwrap();
+        self.transport.shutdown().await;
+    }
+}
+
+struct Cluster {
+    peers: BTreeMap<u64, String>,
+    root: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new(n: u64) -> (Cluster, Vec<Node>) {
+        let mut listeners = Vec::new();
+        let mut peers = BTreeMap::new();
+        for id in 1..=n {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            peers.insert(id, listener.local_addr().unwrap().to_string());
+            listeners.push((id, listener));
+        }
+        let cluster = Cluster {
+            peers,
+            root: tempfile::tempdir().unwrap(),
+        };
+        let mut nodes = Vec::new();
+        for (id, listener) in listeners {
+            nodes.push(cluster.start(id, listener).await);
+        }
+        (cluster, nodes)
+    }
+
+    fn dir(&self, id: u64) -> PathBuf {
+        self.root.path().join(format!("node-{id}")).join("0")
+    }
+
+    async fn start(&self, id: u64, listener: TcpListener) -> Node {
+        let transport = Transport::start(id, listener, self.peers.clone());
+        let voters: BTreeSet<u64> = self.peers.keys().copied().collect();
+        let group = Group::start_partition(
+            GROUP,
+            transport.clone(),
+            &self.dir(id),
+            LogConfig::default(),
+            &voters,
+            timing(),
+        )
+        .await
+        .unwrap();
+        Node {
+            id,
+            transport,
+            group,
+        }
+    }
+
+    async fn restart(&self, id: u64) -> Node {
+        let listener = TcpListener::bind(&self.peers[&id]).await.unwrap();
+        self.start(id, listener).await
+    }
+}
+
+/// Waits until `check` holds, failing with `what` after 20 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn leader_of(nodes: &[Node]) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for node in nodes {
+            if node.group.leader().await == Some(node.id) {
+                return node.id;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn take(nodes: &mut Vec<Node>, id: u64) -> Node {
+    let at = nodes.iter().position(|n| n.id == id).unwrap();
+    nodes.remove(at)
+}
+
+async fn stop_all(nodes: Vec<Node>) {
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_holds_the_same_frames_at_the_same_offsets() {
+    let (_cluster, nodes) = Cluster::new(3).await;
+    let mut next = 0;
+    let mut written: Vec<i64> = Vec::new();
+    for round in 0..3i64 {
+        for node in &nodes {
+            // A statement group of two frames, from any node: forwarded to the leader.
+            let a = [round * 100 + node.id as i64];
+            let b = [
+                round * 100 + node.id as i64 + 10,
+                round * 100 + node.id as i64 + 20,
+            ];
+            let (base, end) = node.group.append(frames(&[&a, &b])).await.unwrap();
+            assert_eq!((base, end), (next, next + 3));
+            next = end;
+            written.extend(a.iter().chain(&b).copied());
+            // Committed and applied on the writer's node when the append returns.
+            assert!(
+                node.log().high_watermark() >= end,
+                "node {}: {} < {end}",
+                node.id,
+                node.log().high_watermark()
+            );
+        }
+    }
+    eventually(
+        "every replica's high watermark reached the last write",
+        || nodes.iter().all(|n| n.log().high_watermark() == next),
+    )
+    .await;
+    let leader_entries = nodes[0].log().read_entries(0, u64::MAX, u64::MAX).unwrap();
+    // Control entries (the initial membership, each leader's blank) and nine data entries.
+    assert_eq!(leader_entries.iter().filter(|e| !e.control).count(), 9);
+    for node in &nodes {
+        assert_eq!(rows(node.log()), written, "node {}", node.id);
+        assert_eq!(
+            node.log().read_entries(0, u64::MAX, u64::MAX).unwrap(),
+            leader_entries,
+            "node {} holds other bytes",
+            node.id
+        );
+    }
+    stop_all(nodes).await;
+}
+
+/// A leader cut off from its followers keeps the entry it could not commit out of sight; when
+/// the others have elected a leader and gone on, that entry is cut from its log and the new
+/// leader's entry takes its offsets — which no reader ever saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncommitted_tail_is_never_read_and_is_replaced_by_the_new_leaders() {
+    let (cluster, mut nodes) = Cluster::new(3).await;
+    let (_, end) = nodes[0].group.append(frames(&[&[1, 2]])).await.unwrap();
+    eventually("every replica has the first write", || {
+        nodes.iter().all(|n| n.log().high_watermark() == end)
+    })
+    .await;
+    let old = leader_of(&nodes).await;
+    let followers: Vec<u64> = nodes.iter().map(|n| n.id).filter(|&id| id != old).collect();
+    for id in &followers {
+        take(&mut nodes, *id).stop().await;
+    }
+    let isolated = take(&mut nodes, old);
+    let err = isolated
+        .group
+        .append(frames(&[&[666]]))
+        .await
+        .expect_err("a leader alone committed a write");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    let log = isolated.log();
+    let (_, last) = log.last_entry().unwrap().unwrap();
+    let (_, committed) = log.committed_entry().unwrap().unwrap();
+    assert!(last > committed, "the lone leader's entry is in its log");
+    assert_eq!(log.high_watermark(), end, "but not readable");
+    assert_eq!(rows(log), [1, 2]);
+    isolated.stop().await;
+
+    let mut survivors = Vec::new();
+    for id in &followers {
+        survivors.push(cluster.restart(*id).await);
+    }
+    let (base, _) = survivors[0]
+        .group
+        .append(frames(&[&[7, 8, 9]]))
+        .await
+        .unwrap_or_else(|e| panic!("the survivors' write: {e}"));
+    assert_eq!(
+        base, end,
+        "the new entry takes the offsets the lost one had"
+    );
+    let back = cluster.restart(old).await;
+    eventually("the old leader took the new leader's entry", || {
+        rows(back.log()) == [1, 2, 7, 8, 9]
+    })
+    .await;
+    survivors.push(back);
+    let reference = survivors[0]
+        .log()
+        .read_entries(0, u64::MAX, u64::MAX)
+        .unwrap();
+    for node in &survivors {
+        eventually("every replica holds the same entries", || {
+            node.log().read_entries(0, u64::MAX, u64::MAX).unwrap() == reference
+        })
+        .await;
+    }
+    stop_all(survivors).await;
+}
+
+/// A node that is a cluster of one: its partition group restarts with every committed row
+/// readable before it has taken a write, and goes on at the next offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_one_restarts_with_its_rows_visible_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("0");
+    let voters = BTreeSet::from([1]);
+    let start = || async {
+        let transport = Transport::alone(1);
+        let group = Group::start_partition(
+            GROUP,
+            transport.clone(),
+            &dir,
+            LogConfig::default(),
+            &voters,
+            timing(),
+        )
+        .await
+        .unwrap();
+        Node {
+            id: 1,
+            transport,
+            group,
+        }
+    };
+    let node = start().await;
+    for i in 0..5 {
+        node.group.append(frames(&[&[i]])).await.unwrap();
+    }
+    node.stop().await;
+
+    let node = start().await;
+    assert_eq!(node.log().high_watermark(), 5);
+    assert_eq!(rows(node.log()), [0, 1, 2, 3, 4]);
+    let (base, end) = node.group.append(frames(&[&[5, 6]])).await.unwrap();
+    assert_eq!((base, end), (5, 7));
+    node.stop().await;
+}
