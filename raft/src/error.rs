@@ -71,6 +71,46 @@ fn unavailable_message(group: u64, why: &str, unknown: bool) -> String {
     }
 }
 
+impl Error {
+    /// The same error again, for each of several callers one failure answers (an I/O error's
+    /// source is kept by kind and message).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Damaged { path, at, why } => Error::Damaged {
+                path: path.clone(),
+                at: *at,
+                why: why.clone(),
+            },
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Unreachable { node, why } => Error::Unreachable {
+                node: *node,
+                why: why.clone(),
+            },
+            Error::NoReply { node, why } => Error::NoReply {
+                node: *node,
+                why: why.clone(),
+            },
+            Error::Unavailable {
+                group,
+                why,
+                unknown,
+            } => Error::Unavailable {
+                group: *group,
+                why: why.clone(),
+                unknown: *unknown,
+            },
+            Error::Raft { group, why } => Error::Raft {
+                group: *group,
+                why: why.clone(),
+            },
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -269,14 +269,24 @@ impl Group<PartitionMachine> {
     }
 
     /// Appends one statement group of frames through the group's leader (from any node) and
-    /// returns its offsets `(base, next)` once committed and applied here.
+    /// returns its offsets `(base, next)` once committed and applied here. Appends that wait
+    /// meanwhile on this node are merged into one entry (`proposals.rs`).
     pub async fn append(&self, frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
-        let bytes = partition::encode_frames(frames)?;
-        let (index, reply) = self.write(bytes).await?;
-        partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
-            group: self.id,
-            why: format!("entry {index} was applied as no data"),
-        })
+        if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
+            return Err(Error::Protocol(
+                "a partition write holds one or more frames of rows".into(),
+            ));
+        }
+        self.machine
+            .proposals()
+            .propose(self.id, frames, |bytes| async move {
+                let (index, reply) = self.write(bytes).await?;
+                partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
+                    group: self.id,
+                    why: format!("entry {index} was applied as no data"),
+                })
+            })
+            .await
     }
 }
 

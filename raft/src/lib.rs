@@ -33,6 +33,7 @@ mod log_store;
 mod machine;
 mod network;
 mod partition;
+mod proposals;
 mod records;
 mod rejoin;
 mod transport;

@@ -45,6 +45,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result, io};
 use crate::machine::Applied;
+use crate::proposals::Proposals;
 use crate::{Reply, Request, TypeConfig, records};
 
 const STATE_MAGIC: &[u8; 8] = b"EDDYPRS1";
@@ -89,6 +90,8 @@ struct Inner {
     applied_tx: watch::Sender<u64>,
     /// The flusher task's queue (see the module docs).
     flushes: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    /// This node's writes waiting to be proposed, merged into entries.
+    proposals: Proposals,
 }
 
 /// A partition's Raft log storage (openraft's `RaftLogStorage`); clones share it.
@@ -161,6 +164,7 @@ pub fn open(
         }),
         applied_tx: watch::channel(applied.map_or(0, |a| a.index)).0,
         flushes,
+        proposals: Proposals::default(),
     });
     tokio::spawn(flusher(log.clone(), queue));
     Ok((
@@ -497,6 +501,11 @@ impl PartitionMachine {
     /// The partition's log, to read (up to its high watermark).
     pub fn log(&self) -> &Arc<PartitionLog> {
         &self.0.log
+    }
+
+    /// This node's writes waiting to be proposed.
+    pub(crate) fn proposals(&self) -> &Proposals {
+        &self.0.proposals
     }
 }
 
