@@ -129,28 +129,20 @@ impl Run {
     }
 }
 
-async fn sequential_group(group: &Group<PartitionMachine>, n: usize) -> Run {
+/// `n` single-row appends one after the other, after 50 to warm up: latencies and rate.
+async fn sequential<F, Fut>(n: usize, append: F) -> Run
+where
+    F: Fn(i64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     for i in 0..50 {
-        group.append(frames(i, 1, 1)).await.unwrap();
+        append(i).await;
     }
     let mut times = Vec::with_capacity(n);
     let start = Instant::now();
     for i in 0..n {
         let t = Instant::now();
-        group.append(frames(i as i64, 1, 1)).await.unwrap();
-        times.push(t.elapsed());
-    }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    times.sort();
-    Run { times, rate }
-}
-
-async fn sequential_local(log: &PartitionLog, n: usize) -> Run {
-    let mut times = Vec::with_capacity(n);
-    let start = Instant::now();
-    for i in 0..n {
-        let t = Instant::now();
-        log.enqueue(frames(i as i64, 1, 1)).await.unwrap();
+        append(i as i64).await;
         times.push(t.elapsed());
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
@@ -196,9 +188,21 @@ async fn main() {
 
     println!("partition_bench: 3 replicas in one process on loopback, one disk and two cores");
     println!("single-row appends, one writer ({n}):");
-    let reference = sequential_local(&local, n).await;
-    let replicated = sequential_group(three_leader, n).await;
-    let alone = sequential_group(one_leader, n).await;
+    let reference = sequential(n, |i| {
+        let append = local.enqueue(frames(i, 1, 1));
+        async move {
+            append.await.unwrap();
+        }
+    })
+    .await;
+    let replicated = sequential(n, |i| async move {
+        three_leader.append(frames(i, 1, 1)).await.unwrap();
+    })
+    .await;
+    let alone = sequential(n, |i| async move {
+        one_leader.append(frames(i, 1, 1)).await.unwrap();
+    })
+    .await;
     println!("{}", reference.line("local log (reference)", None));
     println!("{}", replicated.line("3 replicas", Some(&reference)));
     println!("{}", alone.line("group of one", Some(&reference)));

@@ -128,7 +128,7 @@ impl FileLog {
         if len == 0 {
             file.write_all(LOG_MAGIC).map_err(io(&path))?;
             len = LOG_MAGIC.len() as u64;
-            sync_dir(dir)?;
+            records::sync_dir(dir)?;
         }
         if (len as usize) < bytes.len() || bytes.is_empty() {
             file.set_len(len).map_err(io(&path))?;
@@ -157,35 +157,18 @@ impl FileLog {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
-
 fn read_vote(dir: &Path) -> Result<Option<Vote<u64>>> {
     let path = dir.join("vote");
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(&path)(e)),
+    let Some((at, payload)) = records::read_one(&path, VOTE_MAGIC, "a vote file")? else {
+        return Ok(None);
     };
-    // The file is written whole under another name and renamed: a partial one is damage.
-    let contents = records::read(&bytes, VOTE_MAGIC, &path)?;
-    match contents.records.as_slice() {
-        [record] if contents.valid_end == bytes.len() as u64 => {
-            postcard::from_bytes(record.payload)
-                .map(Some)
-                .map_err(|e| Error::Damaged {
-                    path: path.clone(),
-                    at: record.at,
-                    why: format!("not a vote: {e}"),
-                })
-        }
-        _ => Err(Error::Damaged {
+    postcard::from_bytes(&payload)
+        .map(Some)
+        .map_err(|e| Error::Damaged {
             path,
-            at: 0,
-            why: "a vote file must hold exactly one whole record".into(),
-        }),
-    }
+            at,
+            why: format!("not a vote: {e}"),
+        })
 }
 
 impl Inner {
@@ -285,7 +268,7 @@ impl Inner {
         file.write_all(&bytes).map_err(io(&fresh))?;
         file.sync_all().map_err(io(&fresh))?;
         fs::rename(&fresh, &path).map_err(io(&path))?;
-        sync_dir(&self.dir)?;
+        records::sync_dir(&self.dir)?;
         self.file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -300,17 +283,11 @@ impl Inner {
     }
 
     fn save_vote(&mut self, vote: &Vote<u64>) -> Result<()> {
-        let path = self.dir.join("vote");
-        let fresh = self.dir.join("vote.new");
         let payload = postcard::to_stdvec(vote)
             .map_err(|e| Error::Protocol(format!("encoding a vote: {e}")))?;
         let mut bytes = VOTE_MAGIC.to_vec();
         records::encode(&payload, &mut bytes)?;
-        let mut file = File::create(&fresh).map_err(io(&fresh))?;
-        file.write_all(&bytes).map_err(io(&fresh))?;
-        file.sync_all().map_err(io(&fresh))?;
-        fs::rename(&fresh, &path).map_err(io(&path))?;
-        sync_dir(&self.dir)?;
+        records::replace(&self.dir.join("vote"), &bytes)?;
         self.vote = Some(*vote);
         Ok(())
     }

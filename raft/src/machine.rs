@@ -11,8 +11,8 @@
 //! must give the same result for the same entries from the same state, and effects outside the
 //! state (a directory made for a created stream) must tolerate being asked for twice.
 
-use std::fs::{self, File};
-use std::io::{Cursor, Write};
+use std::fs;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -139,17 +139,12 @@ pub(crate) fn write_snapshot(
 ) -> Result<()> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join("snapshot");
-    let fresh = dir.join("snapshot.new");
     let meta_bytes = postcard::to_stdvec(meta)
         .map_err(|e| Error::Protocol(format!("encoding a snapshot's meta: {e}")))?;
     let mut bytes = SNAPSHOT_MAGIC.to_vec();
     records::encode(&meta_bytes, &mut bytes)?;
     records::encode(data, &mut bytes)?;
-    let mut file = File::create(&fresh).map_err(io(&fresh))?;
-    file.write_all(&bytes).map_err(io(&fresh))?;
-    file.sync_all().map_err(io(&fresh))?;
-    fs::rename(&fresh, &path).map_err(io(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    records::replace(&path, &bytes)
 }
 
 fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<Kept> {

@@ -20,13 +20,15 @@
 //!   starts as having applied it, so nothing is read back to be applied again.
 //! - **Memberships** are few: each membership entry is also kept in `raft-state` (synced
 //!   before the entry is written), so openraft finds the membership without reading the log.
+//! - **Writes** waiting on a node are merged into one entry before openraft sees them
+//!   (`proposals.rs`): openraft 0.9 flushes each append before it takes the next.
 //! - **Snapshots**: the log is the state; a snapshot is its position. A replica behind the
 //!   log's start (segments deleted by retention or tiering) cannot be caught up yet: that is
 //!   milestone 4 (the cold manifest plus the hot segments as the snapshot).
 
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -202,27 +204,15 @@ async fn flusher(
 }
 
 fn read_state(path: &Path) -> Result<DiskState> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DiskState::default()),
-        Err(e) => return Err(io(path)(e)),
+    let Some((at, payload)) = records::read_one(path, STATE_MAGIC, "a partition's Raft state")?
+    else {
+        return Ok(DiskState::default());
     };
-    // Written whole under another name and renamed: a partial one is damage.
-    let contents = records::read(&bytes, STATE_MAGIC, path)?;
-    match contents.records.as_slice() {
-        [record] if contents.valid_end == bytes.len() as u64 => {
-            postcard::from_bytes(record.payload).map_err(|e| Error::Damaged {
-                path: path.to_path_buf(),
-                at: record.at,
-                why: format!("not a partition's Raft state: {e}"),
-            })
-        }
-        _ => Err(Error::Damaged {
-            path: path.to_path_buf(),
-            at: 0,
-            why: "the file must hold exactly one whole record".into(),
-        }),
-    }
+    postcard::from_bytes(&payload).map_err(|e| Error::Damaged {
+        path: path.to_path_buf(),
+        at,
+        why: format!("not a partition's Raft state: {e}"),
+    })
 }
 
 /// The committed log id saved, if one was and it is whole (a torn write reads as none: an
@@ -251,18 +241,10 @@ fn read_committed(path: &Path) -> Result<Option<LogId<u64>>> {
 impl Inner {
     /// Replaces `raft-state` with `state`, durably.
     fn save_state(&self, state: &DiskState) -> Result<()> {
-        let path = self.dir.join("raft-state");
-        let fresh = self.dir.join("raft-state.new");
         let payload = postcard::to_allocvec(state).map_err(|e| Error::Protocol(e.to_string()))?;
         let mut bytes = STATE_MAGIC.to_vec();
         records::encode(&payload, &mut bytes)?;
-        let mut file = File::create(&fresh).map_err(io(&fresh))?;
-        file.write_all(&bytes).map_err(io(&fresh))?;
-        file.sync_all().map_err(io(&fresh))?;
-        fs::rename(&fresh, &path).map_err(io(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))
+        records::replace(&self.dir.join("raft-state"), &bytes)
     }
 
     fn frames(entry: Entry<TypeConfig>) -> Result<eddy_storage::Entry> {
@@ -614,13 +596,12 @@ pub fn decode_offsets(reply: &[u8]) -> Result<Option<(u64, u64)>> {
 }
 
 /// The bytes of a partition write: the frames of one statement group, one after the other
-/// (sealed again where they are appended). Refused when empty or above [`MAX_ENTRY_BYTES`].
+/// (sealed again where they are appended; `Group::append` refused control frames). Refused
+/// when empty or above [`MAX_ENTRY_BYTES`].
 pub fn encode_frames(frames: Vec<EncodedFrame>) -> Result<Vec<u8>> {
     let len: usize = frames.iter().map(|f| f.len() as usize).sum();
-    if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
-        return Err(Error::Protocol(
-            "a partition write holds one or more frames of rows".into(),
-        ));
+    if frames.is_empty() {
+        return Err(Error::Protocol("a partition write holds no frame".into()));
     }
     if len > MAX_ENTRY_BYTES {
         return Err(Error::Protocol(format!(

@@ -12,9 +12,11 @@
 //! torn tail only when no valid record starts anywhere after it; a bad record followed by a
 //! valid one is damage in acknowledged data, refused (as the catalog's command log does).
 
+use std::fs::{self, File};
+use std::io::Write;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io};
 
 const RECORD_HEADER: usize = 8;
 
@@ -107,6 +109,46 @@ pub(crate) fn read<'a>(bytes: &'a [u8], magic: &[u8; 8], path: &Path) -> Result<
         records,
         valid_end: pos as u64,
     })
+}
+
+/// Replaces the file at `path` with `bytes` (a magic and its records) atomically: written
+/// whole under `<name>.new`, synced, renamed over `path`, the directory synced. A crash leaves
+/// the old file or the new one, never part of either.
+pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fresh = path.with_extension("new");
+    let mut file = File::create(&fresh).map_err(io(&fresh))?;
+    file.write_all(bytes).map_err(io(&fresh))?;
+    file.sync_all().map_err(io(&fresh))?;
+    fs::rename(&fresh, path).map_err(io(path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory, so that files created, renamed or removed in it stay so.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Reads a file [`replace`] wrote with exactly one record: its payload and where it starts,
+/// `None` if there is no file. Anything but one whole record is damage (a replaced file is
+/// never partial); `what` names the file's kind in the error.
+pub(crate) fn read_one(path: &Path, magic: &[u8; 8], what: &str) -> Result<Option<(u64, Vec<u8>)>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let contents = read(&bytes, magic, path)?;
+    match contents.records.as_slice() {
+        [record] if contents.valid_end == bytes.len() as u64 => {
+            Ok(Some((record.at, record.payload.to_vec())))
+        }
+        _ => Err(damaged(
+            path,
+            0,
+            &format!("{what} must hold exactly one whole record"),
+        )),
+    }
 }
 
 fn damaged(path: &Path, at: u64, why: &str) -> Error {

@@ -11,6 +11,9 @@ use std::time::Duration;
 use eddy_raft::{Error, Group, Machine, Result, StateMachine, Timing, Transport};
 use tokio::net::TcpListener;
 
+mod common;
+use common::eventually;
+
 /// The state machine under test: every command appended to a list; the reply is its length.
 #[derive(Default)]
 struct Journal(Vec<String>);
@@ -73,13 +76,7 @@ fn timing() -> Timing {
 
 impl Cluster {
     async fn new(n: u64, timing: Timing) -> (Cluster, Vec<Node>) {
-        let mut listeners = Vec::new();
-        let mut peers = BTreeMap::new();
-        for id in 1..=n {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            peers.insert(id, listener.local_addr().unwrap().to_string());
-            listeners.push((id, listener));
-        }
+        let (peers, listeners) = common::listeners(n).await;
         let cluster = Cluster {
             peers,
             root: tempfile::tempdir().unwrap(),
@@ -120,15 +117,6 @@ impl Cluster {
     async fn restart(&self, id: u64) -> Node {
         let listener = TcpListener::bind(&self.peers[&id]).await.unwrap();
         self.start(id, listener).await
-    }
-}
-
-/// Waits until `check` holds, failing with `what` after 20 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -14,6 +14,9 @@ use eddy_raft::{Error, Group, PartitionMachine, Timing, Transport};
 use eddy_storage::{EncodedFrame, LogConfig, PartitionLog};
 use tokio::net::TcpListener;
 
+mod common;
+use common::eventually;
+
 /// Partition 0 of the stream the catalog's command 1 created.
 const GROUP: u64 = 1 << 16;
 
@@ -78,13 +81,7 @@ struct Cluster {
 
 impl Cluster {
     async fn new(n: u64) -> (Cluster, Vec<Node>) {
-        let mut listeners = Vec::new();
-        let mut peers = BTreeMap::new();
-        for id in 1..=n {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            peers.insert(id, listener.local_addr().unwrap().to_string());
-            listeners.push((id, listener));
-        }
+        let (peers, listeners) = common::listeners(n).await;
         let cluster = Cluster {
             peers,
             root: tempfile::tempdir().unwrap(),
@@ -123,15 +120,6 @@ impl Cluster {
     async fn restart(&self, id: u64) -> Node {
         let listener = TcpListener::bind(&self.peers[&id]).await.unwrap();
         self.start(id, listener).await
-    }
-}
-
-/// Waits until `check` holds, failing with `what` after 20 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
