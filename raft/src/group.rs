@@ -14,7 +14,7 @@ use openraft::{
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use eddy_storage::{EncodedFrame, LogConfig, PartitionLog};
+use eddy_storage::{Decision, EncodedFrame, LogConfig, PartitionLog};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 
 use crate::log_store::FileLog;
@@ -287,6 +287,34 @@ impl Group<PartitionMachine> {
                 })
             })
             .await
+    }
+
+    /// Appends one partition's share of a multi-partition append as a `TXN` entry through
+    /// the leader and returns its offsets once committed and applied here. Its rows stay
+    /// invisible — and hold back every later entry's — until [`Group::decide`] names the
+    /// offsets. Never merged with other writes: each has its own decision.
+    pub async fn append_txn(&self, mut frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
+        if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
+            return Err(Error::Protocol(
+                "a partition write holds one or more frames of rows".into(),
+            ));
+        }
+        frames.iter_mut().for_each(EncodedFrame::mark_txn);
+        let (index, reply) = self.write(partition::encode_frames(frames)?).await?;
+        partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
+            group: self.id,
+            why: format!("entry {index} was applied as no data"),
+        })
+    }
+
+    /// Writes the outcome of `TXN` entries (their offsets, as [`Group::append_txn`] returned
+    /// them) and returns once it is applied here: committed rows are then readable, aborted
+    /// ones never are. Deciding an entry again, either way, changes nothing.
+    pub async fn decide(&self, decision: &Decision) -> Result<()> {
+        let frame = decision
+            .frame()
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        self.write(frame.into_bytes()).await.map(|_| ())
     }
 }
 

@@ -7,8 +7,11 @@
 //! <partition dir>/NNN.log          the entries' frames (storage's `entries.rs`)
 //! <partition dir>/raft-state       "EDDYPRS1", one record (`records.rs`): the vote and the
 //!                                  membership entries the log holds; replaced atomically
-//! <partition dir>/raft-committed   "EDDYPRC1", term, index, CRC32C: the last committed log
-//!                                  id; overwritten in place, not synced
+//! <partition dir>/raft-committed   "EDDYPRC2", term, index, scan-from index, CRC32C: the
+//!                                  last committed log id and where the log's transaction
+//!                                  state is read again on open; overwritten in place, not
+//!                                  synced ("EDDYPRC1", without scan-from, is still read)
+//! <partition dir>/txn-aborted      aborted transactions' offsets (storage's `decisions.rs`)
 //! ```
 //!
 //! - **Appends** write the entries at once (readable by replication, not by readers) and hand
@@ -18,6 +21,11 @@
 //!   crash is an older committed id, which is still committed — the partition then shows less
 //!   until the leader's next message, never something uncommitted. On open the state machine
 //!   starts as having applied it, so nothing is read back to be applied again.
+//! - **Transactions**: a statement that writes several partitions writes a `TXN` entry in each
+//!   ([`crate::Group::append_txn`]), then, once its coordinator decided, a decision entry
+//!   ([`crate::Group::decide`]); readers see the rows only after a commit, never after an
+//!   abort (storage's `decisions.rs`). The scan-from index saved with the committed id is
+//!   the first undecided entry's, so a restart finds the undecided ones again.
 //! - **Memberships** are few: each membership entry is also kept in `raft-state` (synced
 //!   before the entry is written), so openraft finds the membership without reading the log.
 //! - **Writes** waiting on a node are merged into one entry before openraft sees them
@@ -51,9 +59,12 @@ use crate::proposals::Proposals;
 use crate::{Reply, Request, TypeConfig, records};
 
 const STATE_MAGIC: &[u8; 8] = b"EDDYPRS1";
-const COMMITTED_MAGIC: &[u8; 8] = b"EDDYPRC1";
-/// Bytes of `raft-committed`: magic, term, index, CRC32C of the two.
-const COMMITTED_LEN: usize = 8 + 8 + 8 + 4;
+const COMMITTED_MAGIC: &[u8; 8] = b"EDDYPRC2";
+/// Before transactions: no scan-from index (scan from the committed one).
+const COMMITTED_MAGIC_V1: &[u8; 8] = b"EDDYPRC1";
+/// Bytes of `raft-committed`: magic, term, index, scan-from index, CRC32C of the three.
+const COMMITTED_LEN: usize = 8 + 8 + 8 + 8 + 4;
+const COMMITTED_LEN_V1: usize = 8 + 8 + 8 + 4;
 /// A batch of entries sent to a follower stops after this many bytes (at least one entry):
 /// an AppendEntries message stays far below the transport's frame limit.
 const SEND_BYTES: u64 = 16 << 20;
@@ -127,9 +138,12 @@ pub fn open(
     let fresh = !state_path.exists();
     let mut state = read_state(&state_path)?;
     let committed_path = dir.join("raft-committed");
-    let committed = read_committed(&committed_path)?;
-    let log = PartitionLog::open_replicated(dir, config, committed.map(|c| c.index))
-        .map_err(storage_error)?;
+    let (committed, scan_from) = match read_committed(&committed_path)? {
+        Some((id, scan_from)) => (Some(id.index), scan_from),
+        None => (None, None),
+    };
+    let log =
+        PartitionLog::open_replicated(dir, config, committed, scan_from).map_err(storage_error)?;
     let last = log.last_entry().map_err(storage_error)?;
     // Memberships of entries a crash kept from being written are not in the log.
     state
@@ -215,19 +229,26 @@ fn read_state(path: &Path) -> Result<DiskState> {
     })
 }
 
-/// The committed log id saved, if one was and it is whole (a torn write reads as none: an
-/// older committed id is still a committed one).
-fn read_committed(path: &Path) -> Result<Option<LogId<u64>>> {
+/// The committed log id saved and the index to scan the log from, if they were and the file
+/// is whole (a torn write reads as none: an older committed id is still a committed one).
+fn read_committed(path: &Path) -> Result<Option<(LogId<u64>, Option<u64>)>> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(path)(e)),
     };
-    if bytes.len() != COMMITTED_LEN || &bytes[..8] != COMMITTED_MAGIC {
+    let v1 = bytes.len() == COMMITTED_LEN_V1 && &bytes[..8] == COMMITTED_MAGIC_V1;
+    if !v1 && (bytes.len() != COMMITTED_LEN || &bytes[..8] != COMMITTED_MAGIC) {
         return Ok(None);
     }
-    let crc = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
-    if crc32c::crc32c(&bytes[8..24]) != crc {
+    let crc_at = bytes.len() - 4;
+    let crc = u32::from_le_bytes([
+        bytes[crc_at],
+        bytes[crc_at + 1],
+        bytes[crc_at + 2],
+        bytes[crc_at + 3],
+    ]);
+    if crc32c::crc32c(&bytes[8..crc_at]) != crc {
         return Ok(None);
     }
     let word = |at: usize| {
@@ -235,7 +256,8 @@ fn read_committed(path: &Path) -> Result<Option<LogId<u64>>> {
         b.copy_from_slice(&bytes[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    Ok(Some(log_id(word(8), word(16))))
+    let scan_from = (!v1).then(|| word(24));
+    Ok(Some((log_id(word(8), word(16)), scan_from)))
 }
 
 impl Inner {
@@ -380,11 +402,22 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
         let Some(committed) = committed else {
             return Ok(());
         };
+        // Where open must read the log again for its transaction state: the log's own
+        // answer, which never passes what it applied (openraft may save an id before
+        // applying it); from the start when it applied nothing yet.
+        let scan_from = self
+            .0
+            .log
+            .resume_entry()
+            .map_err(|e| write_error(storage_error(e)))?
+            .unwrap_or(0)
+            .min(committed.index);
         let mut bytes = Vec::with_capacity(COMMITTED_LEN);
         bytes.extend_from_slice(COMMITTED_MAGIC);
         bytes.extend_from_slice(&committed.leader_id.term.to_le_bytes());
         bytes.extend_from_slice(&committed.index.to_le_bytes());
-        let crc = crc32c::crc32c(&bytes[8..24]);
+        bytes.extend_from_slice(&scan_from.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[8..32]);
         bytes.extend_from_slice(&crc.to_le_bytes());
         // In place, not synced: see the module docs.
         self.0
@@ -394,7 +427,9 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        read_committed(&self.0.dir.join("raft-committed")).map_err(read_error)
+        read_committed(&self.0.dir.join("raft-committed"))
+            .map(|saved| saved.map(|(id, _)| id))
+            .map_err(read_error)
     }
 
     async fn append<I>(

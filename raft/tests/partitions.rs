@@ -1,7 +1,8 @@
 //! Partition groups of real nodes over loopback TCP: a partition's segments are its Raft log.
 //! Every replica holds the same frames at the same offsets, nothing uncommitted is readable,
 //! a new leader's entries replace a divergent uncommitted tail (its offsets given again), and
-//! a group of one restarts with its rows visible at once.
+//! a group of one restarts with its rows visible at once, and a transaction's entry is shown
+//! on every replica only once decided, never after an abort.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use arrow::array::{AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use eddy_raft::{Error, Group, PartitionMachine, Timing, Transport};
-use eddy_storage::{EncodedFrame, LogConfig, PartitionLog};
+use eddy_storage::{Decision, EncodedFrame, LogConfig, PartitionLog};
 use tokio::net::TcpListener;
 
 mod common;
@@ -353,5 +354,63 @@ async fn concurrent_appends_share_entries_and_keep_their_own_offsets() {
         written.len()
     );
     let nodes = Arc::into_inner(nodes).unwrap();
+    stop_all(nodes).await;
+}
+
+/// A multi-partition append's share of this partition: a `TXN` entry that every replica holds
+/// back (with every write after it) until a decision is committed; a commit shows its rows, an
+/// abort hides them on every replica, and a replica restarted remembers the abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_shown_on_every_replica_only_as_decided() {
+    let (cluster, mut nodes) = Cluster::new(3).await;
+    nodes[0].group.append(frames(&[&[1]])).await.unwrap();
+    let kept = nodes[1].group.append_txn(frames(&[&[2, 3]])).await.unwrap();
+    let dropped = nodes[2].group.append_txn(frames(&[&[4]])).await.unwrap();
+    let (_, end) = nodes[0].group.append(frames(&[&[5]])).await.unwrap();
+    assert_eq!((kept, dropped, end), ((1, 3), (3, 4), 5));
+    eventually("every replica holds both undecided", || {
+        nodes
+            .iter()
+            .all(|n| n.log().undecided().unwrap() == [kept, dropped])
+    })
+    .await;
+    for node in &nodes {
+        assert_eq!(rows(node.log()), [1], "node {}", node.id);
+        assert_eq!(node.log().high_watermark(), 1);
+    }
+
+    let abort = Decision {
+        commit: false,
+        ranges: vec![dropped],
+    };
+    nodes[1].group.decide(&abort).await.unwrap();
+    assert_eq!(rows(nodes[1].log()), [1], "still held back by the first");
+    let commit = Decision {
+        commit: true,
+        ranges: vec![kept],
+    };
+    nodes[2].group.decide(&commit).await.unwrap();
+    assert_eq!(
+        rows(nodes[2].log()),
+        [1, 2, 3, 5],
+        "shown once applied here"
+    );
+    eventually("every replica shows the decided rows", || {
+        nodes
+            .iter()
+            .all(|n| rows(n.log()) == [1, 2, 3, 5] && n.log().high_watermark() == end)
+    })
+    .await;
+
+    let leader = leader_of(&nodes).await;
+    let follower = nodes.iter().map(|n| n.id).find(|&id| id != leader).unwrap();
+    take(&mut nodes, follower).stop().await;
+    let back = cluster.restart(follower).await;
+    eventually("the restarted replica shows the same rows", || {
+        rows(back.log()) == [1, 2, 3, 5] && back.log().high_watermark() == end
+    })
+    .await;
+    assert_eq!(back.log().aborted_rows(0, end), 1);
+    nodes.push(back);
     stop_all(nodes).await;
 }

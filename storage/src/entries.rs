@@ -15,6 +15,11 @@
 //! - **The high watermark** moves on [`PartitionLog::commit_entries`] (the state machine's
 //!   apply), to the end of the last committed entry — durable on a majority, if not yet
 //!   flushed here — never on a flush alone. Nothing uncommitted is ever readable.
+//! - **Transactions**: a `TXN` entry (a multi-partition append's rows) is committed like any
+//!   other but held back from readers — the high watermark stops at its start — until a
+//!   decision entry commits or aborts it; aborted rows keep their offsets and are skipped by
+//!   readers (`decisions.rs`). [`PartitionLog::resume_entry`] says where the transaction
+//!   state must be read again on open.
 //! - **Truncation** ([`PartitionLog::truncate_entries`]) cuts a divergent tail that was never
 //!   committed; offsets past the cut are given again to the entries that replace it (they were
 //!   never visible, so no reader saw them).
@@ -26,9 +31,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::config::LogConfig;
+use crate::decisions::{self, Decision};
 use crate::error::{Error, Result};
 use crate::log::PartitionLog;
 use crate::segment::format::{EncodedFrame, FrameHeader};
@@ -49,18 +55,40 @@ pub struct Entry {
 pub struct StoredEntry {
     pub term: u64,
     pub index: u64,
-    /// A control entry: `bytes` is its frame's body. Otherwise `bytes` are the entry's
-    /// frames, whole and sealed, one after the other ([`EncodedFrame::split`] cuts them).
+    /// openraft's control entry (blank, membership): `bytes` is its frame's body. Otherwise
+    /// `bytes` are the entry's frames, whole and sealed, one after the other
+    /// ([`EncodedFrame::split`] cuts them) — rows, or a transaction decision.
     pub control: bool,
     pub bytes: Vec<u8>,
 }
 
+/// What an entry holds, as far as the log's visibility cares.
+#[derive(Clone, Debug)]
+enum Kind {
+    Rows,
+    /// Rows of a multi-partition append: held back until a decision names them.
+    Txn,
+    /// A transaction decision (`decisions.rs`).
+    Decision(Decision),
+    /// openraft's own (blank, membership): no rows.
+    Control,
+}
+
 /// An entry the log holds past the committed one.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Pending {
     term: u64,
     index: u64,
     /// One past the entry's last offset.
+    end: u64,
+    kind: Kind,
+}
+
+/// A committed `TXN` entry no decision has named yet.
+#[derive(Clone, Copy, Debug)]
+struct Undecided {
+    index: u64,
+    base: u64,
     end: u64,
 }
 
@@ -70,13 +98,20 @@ struct Entries {
     committed: Option<(u64, u64)>,
     /// Entries written after the committed one, in index order.
     pending: VecDeque<Pending>,
+    /// Committed `TXN` entries awaiting their decision, in index order.
+    undecided: VecDeque<Undecided>,
 }
 
 /// What a Raft log keeps beside the frames (shared with readers through the log's `Shared`).
 #[derive(Debug, Default)]
 pub(crate) struct RaftState {
-    /// The end of the last committed entry: the high watermark never passes it.
+    /// The end of the last committed entry.
     pub(crate) committed_end: AtomicU64,
+    /// What readers may see: the committed end, or the start of the first undecided `TXN`
+    /// entry before it (Kafka's last stable offset). The high watermark never passes it.
+    pub(crate) stable_end: AtomicU64,
+    /// Offset ranges of aborted `TXN` entries, sorted: readers skip them. Swapped whole.
+    pub(crate) aborted: RwLock<Arc<Vec<(u64, u64)>>>,
     entries: Mutex<Entries>,
 }
 
@@ -86,6 +121,41 @@ impl Entries {
             .back()
             .map(|p| (p.term, p.index))
             .or(self.committed)
+    }
+
+    /// Applies a committed entry that started at offset `base`: a `TXN` entry waits for its
+    /// decision, a decision settles the entries it names (the ranges it aborts are added to
+    /// `aborts`). A decision naming no undecided entry (decided already, or unknown) changes
+    /// nothing: a coordinator may decide again after a leader change.
+    fn settle(&mut self, entry: &Pending, base: u64, aborts: &mut Vec<(u64, u64)>) {
+        self.committed = Some((entry.term, entry.index));
+        match &entry.kind {
+            Kind::Txn => self.undecided.push_back(Undecided {
+                index: entry.index,
+                base,
+                end: entry.end,
+            }),
+            Kind::Decision(decision) => {
+                for &(b, n) in &decision.ranges {
+                    if let Some(at) = self
+                        .undecided
+                        .iter()
+                        .position(|u| (u.base, u.end) == (b, n))
+                    {
+                        self.undecided.remove(at);
+                        if !decision.commit {
+                            aborts.push((b, n));
+                        }
+                    }
+                }
+            }
+            Kind::Rows | Kind::Control => {}
+        }
+    }
+
+    /// Where readers must stop: the first undecided entry's start, else `committed_end`.
+    fn stable_end(&self, committed_end: u64) -> u64 {
+        self.undecided.front().map_or(committed_end, |u| u.base)
     }
 }
 
@@ -108,44 +178,97 @@ impl PartitionLog {
         dir: &Path,
         config: LogConfig,
         committed: Option<u64>,
+        scan_from: Option<u64>,
     ) -> Result<PartitionLog> {
         let is_committed = |index: u64| committed.is_some_and(|c| index <= c);
-        let log = Self::open_with(dir, config, &|_, _| false, Some(RaftState::default()))?;
+        // A Raft log keeps every whole `TXN` group: whether its rows count is up to the
+        // decisions in the log, not to recovery (which drops a one-node log's undecided one).
+        let log = Self::open_with(dir, config, &|_, _| true, Some(RaftState::default()))?;
         let shared = log.shared();
         let raft = log.raft()?;
         let written = shared.appender.lock().written;
         let mut entries = Entries::default();
+        let mut aborts = Vec::new();
         // The first offset of the first entry past `committed`.
         let mut pending_from = None;
-        let mut current: Option<Pending> = None;
-        // From the committed entry on: its term, then every later entry's end.
-        for frame in log.frames_from(committed.unwrap_or(0))? {
-            let (header, _) = frame?;
+        // The entry being read, and its first offset.
+        let mut current: Option<(Pending, u64)> = None;
+        let start = match committed {
+            Some(c) => scan_from.map_or(c, |s| s.min(c)),
+            None => 0,
+        };
+        for frame in log.frames_from(start)? {
+            let (header, (segment, position)) = frame?;
             match &mut current {
-                Some(entry) if entry.index == header.index => entry.end = header.next_offset(),
+                Some((entry, _)) if entry.index == header.index => entry.end = header.next_offset(),
                 _ => {
-                    if let Some(done) = current.take() {
-                        entries.push(done, is_committed(done.index));
+                    if let Some((done, base)) = current.take() {
+                        entries.found(done, base, &is_committed, &mut aborts);
                     }
                     if !is_committed(header.index) && pending_from.is_none() {
                         pending_from = Some(header.base_offset);
                     }
-                    current = Some(Pending {
-                        term: header.term,
-                        index: header.index,
-                        end: header.next_offset(),
-                    });
+                    let kind = if header.control() && header.txn() {
+                        let frame = read_frame(&segment, position, &header)?;
+                        Kind::Decision(
+                            Decision::parse(&frame[header.header_len()..])
+                                .map_err(|why| segment.corrupt(position, why))?,
+                        )
+                    } else if header.control() {
+                        Kind::Control
+                    } else if header.txn() {
+                        Kind::Txn
+                    } else {
+                        Kind::Rows
+                    };
+                    current = Some((
+                        Pending {
+                            term: header.term,
+                            index: header.index,
+                            end: header.next_offset(),
+                            kind,
+                        },
+                        header.base_offset,
+                    ));
                 }
             }
         }
-        if let Some(done) = current {
-            entries.push(done, is_committed(done.index));
+        if let Some((done, base)) = current {
+            entries.found(done, base, &is_committed, &mut aborts);
         }
         let committed_end = pending_from.unwrap_or(written);
+        let recorded = decisions::read_aborted(dir)?;
+        let aborted = decisions::merge(&recorded, &aborts);
+        if aborted != recorded {
+            // Found again by this scan only: recorded before the next save moves past them.
+            decisions::write_aborted(dir, &aborted)?;
+        }
+        *raft.aborted.write() = Arc::new(aborted);
         raft.committed_end.store(committed_end, Ordering::Release);
+        raft.stable_end
+            .store(entries.stable_end(committed_end), Ordering::Release);
         *raft.entries.lock() = entries;
         shared.publish_durable(0);
         Ok(log)
+    }
+
+    /// The index from which [`PartitionLog::open_replicated`] must read the log again to
+    /// rebuild its transaction state (`scan_from`): the first undecided `TXN` entry's, else
+    /// the last committed entry's. The replication layer saves it beside the committed index.
+    pub fn resume_entry(&self) -> Result<Option<u64>> {
+        let state = self.raft()?.entries.lock();
+        Ok(state
+            .undecided
+            .front()
+            .map(|u| u.index)
+            .or(state.committed.map(|(_, i)| i)))
+    }
+
+    /// The offset ranges of committed `TXN` entries no decision has named yet, in log order:
+    /// readers stop before the first of them until its writer's coordinator decides.
+    pub fn undecided(&self) -> Result<Vec<(u64, u64)>> {
+        let state = self.raft()?.entries.lock();
+        Ok(state.undecided.iter().map(|u| (u.base, u.end)).collect())
     }
 
     fn raft(&self) -> Result<&RaftState> {
@@ -193,18 +316,37 @@ impl PartitionLog {
             }
             let n = entry.frames.len();
             let control = entry.frames.iter().any(EncodedFrame::is_control);
-            if n == 0 || (control && n > 1) {
+            let txn = entry.frames.iter().filter(|f| f.is_txn()).count();
+            if n == 0 || (control && n > 1) || (txn != 0 && txn != n) {
                 return Err(Error::InvalidArgument(format!(
-                    "entry {} holds {n} frame(s){}",
+                    "entry {} holds {n} frame(s){}{}",
                     entry.index,
-                    if control { ", one of them control" } else { "" }
+                    if control { ", one of them control" } else { "" },
+                    if txn != 0 && txn != n {
+                        ", some of them TXN"
+                    } else {
+                        ""
+                    }
                 )));
             }
+            let kind = match (control, txn > 0) {
+                (true, true) => {
+                    Kind::Decision(Decision::parse(entry.frames[0].body()).map_err(|why| {
+                        Error::InvalidArgument(format!(
+                            "entry {} is not a transaction decision: {why}",
+                            entry.index
+                        ))
+                    })?)
+                }
+                (true, false) => Kind::Control,
+                (false, true) => Kind::Txn,
+                (false, false) => Kind::Rows,
+            };
             for (i, frame) in entry.frames.into_iter().enumerate() {
                 frames.push(frame);
                 places.push((i + 1 < n, Some((entry.term, entry.index))));
             }
-            ends.push((entry.term, entry.index, frames.len() - 1));
+            ends.push((entry.term, entry.index, frames.len() - 1, kind));
             last = Some(entry.index);
         }
         if frames.is_empty() {
@@ -216,11 +358,12 @@ impl PartitionLog {
         // Under the append lock still: the pending list follows the file's order.
         let mut state = raft.entries.lock();
         let infos = group.apply();
-        for (term, index, last_frame) in ends {
+        for (term, index, last_frame, kind) in ends {
             state.pending.push_back(Pending {
                 term,
                 index,
                 end: infos[last_frame].next_offset,
+                kind,
             });
         }
         shared.count_appends(infos.len());
@@ -236,26 +379,40 @@ impl PartitionLog {
     }
 
     /// Marks every entry up to `index` committed and moves the high watermark to the end of
-    /// the last of them. Returns each newly committed entry's index and
-    /// offsets `(index, base, next)`; control entries span no offsets.
+    /// the last of them — or to the first `TXN` entry still undecided (`decisions.rs`).
+    /// Returns each newly committed entry's index and offsets `(index, base, next)`; control
+    /// entries span no offsets. A decision that aborts is recorded in `txn-aborted` (synced)
+    /// before anything moves; if that fails the log stops taking appends.
     pub fn commit_entries(&self, index: u64) -> Result<Vec<(u64, u64, u64)>> {
         let raft = self.raft()?;
+        let shared = self.shared();
         let mut committed = Vec::new();
         {
             let mut state = raft.entries.lock();
             let mut base = raft.committed_end.load(Ordering::Acquire);
-            while let Some(&entry) = state.pending.front() {
-                if entry.index > index {
+            let mut aborts = Vec::new();
+            while state.pending.front().is_some_and(|e| e.index <= index) {
+                let Some(entry) = state.pending.pop_front() else {
                     break;
-                }
-                state.pending.pop_front();
+                };
                 committed.push((entry.index, base, entry.end));
+                state.settle(&entry, base, &mut aborts);
                 base = entry.end;
-                state.committed = Some((entry.term, entry.index));
+            }
+            if !aborts.is_empty() {
+                let aborted = decisions::merge(&raft.aborted.read(), &aborts);
+                if let Err(e) = decisions::write_aborted(shared.dir(), &aborted) {
+                    shared.fail_stop();
+                    return Err(e);
+                }
+                // Before the stable end moves past them: a reader bounded by it sees them.
+                *raft.aborted.write() = Arc::new(aborted);
             }
             raft.committed_end.store(base, Ordering::Release);
+            raft.stable_end
+                .store(state.stable_end(base), Ordering::Release);
         }
-        self.shared().publish_durable(0);
+        shared.publish_durable(0);
         Ok(committed)
     }
 
@@ -335,22 +492,20 @@ impl PartitionLog {
             }
             let (segment, position) = segment_and_position;
             let len = header.frame_len() as usize;
-            let mut frame = vec![0u8; len];
-            segment.read_at(&mut frame, position)?;
-            let header_len = header.header_len();
-            if !header.crc_matches(&frame[..header_len], &frame[header_len..]) {
-                return Err(segment.corrupt(position, "CRC mismatch"));
-            }
+            let mut frame = read_frame(&segment, position, &header)?;
             bytes += len as u64;
-            if header.control() {
-                frame.drain(..header_len);
+            // openraft's own entries give back their payload; a decision is an entry of the
+            // log's own, sent as its frame like data.
+            let control = header.control() && !header.txn();
+            if control {
+                frame.drain(..header.header_len());
             }
             match out.last_mut() {
                 Some(entry) if same => entry.bytes.extend_from_slice(&frame),
                 _ => out.push(StoredEntry {
                     term: header.term,
                     index: header.index,
-                    control: header.control(),
+                    control,
                     bytes: frame,
                 }),
             }
@@ -379,14 +534,31 @@ impl PartitionLog {
 }
 
 impl Entries {
-    /// Adds an entry found on open.
-    fn push(&mut self, entry: Pending, committed: bool) {
-        if committed {
-            self.committed = Some((entry.term, entry.index));
+    /// Adds an entry found on open, which started at offset `base`.
+    fn found(
+        &mut self,
+        entry: Pending,
+        base: u64,
+        is_committed: &dyn Fn(u64) -> bool,
+        aborts: &mut Vec<(u64, u64)>,
+    ) {
+        if is_committed(entry.index) {
+            self.settle(&entry, base, aborts);
         } else {
             self.pending.push_back(entry);
         }
     }
+}
+
+/// The whole frame at `position`, CRC-checked.
+fn read_frame(segment: &Segment, position: u64, header: &FrameHeader) -> Result<Vec<u8>> {
+    let mut frame = vec![0u8; header.frame_len() as usize];
+    segment.read_at(&mut frame, position)?;
+    let header_len = header.header_len();
+    if !header.crc_matches(&frame[..header_len], &frame[header_len..]) {
+        return Err(segment.corrupt(position, "CRC mismatch"));
+    }
+    Ok(frame)
 }
 
 /// An iterator over frame headers from a Raft index on (see [`PartitionLog::frames_from`]):

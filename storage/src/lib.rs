@@ -37,6 +37,7 @@
 mod checkpoints;
 mod committer;
 mod config;
+mod decisions;
 mod dir_lock;
 mod entries;
 mod error;
@@ -54,6 +55,7 @@ mod txn;
 pub use checkpoints::CheckpointDirs;
 pub use committer::Appended;
 pub use config::LogConfig;
+pub use decisions::Decision;
 pub use dir_lock::DataDirLock;
 pub use entries::{Entry, StoredEntry};
 pub use error::{Error, Result};

@@ -137,7 +137,7 @@ impl Shared {
         let flushed = self.flushed.fetch_max(end, Ordering::AcqRel).max(end);
         let visible = match &self.raft {
             None => flushed,
-            Some(raft) => raft.committed_end.load(Ordering::Acquire),
+            Some(raft) => raft.stable_end.load(Ordering::Acquire),
         };
         let durable = self
             .durable
@@ -553,6 +553,14 @@ impl PartitionLog {
     /// readable.
     pub fn high_watermark(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Rows of `[from, to)` that belong to aborted transactions (only a Raft log has them):
+    /// their offsets stay taken, and readers skip them.
+    pub fn aborted_rows(&self, from: u64, to: u64) -> u64 {
+        self.shared.raft.as_ref().map_or(0, |raft| {
+            crate::decisions::aborted_rows(&raft.aborted.read(), from, to)
+        })
     }
 
     /// A receiver of the high watermark: it changes (and wakes `changed().await`) each time

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::decisions::is_aborted;
 use crate::error::Result;
 use crate::log::{Shared, StoredBatch};
 use crate::segment::Segment;
@@ -29,6 +30,8 @@ pub struct LogReader {
     next_offset: u64,
     cursor: Option<Cursor>,
     done: bool,
+    /// Offset ranges of aborted transactions (a Raft log's), skipped.
+    aborted: Arc<Vec<(u64, u64)>>,
 }
 
 #[derive(Debug)]
@@ -59,7 +62,14 @@ impl LogReader {
                 .cloned()
                 .collect()
         };
+        // Taken after the caller read `end`: every abort below it is in the snapshot.
+        let aborted = shared
+            .raft
+            .as_ref()
+            .map(|raft| raft.aborted.read().clone())
+            .unwrap_or_default();
         LogReader {
+            aborted,
             segments,
             start,
             end,
@@ -148,7 +158,10 @@ impl LogReader {
                 .read_header_expecting(position, cursor.frame_base)?;
             cursor.position += header.frame_len();
             cursor.frame_base = header.next_offset();
-            if header.control() || header.next_offset() <= self.start {
+            if header.control()
+                || header.next_offset() <= self.start
+                || (header.txn() && is_aborted(&self.aborted, header.base_offset))
+            {
                 continue;
             }
             if let Some((lo, hi)) = self.time_range

@@ -58,6 +58,19 @@
 //! durable no reader sees any of the groups, and no other group follows them in their
 //! partitions, so recovery keeps a last `TXN` group only if the record names it.
 //!
+//! **Transactions in a Raft log.** There the rows of a multi-partition append are a `TXN`
+//! entry in each partition, committed by Raft like any other but held back from readers until
+//! a **decision** names it: a `CONTROL` frame with `TXN` set, whose body (below) names the
+//! `TXN` entries' offset ranges and says commit or abort. The high watermark readers see (the
+//! *stable* end, Kafka's last stable offset) stops at the first undecided `TXN` entry; an
+//! aborted entry's rows keep their offsets and are skipped by every reader (see
+//! `decisions.rs`). A decision's body:
+//!
+//! ```text
+//!   u8 version (1) · u8 outcome (1 commit, 0 abort) · u32 LE count ·
+//!   count × (u64 LE base offset, u64 LE next offset)
+//! ```
+//!
 //! Offsets are contiguous: a frame's base offset is the previous frame's base + count, and a
 //! segment's first frame starts at the base offset in its file name. The magic, version and
 //! length are not under the CRC (as in Kafka), but a damaged length makes the CRC cover the
@@ -146,6 +159,12 @@ impl FrameHeader {
     /// Parses and sanity-checks the header at the start of `bytes` (which hold at least its
     /// version's length); the error says what is wrong with it.
     pub fn parse(bytes: &[u8]) -> Result<FrameHeader, &'static str> {
+        Self::parse_as(bytes, true)
+    }
+
+    /// [`FrameHeader::parse`]; `sealed: false` also takes a control frame not yet sealed
+    /// into an entry (one travelling to the leader that will write it).
+    fn parse_as(bytes: &[u8], sealed: bool) -> Result<FrameHeader, &'static str> {
         if bytes.len() < V1_HEADER_LEN {
             return Err("incomplete frame header");
         }
@@ -191,13 +210,13 @@ impl FrameHeader {
             return Err("a frame outside a Raft entry has a term or index");
         }
         if header.control() {
-            if !header.entry() {
+            if !header.entry() && sealed {
                 return Err("a control frame outside a Raft entry");
             }
             if header.record_count != 0 {
                 return Err("a control frame holds rows");
             }
-            if header.continues() || header.txn() {
+            if header.continues() {
                 return Err("a control frame is part of a statement group");
             }
         } else if header.record_count == 0 {
@@ -263,6 +282,9 @@ pub struct EncodedFrame {
     pub(crate) min_timestamp: i64,
     pub(crate) max_timestamp: i64,
     control: bool,
+    /// Set before sealing: the frame belongs to a multi-partition append (a data frame) or is
+    /// a transaction decision (a control frame). Travels in the unsealed header.
+    txn: bool,
 }
 
 impl EncodedFrame {
@@ -308,6 +330,19 @@ impl EncodedFrame {
         Self::finish(bytes, 0, 0, 0, true)
     }
 
+    /// Marks the frame as part of a multi-partition append (`TXN`), before it is sealed: in a
+    /// Raft log its entry is then held back from readers until a decision names it.
+    pub fn mark_txn(&mut self) {
+        self.txn = true;
+        let attributes = u32::from_le_bytes(array(&self.bytes, 28)) | ATTR_TXN;
+        self.bytes[28..32].copy_from_slice(&attributes.to_le_bytes());
+    }
+
+    /// Whether the frame is marked `TXN` (a transaction's rows, or a decision).
+    pub fn is_txn(&self) -> bool {
+        self.txn
+    }
+
     /// Checks the body's size, computes its CRC and writes the header fields the batch alone
     /// decides.
     fn finish(
@@ -341,6 +376,7 @@ impl EncodedFrame {
             min_timestamp,
             max_timestamp,
             control,
+            txn: false,
         })
     }
 
@@ -348,7 +384,7 @@ impl EncodedFrame {
     /// not): the header is checked, the body's CRC computed again, and the frame is sealed
     /// anew where it is appended. Refuses bytes that are not one whole version-2 frame.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
-        let header = FrameHeader::parse(&bytes)
+        let header = FrameHeader::parse_as(&bytes, false)
             .map_err(|why| Error::InvalidArgument(format!("not a frame: {why}")))?;
         if header.version != VERSION {
             return Err(Error::InvalidArgument(
@@ -362,13 +398,17 @@ impl EncodedFrame {
                 header.frame_len()
             )));
         }
-        Self::finish(
+        let mut frame = Self::finish(
             bytes,
             header.record_count,
             header.min_timestamp,
             header.max_timestamp,
             header.control(),
-        )
+        )?;
+        if header.txn() {
+            frame.mark_txn();
+        }
+        Ok(frame)
     }
 
     /// Encodes batches, each with its min and max timestamp, into frames in the same order.
@@ -427,7 +467,7 @@ impl EncodedFrame {
         let mut frames = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
-            let header = FrameHeader::parse(&bytes[at..]).map_err(|why| {
+            let header = FrameHeader::parse_as(&bytes[at..], false).map_err(|why| {
                 Error::InvalidArgument(format!("not a frame at byte {at}: {why}"))
             })?;
             let end = usize::try_from(header.frame_len())
@@ -454,12 +494,15 @@ impl EncodedFrame {
         let body_len = self.bytes.len() - HEADER_LEN;
         let (term, index) = at.entry.unwrap_or((0, 0));
         let entry = if at.entry.is_some() { ATTR_ENTRY } else { 0 };
+        let txn = if at.txn || self.txn { ATTR_TXN } else { 0 };
         let attributes = entry
+            | txn
             | if self.control {
                 ATTR_CONTROL
+            } else if at.continues {
+                ATTR_CONTINUES
             } else {
-                let continues = if at.continues { ATTR_CONTINUES } else { 0 };
-                continues | if at.txn { ATTR_TXN } else { 0 }
+                0
             };
         let mut header = FrameHeader {
             // `finish` checked that the body fits.
@@ -500,6 +543,11 @@ impl EncodedFrame {
             txn,
             ..Seal::default()
         })
+    }
+
+    /// The frame's body (a control frame's payload).
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.bytes[HEADER_LEN..]
     }
 
     /// The complete frame (its place fields meaningful after [`EncodedFrame::seal`]).

@@ -113,12 +113,15 @@ pub(crate) async fn upload_segment(
         abort(writer).await;
         return Err(e);
     }
-    if rows != segment.next_offset - segment.base_offset {
+    // Aborted transactions' rows keep their offsets but are never read.
+    let expected = segment.next_offset
+        - segment.base_offset
+        - log.aborted_rows(segment.base_offset, segment.next_offset);
+    if rows != expected {
         abort(writer).await;
         return Err(Error::InvalidArgument(format!(
-            "segment {} of {topic}/{partition}: read {rows} rows, expected {}",
+            "segment {} of {topic}/{partition}: read {rows} rows, expected {expected}",
             segment.base_offset,
-            segment.next_offset - segment.base_offset
         )));
     }
     // A failed completion cannot be aborted (the writer is shut down); its parts are left

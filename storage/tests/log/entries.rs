@@ -6,7 +6,7 @@ use eddy_storage::{EncodedFrame, Entry, Error, LogConfig, PartitionLog};
 use crate::common::{batch, read_offsets, small_segments};
 
 /// A data entry of `rows` (one frame per element) whose rows start at offset `first`.
-fn data(term: u64, index: u64, first: u64, rows: &[usize]) -> Entry {
+pub(crate) fn data(term: u64, index: u64, first: u64, rows: &[usize]) -> Entry {
     let mut at = first;
     let frames = rows
         .iter()
@@ -23,7 +23,7 @@ fn data(term: u64, index: u64, first: u64, rows: &[usize]) -> Entry {
     }
 }
 
-fn control(term: u64, index: u64, payload: &[u8]) -> Entry {
+pub(crate) fn control(term: u64, index: u64, payload: &[u8]) -> Entry {
     Entry {
         term,
         index,
@@ -31,8 +31,12 @@ fn control(term: u64, index: u64, payload: &[u8]) -> Entry {
     }
 }
 
-fn open(dir: &std::path::Path, config: LogConfig, committed: Option<u64>) -> PartitionLog {
-    PartitionLog::open_replicated(dir, config, committed).unwrap()
+pub(crate) fn open(
+    dir: &std::path::Path,
+    config: LogConfig,
+    committed: Option<u64>,
+) -> PartitionLog {
+    PartitionLog::open_replicated(dir, config, committed, None).unwrap()
 }
 
 /// Written and flushed entries stay unreadable until committed; a commit makes exactly its

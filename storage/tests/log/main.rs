@@ -9,3 +9,4 @@ mod entries;
 mod model;
 mod read;
 mod retention;
+mod transactions;

@@ -1,0 +1,245 @@
+//! Transaction decisions in a partition's Raft log, and the aborted ranges readers skip.
+//!
+//! In a log of one node a multi-partition append's `TXN` group stays the last of its
+//! partition until its commit record is durable, and recovery drops it if the record is
+//! missing (`txn.rs`). A Raft log cannot do that: an entry, once committed, is never cut, and
+//! other writes may follow it before the commit record exists. So, as Kafka's transaction
+//! markers do, the outcome is written into the partition's log itself:
+//!
+//! - a `TXN` entry is committed by Raft like any other, but readers stop before it (the
+//!   *stable* end, Kafka's last stable offset) until a **decision** entry names its offset
+//!   range — `commit` shows its rows, `abort` hides them for good;
+//! - aborted rows keep their offsets (offsets are never reused) and every reader skips them:
+//!   the ranges are kept in memory and in `txn-aborted` beside the segments, rewritten whole
+//!   and synced before the decision that added a range counts as applied (aborts are rare:
+//!   a writer that failed or died mid-statement).
+//!
+//! ```text
+//! txn-aborted: magic "EDDYABT1" · u32 LE count · count × (u64 LE base, u64 LE next) ·
+//!              u32 LE CRC32C of the bytes after the magic
+//! ```
+//!
+//! This module decides nothing: who commits and who aborts is the writer's coordinator's
+//! business (the commit record); it only applies what a decision says.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::segment::format::EncodedFrame;
+use crate::segment::sync_dir;
+
+const ABORTED_MAGIC: &[u8; 8] = b"EDDYABT1";
+const ABORTED_FILE: &str = "txn-aborted";
+const DECISION_VERSION: u8 = 1;
+
+/// The outcome of multi-partition appends in one partition: the offset ranges `[base, next)`
+/// of the `TXN` entries it names, and whether they commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub commit: bool,
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl Decision {
+    /// The decision as a control frame, to be written as an entry of the partition's log.
+    pub fn frame(&self) -> Result<EncodedFrame> {
+        if self.ranges.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a transaction decision names no entry".into(),
+            ));
+        }
+        let count = u32::try_from(self.ranges.len()).map_err(|_| {
+            Error::InvalidArgument("a transaction decision names too many entries".into())
+        })?;
+        let mut body = Vec::with_capacity(6 + 16 * self.ranges.len());
+        body.push(DECISION_VERSION);
+        body.push(u8::from(self.commit));
+        body.extend_from_slice(&count.to_le_bytes());
+        for (base, next) in &self.ranges {
+            body.extend_from_slice(&base.to_le_bytes());
+            body.extend_from_slice(&next.to_le_bytes());
+        }
+        let mut frame = EncodedFrame::control(&body)?;
+        frame.mark_txn();
+        Ok(frame)
+    }
+
+    /// Reads a decision frame's body; the error says what is wrong with it.
+    pub(crate) fn parse(body: &[u8]) -> Result<Decision, &'static str> {
+        let (&[version, outcome], rest) = body.split_first_chunk::<2>().ok_or("too short")?;
+        if version != DECISION_VERSION {
+            return Err("unknown decision version");
+        }
+        let commit = match outcome {
+            0 => false,
+            1 => true,
+            _ => return Err("unknown outcome"),
+        };
+        let (count, mut rest) = rest.split_first_chunk::<4>().ok_or("too short")?;
+        let count = u32::from_le_bytes(*count) as usize;
+        if rest.len() != count.checked_mul(16).ok_or("count too large")? {
+            return Err("length does not match the count");
+        }
+        let mut ranges = Vec::with_capacity(count);
+        while let Some((pair, more)) = rest.split_first_chunk::<16>() {
+            let word = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&pair[at..at + 8]);
+                u64::from_le_bytes(b)
+            };
+            let (base, next) = (word(0), word(8));
+            if next <= base {
+                return Err("an empty or reversed range");
+            }
+            ranges.push((base, next));
+            rest = more;
+        }
+        Ok(Decision { commit, ranges })
+    }
+}
+
+/// Whether the frame starting at `base` lies in one of `aborted` (sorted by base, disjoint).
+/// A `TXN` entry's frames are wholly inside its range, so the frame's base decides.
+pub(crate) fn is_aborted(aborted: &[(u64, u64)], base: u64) -> bool {
+    let after = aborted.partition_point(|&(b, _)| b <= base);
+    after > 0 && base < aborted[after - 1].1
+}
+
+/// Rows of `[from, to)` inside the `aborted` ranges.
+pub(crate) fn aborted_rows(aborted: &[(u64, u64)], from: u64, to: u64) -> u64 {
+    aborted
+        .iter()
+        .map(|&(b, n)| n.min(to).saturating_sub(b.max(from)))
+        .sum()
+}
+
+/// Merges `more` into the sorted, disjoint `ranges` (a range already there is not doubled).
+pub(crate) fn merge(ranges: &[(u64, u64)], more: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> = ranges.iter().chain(more).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The aborted ranges `dir` records (none when the file does not exist).
+pub(crate) fn read_aborted(dir: &Path) -> Result<Vec<(u64, u64)>> {
+    let path = dir.join(ABORTED_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let damaged = |why: &str| Error::Corrupt {
+        path: path.clone(),
+        position: 0,
+        reason: format!("the aborted transactions file: {why}"),
+    };
+    let body = bytes
+        .strip_prefix(ABORTED_MAGIC)
+        .ok_or_else(|| damaged("bad magic"))?;
+    let (payload, crc) = body
+        .split_last_chunk::<4>()
+        .ok_or_else(|| damaged("too short"))?;
+    if crc32c::crc32c(payload) != u32::from_le_bytes(*crc) {
+        return Err(damaged("CRC mismatch"));
+    }
+    let (count, mut rest) = payload
+        .split_first_chunk::<4>()
+        .ok_or_else(|| damaged("too short"))?;
+    let count = u32::from_le_bytes(*count) as usize;
+    if rest.len() != count * 16 {
+        return Err(damaged("length does not match the count"));
+    }
+    let mut ranges = Vec::with_capacity(count);
+    while let Some((pair, more)) = rest.split_first_chunk::<16>() {
+        let (base, next) = pair.split_at(8);
+        let word = |b: &[u8]| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            u64::from_le_bytes(w)
+        };
+        ranges.push((word(base), word(next)));
+        rest = more;
+    }
+    Ok(ranges)
+}
+
+/// Replaces `dir`'s aborted ranges with `ranges`, durably: a temporary file written and
+/// synced, renamed over the old one, the directory synced.
+pub(crate) fn write_aborted(dir: &Path, ranges: &[(u64, u64)]) -> Result<()> {
+    let mut payload = Vec::with_capacity(4 + 16 * ranges.len());
+    payload.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+    for (base, next) in ranges {
+        payload.extend_from_slice(&base.to_le_bytes());
+        payload.extend_from_slice(&next.to_le_bytes());
+    }
+    let mut bytes = ABORTED_MAGIC.to_vec();
+    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    let path = dir.join(ABORTED_FILE);
+    let tmp = dir.join(format!("{ABORTED_FILE}.tmp"));
+    let context = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
+    let mut file = File::create(&tmp).map_err(|e| context("writing", e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| context("writing", e))?;
+    fs::rename(&tmp, &path).map_err(|e| context("replacing", e))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_reads_back_as_written_and_damage_is_named() {
+        let decision = Decision {
+            commit: false,
+            ranges: vec![(3, 5), (9, 10)],
+        };
+        let frame = decision.frame().unwrap();
+        assert!(frame.is_control() && frame.is_txn());
+        let body = &frame.bytes()[64..];
+        assert_eq!(Decision::parse(body).unwrap(), decision);
+        assert!(Decision::parse(&body[..body.len() - 1]).is_err());
+        let mut reversed = body.to_vec();
+        reversed[6..14].copy_from_slice(&20u64.to_le_bytes());
+        assert_eq!(
+            Decision::parse(&reversed),
+            Err("an empty or reversed range")
+        );
+    }
+
+    #[test]
+    fn aborted_ranges_answer_by_frame_base_and_count_rows() {
+        let aborted = [(10, 20), (30, 31)];
+        for (base, want) in [(9, false), (10, true), (19, true), (20, false), (30, true)] {
+            assert_eq!(is_aborted(&aborted, base), want, "offset {base}");
+        }
+        assert_eq!(aborted_rows(&aborted, 0, 100), 11);
+        assert_eq!(aborted_rows(&aborted, 15, 30), 5);
+        assert_eq!(
+            merge(&aborted, &[(10, 20), (0, 5)]),
+            vec![(0, 5), (10, 20), (30, 31)]
+        );
+    }
+
+    #[test]
+    fn the_aborted_file_is_replaced_whole_and_damage_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_aborted(dir.path()).unwrap().is_empty());
+        write_aborted(dir.path(), &[(1, 4)]).unwrap();
+        write_aborted(dir.path(), &[(1, 4), (7, 8)]).unwrap();
+        assert_eq!(read_aborted(dir.path()).unwrap(), vec![(1, 4), (7, 8)]);
+        let path = dir.path().join(ABORTED_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[14] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            read_aborted(dir.path()),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}
