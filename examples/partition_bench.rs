@@ -7,6 +7,11 @@
 //! - **Single-row appends, 16 writers**: appends/s and fsyncs per append (group commit
 //!   through openraft's batched appends, against the local log's committer).
 //! - **Bulk**: entries of 8 frames × 8192 rows (a COPY block per frame), MB/s of frame bytes.
+//! - **A statement over three partitions**, one writer: the unreplicated topic's atomic append
+//!   (a `TXN` group per partition, one commit record in `txn.log`) against what the same
+//!   statement costs through groups of one node: a `TXN` entry per partition, the commit
+//!   record as an entry of a commit-log group, then a decision entry per partition (the
+//!   design's replicated commit record; docs/design/2026-12-02-replication.md).
 //!
 //! Three nodes in this process on loopback TCP share one disk and two cores, so every figure
 //! pays three replicas' fsyncs and CPU on one machine; across machines the disk work is
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use eddy_raft::{Group, PartitionMachine, Timing, Transport};
-use eddy_storage::{EncodedFrame, LogConfig, PartitionLog};
+use eddy_storage::{Decision, EncodedFrame, LogConfig, PartitionLog, TopicStore};
 use tokio::net::TcpListener;
 
 const GROUP: u64 = 1 << 16;
@@ -266,9 +271,77 @@ async fn main() {
             mb / local_mb
         );
     }
+    atomic_statements(n / 4, root.path()).await;
     for nodes in [three, one] {
         if let Ok(nodes) = Arc::try_unwrap(nodes) {
             stop(nodes).await;
         }
     }
+}
+
+/// One-row shares of one statement in three partitions, `n` statements one after the other.
+async fn atomic_statements(n: usize, root: &std::path::Path) {
+    println!("a statement of one row in each of three partitions, one writer ({n}):");
+    let store = TopicStore::open(&root.join("topics")).unwrap();
+    let topic = store
+        .open_topic("t", "t-1", 3, LogConfig::default())
+        .unwrap();
+    let reference = sequential(n, |i| {
+        let topic = topic.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let work = (0..3).map(|p| (p, frames(i, 1, 1))).collect();
+                topic.append_atomic(work).unwrap();
+            })
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    let transport = Transport::alone(1);
+    let mut groups = Vec::new();
+    for g in 0..4 {
+        let group = Group::start_partition(
+            GROUP + 1 + g,
+            transport.clone(),
+            &root.join(format!("atomic-{g}")),
+            LogConfig::default(),
+            &BTreeSet::from([1]),
+            Timing::partition(),
+        )
+        .await
+        .unwrap();
+        groups.push(group);
+    }
+    let (parts, commit_log) = (&groups[..3], &groups[3]);
+    let replicated = sequential(n, |i| async move {
+        let (a, b, c) = tokio::join!(
+            parts[0].append_txn(frames(i, 1, 1)),
+            parts[1].append_txn(frames(i, 1, 1)),
+            parts[2].append_txn(frames(i, 1, 1)),
+        );
+        let ranges = [a.unwrap(), b.unwrap(), c.unwrap()];
+        // The commit record: what each partition's entry got, as one row of the commit log.
+        commit_log.append(frames(i, 1, 1)).await.unwrap();
+        let decide = |p: usize| Decision {
+            commit: true,
+            ranges: vec![ranges[p]],
+        };
+        let (d0, d1, d2) = (decide(0), decide(1), decide(2));
+        let (x, y, z) = tokio::join!(
+            parts[0].decide(&d0),
+            parts[1].decide(&d1),
+            parts[2].decide(&d2)
+        );
+        x.and(y).and(z).unwrap();
+    })
+    .await;
+    println!("{}", reference.line("local topic (reference)", None));
+    println!("{}", replicated.line("groups of one", Some(&reference)));
+    let rows: u64 = parts.iter().map(|g| g.log().high_watermark()).sum();
+    assert_eq!(rows, 3 * (n as u64 + 50), "every statement's rows visible");
+    for group in groups {
+        group.shutdown().await.unwrap();
+    }
+    transport.shutdown().await;
 }

@@ -17,6 +17,11 @@
 //! when the log is dropped or closed: an idle partition costs no thread. It holds the log's
 //! state only weakly between rounds, so a dropped log's files are released at once.
 //!
+//! A Raft log's flushes take the same thread ([`Committer::submit_flush`]): its entries are
+//! written by the replication layer as they arrive, and a flush queued here is answered, in
+//! order, by the round's one fdatasync — one thread hand-off there and one back, instead of a
+//! task of its own and a blocking-pool thread.
+//!
 //! This module never decides offsets, framing or recovery (the log's `Shared` does); it only
 //! orders, batches and answers appends.
 
@@ -37,10 +42,33 @@ pub(crate) const IDLE: Duration = Duration::from_secs(2);
 /// Where one append's answer goes.
 type Reply = oneshot::Sender<Result<Vec<AppendInfo>>>;
 
-/// One queued statement group and where its answer goes.
-struct Request {
-    frames: Vec<EncodedFrame>,
-    reply: Reply,
+/// What a queued flush runs once everything written before it is durable (or failed).
+pub(crate) type Flushed = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// One queued statement group and where its answer goes, or a flush.
+enum Request {
+    Append {
+        frames: Vec<EncodedFrame>,
+        reply: Reply,
+    },
+    Flush(Flushed),
+}
+
+/// What a round answers: each request's outcome, delivered once the round let the log go.
+enum Answer {
+    Append(Reply, Result<Vec<AppendInfo>>),
+    Flush(Flushed, Result<()>),
+}
+
+impl Request {
+    fn refuse(self, error: Error) {
+        match self {
+            Request::Append { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Request::Flush(done) => done(Err(error)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -117,12 +145,24 @@ impl Committer {
             let _ = reply.send(Ok(vec![]));
             return Appended(answer);
         }
+        self.queue(shared, Request::Append { frames, reply });
+        Appended(answer)
+    }
+
+    /// Queues a flush: `done` runs on the writer thread once everything written to the log
+    /// before this call is durable, after the flushes queued before it.
+    pub(crate) fn submit_flush(self: &Arc<Self>, shared: &Arc<Shared>, done: Flushed) {
+        self.queue(shared, Request::Flush(done));
+    }
+
+    fn queue(self: &Arc<Self>, shared: &Arc<Shared>, request: Request) {
         let mut queue = self.queue.lock();
         if queue.stopped {
-            let _ = reply.send(Err(Error::Closed));
-            return Appended(answer);
+            drop(queue);
+            request.refuse(Error::Closed);
+            return;
         }
-        queue.requests.push(Request { frames, reply });
+        queue.requests.push(request);
         match queue.writer {
             Writer::Busy => {}
             Writer::Waiting => {
@@ -138,17 +178,18 @@ impl Committer {
                 {
                     Ok(_) => queue.writer = Writer::Busy,
                     Err(e) => {
-                        for r in queue.requests.drain(..) {
-                            let _ = r.reply.send(Err(Error::io(
+                        let refused: Vec<Request> = queue.requests.drain(..).collect();
+                        drop(queue);
+                        for r in refused {
+                            r.refuse(Error::io(
                                 "starting a partition's commit thread",
                                 std::io::Error::new(e.kind(), e.to_string()),
-                            )));
+                            ));
                         }
                     }
                 }
             }
         }
-        Appended(answer)
     }
 
     /// Refuses further appends and lets the writer thread end once the queue is empty.
@@ -174,15 +215,20 @@ impl Committer {
                             Vec::new()
                         })
                 }
-                None => requests
-                    .into_iter()
-                    .map(|r| (r.reply, Err(Error::Closed)))
-                    .collect(),
+                None => {
+                    requests.into_iter().for_each(|r| r.refuse(Error::Closed));
+                    Vec::new()
+                }
             };
-            for (reply, answer) in answers {
-                // The appender may have stopped waiting (its connection ended): the group
-                // is committed all the same.
-                let _ = reply.send(answer);
+            for answer in answers {
+                match answer {
+                    // The appender may have stopped waiting (its connection ended): the
+                    // group is committed all the same.
+                    Answer::Append(reply, answer) => {
+                        let _ = reply.send(answer);
+                    }
+                    Answer::Flush(done, result) => done(result),
+                }
             }
         }
     }
@@ -215,32 +261,50 @@ impl Committer {
 /// fails is cut off the file (by the log) and answered with its error; the others still
 /// commit. A failed sync closes the log (its file's contents are unknown) and fails every
 /// group of the round: none was acknowledged, and recovery decides what of them survives.
-fn commit_round(shared: &Shared, requests: Vec<Request>) -> Vec<(Reply, Result<Vec<AppendInfo>>)> {
-    let mut written = Vec::with_capacity(requests.len());
+/// A flush in the round makes the sync cover everything written so far.
+fn commit_round(shared: &Shared, requests: Vec<Request>) -> Vec<Answer> {
+    enum Done {
+        Append(Reply, Result<Vec<AppendInfo>>),
+        Flush(Flushed),
+    }
+    let mut done = Vec::with_capacity(requests.len());
     let mut end = None;
-    for mut request in requests {
-        let result = shared.write_group(&mut request.frames);
-        if let Ok(infos) = &result {
-            end = infos.last().map(|i| i.next_offset).or(end);
+    for request in requests {
+        match request {
+            Request::Append { mut frames, reply } => {
+                let result = shared.write_group(&mut frames);
+                if let Ok(infos) = &result {
+                    end = infos.last().map(|i| i.next_offset).or(end);
+                }
+                done.push(Done::Append(reply, result));
+            }
+            Request::Flush(flushed) => {
+                end = Some(shared.appender.lock().written).max(end);
+                done.push(Done::Flush(flushed));
+            }
         }
-        written.push((request.reply, result));
     }
     let synced = match end {
         Some(end) => shared.wait_durable(end),
         None => Ok(()),
     };
-    written
-        .into_iter()
-        .map(|(reply, result)| {
-            let answer = match (result, &synced) {
-                (Ok(infos), Ok(())) => {
-                    shared.count_appends(infos.len());
-                    Ok(infos)
-                }
-                (Ok(_), Err(e)) => Err(e.duplicate()),
-                (Err(e), _) => Err(e),
-            };
-            (reply, answer)
+    done.into_iter()
+        .map(|d| match d {
+            Done::Append(reply, result) => {
+                let answer = match (result, &synced) {
+                    (Ok(infos), Ok(())) => {
+                        shared.count_appends(infos.len());
+                        Ok(infos)
+                    }
+                    (Ok(_), Err(e)) => Err(e.duplicate()),
+                    (Err(e), _) => Err(e),
+                };
+                Answer::Append(reply, answer)
+            }
+            Done::Flush(flushed) => Answer::Flush(
+                flushed,
+                synced.as_ref().map(|&()| ()).map_err(Error::duplicate),
+            ),
         })
         .collect()
 }

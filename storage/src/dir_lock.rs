@@ -46,7 +46,18 @@ impl DataDirLock {
     }
 }
 
-/// Creates `dir` if needed and flocks `dir/LOCK`: `None` if another open file holds it.
+/// How long a lock that is held is tried again before it counts as another holder's.
+///
+/// An flock belongs to the open file, and a process that starts a program (`fork`, then
+/// `exec`) gives the child a copy of every descriptor until the `exec` closes it
+/// (`O_CLOEXEC`): a lock this process just released may stay held for that moment by a
+/// child another thread is starting — on a loaded machine, milliseconds. Seen in the test
+/// suite, where servers restart in a process whose other tests start clients: a restart found
+/// its own data directory "in use by another eddy server" with its own pid.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Creates `dir` if needed and flocks `dir/LOCK`: `None` if another open file holds it (for
+/// longer than [`LOCK_PATIENCE`]).
 pub(crate) fn lock_dir(dir: &Path) -> Result<Option<File>> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -57,10 +68,20 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<Option<File>> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() >= deadline => {
+                return Ok(None);
+            }
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()), e));
+            }
+        }
     }
 }
 
@@ -80,5 +101,19 @@ mod tests {
         }
         drop(held);
         DataDirLock::acquire(dir.path()).unwrap();
+    }
+
+    /// A lock held for a moment by another open file of it (as a child being started holds
+    /// its copy until `exec`) is taken once let go, not refused.
+    #[test]
+    fn a_lock_let_go_within_a_moment_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir(dir.path()).unwrap().unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(held);
+        });
+        assert!(DataDirLock::acquire(dir.path()).is_ok());
+        release.join().unwrap();
     }
 }

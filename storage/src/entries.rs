@@ -378,6 +378,13 @@ impl PartitionLog {
         shared.wait_durable(end)
     }
 
+    /// [`PartitionLog::flush`] without waiting: `done` runs on the partition's committer
+    /// thread once everything written before this call is durable, after the flushes queued
+    /// before it (one fdatasync for all that are queued together).
+    pub fn flush_then(&self, done: impl FnOnce(Result<()>) + Send + 'static) {
+        self.committer().submit_flush(self.shared(), Box::new(done));
+    }
+
     /// Marks every entry up to `index` committed and moves the high watermark to the end of
     /// the last of them — or to the first `TXN` entry still undecided (`decisions.rs`).
     /// Returns each newly committed entry's index and offsets `(index, base, next)`; control

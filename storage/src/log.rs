@@ -338,6 +338,11 @@ impl PartitionLog {
         })
     }
 
+    /// The partition's committer (its writer thread).
+    pub(crate) fn committer(&self) -> &Arc<Committer> {
+        &self.committer
+    }
+
     /// The state shared with readers and the committer.
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
