@@ -13,6 +13,8 @@
 //!   record as an entry of a commit-log group, then a decision entry per partition (the
 //!   design's replicated commit record; docs/design/2026-12-02-replication.md).
 //!
+//! Each section's first line is its reference, and the ratios are against it.
+//!
 //! Three nodes in this process on loopback TCP share one disk and two cores, so every figure
 //! pays three replicas' fsyncs and CPU on one machine; across machines the disk work is
 //! parallel. `cargo run --release --example partition_bench`; `EDDY_BENCH_APPENDS` (default
@@ -123,7 +125,7 @@ struct Run {
 impl Run {
     fn line(&self, name: &str, reference: Option<&Run>) -> String {
         let ratio = reference.map_or(String::new(), |r| {
-            format!(", {:.2}x the local log's rate", self.rate / r.rate)
+            format!(", {:.2}x the reference's rate", self.rate / r.rate)
         });
         format!(
             "  {name:<22} p50 {:.3} ms  p99 {:.3} ms  {:>7.0}/s{ratio}",
