@@ -396,6 +396,11 @@ where
 }
 
 impl<M: Applied + Clone> Group<M> {
+    /// The group's timing.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
     /// The group's id.
     pub fn id(&self) -> u64 {
         self.id

@@ -22,11 +22,15 @@
 //!   [`StateMachine`], with its snapshot file.
 //! - [`PartitionStore`] and [`PartitionMachine`] (`partition.rs`): a partition group, whose
 //!   log is the partition's segments and whose state machine is its high watermark;
-//!   [`Group::start_partition`], [`Group::append`].
+//!   [`Group::start_partition`], [`Group::append`]; a statement's share of one partition
+//!   ([`Group::append_txn`]) and its outcome ([`Group::decide`]).
+//! - [`Coordinator`] (`atomic.rs`): statements over several partitions, all or nothing, with
+//!   their commit record in a commit log that is itself a partition group.
 //!
 //! This crate must never depend on the SQL layer: replication moves bytes and indexes, not
 //! statements.
 
+mod atomic;
 mod error;
 mod group;
 mod log_store;
@@ -43,6 +47,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+pub use atomic::{Coordinator, Share};
 pub use error::{Error, Result};
 pub use group::{Group, Timing};
 pub use log_store::FileLog;

@@ -19,12 +19,21 @@
 //!              u32 LE CRC32C of the bytes after the magic
 //! ```
 //!
+//! The **commit record** that decides a statement is a [`CommitRecord`]: one frame of a
+//! commit log (itself a partition, replicated like any other) naming every share's group and
+//! offsets. Written after every share's `TXN` entry committed, it is the statement's commit
+//! point; decisions follow it, and a restart decides what it finds undecided by it.
+//!
 //! This module decides nothing: who commits and who aborts is the writer's coordinator's
 //! business (the commit record); it only applies what a decision says.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 
 use crate::error::{Error, Result};
 use crate::segment::format::EncodedFrame;
@@ -97,6 +106,58 @@ impl Decision {
             rest = more;
         }
         Ok(Decision { commit, ranges })
+    }
+}
+
+/// A statement's commit point: every share of it, as (the partition group's id, base offset,
+/// next offset). Stored as one frame of three `UInt64` columns, one row per share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub shares: Vec<(u64, u64, u64)>,
+}
+
+impl CommitRecord {
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("group", DataType::UInt64, false),
+            Field::new("base", DataType::UInt64, false),
+            Field::new("next", DataType::UInt64, false),
+        ]))
+    }
+
+    /// The record as a frame of the commit log.
+    pub fn frame(&self) -> Result<EncodedFrame> {
+        let column = |f: fn(&(u64, u64, u64)) -> u64| {
+            Arc::new(UInt64Array::from_iter_values(self.shares.iter().map(f))) as _
+        };
+        let batch = RecordBatch::try_new(
+            Self::schema(),
+            vec![column(|s| s.0), column(|s| s.1), column(|s| s.2)],
+        )
+        .map_err(|source| Error::Encode { source })?;
+        EncodedFrame::encode(&batch, 0, 0)
+    }
+
+    /// A record read back from the commit log; refused when the batch is not one.
+    pub fn from_batch(batch: &RecordBatch) -> Result<CommitRecord> {
+        let not_one = || {
+            Error::InvalidArgument(format!(
+                "a batch of schema {} is not a commit record",
+                batch.schema()
+            ))
+        };
+        if batch.schema().fields() != Self::schema().fields() {
+            return Err(not_one());
+        }
+        let column = |i: usize| {
+            let c = batch.column(i).as_primitive_opt::<UInt64Type>();
+            c.filter(|c| c.null_count() == 0).ok_or_else(not_one)
+        };
+        let (groups, bases, nexts) = (column(0)?, column(1)?, column(2)?);
+        let shares = (0..batch.num_rows())
+            .map(|i| (groups.value(i), bases.value(i), nexts.value(i)))
+            .collect();
+        Ok(CommitRecord { shares })
     }
 }
 
@@ -210,6 +271,23 @@ mod tests {
             Decision::parse(&reversed),
             Err("an empty or reversed range")
         );
+    }
+
+    #[test]
+    fn a_commit_record_reads_back_from_its_frame() {
+        let record = CommitRecord {
+            shares: vec![(65536, 0, 3), (65537, 10, 11)],
+        };
+        let frame = record.frame().unwrap();
+        let body = frame.bytes()[64..].to_vec();
+        let batch = crate::segment::format::decode_body(body).unwrap();
+        assert_eq!(CommitRecord::from_batch(&batch).unwrap(), record);
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)])),
+            vec![Arc::new(UInt64Array::from(vec![1u64]))],
+        )
+        .unwrap();
+        assert!(CommitRecord::from_batch(&other).is_err());
     }
 
     #[test]

@@ -55,7 +55,7 @@ mod txn;
 pub use checkpoints::CheckpointDirs;
 pub use committer::Appended;
 pub use config::LogConfig;
-pub use decisions::Decision;
+pub use decisions::{CommitRecord, Decision};
 pub use dir_lock::DataDirLock;
 pub use entries::{Entry, StoredEntry};
 pub use error::{Error, Result};

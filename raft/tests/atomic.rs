@@ -1,0 +1,198 @@
+//! Statements over several partitions through their groups (`Coordinator`): all of a statement
+//! readable or none of it — on success, when a share fails, and across a restart at either side
+//! of the commit record.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use eddy_raft::{Coordinator, Group, PartitionMachine, Timing, Transport};
+use eddy_storage::{CommitRecord, EncodedFrame, LogConfig, PartitionLog};
+
+/// Partitions 0-2 of one stream, and the commit log.
+const GROUPS: [u64; 4] = [1 << 16, (1 << 16) + 1, (1 << 16) + 2, 2 << 16];
+
+fn frames(ids: &[i64]) -> Vec<EncodedFrame> {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids.to_vec()))]).unwrap();
+    vec![EncodedFrame::encode(&batch, 0, 0).unwrap()]
+}
+
+fn rows(log: &PartitionLog) -> Vec<i64> {
+    log.reader(0)
+        .unwrap()
+        .flat_map(|b| {
+            b.unwrap()
+                .batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+/// A node alone with three partition groups and a commit log, in `root`.
+struct Node {
+    transport: Arc<Transport>,
+    parts: Vec<Group<PartitionMachine>>,
+    coordinator: Coordinator,
+}
+
+impl Node {
+    async fn start(root: &Path) -> Node {
+        let transport = Transport::alone(1);
+        let mut groups = Vec::new();
+        for id in GROUPS {
+            let timing = Timing {
+                write_timeout: Duration::from_secs(5),
+                ..Timing::partition()
+            };
+            let group = Group::start_partition(
+                id,
+                transport.clone(),
+                &root.join(id.to_string()),
+                LogConfig::default(),
+                &BTreeSet::from([1]),
+                timing,
+            )
+            .await
+            .unwrap();
+            groups.push(group);
+        }
+        let commit_log = groups.pop().unwrap();
+        Node {
+            transport,
+            parts: groups,
+            coordinator: Coordinator::new(commit_log),
+        }
+    }
+
+    fn parts(&self) -> Vec<&Group<PartitionMachine>> {
+        self.parts.iter().collect()
+    }
+
+    fn rows(&self) -> Vec<Vec<i64>> {
+        self.parts.iter().map(|g| rows(g.log())).collect()
+    }
+
+    async fn stop(self) {
+        for group in self.parts.iter().chain([self.coordinator.commit_log()]) {
+            group.shutdown().await.unwrap();
+        }
+        self.transport.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_over_three_partitions_is_readable_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let node = Node::start(root.path()).await;
+    let p = node.parts();
+    let ranges = node
+        .coordinator
+        .append(vec![
+            (p[0], frames(&[1, 2])),
+            (p[1], frames(&[3])),
+            (p[2], frames(&[4])),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ranges, [(0, 2), (0, 1), (0, 1)]);
+    assert_eq!(node.rows(), [vec![1, 2], vec![3], vec![4]]);
+    assert_eq!(node.coordinator.high_watermarks(&p), [2, 1, 1]);
+    // A plain write after it, and one more statement.
+    p[1].append(frames(&[5])).await.unwrap();
+    node.coordinator
+        .append(vec![(p[2], frames(&[6])), (p[0], frames(&[7]))])
+        .await
+        .unwrap();
+    assert_eq!(node.rows(), [vec![1, 2, 7], vec![3, 5], vec![4, 6]]);
+    let records = rows_of_commit_log(&node);
+    assert_eq!(records.len(), 2);
+    assert!(
+        node.coordinator
+            .append(vec![(p[0], frames(&[8])), (p[0], frames(&[9]))])
+            .await
+            .is_err(),
+        "one partition twice"
+    );
+    assert_eq!(node.rows()[0], [1, 2, 7]);
+    node.stop().await;
+}
+
+fn rows_of_commit_log(node: &Node) -> Vec<CommitRecord> {
+    node.coordinator
+        .commit_log()
+        .log()
+        .reader(0)
+        .unwrap()
+        .map(|b| CommitRecord::from_batch(&b.unwrap().batch).unwrap())
+        .collect()
+}
+
+/// The writer died after every share was written and before its commit record: after a
+/// restart the shares are aborted — never readable — and the partitions go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_without_a_commit_record_are_aborted_after_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let node = Node::start(root.path()).await;
+    let p = node.parts();
+    p[0].append(frames(&[1])).await.unwrap();
+    for (i, g) in p.iter().enumerate() {
+        g.append_txn(frames(&[100 + i as i64])).await.unwrap();
+    }
+    p[0].append(frames(&[2])).await.unwrap();
+    assert_eq!(node.rows(), [vec![1], vec![], vec![]], "held back");
+    node.stop().await;
+
+    let node = Node::start(root.path()).await;
+    let p = node.parts();
+    assert_eq!(node.rows(), [vec![1], vec![], vec![]], "still held back");
+    assert_eq!(node.coordinator.resolve(&p).await.unwrap(), 3);
+    assert_eq!(node.rows(), [vec![1, 2], vec![], vec![]]);
+    assert_eq!(p[0].log().aborted_rows(0, 3), 1);
+    node.coordinator
+        .append(vec![(p[0], frames(&[3])), (p[1], frames(&[4]))])
+        .await
+        .unwrap();
+    assert_eq!(node.rows(), [vec![1, 2, 3], vec![4], vec![]]);
+    node.stop().await;
+}
+
+/// The writer died after its commit record and before the decisions: the statement is
+/// committed, and a restart shows all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_named_by_a_commit_record_are_committed_after_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let node = Node::start(root.path()).await;
+    let p = node.parts();
+    let mut shares = Vec::new();
+    for (i, g) in p.iter().enumerate() {
+        let (base, next) = g.append_txn(frames(&[10 + i as i64])).await.unwrap();
+        shares.push((g.id(), base, next));
+    }
+    let record = CommitRecord { shares }.frame().unwrap();
+    node.coordinator
+        .commit_log()
+        .append(vec![record])
+        .await
+        .unwrap();
+    assert_eq!(node.rows(), [Vec::<i64>::new(), vec![], vec![]]);
+    node.stop().await;
+
+    let node = Node::start(root.path()).await;
+    let p = node.parts();
+    assert_eq!(node.coordinator.resolve(&p).await.unwrap(), 3);
+    assert_eq!(node.rows(), [vec![10], vec![11], vec![12]]);
+    assert_eq!(
+        node.coordinator.resolve(&p).await.unwrap(),
+        0,
+        "nothing left to decide"
+    );
+    node.stop().await;
+}
