@@ -9,9 +9,9 @@
 //! - **Bulk**: entries of 8 frames × 8192 rows (a COPY block per frame), MB/s of frame bytes.
 //! - **A statement over three partitions**, one writer: the unreplicated topic's atomic append
 //!   (a `TXN` group per partition, one commit record in `txn.log`) against what the same
-//!   statement costs through groups of one node: a `TXN` entry per partition, the commit
-//!   record as an entry of a commit-log group, then a decision entry per partition (the
-//!   design's replicated commit record; docs/design/2026-12-02-replication.md).
+//!   statement costs through groups of one node with `eddy_raft::Coordinator`: a `TXN` entry
+//!   per partition, the commit record as an entry of a commit-log group, then a decision
+//!   entry per partition (docs/design/2026-12-02-replication.md).
 //!
 //! Each section's first line is its reference, and the ratios are against it.
 //!
@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use eddy_raft::{Group, PartitionMachine, Timing, Transport};
-use eddy_storage::{Decision, EncodedFrame, LogConfig, PartitionLog, TopicStore};
+use eddy_raft::{Coordinator, Group, PartitionMachine, Timing, Transport};
+use eddy_storage::{EncodedFrame, LogConfig, PartitionLog, TopicStore};
 use tokio::net::TcpListener;
 
 const GROUP: u64 = 1 << 16;
@@ -315,34 +315,18 @@ async fn atomic_statements(n: usize, root: &std::path::Path) {
         .unwrap();
         groups.push(group);
     }
-    let (parts, commit_log) = (&groups[..3], &groups[3]);
+    let coordinator = Coordinator::new(groups.pop().unwrap());
+    let (parts, coordinator) = (&groups, &coordinator);
     let replicated = sequential(n, |i| async move {
-        let (a, b, c) = tokio::join!(
-            parts[0].append_txn(frames(i, 1, 1)),
-            parts[1].append_txn(frames(i, 1, 1)),
-            parts[2].append_txn(frames(i, 1, 1)),
-        );
-        let ranges = [a.unwrap(), b.unwrap(), c.unwrap()];
-        // The commit record: what each partition's entry got, as one row of the commit log.
-        commit_log.append(frames(i, 1, 1)).await.unwrap();
-        let decide = |p: usize| Decision {
-            commit: true,
-            ranges: vec![ranges[p]],
-        };
-        let (d0, d1, d2) = (decide(0), decide(1), decide(2));
-        let (x, y, z) = tokio::join!(
-            parts[0].decide(&d0),
-            parts[1].decide(&d1),
-            parts[2].decide(&d2)
-        );
-        x.and(y).and(z).unwrap();
+        let shares = parts.iter().map(|g| (g, frames(i, 1, 1))).collect();
+        coordinator.append(shares).await.unwrap();
     })
     .await;
     println!("{}", reference.line("local topic (reference)", None));
     println!("{}", replicated.line("groups of one", Some(&reference)));
     let rows: u64 = parts.iter().map(|g| g.log().high_watermark()).sum();
     assert_eq!(rows, 3 * (n as u64 + 50), "every statement's rows visible");
-    for group in groups {
+    for group in groups.iter().chain([coordinator.commit_log()]) {
         group.shutdown().await.unwrap();
     }
     transport.shutdown().await;

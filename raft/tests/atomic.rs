@@ -196,3 +196,46 @@ async fn shares_named_by_a_commit_record_are_committed_after_a_restart() {
     );
     node.stop().await;
 }
+
+/// While statements commit one after another, snapshots taken through the coordinator never
+/// hold part of one: every statement writes one row to each partition, so every snapshot
+/// shows the three partitions at the same count (a partition's own high watermark moves as
+/// its decision applies, before the others').
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_never_holds_part_of_a_statement() {
+    let root = tempfile::tempdir().unwrap();
+    let node = Arc::new(Node::start(root.path()).await);
+    let statements = 60;
+    let writer = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let p = node.parts();
+            for i in 0..statements {
+                node.coordinator
+                    .append(vec![
+                        (p[0], frames(&[i])),
+                        (p[1], frames(&[i])),
+                        (p[2], frames(&[i])),
+                    ])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut snapshots = 0;
+    while !writer.is_finished() {
+        let p = node.parts();
+        let ends = node.coordinator.high_watermarks(&p);
+        assert!(
+            ends.iter().all(|&e| e == ends[0]),
+            "a snapshot holds part of a statement: {ends:?}"
+        );
+        snapshots += 1;
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    assert!(snapshots > statements, "{snapshots} snapshots");
+    let p = node.parts();
+    assert_eq!(node.coordinator.high_watermarks(&p), [statements as u64; 3]);
+    Arc::into_inner(node).unwrap().stop().await;
+}
