@@ -272,21 +272,20 @@ impl Group<PartitionMachine> {
     /// returns its offsets `(base, next)` once committed and applied here. Appends that wait
     /// meanwhile on this node are merged into one entry (`proposals.rs`).
     pub async fn append(&self, frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
-        if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
-            return Err(Error::Protocol(
-                "a partition write holds one or more frames of rows".into(),
-            ));
-        }
+        rows_only(&frames)?;
         self.machine
             .proposals()
-            .propose(self.id, frames, |bytes| async move {
-                let (index, reply) = self.write(bytes).await?;
-                partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
-                    group: self.id,
-                    why: format!("entry {index} was applied as no data"),
-                })
-            })
+            .propose(self.id, frames, |bytes| self.write_rows(bytes))
             .await
+    }
+
+    /// Writes one entry of rows and returns the offsets it was given.
+    async fn write_rows(&self, bytes: Vec<u8>) -> Result<(u64, u64)> {
+        let (index, reply) = self.write(bytes).await?;
+        partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
+            group: self.id,
+            why: format!("entry {index} was applied as no data"),
+        })
     }
 
     /// Appends one partition's share of a multi-partition append as a `TXN` entry through
@@ -294,17 +293,9 @@ impl Group<PartitionMachine> {
     /// invisible — and hold back every later entry's — until [`Group::decide`] names the
     /// offsets. Never merged with other writes: each has its own decision.
     pub async fn append_txn(&self, mut frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
-        if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
-            return Err(Error::Protocol(
-                "a partition write holds one or more frames of rows".into(),
-            ));
-        }
+        rows_only(&frames)?;
         frames.iter_mut().for_each(EncodedFrame::mark_txn);
-        let (index, reply) = self.write(partition::encode_frames(frames)?).await?;
-        partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
-            group: self.id,
-            why: format!("entry {index} was applied as no data"),
-        })
+        self.write_rows(partition::encode_frames(frames)?).await
     }
 
     /// Writes the outcome of `TXN` entries (their offsets, as [`Group::append_txn`] returned
@@ -316,6 +307,16 @@ impl Group<PartitionMachine> {
             .map_err(|e| Error::Protocol(e.to_string()))?;
         self.write(frame.into_bytes()).await.map(|_| ())
     }
+}
+
+/// Refuses a partition write that is not one or more frames of rows.
+fn rows_only(frames: &[EncodedFrame]) -> Result<()> {
+    if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
+        return Err(Error::Protocol(
+            "a partition write holds one or more frames of rows".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Starts the openraft core over a log store and a state machine, routes the group's messages to it and

@@ -7,34 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{AsArray, Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use eddy_raft::{Coordinator, Group, PartitionMachine, Timing, Transport};
-use eddy_storage::{CommitRecord, EncodedFrame, LogConfig, PartitionLog};
+use eddy_storage::{CommitRecord, LogConfig};
+
+mod common;
+use common::{frames, rows};
 
 /// Partitions 0-2 of one stream, and the commit log.
 const GROUPS: [u64; 4] = [1 << 16, (1 << 16) + 1, (1 << 16) + 2, 2 << 16];
-
-fn frames(ids: &[i64]) -> Vec<EncodedFrame> {
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-    let batch =
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids.to_vec()))]).unwrap();
-    vec![EncodedFrame::encode(&batch, 0, 0).unwrap()]
-}
-
-fn rows(log: &PartitionLog) -> Vec<i64> {
-    log.reader(0)
-        .unwrap()
-        .flat_map(|b| {
-            b.unwrap()
-                .batch
-                .column(0)
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect()
-}
 
 /// A node alone with three partition groups and a commit log, in `root`.
 struct Node {
@@ -96,9 +76,9 @@ async fn a_statement_over_three_partitions_is_readable_whole() {
     let ranges = node
         .coordinator
         .append(vec![
-            (p[0], frames(&[1, 2])),
-            (p[1], frames(&[3])),
-            (p[2], frames(&[4])),
+            (p[0], frames(&[&[1, 2]])),
+            (p[1], frames(&[&[3]])),
+            (p[2], frames(&[&[4]])),
         ])
         .await
         .unwrap();
@@ -106,9 +86,9 @@ async fn a_statement_over_three_partitions_is_readable_whole() {
     assert_eq!(node.rows(), [vec![1, 2], vec![3], vec![4]]);
     assert_eq!(node.coordinator.high_watermarks(&p), [2, 1, 1]);
     // A plain write after it, and one more statement.
-    p[1].append(frames(&[5])).await.unwrap();
+    p[1].append(frames(&[&[5]])).await.unwrap();
     node.coordinator
-        .append(vec![(p[2], frames(&[6])), (p[0], frames(&[7]))])
+        .append(vec![(p[2], frames(&[&[6]])), (p[0], frames(&[&[7]]))])
         .await
         .unwrap();
     assert_eq!(node.rows(), [vec![1, 2, 7], vec![3, 5], vec![4, 6]]);
@@ -116,7 +96,7 @@ async fn a_statement_over_three_partitions_is_readable_whole() {
     assert_eq!(records.len(), 2);
     assert!(
         node.coordinator
-            .append(vec![(p[0], frames(&[8])), (p[0], frames(&[9]))])
+            .append(vec![(p[0], frames(&[&[8]])), (p[0], frames(&[&[9]]))])
             .await
             .is_err(),
         "one partition twice"
@@ -142,11 +122,11 @@ async fn shares_without_a_commit_record_are_aborted_after_a_restart() {
     let root = tempfile::tempdir().unwrap();
     let node = Node::start(root.path()).await;
     let p = node.parts();
-    p[0].append(frames(&[1])).await.unwrap();
+    p[0].append(frames(&[&[1]])).await.unwrap();
     for (i, g) in p.iter().enumerate() {
-        g.append_txn(frames(&[100 + i as i64])).await.unwrap();
+        g.append_txn(frames(&[&[100 + i as i64]])).await.unwrap();
     }
-    p[0].append(frames(&[2])).await.unwrap();
+    p[0].append(frames(&[&[2]])).await.unwrap();
     assert_eq!(node.rows(), [vec![1], vec![], vec![]], "held back");
     node.stop().await;
 
@@ -157,7 +137,7 @@ async fn shares_without_a_commit_record_are_aborted_after_a_restart() {
     assert_eq!(node.rows(), [vec![1, 2], vec![], vec![]]);
     assert_eq!(p[0].log().aborted_rows(0, 3), 1);
     node.coordinator
-        .append(vec![(p[0], frames(&[3])), (p[1], frames(&[4]))])
+        .append(vec![(p[0], frames(&[&[3]])), (p[1], frames(&[&[4]]))])
         .await
         .unwrap();
     assert_eq!(node.rows(), [vec![1, 2, 3], vec![4], vec![]]);
@@ -173,7 +153,7 @@ async fn shares_named_by_a_commit_record_are_committed_after_a_restart() {
     let p = node.parts();
     let mut shares = Vec::new();
     for (i, g) in p.iter().enumerate() {
-        let (base, next) = g.append_txn(frames(&[10 + i as i64])).await.unwrap();
+        let (base, next) = g.append_txn(frames(&[&[10 + i as i64]])).await.unwrap();
         shares.push((g.id(), base, next));
     }
     let record = CommitRecord { shares }.frame().unwrap();
@@ -213,9 +193,9 @@ async fn a_snapshot_never_holds_part_of_a_statement() {
             for i in 0..statements {
                 node.coordinator
                     .append(vec![
-                        (p[0], frames(&[i])),
-                        (p[1], frames(&[i])),
-                        (p[2], frames(&[i])),
+                        (p[0], frames(&[&[i]])),
+                        (p[1], frames(&[&[i]])),
+                        (p[2], frames(&[&[i]])),
                     ])
                     .await
                     .unwrap();

@@ -9,14 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{AsArray, Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use eddy_raft::{Error, Group, PartitionMachine, Timing, Transport};
-use eddy_storage::{Decision, EncodedFrame, LogConfig, PartitionLog};
+use eddy_storage::{Decision, LogConfig, PartitionLog};
 use tokio::net::TcpListener;
 
 mod common;
-use common::eventually;
+use common::{eventually, frames, rows};
 
 /// Partition 0 of the stream the catalog's command 1 created.
 const GROUP: u64 = 1 << 16;
@@ -29,33 +27,6 @@ fn timing() -> Timing {
         write_timeout: Duration::from_secs(2),
         ..Timing::partition()
     }
-}
-
-/// One frame per element of `ids`, each a batch of those ids.
-fn frames(ids: &[&[i64]]) -> Vec<EncodedFrame> {
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-    ids.iter()
-        .map(|ids| {
-            let column = Int64Array::from(ids.to_vec());
-            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
-            EncodedFrame::encode(&batch, 0, 0).unwrap()
-        })
-        .collect()
-}
-
-/// Every readable row's id, in offset order.
-fn rows(log: &PartitionLog) -> Vec<i64> {
-    log.reader(0)
-        .unwrap()
-        .flat_map(|b| {
-            let b = b.unwrap();
-            b.batch
-                .column(0)
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect()
 }
 
 struct Node {

@@ -263,11 +263,8 @@ impl Committer {
 /// group of the round: none was acknowledged, and recovery decides what of them survives.
 /// A flush in the round makes the sync cover everything written so far.
 fn commit_round(shared: &Shared, requests: Vec<Request>) -> Vec<Answer> {
-    enum Done {
-        Append(Reply, Result<Vec<AppendInfo>>),
-        Flush(Flushed),
-    }
-    let mut done = Vec::with_capacity(requests.len());
+    // Each request's outcome before the sync; the sync's is added below.
+    let mut written = Vec::with_capacity(requests.len());
     let mut end = None;
     for request in requests {
         match request {
@@ -276,11 +273,11 @@ fn commit_round(shared: &Shared, requests: Vec<Request>) -> Vec<Answer> {
                 if let Ok(infos) = &result {
                     end = infos.last().map(|i| i.next_offset).or(end);
                 }
-                done.push(Done::Append(reply, result));
+                written.push(Answer::Append(reply, result));
             }
-            Request::Flush(flushed) => {
+            Request::Flush(done) => {
                 end = Some(shared.appender.lock().written).max(end);
-                done.push(Done::Flush(flushed));
+                written.push(Answer::Flush(done, Ok(())));
             }
         }
     }
@@ -288,9 +285,10 @@ fn commit_round(shared: &Shared, requests: Vec<Request>) -> Vec<Answer> {
         Some(end) => shared.wait_durable(end),
         None => Ok(()),
     };
-    done.into_iter()
-        .map(|d| match d {
-            Done::Append(reply, result) => {
+    written
+        .into_iter()
+        .map(|answer| match answer {
+            Answer::Append(reply, result) => {
                 let answer = match (result, &synced) {
                     (Ok(infos), Ok(())) => {
                         shared.count_appends(infos.len());
@@ -301,10 +299,9 @@ fn commit_round(shared: &Shared, requests: Vec<Request>) -> Vec<Answer> {
                 };
                 Answer::Append(reply, answer)
             }
-            Done::Flush(flushed) => Answer::Flush(
-                flushed,
-                synced.as_ref().map(|&()| ()).map_err(Error::duplicate),
-            ),
+            Answer::Flush(done, _) => {
+                Answer::Flush(done, synced.as_ref().map_err(Error::duplicate).copied())
+            }
         })
         .collect()
 }

@@ -27,8 +27,7 @@
 //! This module decides nothing: who commits and who aborts is the writer's coordinator's
 //! business (the commit record); it only applies what a decision says.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,7 +36,7 @@ use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 
 use crate::error::{Error, Result};
 use crate::segment::format::EncodedFrame;
-use crate::segment::sync_dir;
+use crate::segment::replace_file;
 
 const ABORTED_MAGIC: &[u8; 8] = b"EDDYABT1";
 const ABORTED_FILE: &str = "txn-aborted";
@@ -93,12 +92,7 @@ impl Decision {
         }
         let mut ranges = Vec::with_capacity(count);
         while let Some((pair, more)) = rest.split_first_chunk::<16>() {
-            let word = |at: usize| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&pair[at..at + 8]);
-                u64::from_le_bytes(b)
-            };
-            let (base, next) = (word(0), word(8));
+            let (base, next) = range(pair);
             if next <= base {
                 return Err("an empty or reversed range");
             }
@@ -161,6 +155,14 @@ impl CommitRecord {
     }
 }
 
+/// An offset range as stored: two little-endian `u64`s, base then next.
+fn range(pair: &[u8; 16]) -> (u64, u64) {
+    let (mut base, mut next) = ([0u8; 8], [0u8; 8]);
+    base.copy_from_slice(&pair[..8]);
+    next.copy_from_slice(&pair[8..]);
+    (u64::from_le_bytes(base), u64::from_le_bytes(next))
+}
+
 /// Whether the frame starting at `base` lies in one of `aborted` (sorted by base, disjoint).
 /// A `TXN` entry's frames are wholly inside its range, so the frame's base decides.
 pub(crate) fn is_aborted(aborted: &[(u64, u64)], base: u64) -> bool {
@@ -215,13 +217,7 @@ pub(crate) fn read_aborted(dir: &Path) -> Result<Vec<(u64, u64)>> {
     }
     let mut ranges = Vec::with_capacity(count);
     while let Some((pair, more)) = rest.split_first_chunk::<16>() {
-        let (base, next) = pair.split_at(8);
-        let word = |b: &[u8]| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(b);
-            u64::from_le_bytes(w)
-        };
-        ranges.push((word(base), word(next)));
+        ranges.push(range(pair));
         rest = more;
     }
     Ok(ranges)
@@ -239,15 +235,7 @@ pub(crate) fn write_aborted(dir: &Path, ranges: &[(u64, u64)]) -> Result<()> {
     let mut bytes = ABORTED_MAGIC.to_vec();
     bytes.extend_from_slice(&payload);
     bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    let path = dir.join(ABORTED_FILE);
-    let tmp = dir.join(format!("{ABORTED_FILE}.tmp"));
-    let context = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
-    let mut file = File::create(&tmp).map_err(|e| context("writing", e))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| context("writing", e))?;
-    fs::rename(&tmp, &path).map_err(|e| context("replacing", e))?;
-    sync_dir(dir)
+    replace_file(dir, ABORTED_FILE, &bytes)
 }
 
 #[cfg(test)]

@@ -74,6 +74,19 @@ enum Kind {
     Control,
 }
 
+impl Kind {
+    /// The kind of an entry whose frames are (any) `control` and (all) `txn`; `body` reads a
+    /// control frame's body, needed only for a decision.
+    fn of(control: bool, txn: bool, body: impl FnOnce() -> Result<Decision>) -> Result<Kind> {
+        Ok(match (control, txn) {
+            (true, true) => Kind::Decision(body()?),
+            (true, false) => Kind::Control,
+            (false, true) => Kind::Txn,
+            (false, false) => Kind::Rows,
+        })
+    }
+}
+
 /// An entry the log holds past the committed one.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -208,19 +221,11 @@ impl PartitionLog {
                     if !is_committed(header.index) && pending_from.is_none() {
                         pending_from = Some(header.base_offset);
                     }
-                    let kind = if header.control() && header.txn() {
+                    let kind = Kind::of(header.control(), header.txn(), || {
                         let frame = read_frame(&segment, position, &header)?;
-                        Kind::Decision(
-                            Decision::parse(&frame[header.header_len()..])
-                                .map_err(|why| segment.corrupt(position, why))?,
-                        )
-                    } else if header.control() {
-                        Kind::Control
-                    } else if header.txn() {
-                        Kind::Txn
-                    } else {
-                        Kind::Rows
-                    };
+                        Decision::parse(&frame[header.header_len()..])
+                            .map_err(|why| segment.corrupt(position, why))
+                    })?;
                     current = Some((
                         Pending {
                             term: header.term,
@@ -329,19 +334,14 @@ impl PartitionLog {
                     }
                 )));
             }
-            let kind = match (control, txn > 0) {
-                (true, true) => {
-                    Kind::Decision(Decision::parse(entry.frames[0].body()).map_err(|why| {
-                        Error::InvalidArgument(format!(
-                            "entry {} is not a transaction decision: {why}",
-                            entry.index
-                        ))
-                    })?)
-                }
-                (true, false) => Kind::Control,
-                (false, true) => Kind::Txn,
-                (false, false) => Kind::Rows,
-            };
+            let kind = Kind::of(control, txn > 0, || {
+                Decision::parse(entry.frames[0].body()).map_err(|why| {
+                    Error::InvalidArgument(format!(
+                        "entry {} is not a transaction decision: {why}",
+                        entry.index
+                    ))
+                })
+            })?;
             for (i, frame) in entry.frames.into_iter().enumerate() {
                 frames.push(frame);
                 places.push((i + 1 < n, Some((entry.term, entry.index))));

@@ -22,11 +22,10 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::segment::sync_dir;
+use crate::segment::replace_file;
 use crate::{Error, Result};
 
 /// The log is compacted once it is larger than this.
@@ -200,7 +199,6 @@ impl<G: GroupCodec + std::hash::Hash + Eq> TxnLog<G> {
     /// rename, fsync the directory) and opens it for appending.
     pub(crate) fn rewrite(dir: &Path, keep: Vec<Vec<G>>) -> Result<TxnLog<G>> {
         let path = dir.join(G::FILE);
-        let tmp = dir.join(format!("{}.tmp", G::FILE));
         let io = |what: &str, p: &Path| {
             let what = format!("{what} {}", p.display());
             move |e| Error::io(what, e)
@@ -209,11 +207,7 @@ impl<G: GroupCodec + std::hash::Hash + Eq> TxnLog<G> {
         for r in &keep {
             bytes.extend(encode(r));
         }
-        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-        f.write_all(&bytes).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io("renaming to", &path))?;
-        sync_dir(dir)?;
+        replace_file(dir, G::FILE, &bytes)?;
         let file = OpenOptions::new()
             .write(true)
             .open(&path)

@@ -1,9 +1,42 @@
-//! What the group tests share: loopback listeners for a cluster, and waiting for a condition.
+//! What the group tests share: loopback listeners for a cluster, waiting for a condition, and
+//! the frames partition tests write and read back. Each test binary uses a part of it.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use eddy_storage::{EncodedFrame, PartitionLog};
 use tokio::net::TcpListener;
+
+/// One frame per element of `ids`, each a batch of those ids.
+pub fn frames(ids: &[&[i64]]) -> Vec<EncodedFrame> {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    ids.iter()
+        .map(|ids| {
+            let column = Int64Array::from(ids.to_vec());
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
+            EncodedFrame::encode(&batch, 0, 0).unwrap()
+        })
+        .collect()
+}
+
+/// Every readable row's id, in offset order.
+pub fn rows(log: &PartitionLog) -> Vec<i64> {
+    log.reader(0)
+        .unwrap()
+        .flat_map(|b| {
+            let b = b.unwrap();
+            b.batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
 
 /// A listener on an ephemeral loopback port for each of nodes `1..=n`, and the peer map
 /// (id → address) they make.

@@ -360,6 +360,21 @@ impl Segment {
     }
 }
 
+/// Replaces `dir/name` with `bytes` atomically and durably: a temporary file written and
+/// synced, renamed over the old one, the directory synced.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    sync_dir(dir)
+}
+
 /// Fsyncs a directory so that file creations and deletions in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -10,13 +10,12 @@
 //! partition opens (and serves hot data) with the object store unreachable. When partitions
 //! replicate, the manifest moves into the partition's Raft log with the rest of its state.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::segment::sync_dir;
+use crate::segment::replace_file;
 use crate::{Error, Result};
 
 /// File name of the manifest inside a partition directory.
@@ -70,18 +69,9 @@ impl Manifest {
 
     /// Replaces the manifest in `dir` atomically and durably.
     pub(crate) fn store(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(MANIFEST_FILE);
-        let tmp: PathBuf = dir.join(format!("{MANIFEST_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::InvalidArgument(format!("encoding cold manifest: {e}")))?;
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        sync_dir(dir)
+        replace_file(dir, MANIFEST_FILE, &bytes)
     }
 
     /// One past the last cold offset, if any object exists.
