@@ -9,8 +9,10 @@
 //!   time from `Group::start` to its first write committed.
 //! - **Idle**: 3 nodes × N groups (default 100, `EDDY_RAFT_GROUPS`) with leaders elected, CPU
 //!   of the process and messages/s for 10 s (`EDDY_RAFT_IDLE_SECONDS`), against 3 nodes × 1
-//!   group. openraft 0.9 heartbeats each group on its own; the transport coalesces what is
-//!   queued into one socket write, so writes/s shows how much that saves.
+//!   group: metadata-style groups (`Timing::default`, heartbeats every 100 ms), then partition
+//!   groups as a node will hold one per partition replica (`Timing::partition`, every 500 ms,
+//!   their segments the log). openraft 0.9 heartbeats each group on its own; the transport
+//!   coalesces what is queued into one socket write, so writes/s shows how much that saves.
 //!
 //! `cargo run --release --example raft_bench`.
 
@@ -20,7 +22,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy_raft::{Group, Machine, Result, StateMachine, Timing, Transport};
+use eddy_raft::{Group, Machine, PartitionMachine, Result, StateMachine, Timing, Transport};
+use eddy_storage::LogConfig;
 use tokio::net::TcpListener;
 
 /// Counts what it applies.
@@ -48,9 +51,23 @@ impl StateMachine for Counter {
 struct Node {
     transport: Arc<Transport>,
     groups: Vec<Group<Machine<Counter>>>,
+    partitions: Vec<Group<PartitionMachine>>,
+}
+
+/// What the groups of a cluster are.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Groups over a state machine, as the metadata group (`Timing::default`).
+    Metadata,
+    /// Partition groups (`Timing::partition`).
+    Partition,
 }
 
 async fn cluster(nodes: u64, groups: u64, root: &std::path::Path) -> Vec<Node> {
+    cluster_of(nodes, groups, Kind::Metadata, root).await
+}
+
+async fn cluster_of(nodes: u64, groups: u64, kind: Kind, root: &std::path::Path) -> Vec<Node> {
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
     for id in 1..=nodes {
@@ -65,9 +82,23 @@ async fn cluster(nodes: u64, groups: u64, root: &std::path::Path) -> Vec<Node> {
     }
     let mut started = Vec::new();
     for (id, transport) in out {
-        let mut gs = Vec::new();
+        let (mut gs, mut ps) = (Vec::new(), Vec::new());
         for g in 0..groups {
             let dir = root.join(format!("n{id}/g{g}"));
+            if kind == Kind::Partition {
+                let group = Group::start_partition(
+                    g,
+                    transport.clone(),
+                    &dir,
+                    LogConfig::default(),
+                    &voters,
+                    Timing::partition(),
+                )
+                .await
+                .unwrap();
+                ps.push(group);
+                continue;
+            }
             let group = Group::start(
                 g,
                 transport.clone(),
@@ -83,6 +114,7 @@ async fn cluster(nodes: u64, groups: u64, root: &std::path::Path) -> Vec<Node> {
         started.push(Node {
             transport,
             groups: gs,
+            partitions: ps,
         });
     }
     started
@@ -91,6 +123,9 @@ async fn cluster(nodes: u64, groups: u64, root: &std::path::Path) -> Vec<Node> {
 async fn stop(nodes: Vec<Node>) {
     for node in nodes {
         for g in &node.groups {
+            let _ = g.shutdown().await;
+        }
+        for g in &node.partitions {
             let _ = g.shutdown().await;
         }
         node.transport.shutdown().await;
@@ -103,6 +138,9 @@ async fn elected(nodes: &[Node]) {
         let mut all = true;
         for node in nodes {
             for g in &node.groups {
+                all &= g.leader().await.is_some();
+            }
+            for g in &node.partitions {
                 all &= g.leader().await.is_some();
             }
         }
@@ -271,8 +309,13 @@ async fn main() {
         "", "CPU % of 1", "messages/s", "socket writes/s"
     );
     let mut base_cpu = 0.0;
-    for n in [1, groups] {
-        let nodes = cluster(3, n, &root.path().join(format!("idle{n}"))).await;
+    for (kind, n) in [
+        (Kind::Metadata, 1),
+        (Kind::Metadata, groups),
+        (Kind::Partition, groups),
+    ] {
+        let dir = root.path().join(format!("idle{n}-{}", kind as u8));
+        let nodes = cluster_of(3, n, kind, &dir).await;
         elected(&nodes).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let sent = |nodes: &[Node]| {
@@ -291,7 +334,10 @@ async fn main() {
         }
         println!(
             "{:<28} {:>12.1} {:>14.0} {:>16.0}{}",
-            format!("3 nodes x {n} groups"),
+            match kind {
+                Kind::Metadata => format!("3 nodes x {n} groups"),
+                Kind::Partition => format!("3 nodes x {n} partitions"),
+            },
             cpu,
             (m1 - m0) as f64 / idle_seconds as f64,
             (w1 - w0) as f64 / idle_seconds as f64,

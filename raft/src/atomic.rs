@@ -7,23 +7,38 @@
 //!         ──decide──────▶ each partition: a commit decision (rows readable)
 //! ```
 //!
-//! - A failure **before** the commit record aborts the shares that were written (a share whose
-//!   outcome is unknown is left to [`Coordinator::resolve`]); a record whose own outcome is
-//!   unknown leaves everything undecided for `resolve`, which reads the commit log.
-//! - **After** the record the statement is committed, whatever happens next: a decision that
-//!   fails is answered as of unknown outcome, and `resolve` commits it later.
+//! - **The commit log decides, in its order.** Its records name shares (a committed `TXN`
+//!   entry each, so a share names one entry for good): a *commit* record every share of one
+//!   statement, an *abort* record shares given up. A share is decided by the first record that
+//!   names it, and a commit record one of whose shares an earlier abort record took commits
+//!   nothing — all its shares are aborted. Every node folds the log alike ([`Outcomes`]), so
+//!   whoever races to decide a statement, it is committed whole or not at all.
+//! - A failure **before** the commit record aborts the shares that were written. A record
+//!   whose own outcome is unknown is settled by appending an abort record for the same shares:
+//!   whichever of the two the log holds first wins, and the caller is told which.
+//! - **After** the record the statement is committed (unless the fold says an abort came
+//!   first: [`Error::Aborted`]); a decision that fails is answered as of unknown outcome, and a
+//!   sweep commits it later.
+//! - **Orphans**: a share whose writer lost track of it (its `append_txn` timed out, the node
+//!   died) may be committed in its partition with no record ever to name it, and it holds that
+//!   partition's readers back. [`Coordinator::sweep`] gives up every undecided share that no
+//!   record names and that stayed so longer than a grace period (an abort record, then the
+//!   decisions the fold gives) — the grace only spares statements still being written; the
+//!   fold keeps them atomic even when a sweep wins.
 //! - **Snapshots**: decisions apply in each partition on its own, so a scan reading several
 //!   partitions could see one share and not another. [`Coordinator::high_watermarks`] caps
 //!   every partition at the first share still *in flight* (record written, decisions not all
 //!   applied here): a scan sees all of a statement or none of it.
-//! - **Restart**: [`Coordinator::resolve`] decides every undecided share of the given
-//!   partitions by the commit log: named by a record → commit, else abort.
+//! - **Restart**: [`Coordinator::resolve`] is a sweep without grace: what a restart finds
+//!   undecided is decided by the commit log, and given up when no record names it.
 //!
 //! The commit log is itself a partition group (replicated like the data); its rows are the
-//! records. It is read whole by `resolve` — compacting it (dropping records whose shares are
-//! all decided) is left for when the engine writes through it.
+//! records. The fold reads it once, as it grows, and keeps every share's outcome in memory —
+//! compacting both (dropping records whose shares are all decided in their partitions) is
+//! left for when the engine writes through it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use eddy_storage::{CommitRecord, Decision, EncodedFrame};
 use futures::future::join_all;
@@ -35,12 +50,42 @@ use crate::{Group, PartitionMachine};
 /// A partition group of the statement, and the frames of its share.
 pub type Share<'a> = (&'a Group<PartitionMachine>, Vec<EncodedFrame>);
 
+/// A share as the commit log names it: (group, base offset, next offset).
+type Named = (u64, u64, u64);
+
+/// What the commit log's records, read in order, decide (see the module docs): a share's
+/// outcome is that of the first record naming it, and a commit record that names a share an
+/// earlier record aborted aborts all of its shares.
+#[derive(Debug, Default)]
+struct Outcomes {
+    decided: HashMap<Named, bool>,
+    /// The commit log's offset the fold has read up to.
+    read_to: u64,
+}
+
+impl Outcomes {
+    fn fold(&mut self, record: CommitRecord) {
+        let commit = record.commit
+            && record
+                .shares
+                .iter()
+                .all(|s| self.decided.get(s) != Some(&false));
+        for share in record.shares {
+            self.decided.entry(share).or_insert(commit);
+        }
+    }
+}
+
 /// Commits statements over several partitions through one commit log (see the module docs).
 pub struct Coordinator {
     commit_log: Group<PartitionMachine>,
     /// (group, base, next) of the shares whose statement is committed and whose decisions
     /// are not all applied on this node yet.
-    in_flight: Mutex<Vec<(u64, u64, u64)>>,
+    in_flight: Mutex<Vec<Named>>,
+    /// The commit log folded so far.
+    outcomes: Mutex<Outcomes>,
+    /// When a sweep first found each undecided share no record names.
+    seen: Mutex<HashMap<Named, Instant>>,
 }
 
 fn unknown(e: &Error) -> bool {
@@ -56,7 +101,32 @@ impl Coordinator {
         Coordinator {
             commit_log,
             in_flight: Mutex::new(Vec::new()),
+            outcomes: Mutex::new(Outcomes::default()),
+            seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The outcome the commit log gives each of `shares` (`None`: no record names it), after
+    /// folding what was appended to it since the last call.
+    fn outcomes_of(&self, shares: &[Named]) -> Result<Vec<Option<bool>>> {
+        let log = self.commit_log.log();
+        let mut outcomes = self.outcomes.lock();
+        let end = log.high_watermark();
+        if outcomes.read_to < end {
+            let storage = |e: eddy_storage::Error| Error::Protocol(format!("the commit log: {e}"));
+            for batch in log.reader(outcomes.read_to).map_err(storage)? {
+                let batch = batch.map_err(storage)?;
+                if batch.base_offset >= end {
+                    break;
+                }
+                outcomes.fold(CommitRecord::from_batch(&batch.batch).map_err(storage)?);
+            }
+            outcomes.read_to = end;
+        }
+        Ok(shares
+            .iter()
+            .map(|s| outcomes.decided.get(s).copied())
+            .collect())
     }
 
     /// The commit log's group.
@@ -97,16 +167,31 @@ impl Coordinator {
             .zip(&ranges)
             .map(|(g, &(base, next))| (g.id(), base, next))
             .collect();
-        let record = CommitRecord {
-            shares: shares.clone(),
-        }
-        .frame()
-        .map_err(|e| Error::Protocol(e.to_string()))?;
-        if let Err(e) = self.commit_log.append(vec![record]).await {
+        let record = |commit| {
+            CommitRecord {
+                commit,
+                shares: shares.clone(),
+            }
+            .frame()
+            .map_err(|e| Error::Protocol(e.to_string()))
+        };
+        if let Err(e) = self.commit_log.append(vec![record(true)?]).await {
             if !unknown(&e) {
                 join_all(groups.iter().zip(&ranges).map(|(g, r)| abort(g, *r))).await;
+                return Err(e);
             }
-            return Err(e);
+            // It may yet be in the log: an abort record settles it — the first of the two wins.
+            if self.commit_log.append(vec![record(false)?]).await.is_err() {
+                // Still unknown: a sweep decides it once the commit log answers.
+                return Err(e);
+            }
+        }
+        let outcomes = self.outcomes_of(&shares)?;
+        if outcomes.iter().any(|o| *o != Some(true)) {
+            join_all(groups.iter().zip(&ranges).map(|(g, r)| abort(g, *r))).await;
+            return Err(Error::Aborted(
+                "a share was given up before its commit record was in the commit log".into(),
+            ));
         }
         // Committed. In flight until every decision is applied here.
         self.in_flight.lock().extend(shares.iter().copied());
@@ -154,36 +239,66 @@ impl Coordinator {
             .collect()
     }
 
-    /// Decides every undecided share of `groups` by the commit log — a record names it:
-    /// commit, else abort — and returns how many were decided. Only while no statement of
-    /// this coordinator is being appended (at start): a share being written now has no
-    /// record yet and would be aborted.
-    pub async fn resolve(&self, groups: &[&Group<PartitionMachine>]) -> Result<usize> {
+    /// Decides every undecided share of `groups` by the commit log, giving up — by an abort
+    /// record — the shares no record names that were found so at least `grace` ago (on a
+    /// first sweep only `grace` zero gives any up). Returns how many shares it decided. Run
+    /// now and then, with a grace well above a statement's time to write its commit record
+    /// (the groups' write timeout): a shorter one aborts live statements, never splits one.
+    pub async fn sweep(
+        &self,
+        groups: &[&Group<PartitionMachine>],
+        grace: Duration,
+    ) -> Result<usize> {
         // A share written before a restart may still wait to be committed again (by the
         // new leader's first entry): each log is read once it applied what it holds.
         for group in groups.iter().copied().chain([&self.commit_log]) {
             caught_up(group).await?;
         }
-        let mut committed = HashSet::new();
-        for batch in self
-            .commit_log
-            .log()
-            .reader(0)
-            .map_err(|e| Error::Protocol(e.to_string()))?
-        {
-            let batch = batch.map_err(|e| Error::Protocol(e.to_string()))?;
-            let record = CommitRecord::from_batch(&batch.batch)
-                .map_err(|e| Error::Protocol(format!("the commit log: {e}")))?;
-            committed.extend(record.shares);
-        }
-        let mut decided = 0;
-        for group in groups {
-            let undecided = group
+        let undecided = |group: &Group<PartitionMachine>| -> Result<Vec<Named>> {
+            let ranges = group
                 .log()
                 .undecided()
                 .map_err(|e| Error::Protocol(e.to_string()))?;
-            let named = |&(base, next): &(u64, u64)| committed.contains(&(group.id(), base, next));
-            let (commit, abort): (Vec<_>, Vec<_>) = undecided.into_iter().partition(named);
+            Ok(ranges
+                .into_iter()
+                .map(|(b, n)| (group.id(), b, n))
+                .collect())
+        };
+        let mut all = Vec::new();
+        for group in groups {
+            all.extend(undecided(group)?);
+        }
+        let outcomes = self.outcomes_of(&all)?;
+        let now = Instant::now();
+        let orphans: Vec<Named> = {
+            let mut seen = self.seen.lock();
+            seen.retain(|s, _| all.contains(s));
+            all.iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .filter(|(s, _)| now.duration_since(*seen.entry(**s).or_insert(now)) >= grace)
+                .map(|(s, _)| *s)
+                .collect()
+        };
+        if !orphans.is_empty() {
+            let record = CommitRecord {
+                commit: false,
+                shares: orphans,
+            };
+            let frame = record.frame().map_err(|e| Error::Protocol(e.to_string()))?;
+            self.commit_log.append(vec![frame]).await?;
+        }
+        let outcomes = self.outcomes_of(&all)?;
+        let mut decided = 0;
+        for group in groups {
+            let (mut commit, mut abort) = (Vec::new(), Vec::new());
+            for (&(id, base, next), outcome) in all.iter().zip(&outcomes) {
+                match outcome {
+                    Some(true) if id == group.id() => commit.push((base, next)),
+                    Some(false) if id == group.id() => abort.push((base, next)),
+                    _ => {}
+                }
+            }
             for (outcome, ranges) in [(true, commit), (false, abort)] {
                 if !ranges.is_empty() {
                     decided += ranges.len();
@@ -197,6 +312,12 @@ impl Coordinator {
             }
         }
         Ok(decided)
+    }
+
+    /// What a restart does before the partitions take statements: [`Coordinator::sweep`]
+    /// without grace — every undecided share is decided by the commit log, or given up.
+    pub async fn resolve(&self, groups: &[&Group<PartitionMachine>]) -> Result<usize> {
+        self.sweep(groups, Duration::ZERO).await
     }
 }
 

@@ -53,6 +53,11 @@ pub enum Error {
         /// Whether the write may have been committed after all (sent, never answered).
         unknown: bool,
     },
+    /// A statement over several partitions was aborted, not committed: one of its shares
+    /// was given up (found undecided too long by a sweep) before its commit record was in the
+    /// commit log. Nothing of it is readable; it may be retried.
+    #[error("the statement was aborted: {0}")]
+    Aborted(String),
     /// openraft refused or failed (a fatal error of the group, a storage error).
     #[error("raft group {group}: {why}")]
     Raft {
@@ -86,6 +91,7 @@ impl Error {
                 why: why.clone(),
             },
             Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Aborted(m) => Error::Aborted(m.clone()),
             Error::Unreachable { node, why } => Error::Unreachable {
                 node: *node,
                 why: why.clone(),

@@ -31,7 +31,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 
 use crate::error::{Error, Result};
@@ -103,10 +103,15 @@ impl Decision {
     }
 }
 
-/// A statement's commit point: every share of it, as (the partition group's id, base offset,
-/// next offset). Stored as one frame of three `UInt64` columns, one row per share.
+/// A record of the commit log: a statement's commit point, naming every share of it, or an
+/// abort naming shares whose statement is given up (by whoever found them undecided). Each
+/// share is (the partition group's id, base offset, next offset) of a committed `TXN` entry,
+/// so it names that entry alone. What the records mean is decided by their order in the log
+/// (the replication layer's coordinator). Stored as one frame of three `UInt64` columns and a
+/// `Boolean` `commit` column, one row per share, every row of one record alike.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitRecord {
+    pub commit: bool,
     pub shares: Vec<(u64, u64, u64)>,
 }
 
@@ -116,17 +121,29 @@ impl CommitRecord {
             Field::new("group", DataType::UInt64, false),
             Field::new("base", DataType::UInt64, false),
             Field::new("next", DataType::UInt64, false),
+            Field::new("commit", DataType::Boolean, false),
         ]))
     }
 
-    /// The record as a frame of the commit log.
+    /// The record as a frame of the commit log; refused when it names no share.
     pub fn frame(&self) -> Result<EncodedFrame> {
+        if self.shares.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a commit record names at least one share".into(),
+            ));
+        }
         let column = |f: fn(&(u64, u64, u64)) -> u64| {
             Arc::new(UInt64Array::from_iter_values(self.shares.iter().map(f))) as _
         };
+        let commit = BooleanArray::from(vec![self.commit; self.shares.len()]);
         let batch = RecordBatch::try_new(
             Self::schema(),
-            vec![column(|s| s.0), column(|s| s.1), column(|s| s.2)],
+            vec![
+                column(|s| s.0),
+                column(|s| s.1),
+                column(|s| s.2),
+                Arc::new(commit),
+            ],
         )
         .map_err(|source| Error::Encode { source })?;
         EncodedFrame::encode(&batch, 0, 0)
@@ -140,7 +157,7 @@ impl CommitRecord {
                 batch.schema()
             ))
         };
-        if batch.schema().fields() != Self::schema().fields() {
+        if batch.schema().fields() != Self::schema().fields() || batch.num_rows() == 0 {
             return Err(not_one());
         }
         let column = |i: usize| {
@@ -148,10 +165,21 @@ impl CommitRecord {
             c.filter(|c| c.null_count() == 0).ok_or_else(not_one)
         };
         let (groups, bases, nexts) = (column(0)?, column(1)?, column(2)?);
+        let commits = batch
+            .column(3)
+            .as_boolean_opt()
+            .filter(|c| c.null_count() == 0)
+            .ok_or_else(not_one)?;
+        let commit = commits.value(0);
+        if commits.true_count() != if commit { batch.num_rows() } else { 0 } {
+            return Err(Error::InvalidArgument(
+                "a commit record whose rows disagree on its outcome".into(),
+            ));
+        }
         let shares = (0..batch.num_rows())
             .map(|i| (groups.value(i), bases.value(i), nexts.value(i)))
             .collect();
-        Ok(CommitRecord { shares })
+        Ok(CommitRecord { commit, shares })
     }
 }
 
@@ -263,13 +291,21 @@ mod tests {
 
     #[test]
     fn a_commit_record_reads_back_from_its_frame() {
-        let record = CommitRecord {
-            shares: vec![(65536, 0, 3), (65537, 10, 11)],
+        for commit in [true, false] {
+            let record = CommitRecord {
+                commit,
+                shares: vec![(65536, 0, 3), (65537, 10, 11)],
+            };
+            let frame = record.frame().unwrap();
+            let body = frame.bytes()[64..].to_vec();
+            let batch = crate::segment::format::decode_body(body).unwrap();
+            assert_eq!(CommitRecord::from_batch(&batch).unwrap(), record);
+        }
+        let empty = CommitRecord {
+            commit: true,
+            shares: vec![],
         };
-        let frame = record.frame().unwrap();
-        let body = frame.bytes()[64..].to_vec();
-        let batch = crate::segment::format::decode_body(body).unwrap();
-        assert_eq!(CommitRecord::from_batch(&batch).unwrap(), record);
+        assert!(empty.frame().is_err(), "a record names a share");
         let other = RecordBatch::try_new(
             Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)])),
             vec![Arc::new(UInt64Array::from(vec![1u64]))],
