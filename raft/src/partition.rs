@@ -341,9 +341,16 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
             .log
             .last_entry()
             .map_err(|e| read_error(storage_error(e)))?;
+        // Retention and the cold tier delete whole segments from the front; the last entry
+        // they took is openraft's last purged one (`PartitionLog::purged_entry`).
+        let purged = self
+            .0
+            .log
+            .purged_entry()
+            .map(|(term, index)| log_id(term, index));
         Ok(LogState {
-            last_purged_log_id: None,
-            last_log_id: last.map(|(term, index)| log_id(term, index)),
+            last_purged_log_id: purged,
+            last_log_id: last.map(|(term, index)| log_id(term, index)).or(purged),
         })
     }
 

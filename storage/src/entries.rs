@@ -125,7 +125,16 @@ pub(crate) struct RaftState {
     pub(crate) stable_end: AtomicU64,
     /// Offset ranges of aborted `TXN` entries, sorted: readers skip them. Swapped whole.
     pub(crate) aborted: RwLock<Arc<Vec<(u64, u64)>>>,
+    /// (term, index) of the last entry deleted from the log's front (`purged.rs`).
+    pub(crate) purged: Mutex<Option<(u64, u64)>>,
     entries: Mutex<Entries>,
+}
+
+impl RaftState {
+    /// The index of the last committed entry, if known.
+    pub(crate) fn committed_index(&self) -> Option<u64> {
+        self.entries.lock().committed.map(|(_, i)| i)
+    }
 }
 
 impl Entries {
@@ -193,6 +202,9 @@ impl PartitionLog {
         committed: Option<u64>,
         scan_from: Option<u64>,
     ) -> Result<PartitionLog> {
+        // Every purged entry was committed (a save of `committed` may be older after a crash).
+        let purged = crate::purged::read_purged(dir)?;
+        let committed = committed.max(purged.map(|(_, index)| index));
         let is_committed = |index: u64| committed.is_some_and(|c| index <= c);
         // A Raft log keeps every whole `TXN` group: whether its rows count is up to the
         // decisions in the log, not to recovery (which drops a one-node log's undecided one).
@@ -249,6 +261,10 @@ impl PartitionLog {
             decisions::write_aborted(dir, &aborted)?;
         }
         *raft.aborted.write() = Arc::new(aborted);
+        if entries.committed.map(|(_, i)| i) < purged.map(|(_, i)| i) {
+            entries.committed = purged;
+        }
+        *raft.purged.lock() = purged;
         raft.committed_end.store(committed_end, Ordering::Release);
         raft.stable_end
             .store(entries.stable_end(committed_end), Ordering::Release);

@@ -43,6 +43,7 @@ mod entries;
 mod error;
 pub mod failpoint;
 mod log;
+mod purged;
 mod read;
 mod reader;
 mod recovery;

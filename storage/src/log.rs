@@ -678,12 +678,16 @@ impl PartitionLog {
         let cutoff = config
             .retention_ms
             .map(|ms| now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)));
+        let may_delete = self.may_delete();
         let removed: Vec<Arc<Segment>> = {
             let mut segments = self.shared.segments.write();
             let mut total: u64 = segments.iter().map(|s| s.state.read().size).sum();
             let mut n = 0;
             while n + 1 < segments.len() {
                 let state = segments[n].state.read();
+                if !may_delete(&state) {
+                    break;
+                }
                 let expired =
                     matches!((cutoff, state.max_timestamp), (Some(c), Some(max)) if max < c);
                 let over = config.retention_bytes.is_some_and(|limit| total > limit);
@@ -693,6 +697,7 @@ impl PartitionLog {
                 total -= state.size;
                 n += 1;
             }
+            self.save_purged(&segments[..n])?;
             segments.drain(..n).collect()
         };
         for segment in &removed {
@@ -715,11 +720,16 @@ impl PartitionLog {
     /// calls this once the segment's object is in its manifest). Returns whether it was
     /// deleted. Readers holding it finish it from their open file handle.
     pub fn remove_oldest_segment(&self, base_offset: u64) -> Result<bool> {
+        let may_delete = self.may_delete();
         let removed = {
             let mut segments = self.shared.segments.write();
-            if segments.len() < 2 || segments[0].base_offset != base_offset {
+            if segments.len() < 2
+                || segments[0].base_offset != base_offset
+                || !may_delete(&segments[0].state.read())
+            {
                 return Ok(false);
             }
+            self.save_purged(&segments[..1])?;
             segments.remove(0)
         };
         for path in [&removed.log_path, &removed.index_path] {
