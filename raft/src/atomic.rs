@@ -45,13 +45,16 @@ use futures::future::join_all;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::{Group, PartitionMachine};
+use crate::{Group, MAX_ENTRY_BYTES, PartitionMachine};
 
 /// A partition group of the statement, and the frames of its share.
 pub type Share<'a> = (&'a Group<PartitionMachine>, Vec<EncodedFrame>);
 
 /// A share as the commit log names it: (group, base offset, next offset).
 type Named = (u64, u64, u64);
+
+/// A share's group and the offset ranges of its entries.
+type ShareRanges<'a> = (&'a Group<PartitionMachine>, Vec<(u64, u64)>);
 
 /// What the commit log's records, read in order, decide (see the module docs): a share's
 /// outcome is that of the first record naming it, and a commit record that names a share an
@@ -86,6 +89,8 @@ pub struct Coordinator {
     outcomes: Mutex<Outcomes>,
     /// When a sweep first found each undecided share no record names.
     seen: Mutex<HashMap<Named, Instant>>,
+    /// The most bytes one entry of a share holds.
+    entry_limit: usize,
 }
 
 fn unknown(e: &Error) -> bool {
@@ -103,7 +108,15 @@ impl Coordinator {
             in_flight: Mutex::new(Vec::new()),
             outcomes: Mutex::new(Outcomes::default()),
             seen: Mutex::new(HashMap::new()),
+            entry_limit: MAX_ENTRY_BYTES,
         }
+    }
+
+    /// The same, with shares cut into entries of at most `bytes` (default and most:
+    /// [`MAX_ENTRY_BYTES`]): fewer bytes per entry spread a large share over more entries.
+    pub fn with_entry_limit(mut self, bytes: usize) -> Coordinator {
+        self.entry_limit = bytes.clamp(1, MAX_ENTRY_BYTES);
+        self
     }
 
     /// The outcome the commit log gives each of `shares` (`None`: no record names it), after
@@ -134,9 +147,12 @@ impl Coordinator {
         &self.commit_log
     }
 
-    /// Appends every share, all or nothing, and returns each one's offsets once its rows are
-    /// readable on this node. Each group appears at most once.
-    pub async fn append(&self, shares: Vec<Share<'_>>) -> Result<Vec<(u64, u64)>> {
+    /// Appends every share, all or nothing, and returns each one's offset ranges (one per
+    /// entry it took) once its rows are readable on this node. Each group appears at most
+    /// once. A share larger than one entry ([`Coordinator::with_entry_limit`]) is written as
+    /// several `TXN` entries of its partition, all named by the one commit record; a statement
+    /// of one partition that fits one entry is one plain entry (committed whole by itself).
+    pub async fn append(&self, shares: Vec<Share<'_>>) -> Result<Vec<Vec<(u64, u64)>>> {
         let mut ids: Vec<u64> = shares.iter().map(|(g, _)| g.id()).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
@@ -144,29 +160,55 @@ impl Coordinator {
                 "a statement names one partition twice".into(),
             ));
         }
-        let groups: Vec<&Group<PartitionMachine>> = shares.iter().map(|(g, _)| *g).collect();
-        let written = join_all(shares.into_iter().map(|(g, frames)| g.append_txn(frames))).await;
+        let mut chunked = Vec::with_capacity(shares.len());
+        for (group, frames) in shares {
+            chunked.push((group, chunks(frames, self.entry_limit)?));
+        }
+        if let [(group, chunks)] = chunked.as_mut_slice()
+            && chunks.len() == 1
+        {
+            let frames = chunks.pop().unwrap_or_default();
+            return Ok(vec![vec![group.append(frames).await?]]);
+        }
+        // Every entry of every share, written in parallel: (share, group, chunk).
+        let entries: Vec<(usize, &Group<PartitionMachine>, Vec<EncodedFrame>)> = chunked
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, (g, chunks))| chunks.into_iter().map(move |c| (i, g, c)))
+            .collect();
+        let places: Vec<(usize, &Group<PartitionMachine>)> =
+            entries.iter().map(|(i, g, _)| (*i, *g)).collect();
+        let written = join_all(entries.into_iter().map(|(_, g, c)| g.append_txn(c))).await;
         if written.iter().any(Result::is_err) {
             let mut first = None;
             let mut aborts = Vec::new();
-            for (group, result) in groups.iter().zip(written) {
+            for ((_, group), result) in places.iter().zip(written) {
                 match result {
-                    Ok(range) => aborts.push(abort(group, range)),
+                    Ok(range) => aborts.push(abort(group, vec![range])),
                     Err(e) => {
                         first.get_or_insert(e);
                     }
                 }
             }
-            // Best effort: a share left undecided is aborted by `resolve`.
+            // Best effort: a share left undecided is given up by a sweep.
             join_all(aborts).await;
             return Err(first.unwrap_or_else(|| Error::Protocol("no share failed".into())));
         }
         let ranges: Vec<(u64, u64)> = written.into_iter().flatten().collect();
-        let shares: Vec<(u64, u64, u64)> = groups
+        let shares: Vec<Named> = places
             .iter()
             .zip(&ranges)
-            .map(|(g, &(base, next))| (g.id(), base, next))
+            .map(|((_, g), &(base, next))| (g.id(), base, next))
             .collect();
+        // Each share's group and its entries' ranges, in share order (`places` holds a
+        // share's entries one after the other).
+        let mut per_share: Vec<ShareRanges> = Vec::new();
+        for ((i, g), range) in places.iter().zip(&ranges) {
+            match per_share.get_mut(*i) {
+                Some((_, r)) => r.push(*range),
+                None => per_share.push((*g, vec![*range])),
+            }
+        }
         let record = |commit| {
             CommitRecord {
                 commit,
@@ -177,7 +219,7 @@ impl Coordinator {
         };
         if let Err(e) = self.commit_log.append(vec![record(true)?]).await {
             if !unknown(&e) {
-                join_all(groups.iter().zip(&ranges).map(|(g, r)| abort(g, *r))).await;
+                join_all(per_share.iter().map(|(g, r)| abort(g, r.clone()))).await;
                 return Err(e);
             }
             // It may yet be in the log: an abort record settles it — the first of the two wins.
@@ -188,30 +230,25 @@ impl Coordinator {
         }
         let outcomes = self.outcomes_of(&shares)?;
         if outcomes.iter().any(|o| *o != Some(true)) {
-            join_all(groups.iter().zip(&ranges).map(|(g, r)| abort(g, *r))).await;
+            join_all(per_share.iter().map(|(g, r)| abort(g, r.clone()))).await;
             return Err(Error::Aborted(
                 "a share was given up before its commit record was in the commit log".into(),
             ));
         }
         // Committed. In flight until every decision is applied here.
         self.in_flight.lock().extend(shares.iter().copied());
-        let decided = join_all(
-            groups
-                .iter()
-                .zip(&ranges)
-                .map(|(group, &range)| async move {
-                    group
-                        .decide(&Decision {
-                            commit: true,
-                            ranges: vec![range],
-                        })
-                        .await
-                }),
-        )
+        let decided = join_all(per_share.iter().map(|(group, ranges)| async move {
+            group
+                .decide(&Decision {
+                    commit: true,
+                    ranges: ranges.clone(),
+                })
+                .await
+        }))
         .await;
         self.in_flight.lock().retain(|s| !shares.contains(s));
         match decided.into_iter().find_map(Result::err) {
-            None => Ok(ranges),
+            None => Ok(per_share.into_iter().map(|(_, r)| r).collect()),
             // Committed all the same: `resolve` shows the rest.
             Some(e) => Err(Error::Unavailable {
                 group: self.commit_log.id(),
@@ -347,11 +384,38 @@ async fn caught_up(group: &Group<PartitionMachine>) -> Result<()> {
     Ok(())
 }
 
-async fn abort(group: &Group<PartitionMachine>, range: (u64, u64)) -> Result<()> {
+async fn abort(group: &Group<PartitionMachine>, ranges: Vec<(u64, u64)>) -> Result<()> {
     group
         .decide(&Decision {
             commit: false,
-            ranges: vec![range],
+            ranges,
         })
         .await
+}
+
+/// `frames` cut, in order, into runs of at most `limit` bytes: one entry each. A frame above
+/// the limit on its own cannot be written.
+fn chunks(frames: Vec<EncodedFrame>, limit: usize) -> Result<Vec<Vec<EncodedFrame>>> {
+    let mut out: Vec<Vec<EncodedFrame>> = Vec::new();
+    let mut bytes = 0;
+    for frame in frames {
+        let len = frame.len() as usize;
+        if len > limit {
+            return Err(Error::Protocol(format!(
+                "a frame of {len} bytes is above the {limit} an entry holds"
+            )));
+        }
+        match out.last_mut() {
+            Some(last) if bytes + len <= limit => last.push(frame),
+            _ => {
+                out.push(vec![frame]);
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    if out.is_empty() {
+        return Err(Error::Protocol("a statement's share holds no frame".into()));
+    }
+    Ok(out)
 }

@@ -25,6 +25,11 @@ struct Node {
 
 impl Node {
     async fn start(root: &Path) -> Node {
+        Node::start_with(root, eddy_raft::MAX_ENTRY_BYTES).await
+    }
+
+    /// A node whose coordinator cuts shares into entries of at most `entry_limit` bytes.
+    async fn start_with(root: &Path, entry_limit: usize) -> Node {
         let transport = Transport::alone(1);
         let mut groups = Vec::new();
         for id in GROUPS {
@@ -48,7 +53,7 @@ impl Node {
         Node {
             transport,
             parts: groups,
-            coordinator: Coordinator::new(commit_log),
+            coordinator: Coordinator::new(commit_log).with_entry_limit(entry_limit),
         }
     }
 
@@ -82,7 +87,7 @@ async fn a_statement_over_three_partitions_is_readable_whole() {
         ])
         .await
         .unwrap();
-    assert_eq!(ranges, [(0, 2), (0, 1), (0, 1)]);
+    assert_eq!(ranges, [vec![(0, 2)], vec![(0, 1)], vec![(0, 1)]]);
     assert_eq!(node.rows(), [vec![1, 2], vec![3], vec![4]]);
     assert_eq!(node.coordinator.high_watermarks(&p), [2, 1, 1]);
     // A plain write after it, and one more statement.
@@ -194,6 +199,49 @@ async fn a_commit_record_first_in_the_commit_log_wins_over_a_later_abort() {
     let p = node.parts();
     assert_eq!(node.coordinator.resolve(&p).await.unwrap(), 3);
     assert_eq!(node.rows(), [vec![10], vec![11], vec![12]]);
+    node.stop().await;
+}
+
+/// A share larger than one entry is written as several `TXN` entries of its partition, which
+/// one commit record names: its rows become readable together, in order — also for a
+/// statement of one partition, which fits no single entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_larger_than_an_entry_spans_entries_and_commits_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let one = frames(&[&[0]]).remove(0).len() as usize;
+    let node = Node::start_with(root.path(), 2 * one).await;
+    let p = node.parts();
+    let ranges = node
+        .coordinator
+        .append(vec![
+            (p[0], frames(&[&[1], &[2], &[3], &[4], &[5]])),
+            (p[1], frames(&[&[6]])),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ranges, [vec![(0, 2), (2, 4), (4, 5)], vec![(0, 1)]]);
+    assert_eq!(node.rows(), [vec![1, 2, 3, 4, 5], vec![6], vec![]]);
+    let ranges = node
+        .coordinator
+        .append(vec![(p[2], frames(&[&[7], &[8], &[9]]))])
+        .await
+        .unwrap();
+    assert_eq!(ranges, [vec![(0, 2), (2, 3)]], "two TXN entries");
+    assert!(p[2].log().undecided().unwrap().is_empty());
+    let ranges = node
+        .coordinator
+        .append(vec![(p[2], frames(&[&[10]]))])
+        .await
+        .unwrap();
+    assert_eq!(ranges, [vec![(3, 4)]], "one plain entry");
+    assert_eq!(node.rows()[2], [7, 8, 9, 10]);
+    let records = rows_of_commit_log(&node);
+    assert_eq!(
+        records.len(),
+        2,
+        "a record for each statement over several entries"
+    );
+    assert_eq!(records[0].shares.len(), 4);
     node.stop().await;
 }
 
