@@ -27,7 +27,6 @@
 //! This module decides nothing: who commits and who aborts is the writer's coordinator's
 //! business (the commit record); it only applies what a decision says.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,7 +35,7 @@ use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 
 use crate::error::{Error, Result};
 use crate::segment::format::EncodedFrame;
-use crate::segment::replace_file;
+use crate::segment::{read_checked_file, replace_checked_file};
 
 const ABORTED_MAGIC: &[u8; 8] = b"EDDYABT1";
 const ABORTED_FILE: &str = "txn-aborted";
@@ -216,26 +215,15 @@ pub(crate) fn merge(ranges: &[(u64, u64)], more: &[(u64, u64)]) -> Vec<(u64, u64
 
 /// The aborted ranges `dir` records (none when the file does not exist).
 pub(crate) fn read_aborted(dir: &Path) -> Result<Vec<(u64, u64)>> {
-    let path = dir.join(ABORTED_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    let what = "the aborted transactions file";
+    let Some(payload) = read_checked_file(dir, ABORTED_FILE, ABORTED_MAGIC, what)? else {
+        return Ok(Vec::new());
     };
     let damaged = |why: &str| Error::Corrupt {
-        path: path.clone(),
+        path: dir.join(ABORTED_FILE),
         position: 0,
-        reason: format!("the aborted transactions file: {why}"),
+        reason: format!("{what}: {why}"),
     };
-    let body = bytes
-        .strip_prefix(ABORTED_MAGIC)
-        .ok_or_else(|| damaged("bad magic"))?;
-    let (payload, crc) = body
-        .split_last_chunk::<4>()
-        .ok_or_else(|| damaged("too short"))?;
-    if crc32c::crc32c(payload) != u32::from_le_bytes(*crc) {
-        return Err(damaged("CRC mismatch"));
-    }
     let (count, mut rest) = payload
         .split_first_chunk::<4>()
         .ok_or_else(|| damaged("too short"))?;
@@ -251,8 +239,7 @@ pub(crate) fn read_aborted(dir: &Path) -> Result<Vec<(u64, u64)>> {
     Ok(ranges)
 }
 
-/// Replaces `dir`'s aborted ranges with `ranges`, durably: a temporary file written and
-/// synced, renamed over the old one, the directory synced.
+/// Replaces `dir`'s aborted ranges with `ranges`, durably (see [`replace_checked_file`]).
 pub(crate) fn write_aborted(dir: &Path, ranges: &[(u64, u64)]) -> Result<()> {
     let mut payload = Vec::with_capacity(4 + 16 * ranges.len());
     payload.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
@@ -260,14 +247,13 @@ pub(crate) fn write_aborted(dir: &Path, ranges: &[(u64, u64)]) -> Result<()> {
         payload.extend_from_slice(&base.to_le_bytes());
         payload.extend_from_slice(&next.to_le_bytes());
     }
-    let mut bytes = ABORTED_MAGIC.to_vec();
-    bytes.extend_from_slice(&payload);
-    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    replace_file(dir, ABORTED_FILE, &bytes)
+    replace_checked_file(dir, ABORTED_FILE, ABORTED_MAGIC, &payload)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -12,57 +12,38 @@
 //! need is never deleted by retention. A follower too far behind for what is left needs a
 //! snapshot (docs/design/2026-12-02-replication.md, milestone 4).
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::log::PartitionLog;
-use crate::segment::{SegState, Segment, replace_file};
+use crate::segment::{SegState, Segment, read_checked_file, replace_checked_file};
 
 const PURGED_FILE: &str = "raft-purged";
 const PURGED_MAGIC: &[u8; 8] = b"EDDYPRG1";
 
 /// The purged id saved in `dir`, if any.
 pub(crate) fn read_purged(dir: &Path) -> Result<Option<(u64, u64)>> {
-    let path = dir.join(PURGED_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    let what = "the purged entry file";
+    let Some(payload) = read_checked_file(dir, PURGED_FILE, PURGED_MAGIC, what)? else {
+        return Ok(None);
     };
-    let damaged = |why: &str| Error::Corrupt {
-        path: path.clone(),
-        position: 0,
-        reason: format!("the purged entry file: {why}"),
-    };
-    let body = bytes
-        .strip_prefix(PURGED_MAGIC)
-        .ok_or_else(|| damaged("bad magic"))?;
-    let (payload, crc) = body
-        .split_last_chunk::<4>()
-        .ok_or_else(|| damaged("too short"))?;
-    if crc32c::crc32c(payload) != u32::from_le_bytes(*crc) {
-        return Err(damaged("CRC mismatch"));
-    }
     let (term, index) = payload
         .split_first_chunk::<8>()
-        .and_then(|(t, rest)| Some((t, rest.first_chunk::<8>()?)))
+        .and_then(|(term, rest)| Some((*term, *rest.first_chunk::<8>()?)))
         .filter(|_| payload.len() == 16)
-        .ok_or_else(|| damaged("wrong length"))?;
-    Ok(Some((
-        u64::from_le_bytes(*term),
-        u64::from_le_bytes(*index),
-    )))
+        .ok_or_else(|| Error::Corrupt {
+            path: dir.join(PURGED_FILE),
+            position: 0,
+            reason: format!("{what}: wrong length"),
+        })?;
+    Ok(Some((u64::from_le_bytes(term), u64::from_le_bytes(index))))
 }
 
 fn write_purged(dir: &Path, (term, index): (u64, u64)) -> Result<()> {
     let mut payload = term.to_le_bytes().to_vec();
     payload.extend_from_slice(&index.to_le_bytes());
-    let mut bytes = PURGED_MAGIC.to_vec();
-    bytes.extend_from_slice(&payload);
-    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    replace_file(dir, PURGED_FILE, &bytes)
+    replace_checked_file(dir, PURGED_FILE, PURGED_MAGIC, &payload)
 }
 
 /// The term of entry `index`, read from the headers of `segment` (which holds it).

@@ -375,6 +375,52 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Replaces `dir/name` (see [`replace_file`]) with a small checked file: `magic`, `payload`,
+/// the payload's CRC32C. [`read_checked_file`] reads it back.
+pub(crate) fn replace_checked_file(
+    dir: &Path,
+    name: &str,
+    magic: &[u8; 8],
+    payload: &[u8],
+) -> Result<()> {
+    let mut bytes = Vec::with_capacity(magic.len() + payload.len() + 4);
+    bytes.extend_from_slice(magic);
+    bytes.extend_from_slice(payload);
+    bytes.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    replace_file(dir, name, &bytes)
+}
+
+/// The payload of a file [`replace_checked_file`] wrote (`None`: no such file); a wrong magic
+/// or CRC is [`Error::Corrupt`], naming the file as `what`.
+pub(crate) fn read_checked_file(
+    dir: &Path,
+    name: &str,
+    magic: &[u8; 8],
+    what: &str,
+) -> Result<Option<Vec<u8>>> {
+    let path = dir.join(name);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let damaged = |why: &str| Error::Corrupt {
+        path: path.clone(),
+        position: 0,
+        reason: format!("{what}: {why}"),
+    };
+    let body = bytes
+        .strip_prefix(magic)
+        .ok_or_else(|| damaged("bad magic"))?;
+    let (payload, crc) = body
+        .split_last_chunk::<4>()
+        .ok_or_else(|| damaged("too short"))?;
+    if crc32c::crc32c(payload) != u32::from_le_bytes(*crc) {
+        return Err(damaged("CRC mismatch"));
+    }
+    Ok(Some(payload.to_vec()))
+}
+
 /// Fsyncs a directory so that file creations and deletions in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
