@@ -40,7 +40,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use eddy_storage::{CommitRecord, Decision, EncodedFrame};
+use eddy_storage::{CommitRecord, Decision, EncodedFrame, PartitionLog};
 use futures::future::join_all;
 use parking_lot::Mutex;
 
@@ -67,6 +67,18 @@ struct Outcomes {
 }
 
 impl Outcomes {
+    /// Drops the outcomes of committed shares whose commit decisions are applied: no later
+    /// record can change them (a later abort record naming one only decides it again, which
+    /// changes nothing), so only aborts — rare — stay in memory. What a restart folds again
+    /// is bounded by the commit log's retention.
+    fn forget_committed(&mut self, shares: &[Named]) {
+        for share in shares {
+            if self.decided.get(share) == Some(&true) {
+                self.decided.remove(share);
+            }
+        }
+    }
+
     fn fold(&mut self, record: CommitRecord) {
         let commit = record.commit
             && record
@@ -209,6 +221,7 @@ impl Coordinator {
                 None => per_share.push((*g, vec![*range])),
             }
         }
+        eddy_storage::failpoint::crash_point("append-before-commit");
         let record = |commit| {
             CommitRecord {
                 commit,
@@ -235,8 +248,9 @@ impl Coordinator {
                 "a share was given up before its commit record was in the commit log".into(),
             ));
         }
+        eddy_storage::failpoint::crash_point("append-after-commit");
         // Committed. In flight until every decision is applied here.
-        self.in_flight.lock().extend(shares.iter().copied());
+        let in_flight = InFlight::register(&self.in_flight, shares.clone());
         let decided = join_all(per_share.iter().map(|(group, ranges)| async move {
             group
                 .decide(&Decision {
@@ -246,9 +260,12 @@ impl Coordinator {
                 .await
         }))
         .await;
-        self.in_flight.lock().retain(|s| !shares.contains(s));
+        drop(in_flight);
         match decided.into_iter().find_map(Result::err) {
-            None => Ok(per_share.into_iter().map(|(_, r)| r).collect()),
+            None => {
+                self.outcomes.lock().forget_committed(&shares);
+                Ok(per_share.into_iter().map(|(_, r)| r).collect())
+            }
             // Committed all the same: `resolve` shows the rest.
             Some(e) => Err(Error::Unavailable {
                 group: self.commit_log.id(),
@@ -261,14 +278,22 @@ impl Coordinator {
     /// Each group's high watermark, capped at the first share still in flight in it: what a
     /// scan of these partitions may read so that it sees all of a statement or none of it.
     pub fn high_watermarks(&self, groups: &[&Group<PartitionMachine>]) -> Vec<u64> {
+        let parts: Vec<(u64, &PartitionLog)> =
+            groups.iter().map(|g| (g.id(), g.log().as_ref())).collect();
+        self.high_watermarks_of(&parts)
+    }
+
+    /// [`Coordinator::high_watermarks`] of partitions named by their group id and log (what
+    /// a topic's [`eddy_storage::Visibility`] holds).
+    pub fn high_watermarks_of(&self, parts: &[(u64, &PartitionLog)]) -> Vec<u64> {
         let in_flight = self.in_flight.lock();
-        groups
+        parts
             .iter()
-            .map(|g| {
-                let hw = g.log().high_watermark();
+            .map(|&(id, log)| {
+                let hw = log.high_watermark();
                 in_flight
                     .iter()
-                    .filter(|(id, _, _)| *id == g.id())
+                    .filter(|(group, _, _)| *group == id)
                     .map(|&(_, base, _)| base)
                     .min()
                     .map_or(hw, |base| hw.min(base))
@@ -326,6 +351,15 @@ impl Coordinator {
             self.commit_log.append(vec![frame]).await?;
         }
         let outcomes = self.outcomes_of(&all)?;
+        // Committed shares are decided group by group: in flight until all are, so that no
+        // snapshot shows one partition's share of a statement without the others'.
+        let committed: Vec<Named> = all
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == Some(true))
+            .map(|(s, _)| *s)
+            .collect();
+        let _in_flight = InFlight::register(&self.in_flight, committed.clone());
         let mut decided = 0;
         for group in groups {
             let (mut commit, mut abort) = (Vec::new(), Vec::new());
@@ -348,6 +382,7 @@ impl Coordinator {
                 }
             }
         }
+        self.outcomes.lock().forget_committed(&committed);
         Ok(decided)
     }
 
@@ -382,6 +417,31 @@ async fn caught_up(group: &Group<PartitionMachine>) -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// Shares registered as in flight (committed, decisions not all applied on this node) until
+/// dropped — on every path out, an error's included.
+struct InFlight<'a> {
+    list: &'a Mutex<Vec<Named>>,
+    shares: Vec<Named>,
+}
+
+impl<'a> InFlight<'a> {
+    fn register(list: &'a Mutex<Vec<Named>>, shares: Vec<Named>) -> InFlight<'a> {
+        list.lock().extend(shares.iter().copied());
+        InFlight { list, shares }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut list = self.list.lock();
+        for share in &self.shares {
+            if let Some(at) = list.iter().position(|s| s == share) {
+                list.swap_remove(at);
+            }
+        }
+    }
 }
 
 async fn abort(group: &Group<PartitionMachine>, ranges: Vec<(u64, u64)>) -> Result<()> {

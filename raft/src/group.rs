@@ -250,7 +250,23 @@ impl Group<PartitionMachine> {
         voters: &BTreeSet<u64>,
         timing: Timing,
     ) -> Result<Group<PartitionMachine>> {
-        let (store, machine, _, fresh) = partition::open(dir, config)?;
+        Self::start_partition_resolving(id, transport, dir, config, voters, timing, &|_, _| false)
+            .await
+    }
+
+    /// [`Group::start_partition`] for a partition that may hold one node's frames from before
+    /// it was a Raft log: a last multi-partition group of that time is kept only if
+    /// `committed_before(base, next)` (see [`PartitionLog::open_replicated`]).
+    pub async fn start_partition_resolving(
+        id: u64,
+        transport: Arc<Transport>,
+        dir: &Path,
+        config: LogConfig,
+        voters: &BTreeSet<u64>,
+        timing: Timing,
+        committed_before: &(dyn Fn(u64, u64) -> bool + Sync),
+    ) -> Result<Group<PartitionMachine>> {
+        let (store, machine, _, fresh) = partition::open(dir, config, committed_before)?;
         launch(
             id,
             transport,

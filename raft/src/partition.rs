@@ -132,6 +132,7 @@ fn storage_error(e: impl std::fmt::Display) -> Error {
 pub fn open(
     dir: &Path,
     config: LogConfig,
+    committed_before: &dyn Fn(u64, u64) -> bool,
 ) -> Result<(PartitionStore, PartitionMachine, Arc<PartitionLog>, bool)> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let state_path = dir.join("raft-state");
@@ -142,8 +143,8 @@ pub fn open(
         Some((id, scan_from)) => (Some(id.index), scan_from),
         None => (None, None),
     };
-    let log =
-        PartitionLog::open_replicated(dir, config, committed, scan_from).map_err(storage_error)?;
+    let log = PartitionLog::open_replicated(dir, config, committed, scan_from, committed_before)
+        .map_err(storage_error)?;
     let last = log.last_entry().map_err(storage_error)?;
     // Memberships of entries a crash kept from being written are not in the log.
     state

@@ -354,3 +354,37 @@ async fn a_snapshot_never_holds_part_of_a_statement() {
     assert_eq!(node.coordinator.high_watermarks(&p), [statements as u64; 3]);
     Arc::into_inner(node).unwrap().stop().await;
 }
+
+/// A sweep that commits statements found committed in the commit log (their writer gone
+/// before its decisions) decides them partition by partition; snapshots taken meanwhile never
+/// hold part of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_never_holds_part_of_a_statement_a_sweep_commits() {
+    let root = tempfile::tempdir().unwrap();
+    let node = Arc::new(Node::start(root.path()).await);
+    let statements = 30;
+    for i in 0..statements {
+        let shares = txn_shares(&node, 10 * i).await;
+        append_record(&node, true, shares).await;
+    }
+    assert_eq!(node.coordinator.high_watermarks(&node.parts()), [0; 3]);
+    let sweeper = {
+        let node = node.clone();
+        tokio::spawn(async move { node.coordinator.sweep(&node.parts(), Duration::ZERO).await })
+    };
+    let mut snapshots = 0;
+    while !sweeper.is_finished() {
+        let ends = node.coordinator.high_watermarks(&node.parts());
+        assert!(
+            ends.iter().all(|&e| e == ends[0]),
+            "a snapshot holds part of a statement: {ends:?}"
+        );
+        snapshots += 1;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(sweeper.await.unwrap().unwrap(), 3 * statements as usize);
+    assert!(snapshots > 1, "{snapshots} snapshots");
+    let p = node.parts();
+    assert_eq!(node.coordinator.high_watermarks(&p), [statements as u64; 3]);
+    Arc::into_inner(node).unwrap().stop().await;
+}

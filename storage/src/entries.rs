@@ -195,20 +195,26 @@ impl PartitionLog {
     /// every entry up to index `committed` is known committed (the state machine's last
     /// applied index, kept by the replication layer; `None`: none is), the entries after it
     /// wait for [`PartitionLog::commit_entries`]. Frames written before the log became a Raft
-    /// log count as committed.
+    /// log count as committed, except a last multi-partition group of that time
+    /// ([`crate::Topic::append_atomic`]'s `TXN` group, one node's rule): it is kept only if
+    /// `committed_before(base, next)` says its commit record is durable (the topic's
+    /// `txn.log`, read by [`crate::TopicStore::committed_before`]) — so a partition opened as a
+    /// Raft log for the first time drops a statement that was never committed, as its last
+    /// one-node open would have.
     pub fn open_replicated(
         dir: &Path,
         config: LogConfig,
         committed: Option<u64>,
         scan_from: Option<u64>,
+        committed_before: &dyn Fn(u64, u64) -> bool,
     ) -> Result<PartitionLog> {
         // Every purged entry was committed (a save of `committed` may be older after a crash).
         let purged = crate::purged::read_purged(dir)?;
         let committed = committed.max(purged.map(|(_, index)| index));
         let is_committed = |index: u64| committed.is_some_and(|c| index <= c);
-        // A Raft log keeps every whole `TXN` group: whether its rows count is up to the
-        // decisions in the log, not to recovery (which drops a one-node log's undecided one).
-        let log = Self::open_with(dir, config, &|_, _| true, Some(RaftState::default()))?;
+        // A Raft log keeps every whole `TXN` entry: whether its rows count is up to the
+        // decisions in the log, not to recovery (`recovery.rs` settles one-node groups only).
+        let log = Self::open_with(dir, config, committed_before, Some(RaftState::default()))?;
         let shared = log.shared();
         let raft = log.raft()?;
         let written = shared.appender.lock().written;

@@ -64,4 +64,4 @@ pub use log::{AppendInfo, LogStats, PartitionLog, SegmentInfo, StoredBatch};
 pub use read::{PartitionRead, ReadRequest, TimeBounds, overlapping_objects};
 pub use reader::LogReader;
 pub use segment::format::EncodedFrame;
-pub use topics::{PartitionFrames, Topic, TopicStore};
+pub use topics::{PartitionFrames, Topic, TopicStore, Visibility};

@@ -240,8 +240,11 @@ fn recover_active(
         ));
     }
     let mut last_txn_group = None;
+    // A Raft entry's `TXN` group is kept whatever `committed` says: its fate is the
+    // decisions in the log (`entries.rs`). Only a one-node group is settled here.
     if let Some(last) = groups.last()
         && last[0].1.txn()
+        && !last[0].1.entry()
     {
         let (base, next) = (last[0].1.base_offset, last[last.len() - 1].1.next_offset());
         if committed(base, next) {

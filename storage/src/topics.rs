@@ -22,6 +22,15 @@ use crate::{EncodedFrame, Error, LogConfig, PartitionLog, PartitionRead, ReadReq
 /// One atomic append's frames for one topic: each partition written and its frames, in order.
 pub type PartitionFrames = Vec<(usize, Vec<EncodedFrame>)>;
 
+/// Snapshots of a topic whose partitions are Raft logs: a statement over several of them is
+/// decided in each partition on its own, so only its writer's coordinator knows which of
+/// their rows may be read together. Implemented by the replication layer.
+pub trait Visibility: Send + Sync + std::fmt::Debug {
+    /// Each partition's high watermark, capped so that no statement is in them in part
+    /// (`logs` in partition order).
+    fn high_watermarks(&self, logs: &[Arc<PartitionLog>]) -> Vec<u64>;
+}
+
 /// One topic: its partitions, indexed by partition number, each with its cold tier.
 #[derive(Debug)]
 pub struct Topic {
@@ -34,6 +43,9 @@ pub struct Topic {
     /// Held for writing while a multi-partition append publishes its groups, for reading
     /// while [`Topic::high_watermarks`] takes its snapshot: no snapshot holds part of one.
     visibility: RwLock<()>,
+    /// Who takes snapshots of a topic whose partitions are Raft logs (their statements are
+    /// decided partition by partition, by the replication layer): see [`Visibility`].
+    snapshots: Option<Arc<dyn Visibility>>,
     /// Concurrent multi-partition appends, merged into rounds.
     rounds: CommitRounds<PartitionFrames>,
 }
@@ -86,6 +98,9 @@ impl Topic {
     /// in all of them or in none. A scan that reads up to these offsets reads one consistent
     /// state of the topic.
     pub fn high_watermarks(&self) -> Vec<u64> {
+        if let Some(snapshots) = &self.snapshots {
+            return snapshots.high_watermarks(&self.partitions);
+        }
         let _snapshot = self.visibility.read();
         self.partitions.iter().map(|p| p.high_watermark()).collect()
     }
@@ -374,6 +389,71 @@ impl TopicStore {
             cold,
             txn: Mutex::new(txn),
             visibility: RwLock::new(()),
+            snapshots: None,
+            rounds: CommitRounds::default(),
+        });
+        self.topics
+            .write()
+            .insert(storage.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// The one-node multi-partition groups of topic `storage` whose commit record is durable
+    /// (its `txn.log`, and the store's `transactions.log`), as (partition, base, next): what
+    /// [`PartitionLog::open_replicated`] keeps of a last such group when a partition of the
+    /// topic becomes a Raft log.
+    pub fn committed_before(&self, storage: &str) -> Result<HashSet<GroupRef>> {
+        let dir = self.topic_dir(storage)?;
+        let mut committed = if dir.exists() {
+            TxnLog::<GroupRef>::committed(&dir)?
+        } else {
+            HashSet::new()
+        };
+        if let Some(across) = self.committed_across.get(storage) {
+            committed.extend(across.iter().copied());
+        }
+        Ok(committed)
+    }
+
+    /// The directory of partition `p` of topic `storage`, created if missing: where the
+    /// replication layer opens the partition's Raft log for [`TopicStore::adopt_topic`].
+    pub fn partition_dir(&self, storage: &str, p: u32) -> Result<PathBuf> {
+        let dir = self.topic_dir(storage)?.join(p.to_string());
+        fs::create_dir_all(&dir).map_err(io_err(&dir, "creating"))?;
+        Ok(dir)
+    }
+
+    /// Serves topic `name` stored as `storage` from partition logs opened elsewhere (the
+    /// replication layer's Raft logs, in [`TopicStore::partition_dir`]), with their cold
+    /// tiers; `visibility` takes its snapshots ([`Topic::high_watermarks`]).
+    pub fn adopt_topic(
+        &self,
+        name: &str,
+        storage: &str,
+        logs: Vec<Arc<PartitionLog>>,
+        visibility: Arc<dyn Visibility>,
+    ) -> Result<Arc<Topic>> {
+        let dir = self.topic_dir(storage)?;
+        let cold = (0..logs.len() as u32)
+            .map(|p| {
+                ColdPartition::open(
+                    &dir.join(p.to_string()),
+                    storage,
+                    p,
+                    self.cold_store.clone(),
+                )
+                .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let txn = TxnLog::rewrite(&dir, Vec::<Vec<GroupRef>>::new())?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            storage: storage.to_string(),
+            partitions: logs,
+            cold,
+            txn: Mutex::new(txn),
+            visibility: RwLock::new(()),
+            snapshots: Some(visibility),
             rounds: CommitRounds::default(),
         });
         self.topics

@@ -36,7 +36,7 @@ pub(crate) fn open(
     config: LogConfig,
     committed: Option<u64>,
 ) -> PartitionLog {
-    PartitionLog::open_replicated(dir, config, committed, None).unwrap()
+    PartitionLog::open_replicated(dir, config, committed, None, &|_, _| false).unwrap()
 }
 
 /// Written and flushed entries stay unreadable until committed; a commit makes exactly its
@@ -281,4 +281,70 @@ fn an_entry_is_read_from_its_first_frame_wherever_the_index_points() {
         let rows: Vec<u32> = frames.iter().map(EncodedFrame::record_count).collect();
         assert_eq!(rows, [3, 4, 5, 6], "entry {index}");
     }
+}
+
+/// A partition written by one node becomes a Raft log: its last multi-partition group is kept
+/// when the topic's commit records name it (`TopicStore::committed_before`) and dropped when
+/// they do not — the statement was never committed, as the one-node open would have decided.
+#[test]
+fn a_one_node_statement_is_kept_or_dropped_by_its_commit_record_when_the_log_becomes_raft() {
+    use eddy_storage::TopicStore;
+
+    let root = tempfile::tempdir().unwrap();
+    let frames = |first: u64, n: usize| {
+        vec![EncodedFrame::encode(&batch(first, n), first as i64, first as i64).unwrap()]
+    };
+    {
+        let store = TopicStore::open(root.path()).unwrap();
+        let topic = store.open_topic("t", "t", 2, LogConfig::default()).unwrap();
+        topic.append_atomic(vec![(0, frames(0, 3))]).unwrap();
+        topic
+            .append_atomic(vec![(0, frames(3, 2)), (1, frames(0, 4))])
+            .unwrap();
+        for log in topic.partitions() {
+            log.close().unwrap();
+        }
+    }
+    let store = TopicStore::open(root.path()).unwrap();
+    let committed = store.committed_before("t").unwrap();
+    assert!(committed.contains(&(0, 3, 5)) && committed.contains(&(1, 0, 4)));
+
+    // Its commit record durable: kept, readable, and the log goes on as a Raft log.
+    let dir = store.partition_dir("t", 0).unwrap();
+    let unrecorded = tempfile::tempdir().unwrap();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let file = file.unwrap();
+        if file.file_type().unwrap().is_file() {
+            std::fs::copy(file.path(), unrecorded.path().join(file.file_name())).unwrap();
+        }
+    }
+    let by_record = |base, next| committed.contains(&(0, base, next));
+    let log =
+        PartitionLog::open_replicated(&dir, LogConfig::default(), None, None, &by_record).unwrap();
+    assert_eq!(read_offsets(&log, 0), (0..5).collect::<Vec<_>>());
+    assert_eq!(
+        log.undecided().unwrap(),
+        vec![],
+        "a one-node group is no TXN entry"
+    );
+    log.write_entries(vec![data(1, 0, 5, &[1])]).unwrap();
+    log.flush().unwrap();
+    log.commit_entries(0).unwrap();
+    assert_eq!(read_offsets(&log, 0), (0..6).collect::<Vec<_>>());
+    log.close().unwrap();
+
+    // No record names it: dropped, and its offsets are given again.
+    let log = PartitionLog::open_replicated(
+        unrecorded.path(),
+        LogConfig::default(),
+        None,
+        None,
+        &|_, _| false,
+    )
+    .unwrap();
+    assert_eq!(read_offsets(&log, 0), (0..3).collect::<Vec<_>>());
+    log.write_entries(vec![data(1, 0, 3, &[1])]).unwrap();
+    log.flush().unwrap();
+    log.commit_entries(0).unwrap();
+    assert_eq!(read_offsets(&log, 0), (0..4).collect::<Vec<_>>());
 }

@@ -93,9 +93,14 @@ fn an_aborted_transaction_is_never_read_and_its_offsets_stay_taken() {
         log.close().unwrap();
     }
     for scan_from in [None, Some(0), Some(4)] {
-        let log =
-            PartitionLog::open_replicated(dir.path(), LogConfig::default(), Some(4), scan_from)
-                .unwrap();
+        let log = PartitionLog::open_replicated(
+            dir.path(),
+            LogConfig::default(),
+            Some(4),
+            scan_from,
+            &|_, _| false,
+        )
+        .unwrap();
         assert_eq!(log.high_watermark(), 7, "scan from {scan_from:?}");
         assert_eq!(read_offsets(&log, 0), expected, "scan from {scan_from:?}");
         log.close().unwrap();
@@ -125,8 +130,14 @@ fn an_undecided_transaction_is_found_again_on_open() {
         scan_from
     };
     assert_eq!(scan_from, Some(1));
-    let log = PartitionLog::open_replicated(dir.path(), LogConfig::default(), Some(2), scan_from)
-        .unwrap();
+    let log = PartitionLog::open_replicated(
+        dir.path(),
+        LogConfig::default(),
+        Some(2),
+        scan_from,
+        &|_, _| false,
+    )
+    .unwrap();
     assert_eq!(log.undecided().unwrap(), vec![(1, 3)]);
     assert_eq!(log.high_watermark(), 1);
     assert_eq!(
