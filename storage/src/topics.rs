@@ -362,7 +362,35 @@ impl TopicStore {
                 return Err(e);
             }
         };
-        let cold = (0..partitions)
+        let cold = match self.cold_tiers(&dir, storage, partitions) {
+            Ok(cold) => cold,
+            Err(e) => {
+                for log in &logs {
+                    let _closed = log.close();
+                }
+                return Err(e);
+            }
+        };
+        Ok(self.serve(Topic {
+            name: name.to_string(),
+            storage: storage.to_string(),
+            partitions: logs,
+            cold,
+            txn: Mutex::new(txn),
+            visibility: RwLock::new(()),
+            snapshots: None,
+            rounds: CommitRounds::default(),
+        }))
+    }
+
+    /// Each partition's cold tier, for a topic of `partitions` in `dir`.
+    fn cold_tiers(
+        &self,
+        dir: &Path,
+        storage: &str,
+        partitions: u32,
+    ) -> Result<Vec<Arc<ColdPartition>>> {
+        (0..partitions)
             .map(|p| {
                 ColdPartition::open(
                     &dir.join(p.to_string()),
@@ -372,30 +400,16 @@ impl TopicStore {
                 )
                 .map(Arc::new)
             })
-            .collect::<Result<Vec<_>>>();
-        let cold = match cold {
-            Ok(cold) => cold,
-            Err(e) => {
-                for log in &logs {
-                    let _closed = log.close();
-                }
-                return Err(e);
-            }
-        };
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            storage: storage.to_string(),
-            partitions: logs,
-            cold,
-            txn: Mutex::new(txn),
-            visibility: RwLock::new(()),
-            snapshots: None,
-            rounds: CommitRounds::default(),
-        });
+            .collect()
+    }
+
+    /// Registers an opened topic, served from now on.
+    fn serve(&self, topic: Topic) -> Arc<Topic> {
+        let topic = Arc::new(topic);
         self.topics
             .write()
-            .insert(storage.to_string(), topic.clone());
-        Ok(topic)
+            .insert(topic.storage.clone(), topic.clone());
+        topic
     }
 
     /// The one-node multi-partition groups of topic `storage` whose commit record is durable
@@ -434,19 +448,11 @@ impl TopicStore {
         visibility: Arc<dyn Visibility>,
     ) -> Result<Arc<Topic>> {
         let dir = self.topic_dir(storage)?;
-        let cold = (0..logs.len() as u32)
-            .map(|p| {
-                ColdPartition::open(
-                    &dir.join(p.to_string()),
-                    storage,
-                    p,
-                    self.cold_store.clone(),
-                )
-                .map(Arc::new)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let txn = TxnLog::rewrite(&dir, Vec::<Vec<GroupRef>>::new())?;
-        let topic = Arc::new(Topic {
+        let cold = self.cold_tiers(&dir, storage, logs.len() as u32)?;
+        // The records stay: until a partition's first Raft entry is durable, its next open
+        // must find its last one-node group's record again (`committed_before`).
+        let txn = TxnLog::rewrite(&dir, TxnLog::<GroupRef>::read(&dir)?)?;
+        Ok(self.serve(Topic {
             name: name.to_string(),
             storage: storage.to_string(),
             partitions: logs,
@@ -455,11 +461,7 @@ impl TopicStore {
             visibility: RwLock::new(()),
             snapshots: Some(visibility),
             rounds: CommitRounds::default(),
-        });
-        self.topics
-            .write()
-            .insert(storage.to_string(), topic.clone());
-        Ok(topic)
+        }))
     }
 
     /// An open topic by storage name.
