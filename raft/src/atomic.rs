@@ -69,8 +69,8 @@ struct Outcomes {
 impl Outcomes {
     /// Drops the outcomes of committed shares whose commit decisions are applied: no later
     /// record can change them (a later abort record naming one only decides it again, which
-    /// changes nothing), so only aborts — rare — stay in memory. What a restart folds again
-    /// is bounded by the commit log's retention.
+    /// changes nothing), so only aborts — rare — stay in memory. A restart still folds the
+    /// whole commit log again: it has no retention yet.
     fn forget_committed(&mut self, shares: &[Named]) {
         for share in shares {
             if self.decided.get(share) == Some(&true) {
