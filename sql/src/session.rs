@@ -181,14 +181,14 @@ impl std::fmt::Debug for Output {
 
 /// A statement as planned: its logical plan (parameters unbound), its description, and — for
 /// a pull query by key — the lookup that answers it without the plan, or — for a query of
-/// constants — its physical plan, run again as it is. `exec::cache` makes them and decides
-/// which are kept.
+/// constants — its physical plan and, once one execution has read them whole, its rows.
+/// `exec::cache` makes them and decides which are kept.
 #[derive(Debug, Clone)]
 pub(crate) struct Planned {
     pub plan: datafusion::logical_expr::LogicalPlan,
     pub description: Description,
     pub lookup: Option<Arc<crate::provider::KeyLookup>>,
-    pub constant: Option<Arc<dyn ExecutionPlan>>,
+    pub constant: Option<Arc<crate::exec::cache::Constant>>,
 }
 
 /// A session's planned statements (see `exec::cache`), each with the catalog version it was

@@ -14,7 +14,7 @@ use crate::harness::{TestServer, rows};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_plan_answers_as_a_fresh_one_would() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;
-    let client = server.client().await?;
+    let mut client = server.client().await?;
 
     // Constants: the physical plan is kept and run again.
     let one = client
@@ -26,6 +26,42 @@ async fn a_cached_plan_answers_as_a_fresh_one_would() -> anyhow::Result<()> {
             (row.get::<_, i64>(0), row.get::<_, String>(1)),
             (2, "xy".into())
         );
+    }
+
+    // The rows of a query of constants are kept once an execution read them whole: a larger
+    // result than is kept, an error, and an execution stopped early (a portal's row limit)
+    // still answer in full at every execution.
+    let many = client
+        .prepare("SELECT unnest(range(0, 20000)) AS n")
+        .await?;
+    for _ in 0..3 {
+        let got: Vec<i64> = client
+            .query(&many, &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, (0..20000).collect::<Vec<i64>>());
+    }
+    let failing = client.prepare("SELECT 1 / 0").await?;
+    for _ in 0..3 {
+        let e = client.query(&failing, &[]).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("22012"), "{e}");
+    }
+    let few = client.prepare("SELECT unnest(range(0, 5)) AS n").await?;
+    let transaction = client.transaction().await?;
+    let portal = transaction.bind(&few, &[]).await?;
+    assert_eq!(transaction.query_portal(&portal, 2).await?.len(), 2);
+    drop(portal);
+    transaction.commit().await?;
+    for _ in 0..3 {
+        let got: Vec<i64> = client
+            .query(&few, &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
     }
 
     // `now()` is the execution's time, prepared or sent again as text.

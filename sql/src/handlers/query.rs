@@ -35,11 +35,10 @@ pub async fn execute(
     {
         return crate::handlers::show::rows(rows?);
     }
-    if let Some(physical) = planned.constant.clone()
+    if let Some(constant) = &planned.constant
         && params.as_ref().is_none_or(Vec::is_empty)
     {
-        let stream =
-            execute_stream(physical, session.task_ctx()).map_err(Error::from_datafusion)?;
+        let stream = constant.execute(session.task_ctx())?;
         return Ok(Output::Rows {
             schema: stream.schema(),
             stream,
