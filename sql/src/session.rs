@@ -4,16 +4,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
+use std::task::{Poll, ready};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{FieldRef, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
 use parking_lot::Mutex;
 
 use crate::functions::SERVER_VERSION;
@@ -188,7 +191,63 @@ pub(crate) struct Planned {
     pub plan: datafusion::logical_expr::LogicalPlan,
     pub description: Description,
     pub lookup: Option<Arc<crate::provider::KeyLookup>>,
-    pub constant: Option<Arc<crate::exec::cache::Constant>>,
+    pub constant: Option<Arc<Constant>>,
+}
+
+/// A query of constants: its physical plan, and its rows once an execution has read them all.
+#[derive(Debug)]
+pub(crate) struct Constant {
+    plan: Arc<dyn ExecutionPlan>,
+    rows: OnceLock<Vec<RecordBatch>>,
+}
+
+impl Constant {
+    pub(crate) fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
+        Constant {
+            plan,
+            rows: OnceLock::new(),
+        }
+    }
+
+    /// The most bytes of rows kept; a larger result is computed at every execution.
+    pub(crate) const KEEP_BYTES: usize = 64 * 1024;
+
+    /// The query's rows: the kept ones, else the plan's — kept if this execution reads them
+    /// to their end without an error and they fit in [`Self::KEEP_BYTES`].
+    pub(crate) fn execute(
+        self: &Arc<Self>,
+        task: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let schema = self.plan.schema();
+        if let Some(rows) = self.rows.get() {
+            let rows = futures::stream::iter(rows.clone().into_iter().map(Ok));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)));
+        }
+        let mut inner = execute_stream(self.plan.clone(), task).map_err(Error::from_datafusion)?;
+        let constant = self.clone();
+        let mut kept = Some(Vec::new());
+        let mut bytes = 0;
+        let stream = futures::stream::poll_fn(move |cx| {
+            let next = ready!(inner.poll_next_unpin(cx));
+            match &next {
+                Some(Ok(batch)) => {
+                    bytes += batch.get_array_memory_size();
+                    match kept.as_mut() {
+                        Some(rows) if bytes <= Self::KEEP_BYTES => rows.push(batch.clone()),
+                        _ => kept = None,
+                    }
+                }
+                Some(Err(_)) => kept = None,
+                None => {
+                    if let Some(rows) = kept.take() {
+                        let _ = constant.rows.set(rows);
+                    }
+                }
+            }
+            Poll::Ready(next)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
 }
 
 /// A session's planned statements (see `exec::cache`), each with the catalog version it was

@@ -18,7 +18,7 @@
 //!   fix at optimisation) also keeps its physical plan, which is executed again as it is:
 //!   optimising and physically planning it gave the same plan every time. It gives the same
 //!   rows every time too, so the first execution read to its end without an error keeps them
-//!   (up to [`Constant::KEEP_BYTES`]) and later ones send them without running the plan
+//!   (up to `Constant::KEEP_BYTES`) and later ones send them without running the plan
 //!   (DataFusion's stream and metrics were a tenth of a prepared `SELECT 1`'s CPU). Rows are
 //!   kept at execution, not planning: a Describe never runs a query, and an execution that
 //!   is cancelled or stopped early keeps nothing.
@@ -31,24 +31,18 @@
 //! The cache is bounded (256 statements, least recently used first out) and lives as long as
 //! its session.
 
-use std::sync::{Arc, OnceLock};
-use std::task::{Poll, ready};
+use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::sqlparser::ast::Statement;
 use eddy_catalog::RelationKind;
-use futures::StreamExt;
 
 use crate::exec::{describe_plan, plan_in};
 use crate::provider::{KeyLookup, PullTable, StreamTable};
-use crate::session::Planned;
-use crate::{Error, Result, Session};
+use crate::session::{Constant, Planned};
+use crate::{Result, Session};
 
 /// A query's plan (parameters still unbound), description and lookup: the session's cached
 /// ones when still valid, else planned now (and kept, if the plan may be).
@@ -69,10 +63,7 @@ pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<
         }));
     }
     let constant = if is_constant(&plan) {
-        Some(Arc::new(Constant {
-            plan: session.physical_plan(&plan).await?,
-            rows: OnceLock::new(),
-        }))
+        Some(Arc::new(Constant::new(session.physical_plan(&plan).await?)))
     } else {
         None
     };
@@ -91,55 +82,6 @@ pub(crate) async fn planned(session: &Session, statement: &Statement) -> Result<
         .plans()
         .insert(statement.clone(), version, planned.clone());
     Ok(planned)
-}
-
-/// A query of constants: its physical plan, and its rows once an execution has read them all.
-#[derive(Debug)]
-pub(crate) struct Constant {
-    plan: Arc<dyn ExecutionPlan>,
-    rows: OnceLock<Vec<RecordBatch>>,
-}
-
-impl Constant {
-    /// The most bytes of rows kept; a larger result is computed at every execution.
-    pub(crate) const KEEP_BYTES: usize = 64 * 1024;
-
-    /// The query's rows: the kept ones, else the plan's — kept if this execution reads them
-    /// to their end without an error and they fit in [`Self::KEEP_BYTES`].
-    pub(crate) fn execute(
-        self: &Arc<Self>,
-        task: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let schema = self.plan.schema();
-        if let Some(rows) = self.rows.get() {
-            let rows = futures::stream::iter(rows.clone().into_iter().map(Ok));
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)));
-        }
-        let mut inner = execute_stream(self.plan.clone(), task).map_err(Error::from_datafusion)?;
-        let constant = self.clone();
-        let mut kept = Some(Vec::new());
-        let mut bytes = 0;
-        let stream = futures::stream::poll_fn(move |cx| {
-            let next = ready!(inner.poll_next_unpin(cx));
-            match &next {
-                Some(Ok(batch)) => {
-                    bytes += batch.get_array_memory_size();
-                    match kept.as_mut() {
-                        Some(rows) if bytes <= Self::KEEP_BYTES => rows.push(batch.clone()),
-                        _ => kept = None,
-                    }
-                }
-                Some(Err(_)) => kept = None,
-                None => {
-                    if let Some(rows) = kept.take() {
-                        let _ = constant.rows.set(rows);
-                    }
-                }
-            }
-            Poll::Ready(next)
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
-    }
 }
 
 /// Whether every relation `plan` scans (subqueries included) is a user stream read from its
