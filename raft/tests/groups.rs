@@ -115,7 +115,7 @@ impl Cluster {
 
     /// Starts node `id` again on its own address, with whatever its directory holds.
     async fn restart(&self, id: u64) -> Node {
-        let listener = TcpListener::bind(&self.peers[&id]).await.unwrap();
+        let listener = common::listen_again(&self.peers[&id]).await;
         self.start(id, listener).await
     }
 }

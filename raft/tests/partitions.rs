@@ -90,7 +90,7 @@ impl Cluster {
     }
 
     async fn restart(&self, id: u64) -> Node {
-        let listener = TcpListener::bind(&self.peers[&id]).await.unwrap();
+        let listener = common::listen_again(&self.peers[&id]).await;
         self.start(id, listener).await
     }
 }

@@ -38,6 +38,26 @@ pub fn rows(log: &PartitionLog) -> Vec<i64> {
         .collect()
 }
 
+/// A listener on `addr` again, for a node restarted on its own address. The address may
+/// still be held for a moment by the stopped node's listener (its transport's task ends
+/// after the stop returns) or by another test's socket the kernel gave the freed port to, so
+/// the bind is retried for a while (a CI run once failed `AddrInUse` here).
+pub async fn listen_again(addr: &str) -> TcpListener {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot listen on {addr} again: {e}"),
+        }
+    }
+}
+
 /// A listener on an ephemeral loopback port for each of nodes `1..=n`, and the peer map
 /// (id → address) they make.
 pub async fn listeners(n: u64) -> (BTreeMap<u64, String>, Vec<(u64, TcpListener)>) {
