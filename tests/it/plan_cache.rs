@@ -11,6 +11,19 @@ use tokio_postgres::types::Type;
 
 use crate::harness::{TestServer, rows};
 
+/// The first column of every row `statement` answers, as integers.
+async fn ints(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
+) -> anyhow::Result<Vec<i64>> {
+    Ok(client
+        .query(statement, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_plan_answers_as_a_fresh_one_would() -> anyhow::Result<()> {
     let server = TestServer::start_fresh()?;
@@ -35,13 +48,10 @@ async fn a_cached_plan_answers_as_a_fresh_one_would() -> anyhow::Result<()> {
         .prepare("SELECT unnest(range(0, 20000)) AS n")
         .await?;
     for _ in 0..3 {
-        let got: Vec<i64> = client
-            .query(&many, &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(got, (0..20000).collect::<Vec<i64>>());
+        assert_eq!(
+            ints(&client, &many).await?,
+            (0..20000).collect::<Vec<i64>>()
+        );
     }
     let failing = client.prepare("SELECT 1 / 0").await?;
     for _ in 0..3 {
@@ -55,13 +65,7 @@ async fn a_cached_plan_answers_as_a_fresh_one_would() -> anyhow::Result<()> {
     drop(portal);
     transaction.commit().await?;
     for _ in 0..3 {
-        let got: Vec<i64> = client
-            .query(&few, &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert_eq!(ints(&client, &few).await?, vec![0, 1, 2, 3, 4]);
     }
 
     // `now()` is the execution's time, prepared or sent again as text.
