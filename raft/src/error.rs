@@ -58,7 +58,11 @@ pub enum Error {
     /// commit log. Nothing of it is readable; it may be retried.
     #[error("the statement was aborted: {0}")]
     Aborted(String),
-    /// openraft refused or failed (a fatal error of the group, a storage error).
+    /// The partition's log failed (its kind kept: a corrupt frame, a full disk, a closed
+    /// log), while opening it or before a write was proposed.
+    #[error(transparent)]
+    Storage(#[from] eddy_storage::Error),
+    /// openraft refused or failed (a fatal error of the group, a storage error inside it).
     #[error("raft group {group}: {why}")]
     Raft {
         /// The group.
@@ -113,6 +117,7 @@ impl Error {
                 group: *group,
                 why: why.clone(),
             },
+            Error::Storage(e) => Error::Storage(e.duplicate()),
         }
     }
 }

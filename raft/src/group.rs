@@ -288,7 +288,7 @@ impl Group<PartitionMachine> {
     /// returns its offsets `(base, next)` once committed and applied here. Appends that wait
     /// meanwhile on this node are merged into one entry (`proposals.rs`).
     pub async fn append(&self, frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
-        rows_only(&frames)?;
+        self.rows_only(&frames)?;
         self.machine
             .proposals()
             .propose(self.id, frames, |bytes| self.write_rows(bytes))
@@ -309,7 +309,7 @@ impl Group<PartitionMachine> {
     /// invisible — and hold back every later entry's — until [`Group::decide`] names the
     /// offsets. Never merged with other writes: each has its own decision.
     pub async fn append_txn(&self, mut frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
-        rows_only(&frames)?;
+        self.rows_only(&frames)?;
         frames.iter_mut().for_each(EncodedFrame::mark_txn);
         self.write_rows(partition::encode_frames(frames)?).await
     }
@@ -323,16 +323,20 @@ impl Group<PartitionMachine> {
             .map_err(|e| Error::Protocol(e.to_string()))?;
         self.write(frame.into_bytes()).await.map(|_| ())
     }
-}
 
-/// Refuses a partition write that is not one or more frames of rows.
-fn rows_only(frames: &[EncodedFrame]) -> Result<()> {
-    if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
-        return Err(Error::Protocol(
-            "a partition write holds one or more frames of rows".into(),
-        ));
+    /// Refuses a partition write that is not one or more frames of rows, or that this
+    /// node's disk could not take without eating into [`partition::KEEP_FREE_BYTES`] (a
+    /// failed write would stop the group: see there).
+    fn rows_only(&self, frames: &[EncodedFrame]) -> Result<()> {
+        if frames.is_empty() || frames.iter().any(EncodedFrame::is_control) {
+            return Err(Error::Protocol(
+                "a partition write holds one or more frames of rows".into(),
+            ));
+        }
+        let bytes = frames.iter().map(EncodedFrame::len).sum();
+        self.log().ensure_room(bytes, partition::KEEP_FREE_BYTES)?;
+        Ok(())
     }
-    Ok(())
 }
 
 /// Starts the openraft core over a log store and a state machine, routes the group's messages to it and

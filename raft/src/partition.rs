@@ -74,6 +74,13 @@ const SEND_BYTES: u64 = 16 << 20;
 /// one message to a follower.
 pub const MAX_ENTRY_BYTES: usize = 64 << 20;
 
+/// What a partition's file system must keep free after a write of rows: the room for the
+/// entries a group cannot refuse (decisions, openraft's blank and membership entries, its
+/// `raft-state`, the segments' indexes). Rows that would eat into it are refused before they
+/// are proposed (`PartitionLog::ensure_room`), because openraft stops a group whose log store
+/// fails a write — as Redpanda keeps `storage_min_free_bytes`.
+pub const KEEP_FREE_BYTES: u64 = 8 << 20;
+
 /// What a control frame holds: an openraft entry that is not data.
 #[derive(Serialize, Deserialize)]
 enum Control {
@@ -120,13 +127,6 @@ fn log_id(term: u64, index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(term, 0), index)
 }
 
-fn storage_error(e: impl std::fmt::Display) -> Error {
-    Error::Raft {
-        group: 0,
-        why: e.to_string(),
-    }
-}
-
 /// Opens the partition in `dir` as a Raft log: its store, its state machine, and the log
 /// itself (for readers). `fresh`: `dir` held no Raft state yet.
 pub fn open(
@@ -144,15 +144,15 @@ pub fn open(
         None => (None, None),
     };
     let log = PartitionLog::open_replicated(dir, config, committed, scan_from, committed_before)
-        .map_err(storage_error)?;
-    let last = log.last_entry().map_err(storage_error)?;
+        .map_err(Error::Storage)?;
+    let last = log.last_entry().map_err(Error::Storage)?;
     // Memberships of entries a crash kept from being written are not in the log.
     state
         .memberships
         .retain(|(id, _)| last.is_some_and(|(_, l)| id.index <= l));
     let applied = log
         .committed_entry()
-        .map_err(storage_error)?
+        .map_err(Error::Storage)?
         .map(|(term, index)| log_id(term, index));
     let membership = state
         .memberships
@@ -245,14 +245,14 @@ impl Inner {
         let control = |c: &Control| -> Result<Vec<EncodedFrame>> {
             let payload = postcard::to_allocvec(c).map_err(|e| Error::Protocol(e.to_string()))?;
             Ok(vec![
-                EncodedFrame::control(&payload).map_err(storage_error)?,
+                EncodedFrame::control(&payload).map_err(Error::Storage)?,
             ])
         };
         let frames = match entry.payload {
             EntryPayload::Blank => control(&Control::Blank)?,
             EntryPayload::Membership(m) => control(&Control::Membership(m))?,
             EntryPayload::Normal(Request(bytes)) => {
-                EncodedFrame::split(&bytes).map_err(storage_error)?
+                EncodedFrame::split(&bytes).map_err(Error::Storage)?
             }
         };
         Ok(eddy_storage::Entry {
@@ -286,7 +286,7 @@ impl Inner {
     fn read(&self, start: u64, end: u64, max_bytes: u64) -> Result<Vec<Entry<TypeConfig>>> {
         self.log
             .read_entries(start, end, max_bytes)
-            .map_err(storage_error)?
+            .map_err(Error::Storage)?
             .into_iter()
             .map(Inner::entry)
             .collect()
@@ -341,7 +341,7 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
             .0
             .log
             .last_entry()
-            .map_err(|e| read_error(storage_error(e)))?;
+            .map_err(|e| read_error(Error::Storage(e)))?;
         // Retention and the cold tier delete whole segments from the front; the last entry
         // they took is openraft's last purged one (`PartitionLog::purged_entry`).
         let purged = self
@@ -388,7 +388,7 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
             .0
             .log
             .resume_entry()
-            .map_err(|e| write_error(storage_error(e)))?
+            .map_err(|e| write_error(Error::Storage(e)))?
             .unwrap_or(0)
             .min(committed.index);
         let mut bytes = Vec::with_capacity(COMMITTED_LEN);
@@ -436,7 +436,7 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
                 self.0.save_state(&next)?;
                 *state = next;
             }
-            self.0.log.write_entries(batch).map_err(storage_error)
+            self.0.log.write_entries(batch).map_err(Error::Storage)
         })();
         match result {
             Ok(()) => {
@@ -457,7 +457,7 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
             self.0
                 .log
                 .truncate_entries(log_id.index)
-                .map_err(storage_error)?;
+                .map_err(Error::Storage)?;
             let mut state = self.0.state.lock();
             if state
                 .memberships
@@ -489,7 +489,7 @@ impl Applied for PartitionMachine {
     /// Closes the partition's log (synced, its directory lock released): the partition can
     /// be opened again at once, though a task of the stopped core may still hold it.
     fn close(&self) -> Result<()> {
-        self.0.log.close().map_err(storage_error)
+        self.0.log.close().map_err(Error::Storage)
     }
 }
 
@@ -551,7 +551,7 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
             .0
             .log
             .commit_entries(last.index)
-            .map_err(|e| sm_error(storage_error(e)))?;
+            .map_err(|e| sm_error(Error::Storage(e)))?;
         let mut replies = Vec::with_capacity(entries.len());
         {
             let mut applied = self.0.applied.lock();

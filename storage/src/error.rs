@@ -95,8 +95,8 @@ impl Error {
     }
 
     /// The same failure for another request of one round (errors are not `Clone`: I/O
-    /// errors keep their kind and message).
-    pub(crate) fn duplicate(&self) -> Error {
+    /// errors keep their kind and message, corruption its place).
+    pub fn duplicate(&self) -> Error {
         match self {
             Error::Io { context, source } => Error::io(
                 context.clone(),
@@ -104,6 +104,15 @@ impl Error {
             ),
             Error::Closed => Error::Closed,
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Corrupt {
+                path,
+                position,
+                reason,
+            } => Error::Corrupt {
+                path: path.clone(),
+                position: *position,
+                reason: reason.clone(),
+            },
             other => Error::io(
                 "committing a round of appends",
                 std::io::Error::other(other.to_string()),

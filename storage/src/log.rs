@@ -748,6 +748,36 @@ impl PartitionLog {
         &self.shared.dir
     }
 
+    /// Refuses, before anything is written, a write of `bytes` that would leave less than
+    /// `keep_free` bytes free on the file system holding this log: an I/O error of kind
+    /// `StorageFull` (what a full disk answers). A caller that must not fail halfway (a Raft
+    /// log store, which stops its group on any error) checks here first and keeps the reserve
+    /// for what it cannot refuse. Other writers to the same disk may still take the room
+    /// between the check and the write: it narrows the window, it does not close it.
+    pub fn ensure_room(&self, bytes: u64, keep_free: u64) -> Result<()> {
+        let dir = &self.shared.dir;
+        let stat = rustix::fs::statvfs(dir).map_err(|e| {
+            Error::io(
+                format!("reading the free space of {}", dir.display()),
+                e.into(),
+            )
+        })?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free >= bytes.saturating_add(keep_free) {
+            return Ok(());
+        }
+        Err(Error::io(
+            format!("appending to {}", dir.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "{bytes} bytes to write but {free} bytes free, of which {keep_free} are \
+                     kept for the log's own records"
+                ),
+            ),
+        ))
+    }
+
     /// Replaces the configuration; it applies from the next append or retention run.
     pub fn set_config(&self, config: LogConfig) {
         *self.shared.config.write() = config;

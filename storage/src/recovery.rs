@@ -179,8 +179,11 @@ fn resume_from_index(segment: &Segment, entries: Vec<IndexEntry>) -> Result<SegS
     let mut state = SegState::empty(segment.base_offset);
     state.next_offset = expected;
     state.size = position;
-    state.min_timestamp = Some(last.min_timestamp);
-    state.max_timestamp = Some(last.max_timestamp);
+    // An entry before any data holds "no time yet" (min above max: see `SegState::record`).
+    if last.min_timestamp <= last.max_timestamp {
+        state.min_timestamp = Some(last.min_timestamp);
+        state.max_timestamp = Some(last.max_timestamp);
+    }
     state.first_index = entries[0].index;
     state.last_index = last.index;
     state.index = entries;

@@ -37,6 +37,8 @@ const MAGIC: &[u8; 8] = b"EDDYIX02";
 pub(crate) struct IndexEntry {
     pub relative_offset: u32,
     pub position: u32,
+    /// The running bounds of event time up to and including this entry's batch; before any
+    /// data (only control frames so far) `(i64::MAX, i64::MIN)`, an empty range.
     pub min_timestamp: i64,
     pub max_timestamp: i64,
     /// The Raft index of the frame's entry, if it belongs to one.
@@ -88,7 +90,9 @@ pub(crate) fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<IndexEntry>, 
         if u64::from(entry.position) >= segment_len {
             return Err("index entry points past the end of the segment");
         }
-        if entry.min_timestamp > entry.max_timestamp {
+        // (i64::MAX, i64::MIN): no event time yet — only control frames before this entry.
+        let timeless = (entry.min_timestamp, entry.max_timestamp) == (i64::MAX, i64::MIN);
+        if entry.min_timestamp > entry.max_timestamp && !timeless {
             return Err("index entry has min timestamp above max timestamp");
         }
         match entries.last() {

@@ -83,12 +83,22 @@ impl SegState {
         header: &FrameHeader,
         index_interval_bytes: u64,
     ) {
-        let min = self
-            .min_timestamp
-            .map_or(header.min_timestamp, |m| m.min(header.min_timestamp));
-        let max = self
-            .max_timestamp
-            .map_or(header.max_timestamp, |m| m.max(header.max_timestamp));
+        // A control frame (a Raft entry that is not data) has no event time: it moves
+        // neither bound, and an index entry before any data says "no time yet" (min above max).
+        let (min, max) = if header.control() {
+            (self.min_timestamp, self.max_timestamp)
+        } else {
+            (
+                Some(
+                    self.min_timestamp
+                        .map_or(header.min_timestamp, |m| m.min(header.min_timestamp)),
+                ),
+                Some(
+                    self.max_timestamp
+                        .map_or(header.max_timestamp, |m| m.max(header.max_timestamp)),
+                ),
+            )
+        };
         let wants_entry = match self.index.last() {
             None => true,
             Some(last) => {
@@ -106,8 +116,8 @@ impl SegState {
             self.index.push(IndexEntry {
                 relative_offset,
                 position,
-                min_timestamp: min,
-                max_timestamp: max,
+                min_timestamp: min.unwrap_or(i64::MAX),
+                max_timestamp: max.unwrap_or(i64::MIN),
                 index: header.entry().then_some(header.index),
             });
         }
@@ -115,8 +125,8 @@ impl SegState {
             self.first_index.get_or_insert(header.index);
             self.last_index = Some(header.index);
         }
-        self.min_timestamp = Some(min);
-        self.max_timestamp = Some(max);
+        self.min_timestamp = min;
+        self.max_timestamp = max;
         self.next_offset = header.next_offset();
         self.size = position + header.frame_len();
     }

@@ -348,3 +348,44 @@ fn a_one_node_statement_is_kept_or_dropped_by_its_commit_record_when_the_log_bec
     log.commit_entries(0).unwrap();
     assert_eq!(read_offsets(&log, 0), (0..4).collect::<Vec<_>>());
 }
+
+/// A control entry (openraft's blank or membership entry) has no event time: a partition that
+/// holds only control entries has no time range, before and after a reopen, and its first
+/// rows' times are its range.
+#[test]
+fn control_entries_have_no_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = |log: &PartitionLog| {
+        let s = &log.segments()[0];
+        (s.min_timestamp, s.max_timestamp)
+    };
+    let log = open(dir.path(), LogConfig::default(), None);
+    log.write_entries(vec![control(1, 1, b"membership")])
+        .unwrap();
+    log.flush().unwrap();
+    log.commit_entries(1).unwrap();
+    assert_eq!(range(&log), (None, None));
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+    log.close().unwrap();
+    drop(log);
+
+    let log = open(dir.path(), LogConfig::default(), Some(1));
+    assert_eq!(range(&log), (None, None), "after a reopen");
+    log.write_entries(vec![
+        Entry {
+            term: 1,
+            index: 2,
+            frames: vec![EncodedFrame::encode(&batch(0, 3), 500, 700).unwrap()],
+        },
+        control(1, 3, b"blank"),
+    ])
+    .unwrap();
+    log.flush().unwrap();
+    log.commit_entries(3).unwrap();
+    assert_eq!(range(&log), (Some(500), Some(700)));
+    assert_eq!(log.offset_for_timestamp(600).unwrap(), Some(0));
+    log.close().unwrap();
+    drop(log);
+    let log = open(dir.path(), LogConfig::default(), Some(3));
+    assert_eq!(range(&log), (Some(500), Some(700)), "after a reopen");
+}
