@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_sql::Engine;
+use eddy_sql::engine::Replicas;
 use tokio::task::JoinHandle;
 
 /// How long after a failed sweep of dropped streams' cold objects it is tried again.
@@ -11,7 +12,8 @@ const SWEEP_RETRY: Duration = Duration::from_secs(30);
 
 /// Every `interval`: cold-tier passes (retention of cold objects, then tiering of closed
 /// segments past local retention; each partition backs off on its own after failures), then
-/// local retention. Cold objects of dropped streams are swept until a sweep succeeds.
+/// local retention, then a sweep of statements left undecided in the partitions' logs
+/// (`Replicas::sweep`). Cold objects of dropped streams are swept until a sweep succeeds.
 pub fn spawn_maintenance(engine: Arc<Engine>, interval: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -38,12 +40,19 @@ pub fn spawn_maintenance(engine: Arc<Engine>, interval: Duration) -> JoinHandle<
             if tiered > 0 {
                 tracing::info!(segments = tiered, "tiered segments to the cold store");
             }
-            let engine = engine.clone();
-            match tokio::task::spawn_blocking(move || engine.enforce_retention()).await {
+            let retained = engine.clone();
+            match tokio::task::spawn_blocking(move || retained.enforce_retention()).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(segments = n, "retention deleted segments"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
                 Err(e) => tracing::warn!(error = %e, "retention task failed"),
+            }
+            // Shares of statements whose writer lost track of them hold their partitions'
+            // readers back until given up.
+            match engine.replicas().sweep(Replicas::sweep_grace()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(shares = n, "decided statements left undecided"),
+                Err(e) => tracing::warn!(error = %e, "sweeping undecided statements failed"),
             }
         }
     })

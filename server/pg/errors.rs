@@ -30,6 +30,7 @@ pub fn sqlstate(e: &Error) -> &'static str {
         Error::Catalog(eddy_catalog::Error::Damaged { .. }) => "XX001",
         Error::Catalog(eddy_catalog::Error::Io { source, .. }) => io_sqlstate(source),
         Error::Catalog(_) => "58030",
+        Error::Replication(e) => replication_sqlstate(e),
         Error::StreamOffline { corrupt: true, .. } => "XX001",
         Error::StreamOffline { .. } => "58030",
         Error::InvalidName(_) => "42602",
@@ -60,6 +61,22 @@ fn storage_sqlstate(e: &eddy_storage::Error) -> &'static str {
     match e {
         S::Corrupt { .. } | S::Decode { .. } => "XX001",
         S::Io { source, .. } => io_sqlstate(source),
+        _ => "58030",
+    }
+}
+
+/// A statement aborted by its commit log is a serialization failure (retry it); a write whose
+/// outcome a leader change left unknown is `statement_completion_unknown`; a partition with
+/// no leader to take it is `cannot_connect_now`, as PostgreSQL answers while it cannot serve.
+fn replication_sqlstate(e: &eddy_raft::Error) -> &'static str {
+    use eddy_raft::Error as R;
+    match e {
+        R::Aborted(_) => "40001",
+        R::Unavailable { unknown: true, .. } | R::NoReply { .. } => "40003",
+        R::Unavailable { .. } | R::Unreachable { .. } => "57P03",
+        R::Storage(e) => storage_sqlstate(e),
+        R::Io { source, .. } => io_sqlstate(source),
+        R::Damaged { .. } => "XX001",
         _ => "58030",
     }
 }

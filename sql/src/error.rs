@@ -61,6 +61,10 @@ pub enum Error {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(eddy_catalog::Error),
+    /// A partition group refused or lost a write: no leader, an outcome unknown, a statement
+    /// aborted (the server maps each to its SQLSTATE).
+    #[error(transparent)]
+    Replication(eddy_raft::Error),
     /// A DROP refused: a persistent query depends on the object (2BP01).
     #[error("{0}")]
     Dependents(String),
@@ -145,6 +149,16 @@ pub enum Error {
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<eddy_raft::Error> for Error {
+    /// A storage error keeps its kind (a full disk, corruption); the rest is replication's.
+    fn from(e: eddy_raft::Error) -> Self {
+        match e {
+            eddy_raft::Error::Storage(e) => Error::Storage(e),
+            other => Error::Replication(other),
+        }
+    }
 }
 
 impl From<eddy_catalog::Error> for Error {

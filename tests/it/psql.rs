@@ -310,9 +310,11 @@ async fn psql_describe_family_answers_from_eddys_catalog() {
             && rows[0].ends_with(" bytes|stream, 2 partitions, KEY k"),
         "{out}"
     );
+    // An empty partition holds its Raft group's first entries (membership, the leader's
+    // blank entry): 136 bytes.
     assert_eq!(
         rows[1],
-        "public|t|table|eddy|permanent|log|0 bytes|table, 1 partition, PRIMARY KEY (id)"
+        "public|t|table|eddy|permanent|log|136 bytes|table, 1 partition, PRIMARY KEY (id)"
     );
     let out = psql_ok(&server, "\\d+").await;
     assert_eq!(out.lines().count(), 2, "{out}");

@@ -369,6 +369,7 @@ fn spawn(engine: &Arc<Engine>, def: QueryDef, plan: ContinuousPlan) -> Result<()
             source: source.clone(),
             sink_def: sink_def.clone(),
             sink: sink.clone(),
+            replicas: engine.replicas().clone(),
             store: store.clone(),
             status: status.clone(),
             snapshot_slack: engine.config().query_snapshot_bytes,

@@ -14,13 +14,13 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use eddy_catalog::StreamDef;
-use eddy_storage::Topic;
+use eddy_storage::{EncodedFrame, Topic};
 use tokio::sync::watch;
 
 use super::aggregator::Aggregator;
 use super::plan::{ContinuousPlan, Shape, source_schema, with_window_columns};
 use super::wal::{Commit, CommitLayout, Marks, Wal, is_tagged, tag};
-use crate::engine::{QueryState, Status, TableStore};
+use crate::engine::{QueryState, Replicas, Status, TableStore};
 use crate::exec::{PartitionTail, run_steps};
 use crate::ingest::{partitioner, time_range, with_rowtime};
 use crate::{Error, Result};
@@ -43,6 +43,8 @@ pub(crate) struct RunnerParts {
     pub source: Arc<Topic>,
     pub sink_def: StreamDef,
     pub sink: Arc<Topic>,
+    /// Where the sink's rows are written.
+    pub replicas: Arc<Replicas>,
     pub store: Option<Arc<TableStore>>,
     pub status: Arc<Status>,
     /// Snapshot once the checkpoint log grew this much past twice the last snapshot.
@@ -411,24 +413,30 @@ async fn append_outputs(parts: &RunnerParts, commit: &Commit, skip_present: bool
             .copied()
             .unwrap_or(0);
         let batch = tag(batch, &id, epoch)?;
-        appends.push(tokio::task::spawn_blocking(move || -> Result<()> {
+        // A replay after a restart: the output may already be there (written, checkpoint
+        // not yet), found by its epoch tag.
+        let frame = tokio::task::spawn_blocking(move || -> Result<Option<EncodedFrame>> {
             if skip_present {
                 for frame in log.reader(mark.min(log.high_watermark()))? {
                     if is_tagged(&frame?.batch, &id, epoch) {
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
             }
             let (lo, hi) = time_range(&batch);
-            log.append(&batch, lo, hi)?;
-            Ok(())
-        }));
+            Ok(Some(EncodedFrame::encode(&batch, lo, hi)?))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("sink append task: {e}")))??;
+        if let Some(frame) = frame {
+            appends.push(
+                parts
+                    .replicas
+                    .append_partition(&parts.sink, *p as usize, vec![frame]),
+            );
+        }
     }
-    for append in appends {
-        append
-            .await
-            .map_err(|e| Error::Internal(format!("sink append task: {e}")))??;
-    }
+    futures::future::try_join_all(appends).await?;
     Ok(())
 }
 

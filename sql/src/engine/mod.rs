@@ -2,10 +2,12 @@
 //! the two consistent.
 
 mod queries;
+mod replicas;
 mod tables;
 
 pub(crate) use self::queries::Running;
 pub use self::queries::{Queries, QueryInfo, QueryState, Status};
+pub use self::replicas::{COMMIT_LOG, Replicas, group_id};
 pub use self::tables::{TableStore, TableStores, WindowColumns};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +80,8 @@ pub struct Engine {
     catalog: Catalog,
     /// This node's end of its peer connections (none yet: a cluster of one).
     transport: Arc<Transport>,
+    /// Every partition's Raft group: the only writer of rows.
+    replicas: Arc<Replicas>,
     topics: TopicStore,
     round_robin: AtomicU64,
     queries: Queries,
@@ -113,31 +117,35 @@ impl Engine {
             Timing::default(),
         )
         .await?;
-        tokio::task::spawn_blocking(move || Self::open_topics(config, lock, transport, catalog))
-            .await
-            .map_err(|e| Error::Internal(format!("opening the streams: {e}")))?
-    }
-
-    fn open_topics(
-        config: EngineConfig,
-        lock: DataDirLock,
-        transport: Arc<Transport>,
-        catalog: Catalog,
-    ) -> Result<Arc<Engine>> {
-        let cold = match &config.cold_store {
-            Some(url) => Some(ColdStore::from_url(url)?),
-            None => None,
-        };
-        let topics = TopicStore::open_with_cold_store(&config.data_dir.join("topics"), cold)?;
+        let replicas = Arc::new(
+            Replicas::open(
+                &config.data_dir,
+                transport.clone(),
+                BTreeSet::from([NODE_ID]),
+            )
+            .await?,
+        );
+        let (cold_store, root) = (config.cold_store.clone(), config.data_dir.join("topics"));
         let streams = catalog.streams();
         let keep: Vec<String> = streams
             .iter()
             .map(|s| s.storage_name().to_string())
             .collect();
-        topics.move_aside_orphans(&keep, &catalog.dropped())?;
+        let dropped = catalog.dropped();
+        let topics = tokio::task::spawn_blocking(move || -> Result<TopicStore> {
+            let cold = match &cold_store {
+                Some(url) => Some(ColdStore::from_url(url)?),
+                None => None,
+            };
+            let topics = TopicStore::open_with_cold_store(&root, cold)?;
+            topics.move_aside_orphans(&keep, &dropped)?;
+            Ok(topics)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("opening the streams: {e}")))??;
         let mut offline = BTreeMap::new();
         for def in &streams {
-            if let Err(e) = open_stream(&topics, &config, def) {
+            if let Err(e) = open_stream(&replicas, &topics, &config, def).await {
                 tracing::error!(stream = %def.name, error = %e, "stream is offline");
                 offline.insert(def.name.clone(), offline_reason(&e));
             }
@@ -152,6 +160,7 @@ impl Engine {
             config,
             catalog,
             transport,
+            replicas,
             topics,
             round_robin: AtomicU64::new(0),
             queries: Queries::default(),
@@ -180,6 +189,11 @@ impl Engine {
     /// The topics.
     pub fn topics(&self) -> &TopicStore {
         &self.topics
+    }
+
+    /// The partitions' Raft groups: where every write goes.
+    pub fn replicas(&self) -> &Arc<Replicas> {
+        &self.replicas
     }
 
     /// A stream's definition and open topic: [`Error::UnknownStream`] if the catalog has no
@@ -236,7 +250,7 @@ impl Engine {
         if let Command::CreateQuery {
             sink: Some(def), ..
         } = applied
-            && let Err(e) = open_stream(&self.topics, &self.config, &def)
+            && let Err(e) = open_stream(&self.replicas, &self.topics, &self.config, &def).await
         {
             self.undo_create(&def, Some(&id)).await;
             return Err(e);
@@ -268,7 +282,7 @@ impl Engine {
                 "catalog changed a CreateStream command".into(),
             ));
         };
-        if let Err(e) = open_stream(&self.topics, &self.config, &def) {
+        if let Err(e) = open_stream(&self.replicas, &self.topics, &self.config, &def).await {
             self.undo_create(&def, None).await;
             return Err(e);
         }
@@ -318,6 +332,7 @@ impl Engine {
     /// Deletes the local data of a storage name the catalog recorded as dropped, and forgets
     /// the name once no cold tier holds it either.
     async fn delete_dropped_local(&self, storage: &str) -> Result<()> {
+        self.replicas.close_stream(storage).await;
         self.topics.delete(storage)?;
         if self.topics.cold_store().is_none() {
             self.catalog
@@ -349,6 +364,7 @@ impl Engine {
         self.queries.stop_materializer(name);
         self.tables.remove(name);
         if let Some(storage) = storage {
+            self.replicas.close_stream(&storage).await;
             self.topics.delete(&storage)?;
             if let Err(e) = self.purge(vec![storage]).await {
                 tracing::warn!(stream = name, error = %e, "cold objects of a dropped stream left for the purge at the next start");
@@ -417,23 +433,14 @@ impl Engine {
         Ok(self.topics.enforce_retention(now_ms())?)
     }
 
-    /// Stops the persistent queries, then syncs and closes every partition log, then stops
-    /// the metadata group and the peer transport.
+    /// Stops the persistent queries, then the partition groups (syncing and closing every
+    /// partition log) and the commit log, then the metadata group and the peer transport.
     pub async fn close(self: &Arc<Self>) -> Result<()> {
         self.queries.abort_all();
-        let engine = self.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            for topic in engine.topics.topics() {
-                for log in topic.partitions() {
-                    log.close()?;
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("closing the partition logs: {e}")))??;
+        let stopped = self.replicas.close().await;
         let closed = self.catalog.close().await;
         self.transport.shutdown().await;
+        stopped?;
         Ok(closed?)
     }
 
@@ -443,14 +450,22 @@ impl Engine {
     }
 }
 
-/// Opens (creating what is missing) a stream's topic.
-fn open_stream(topics: &TopicStore, config: &EngineConfig, def: &StreamDef) -> Result<()> {
-    topics.open_topic(
-        &def.topic,
-        def.storage_name(),
-        def.partitions,
-        log_config(config, def),
-    )?;
+/// Opens (creating what is missing) a stream's topic, its partitions as Raft groups.
+async fn open_stream(
+    replicas: &Replicas,
+    topics: &TopicStore,
+    config: &EngineConfig,
+    def: &StreamDef,
+) -> Result<()> {
+    replicas
+        .open_stream(
+            topics,
+            &def.topic,
+            def.storage_name(),
+            def.partitions,
+            log_config(config, def),
+        )
+        .await?;
     Ok(())
 }
 

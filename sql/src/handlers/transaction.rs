@@ -120,10 +120,7 @@ pub(crate) async fn commit(session: &Session) -> Result<Output> {
         return Ok(Output::EndTransaction("ROLLBACK"));
     }
     if let Some(pending) = pending {
-        let engine = session.engine().clone();
-        tokio::task::spawn_blocking(move || pending.commit(engine.topics()))
-            .await
-            .map_err(|e| Error::Internal(format!("the commit task failed: {e}")))??;
+        pending.commit(session.engine()).await?;
     }
     Ok(Output::EndTransaction("COMMIT"))
 }

@@ -8,7 +8,7 @@
 //! returns. Input is fully
 //! validated before the first append, so a bad statement writes nothing.
 //!
-//! A statement's rows are all or nothing across its partitions ([`Topic::append_atomic`]);
+//! A statement's rows are all or nothing across its partitions ([`crate::engine::Replicas::append`]);
 //! inside a transaction block they wait in [`txn::Pending`] until COMMIT, which appends the
 //! block's rows of every stream at once.
 
@@ -172,20 +172,6 @@ impl Encoded {
     pub fn into_work(self) -> PartitionFrames {
         self.per_partition.into_iter().enumerate().collect()
     }
-
-    /// The one partition all frames go to and its frames, or `self` back when they go to
-    /// several (or none).
-    fn into_single(mut self) -> std::result::Result<(usize, Vec<EncodedFrame>), Self> {
-        let mut used = self
-            .per_partition
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !f.is_empty());
-        match (used.next(), used.next()) {
-            (Some((p, _)), None) => Ok((p, std::mem::take(&mut self.per_partition[p]))),
-            _ => Err(self),
-        }
-    }
 }
 
 /// Routes stored batches to the stream's partitions and encodes them as frames of at most
@@ -220,32 +206,13 @@ pub fn encode(
     Ok(encoded)
 }
 
-/// Appends encoded frames, all or nothing across the partitions they go to (see
-/// [`Topic::append_atomic`]: each partition's frames with one sync, the partitions in
-/// parallel, one commit record when there are several). Returns the number of rows appended.
-pub fn append_encoded(topic: &Topic, encoded: Encoded) -> Result<u64> {
+/// Appends encoded frames, all or nothing across the partitions they go to, through the
+/// partitions' Raft groups ([`crate::engine::Replicas::append`]); returns the number of rows
+/// appended once they are readable on this node.
+pub async fn append(engine: &Engine, topic: &Topic, encoded: Encoded) -> Result<u64> {
     let rows = encoded.rows;
-    topic.append_atomic(encoded.into_work())?;
+    engine.replicas().append(topic, encoded.into_work()).await?;
     Ok(rows)
-}
-
-/// [`append_encoded`] for async callers: rows bound for one partition are queued on its
-/// committer (no thread of the caller's waits for the sync); rows for several take the
-/// blocking multi-partition append on the blocking pool.
-pub async fn append(topic: Arc<Topic>, encoded: Encoded) -> Result<u64> {
-    let rows = encoded.rows;
-    match encoded.into_single() {
-        Ok((p, frames)) => {
-            let log = topic.partition(p).ok_or_else(|| {
-                Error::Internal(format!("stream {} has no partition {p}", topic.name()))
-            })?;
-            log.enqueue(frames).await?;
-            Ok(rows)
-        }
-        Err(encoded) => tokio::task::spawn_blocking(move || append_encoded(&topic, encoded))
-            .await
-            .map_err(|e| Error::Internal(format!("append task failed: {e}")))?,
-    }
 }
 
 /// Min and max `rowtime` of a stored batch.

@@ -3,8 +3,8 @@
 //!
 //! A block's writes are encoded frames held in memory (at most [`MAX_PENDING_BYTES`]); nothing
 //! reaches a partition before COMMIT, so ROLLBACK, a failed COMMIT or a disconnect only drops
-//! them. COMMIT appends every stream's frames in one atomic append
-//! ([`eddy_storage::TopicStore::append_across`]): all of them become visible together, and a
+//! them. COMMIT appends every stream's frames as one statement through the partitions' groups
+//! ([`crate::engine::Replicas::append_across`]): all of them become visible together, and a
 //! crash keeps all or none. Savepoints are marks in the list of writes.
 //!
 //! This module never decides transaction state (that is the session's); it only holds and
@@ -12,10 +12,11 @@
 
 use std::sync::Arc;
 
-use eddy_storage::{Topic, TopicStore};
+use eddy_storage::Topic;
 use parking_lot::Mutex;
 
-use super::{Encoded, append_encoded};
+use super::Encoded;
+use crate::engine::Engine;
 use crate::{Error, Result};
 
 /// The most a transaction block may hold before COMMIT, in encoded bytes. Writes beyond it
@@ -109,9 +110,9 @@ impl Pending {
     }
 
     /// Appends every write, all or nothing across streams and partitions; returns the rows.
-    /// Blocking (it waits for the fsyncs). A stream dropped while the block was open fails the
-    /// whole commit with 40001.
-    pub fn commit(self, store: &TopicStore) -> Result<u64> {
+    /// A stream dropped while the block was open fails the whole commit with 40001.
+    pub async fn commit(self, engine: &Engine) -> Result<u64> {
+        let store = engine.topics();
         let mut per_topic: Vec<(Arc<Topic>, Encoded)> = Vec::new();
         let mut rows = 0;
         for w in self.writes {
@@ -131,11 +132,13 @@ impl Pending {
                 )));
             }
         }
-        let work = per_topic
-            .into_iter()
-            .map(|(topic, encoded)| (topic, encoded.into_work()))
+        let (topics, encoded): (Vec<Arc<Topic>>, Vec<Encoded>) = per_topic.into_iter().unzip();
+        let work = topics
+            .iter()
+            .map(|t| t.as_ref())
+            .zip(encoded.into_iter().map(Encoded::into_work))
             .collect();
-        store.append_across(work)?;
+        engine.replicas().append_across(work).await?;
         Ok(rows)
     }
 }
@@ -149,23 +152,19 @@ pub struct Writes {
 }
 
 impl Writes {
-    /// Appends `encoded` to `topic` now and durably, or — inside a block — holds it for
-    /// COMMIT. Returns the rows. Blocking outside a block.
-    pub fn write(&self, topic: &Arc<Topic>, encoded: Encoded) -> Result<u64> {
-        if let Some(block) = self.block.lock().as_mut() {
-            return block.hold(topic, encoded);
-        }
-        append_encoded(topic, encoded)
-    }
-
-    /// [`Writes::write`] for async callers: the append is queued on the partition's
-    /// committer instead of blocking a thread on its fsync (see [`super::append`]).
-    pub async fn append(&self, topic: &Arc<Topic>, encoded: Encoded) -> Result<u64> {
+    /// Appends `encoded` to `topic` now and durably ([`super::append`]), or — inside a
+    /// block — holds it for COMMIT. Returns the rows.
+    pub async fn append(
+        &self,
+        engine: &Engine,
+        topic: &Arc<Topic>,
+        encoded: Encoded,
+    ) -> Result<u64> {
         let encoded = match self.block.lock().as_mut() {
             Some(block) => return block.hold(topic, encoded),
             None => encoded,
         };
-        super::append(topic.clone(), encoded).await
+        super::append(engine, topic, encoded).await
     }
 
     /// Opens a block (BEGIN). Its writes wait for [`Writes::take`].

@@ -194,7 +194,7 @@ impl ValuesInsert {
             .unwrap_or_else(|e| Err(crate::Error::Internal(format!("insert task failed: {e}"))))
         };
         Some(match encoded {
-            Ok(encoded) => writes.append(&topic, encoded).await,
+            Ok(encoded) => writes.append(engine, &topic, encoded).await,
             Err(e) => Err(e),
         })
     }

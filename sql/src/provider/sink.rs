@@ -71,8 +71,8 @@ impl DataSink for StreamSink {
                 .await
                 .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?;
         let written = match (encoded, writes) {
-            (Ok(encoded), Some(writes)) => writes.append(&topic, encoded).await,
-            (Ok(encoded), None) => ingest::append(topic, encoded).await,
+            (Ok(encoded), Some(writes)) => writes.append(&self.engine, &topic, encoded).await,
+            (Ok(encoded), None) => ingest::append(&self.engine, &topic, encoded).await,
             (Err(e), _) => Err(e),
         };
         written.map_err(|e| DataFusionError::External(Box::new(e)))

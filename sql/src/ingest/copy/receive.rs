@@ -340,22 +340,18 @@ impl CopyReceiver {
         let decoded = self.started.elapsed() - received;
         let (copy, encoded, writes) = (self.copy, self.decoded, self.writes);
         let bytes = self.received;
-        tokio::task::spawn_blocking(move || {
-            let start = Instant::now();
-            let rows = writes.write(&copy.topic, encoded)?;
-            tracing::debug!(
-                stream = %copy.def.name,
-                rows,
-                bytes,
-                receive_us = received.as_micros() as u64,
-                decode_wait_us = decoded.as_micros() as u64,
-                append_us = start.elapsed().as_micros() as u64,
-                "COPY appended"
-            );
-            Ok(rows)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("COPY append task failed: {e}")))?
+        let start = Instant::now();
+        let rows = writes.append(&self.engine, &copy.topic, encoded).await?;
+        tracing::debug!(
+            stream = %copy.def.name,
+            rows,
+            bytes,
+            receive_us = received.as_micros() as u64,
+            decode_wait_us = decoded.as_micros() as u64,
+            append_us = start.elapsed().as_micros() as u64,
+            "COPY appended"
+        );
+        Ok(rows)
     }
 }
 
