@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{
     BasicNode, CommittedLeaderId, Config, LogId, Membership, Raft, RaftMetrics, SnapshotMeta,
@@ -95,14 +97,31 @@ impl Timing {
 /// One Raft group on this node, whose openraft state machine is `M`: [`Machine`] over a
 /// [`StateMachine`] (the metadata group), or a partition's [`PartitionMachine`].
 pub struct Group<M> {
+    writer: Writer<M>,
+    /// The background decision of a node that found no files for the group (`rejoin.rs`),
+    /// stopped with the group.
+    deciding: Option<tokio::task::JoinHandle<()>>,
+    /// A partition group's proposer (`proposals.rs`), stopped with the group.
+    proposer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What writes to a group from this node: its openraft core, its state machine, the
+/// transport to forward to the leader and the group's timing. Clones share them.
+#[derive(Clone)]
+pub(crate) struct Writer<M> {
     id: u64,
     raft: Raft<TypeConfig>,
     machine: M,
     transport: Arc<Transport>,
     timing: Timing,
-    /// The background decision of a node that found no files for the group (`rejoin.rs`),
-    /// stopped with the group.
-    deciding: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<M> Drop for Group<M> {
+    fn drop(&mut self) {
+        for task in [&self.deciding, &self.proposer].into_iter().flatten() {
+            task.abort();
+        }
+    }
 }
 
 /// Initialises a group's membership on this node (every voter does so alike; openraft lets
@@ -267,7 +286,7 @@ impl Group<PartitionMachine> {
         committed_before: &(dyn Fn(u64, u64) -> bool + Sync),
     ) -> Result<Group<PartitionMachine>> {
         let (store, machine, _, fresh) = partition::open(dir, config, committed_before)?;
-        launch(
+        let mut group = launch(
             id,
             transport,
             (store, machine),
@@ -276,12 +295,14 @@ impl Group<PartitionMachine> {
             timing.config(id, false)?,
             timing,
         )
-        .await
+        .await?;
+        group.proposer = Some(tokio::spawn(crate::proposals::run(group.writer.clone())));
+        Ok(group)
     }
 
     /// The partition's log, to read (everything below its high watermark is committed).
     pub fn log(&self) -> &Arc<PartitionLog> {
-        self.machine.log()
+        self.machine().log()
     }
 
     /// Appends one statement group of frames through the group's leader (from any node) and
@@ -289,17 +310,21 @@ impl Group<PartitionMachine> {
     /// meanwhile on this node are merged into one entry (`proposals.rs`).
     pub async fn append(&self, frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
         self.rows_only(&frames)?;
-        self.machine
-            .proposals()
-            .propose(self.id, frames, |bytes| self.write_rows(bytes))
-            .await
+        let answer = self.machine().proposals().push(self.id(), frames);
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::Unavailable {
+                group: self.id(),
+                why: "the group stopped before the write was answered".into(),
+                unknown: true,
+            })
+        })
     }
 
     /// Writes one entry of rows and returns the offsets it was given.
     async fn write_rows(&self, bytes: Vec<u8>) -> Result<(u64, u64)> {
         let (index, reply) = self.write(bytes).await?;
         partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
-            group: self.id,
+            group: self.id(),
             why: format!("entry {index} was applied as no data"),
         })
     }
@@ -407,39 +432,42 @@ where
         }
     }
     Ok(Group {
-        id,
-        raft,
-        machine,
-        transport,
-        timing,
+        writer: Writer {
+            id,
+            raft,
+            machine,
+            transport,
+            timing,
+        },
         deciding,
+        proposer: None,
     })
 }
 
 impl<M: Applied + Clone> Group<M> {
     /// The group's timing.
     pub fn timing(&self) -> &Timing {
-        &self.timing
+        &self.writer.timing
     }
 
     /// The group's id.
     pub fn id(&self) -> u64 {
-        self.id
+        self.writer.id
     }
 
     /// The state machine, to read.
     pub fn machine(&self) -> &M {
-        &self.machine
+        &self.writer.machine
     }
 
     /// openraft's view of the group on this node (leader, term, log and applied indexes).
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<u64, BasicNode>> {
-        self.raft.metrics()
+        self.writer.raft.metrics()
     }
 
     /// The leader this node knows of, if any.
     pub async fn leader(&self) -> Option<u64> {
-        self.raft.current_leader().await
+        self.writer.raft.current_leader().await
     }
 
     /// Proposes `command` and waits until it is committed and applied on this node; returns
@@ -448,6 +476,41 @@ impl<M: Applied + Clone> Group<M> {
     /// group's write timeout — `unknown` set when it was handed to a leader that never
     /// answered, so it may yet be applied.
     pub async fn write(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+        self.writer.write(Bytes::from(command)).await
+    }
+
+    /// Stops the group on this node: its messages are no longer routed, its core ends.
+    pub async fn shutdown(&self) -> Result<()> {
+        for task in [&self.deciding, &self.proposer].into_iter().flatten() {
+            task.abort();
+        }
+        let w = &self.writer;
+        w.transport.unregister(w.id);
+        let stopped = w.raft.shutdown().await.map_err(|e| raft_error(w.id, e));
+        w.machine.close()?;
+        stopped
+    }
+}
+
+impl<M: Applied + Clone> Writer<M> {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    pub(crate) fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    /// [`Group::write`].
+    pub(crate) async fn write(&self, command: Bytes) -> Result<(u64, Vec<u8>)> {
         let deadline = tokio::time::Instant::now() + self.timing.write_timeout;
         let mut last = String::from("no leader yet");
         loop {
@@ -459,23 +522,23 @@ impl<M: Applied + Clone> Group<M> {
                     unknown: false,
                 });
             }
-            let leader =
-                match tokio::time::timeout(left, self.raft.client_write(Request(command.clone())))
-                    .await
-                {
-                    Err(_) => {
-                        return Err(Error::Unavailable {
-                            group: self.id,
-                            why: "the leader did not commit it in time".into(),
-                            unknown: true,
-                        });
-                    }
-                    Ok(Ok(response)) => return Ok((response.log_id.index, response.data.0)),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                        f.leader_id
-                    }
-                    Ok(Err(e)) => return Err(raft_error(self.id, e)),
-                };
+            let leader = match tokio::time::timeout(
+                left,
+                self.raft.client_write(Request::new(command.clone())),
+            )
+            .await
+            {
+                Err(_) => {
+                    return Err(Error::Unavailable {
+                        group: self.id,
+                        why: "the leader did not commit it in time".into(),
+                        unknown: true,
+                    });
+                }
+                Ok(Ok(response)) => return Ok((response.log_id.index, response.data.0)),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_id,
+                Ok(Err(e)) => return Err(raft_error(self.id, e)),
+            };
             let Some(leader) = leader.filter(|l| *l != self.transport.node_id()) else {
                 tokio::time::sleep(self.timing.heartbeat.min(left)).await;
                 continue;
@@ -506,10 +569,10 @@ impl<M: Applied + Clone> Group<M> {
     async fn forward(
         &self,
         leader: u64,
-        command: &[u8],
+        command: &Bytes,
         left: Duration,
     ) -> Result<Option<(u64, Vec<u8>)>> {
-        let body = wire::to_body(&Request(command.to_vec()))?;
+        let body = wire::to_body(&Request::new(command.clone()))?;
         let reply = self
             .transport
             .call(leader, Kind::ClientWrite, self.id, body, left)
@@ -531,18 +594,5 @@ impl<M: Applied + Clone> Group<M> {
                 why: format!("committed at index {index} but not yet applied on this node"),
             }),
         }
-    }
-
-    /// Stops the group on this node: its messages are no longer routed, its core ends.
-    pub async fn shutdown(&self) -> Result<()> {
-        if let Some(deciding) = &self.deciding {
-            deciding.abort();
-        }
-        self.transport.unregister(self.id);
-        self.raft
-            .shutdown()
-            .await
-            .map_err(|e| raft_error(self.id, e))?;
-        self.machine.close()
     }
 }

@@ -382,7 +382,7 @@ mod tests {
     fn entry(term: u64, index: u64, text: &str) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Normal(Request(text.as_bytes().to_vec())),
+            payload: EntryPayload::Normal(Request::new(text.as_bytes().to_vec())),
         }
     }
 

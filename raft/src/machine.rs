@@ -217,7 +217,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for Machine<S> {
                 let reply = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(request) => {
-                        shared.machine.apply(entry.log_id.index, &request.0)
+                        shared.machine.apply(entry.log_id.index, request.bytes())
                     }
                     EntryPayload::Membership(membership) => {
                         shared.membership = StoredMembership::new(Some(entry.log_id), membership);

@@ -251,8 +251,8 @@ impl Inner {
         let frames = match entry.payload {
             EntryPayload::Blank => control(&Control::Blank)?,
             EntryPayload::Membership(m) => control(&Control::Membership(m))?,
-            EntryPayload::Normal(Request(bytes)) => {
-                EncodedFrame::split(&bytes).map_err(Error::Storage)?
+            EntryPayload::Normal(request) => {
+                EncodedFrame::split(request.bytes()).map_err(Error::Storage)?
             }
         };
         Ok(eddy_storage::Entry {
@@ -275,7 +275,7 @@ impl Inner {
                 }
             }
         } else {
-            EntryPayload::Normal(Request(stored.bytes))
+            EntryPayload::Normal(Request::new(stored.bytes))
         };
         Ok(Entry {
             log_id: log_id(stored.term, stored.index),
@@ -422,10 +422,18 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
     {
         let mut batch = Vec::new();
         let mut memberships = Vec::new();
+        // This node's proposer's rounds among the entries: (index, round).
+        let mut rounds = Vec::new();
         let result = (|| -> Result<()> {
             for entry in entries {
-                if let EntryPayload::Membership(m) = &entry.payload {
-                    memberships.push((entry.log_id, m.clone()));
+                match &entry.payload {
+                    EntryPayload::Membership(m) => memberships.push((entry.log_id, m.clone())),
+                    EntryPayload::Normal(request) => rounds.extend(
+                        request
+                            .proposed_round()
+                            .map(|round| (entry.log_id.index, round)),
+                    ),
+                    EntryPayload::Blank => {}
                 }
                 batch.push(Inner::frames(entry)?);
             }
@@ -440,7 +448,14 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
         })();
         match result {
             Ok(()) => {
+                self.0.proposals.appended(&rounds);
+                let inner = self.0.clone();
                 self.0.log.flush_then(move |flushed| {
+                    // The proposer first: its next round is on its way while openraft's
+                    // core commits this one.
+                    if flushed.is_ok() {
+                        inner.proposals.flushed(&rounds);
+                    }
                     callback.log_io_completed(flushed.map_err(std::io::Error::other));
                 });
                 Ok(())
@@ -458,6 +473,7 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
                 .log
                 .truncate_entries(log_id.index)
                 .map_err(Error::Storage)?;
+            self.0.proposals.truncated(log_id.index);
             let mut state = self.0.state.lock();
             if state
                 .memberships
@@ -553,6 +569,9 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
             .commit_entries(last.index)
             .map_err(|e| sm_error(Error::Storage(e)))?;
         let mut replies = Vec::with_capacity(entries.len());
+        // This node's proposer's rounds are answered here, not by openraft's reply (see
+        // `proposals.rs`): after the high watermark moved, so the rows are readable.
+        let mut answers = Vec::new();
         {
             let mut applied = self.0.applied.lock();
             for entry in &entries {
@@ -566,10 +585,16 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
                 let reply = postcard::to_allocvec(&offsets)
                     .map_err(|e| sm_error(Error::Protocol(e.to_string())))?;
                 replies.push(Reply(reply));
+                if matches!(entry.payload, EntryPayload::Normal(_)) {
+                    answers.push((entry.log_id.index, offsets));
+                }
             }
             applied.last = Some(last);
         }
         self.0.applied_tx.send_replace(last.index);
+        for (index, offsets) in answers {
+            self.0.proposals.applied(index, offsets);
+        }
         Ok(replies)
     }
 

@@ -328,6 +328,81 @@ async fn concurrent_appends_share_entries_and_keep_their_own_offsets() {
     stop_all(nodes).await;
 }
 
+/// A group of one stopped while writers keep appending: every write is answered — with its
+/// offsets or an error, none waits for good — and after a restart every acknowledged write's
+/// rows are at its offsets. (Rounds are pipelined: a round is proposed while the one before it
+/// is still being applied, and answered by the state machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_in_flight_when_a_group_stops_are_all_answered_and_kept_if_acknowledged() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("0");
+    let voters = BTreeSet::from([1]);
+    let start = || async {
+        let transport = Transport::alone(1);
+        let group = Group::start_partition(
+            GROUP,
+            transport.clone(),
+            &dir,
+            LogConfig::default(),
+            &voters,
+            timing(),
+        )
+        .await
+        .unwrap();
+        Arc::new(Node {
+            id: 1,
+            transport,
+            group,
+        })
+    };
+    let node = start().await;
+    let writers: Vec<_> = (0..8i64)
+        .map(|w| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for i in 0.. {
+                    let ids: Vec<i64> = (0..=(i % 3)).map(|k| w * 100_000 + i * 10 + k).collect();
+                    match node.group.append(frames(&[&ids])).await {
+                        Ok((base, next)) => {
+                            assert_eq!(next - base, ids.len() as u64);
+                            acknowledged.push((base, ids));
+                        }
+                        Err(Error::Unavailable { .. }) => return acknowledged,
+                        Err(e) => panic!("writer {w}: {e}"),
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    eventually("writes were acknowledged", || {
+        node.log().high_watermark() > 200
+    })
+    .await;
+    node.group.shutdown().await.unwrap();
+    let mut written = Vec::new();
+    for w in writers {
+        let answered = tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("a writer was never answered");
+        written.extend(answered.unwrap());
+    }
+    let node = Arc::into_inner(node).unwrap();
+    node.transport.shutdown().await;
+
+    let node = start().await;
+    let rows = rows(node.log());
+    let mut offsets = BTreeSet::new();
+    for (base, ids) in &written {
+        let at = *base as usize;
+        assert_eq!(&rows[at..at + ids.len()], ids.as_slice());
+        assert!(offsets.insert(*base), "offset {base} given twice");
+    }
+    assert!(written.len() > 100, "{} writes acknowledged", written.len());
+    Arc::into_inner(node).unwrap().stop().await;
+}
+
 /// A multi-partition append's share of this partition: a `TXN` entry that every replica holds
 /// back (with every write after it) until a decision is committed; a commit shows its rows, an
 /// abort hides them on every replica, and a replica restarted remembers the abort.
