@@ -36,6 +36,7 @@
 //!   log's start (segments deleted by retention or tiering) cannot be caught up yet: that is
 //!   milestone 4 (the cold manifest plus the hot segments as the snapshot).
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io::Cursor;
@@ -112,6 +113,92 @@ struct Inner {
     applied_tx: watch::Sender<u64>,
     /// This node's writes waiting to be proposed, merged into entries.
     proposals: Proposals,
+    /// The entries appended and not yet applied, as they were appended: openraft's core
+    /// reads each round back to apply it, and replication to followers reads the entries it
+    /// just appended; both are served from here without a read and decode of the segments.
+    recent: Mutex<Recent>,
+}
+
+/// See `Inner::recent`: at most [`RECENT_BYTES`] of entries, in index order.
+#[derive(Default)]
+struct Recent {
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    bytes: usize,
+}
+
+/// What [`Recent`] holds at most; entries beyond it are read from the segments.
+const RECENT_BYTES: usize = 64 << 20;
+
+impl Recent {
+    fn push(&mut self, entry: Entry<TypeConfig>) {
+        let len = Recent::len(&entry);
+        // Kept only in order, after what is held, and within the bound.
+        let follows = self
+            .entries
+            .last_key_value()
+            .is_none_or(|(last, _)| *last + 1 == entry.log_id.index);
+        if !follows || self.bytes + len > RECENT_BYTES {
+            self.clear();
+            if len > RECENT_BYTES {
+                return;
+            }
+        }
+        self.bytes += len;
+        self.entries.insert(entry.log_id.index, entry);
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Entries `start..end`, if all are held.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let last = *self.entries.last_key_value()?.0;
+        if end > last + 1 {
+            return None;
+        }
+        self.limited(start, end, usize::MAX)
+    }
+
+    /// Entries from `start` on, before `end`, while they hold at most `max_bytes` (at least
+    /// one), if `start` is held.
+    fn limited(&self, start: u64, end: u64, max_bytes: usize) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = *self.entries.first_key_value()?.0;
+        if start < first || start >= end || !self.entries.contains_key(&start) {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for (_, entry) in self.entries.range(start..end) {
+            bytes += Recent::len(entry);
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Some(out)
+    }
+
+    /// Drops the entries up to `index`, applied.
+    fn applied(&mut self, index: u64) {
+        let kept = self.entries.split_off(&(index + 1));
+        self.entries = kept;
+        self.bytes = self.entries.values().map(Recent::len).sum();
+    }
+
+    /// Drops the entries from `index` on, truncated.
+    fn truncated(&mut self, index: u64) {
+        self.entries.split_off(&index);
+        self.bytes = self.entries.values().map(Recent::len).sum();
+    }
+
+    fn len(entry: &Entry<TypeConfig>) -> usize {
+        match &entry.payload {
+            EntryPayload::Normal(request) => request.bytes().len(),
+            _ => 0,
+        }
+    }
 }
 
 /// A partition's Raft log storage (openraft's `RaftLogStorage`); clones share it.
@@ -180,6 +267,7 @@ pub fn open(
         }),
         applied_tx: watch::channel(applied.map_or(0, |a| a.index)).0,
         proposals: Proposals::default(),
+        recent: Mutex::default(),
     });
     Ok((
         PartitionStore(inner.clone()),
@@ -321,6 +409,9 @@ impl RaftLogReader<TypeConfig> for PartitionStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
         let (start, end) = range_of(&range);
+        if let Some(entries) = self.0.recent.lock().get(start, end) {
+            return Ok(entries);
+        }
         self.0.read(start, end, u64::MAX).map_err(read_error)
     }
 
@@ -329,6 +420,14 @@ impl RaftLogReader<TypeConfig> for PartitionStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        if let Some(entries) = self
+            .0
+            .recent
+            .lock()
+            .limited(start, end, SEND_BYTES as usize)
+        {
+            return Ok(entries);
+        }
         self.0.read(start, end, SEND_BYTES).map_err(read_error)
     }
 }
@@ -424,8 +523,10 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
         let mut memberships = Vec::new();
         // This node's proposer's rounds among the entries: (index, round).
         let mut rounds = Vec::new();
+        let mut kept = Vec::new();
         let result = (|| -> Result<()> {
             for entry in entries {
+                kept.push(entry.clone());
                 match &entry.payload {
                     EntryPayload::Membership(m) => memberships.push((entry.log_id, m.clone())),
                     EntryPayload::Normal(request) => rounds.extend(
@@ -446,6 +547,13 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
             }
             self.0.log.write_entries(batch).map_err(Error::Storage)
         })();
+        {
+            let mut recent = self.0.recent.lock();
+            match &result {
+                Ok(()) => kept.into_iter().for_each(|e| recent.push(e)),
+                Err(_) => recent.clear(),
+            }
+        }
         match result {
             Ok(()) => {
                 self.0.proposals.appended(&rounds);
@@ -474,6 +582,7 @@ impl RaftLogStorage<TypeConfig> for PartitionStore {
                 .truncate_entries(log_id.index)
                 .map_err(Error::Storage)?;
             self.0.proposals.truncated(log_id.index);
+            self.0.recent.lock().truncated(log_id.index);
             let mut state = self.0.state.lock();
             if state
                 .memberships
@@ -592,6 +701,7 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
             applied.last = Some(last);
         }
         self.0.applied_tx.send_replace(last.index);
+        self.0.recent.lock().applied(last.index);
         for (index, offsets) in answers {
             self.0.proposals.applied(index, offsets);
         }
@@ -652,4 +762,48 @@ pub fn encode_frames(frames: Vec<EncodedFrame>) -> Result<Vec<u8>> {
         bytes.extend_from_slice(frame.bytes());
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Request;
+
+    fn entry(index: u64, len: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(1, index),
+            payload: EntryPayload::Normal(Request::new(vec![index as u8; len])),
+        }
+    }
+
+    #[test]
+    fn recent_entries_are_served_only_whole_and_leave_when_applied_or_truncated() {
+        let mut recent = Recent::default();
+        for i in 5..10 {
+            recent.push(entry(i, 10));
+        }
+        let got = |r: &Recent, s, e| {
+            r.get(s, e)
+                .map(|v| v.iter().map(|e| e.log_id.index).collect::<Vec<_>>())
+        };
+        assert_eq!(got(&recent, 5, 10), Some(vec![5, 6, 7, 8, 9]));
+        assert_eq!(got(&recent, 4, 10), None, "index 4 is not held");
+        assert_eq!(got(&recent, 6, 11), None, "index 10 is not held");
+        let limited = recent.limited(6, u64::MAX, 25).unwrap();
+        assert_eq!(limited.len(), 2);
+        recent.applied(6);
+        assert_eq!(got(&recent, 6, 8), None);
+        assert_eq!(got(&recent, 7, 10), Some(vec![7, 8, 9]));
+        recent.truncated(9);
+        assert_eq!(got(&recent, 7, 10), None);
+        assert_eq!(recent.bytes, 20);
+        // An entry that does not follow replaces what is held.
+        recent.push(entry(20, 10));
+        assert_eq!(got(&recent, 7, 9), None);
+        assert_eq!(got(&recent, 20, 21), Some(vec![20]));
+        // Nothing beyond the bound is held.
+        recent.push(entry(21, RECENT_BYTES + 1));
+        assert_eq!(recent.bytes, 0);
+        assert_eq!(got(&recent, 21, 22), None);
+    }
 }
