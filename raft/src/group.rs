@@ -509,6 +509,11 @@ impl<M: Applied + Clone> Writer<M> {
         &self.timing
     }
 
+    /// This node's id.
+    pub(crate) fn node_id(&self) -> u64 {
+        self.transport.node_id()
+    }
+
     /// [`Group::write`].
     pub(crate) async fn write(&self, command: Bytes) -> Result<(u64, Vec<u8>)> {
         let deadline = tokio::time::Instant::now() + self.timing.write_timeout;

@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::group::Writer;
 use crate::partition::{self, MAX_ENTRY_BYTES, PartitionMachine};
 use crate::{Request, TypeConfig};
+use openraft::raft::ClientWriteResult;
 
 /// A write's answer: its offsets `(base, next)`.
 type Answer = oneshot::Sender<Result<(u64, u64)>>;
@@ -72,6 +73,13 @@ struct State {
     closed: bool,
     /// The group's id, for errors (set by its proposer).
     group: u64,
+}
+
+impl State {
+    /// A round waits for its flush (or for the leader it was forwarded to).
+    fn unflushed(&self) -> bool {
+        self.rounds.values().any(|r| !r.flushed)
+    }
 }
 
 /// The writes of one partition group on this node, waiting or proposed (see the module docs).
@@ -113,6 +121,10 @@ impl Proposals {
                 bytes,
                 tx,
             });
+            // While a round waits for its flush, the flush wakes the proposer.
+            if state.unflushed() {
+                return rx;
+            }
         }
         self.wake.notify_one();
         rx
@@ -138,6 +150,9 @@ impl Proposals {
                 if let Some(r) = state.rounds.get_mut(round) {
                     r.flushed = true;
                 }
+            }
+            if state.waiting.is_empty() {
+                return;
             }
         }
         self.wake.notify_one();
@@ -169,7 +184,6 @@ impl Proposals {
                 }),
             );
         }
-        self.wake.notify_one();
     }
 
     /// Answers round `round` with `result` unless it was answered already.
@@ -178,7 +192,11 @@ impl Proposals {
         if let Some(round) = round {
             answer(group, round, result);
         }
-        self.wake.notify_one();
+    }
+
+    /// Whether round `round` is still to be answered.
+    fn unanswered(&self, round: u64) -> bool {
+        self.state.lock().rounds.contains_key(&round)
     }
 
     /// The group stopped: every write waiting or proposed is answered as of unknown outcome
@@ -206,7 +224,7 @@ impl Proposals {
     /// frames do not make an entry.
     fn next_round(&self, group: u64) -> Option<(u64, Result<Bytes>)> {
         let mut state = self.state.lock();
-        if state.closed || state.waiting.is_empty() || state.rounds.values().any(|r| !r.flushed) {
+        if state.closed || state.waiting.is_empty() || state.unflushed() {
             return None;
         }
         let mut bytes = 0;
@@ -278,46 +296,56 @@ impl Drop for Closing<'_> {
     }
 }
 
-/// What became of a proposed round.
-enum Outcome {
-    /// openraft's reply to a round proposed on this node (or its timeout).
-    Proposed(
-        Bytes,
-        std::result::Result<
-            std::result::Result<
-                openraft::raft::ClientWriteResult<TypeConfig>,
-                oneshot::error::RecvError,
-            >,
-            tokio::time::error::Elapsed,
-        >,
-    ),
-    /// The leader's answer to a round forwarded to it.
-    Forwarded(Result<(u64, Vec<u8>)>),
+/// A round proposed to this node's core: openraft's reply, looked at without a wake-up of
+/// its own (normally the state machine answered the round first, and the reply is dropped).
+struct Proposed {
+    round: u64,
+    bytes: Bytes,
+    reply: oneshot::Receiver<ClientWriteResult<TypeConfig>>,
+    deadline: tokio::time::Instant,
 }
+
+/// How often the proposer looks at openraft's replies while rounds are out, when nothing
+/// else wakes it: a round refused because leadership just moved waits at most this long to
+/// be forwarded.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The proposer of partition group `writer`'s writes on this node (see the module docs); runs
 /// until the group stops (its task is aborted, and [`Proposals::close`] answers the rest).
+///
+/// openraft's reply to each round is not awaited (that would wake the proposer once more per
+/// round, after the core handled the state machine's result): it is read when the proposer
+/// wakes anyway — for the next round — or every [`LOOK_EVERY`] while rounds are out.
 pub(crate) async fn run(writer: Writer<PartitionMachine>) {
     let group = writer.id();
     let proposals = writer.machine().proposals();
     proposals.state.lock().group = group;
     let _closing = Closing(proposals, group);
-    let mut replies: FuturesUnordered<BoxFuture<'static, (u64, Outcome)>> = FuturesUnordered::new();
+    let mut proposed: Vec<Proposed> = Vec::new();
+    let mut forwarded: FuturesUnordered<BoxFuture<'static, (u64, Result<(u64, Vec<u8>)>)>> =
+        FuturesUnordered::new();
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        proposed.retain_mut(|p| look_at(&writer, &mut forwarded, p));
         while let Some((round, bytes)) = proposals.next_round(group) {
             let Ok(bytes) = bytes else { continue };
+            let leader = writer.raft().metrics().borrow().current_leader;
+            if leader != Some(writer.node_id()) {
+                forward(&writer, &mut forwarded, round, bytes);
+                continue;
+            }
             match writer
                 .raft()
                 .client_write_ff(Request::round(bytes.clone(), round))
                 .await
             {
-                Ok(rx) => {
-                    let timeout = writer.timing().write_timeout;
-                    replies.push(Box::pin(async move {
-                        let reply = tokio::time::timeout(timeout, rx).await;
-                        (round, Outcome::Proposed(bytes, reply))
-                    }));
-                }
+                Ok(reply) => proposed.push(Proposed {
+                    round,
+                    bytes,
+                    reply,
+                    deadline: tokio::time::Instant::now() + writer.timing().write_timeout,
+                }),
                 Err(fatal) => proposals.answer(
                     group,
                     round,
@@ -330,49 +358,75 @@ pub(crate) async fn run(writer: Writer<PartitionMachine>) {
         }
         tokio::select! {
             _ = proposals.wake.notified() => {}
-            Some((round, outcome)) = replies.next(), if !replies.is_empty() => match outcome {
-                Outcome::Proposed(bytes, Ok(Ok(Err(ClientWriteError::ForwardToLeader(_))))) => {
-                    // Not the leader here: the round goes to the leader, answered by it.
-                    let writer = writer.clone();
-                    replies.push(Box::pin(async move {
-                        (round, Outcome::Forwarded(writer.write(bytes).await))
-                    }));
-                }
-                Outcome::Proposed(_, reply) => {
-                    let result = match reply {
-                        // Normally answered already, as it was applied.
-                        Ok(Ok(Ok(response))) => partition::decode_offsets(&response.data.0)
-                            .and_then(|offsets| {
-                                offsets.ok_or_else(|| Error::Raft {
-                                    group,
-                                    why: format!("entry {} was applied as no data", response.log_id.index),
-                                })
-                            }),
-                        Ok(Ok(Err(e))) => Err(Error::Raft { group, why: e.to_string() }),
-                        Ok(Err(_)) => Err(Error::Unavailable {
-                            group,
-                            why: "the leader stepped down or stopped before it committed the write"
-                                .into(),
-                            unknown: true,
-                        }),
-                        Err(_) => Err(Error::Unavailable {
-                            group,
-                            why: "the leader did not commit it in time".into(),
-                            unknown: true,
-                        }),
-                    };
-                    proposals.answer(group, round, result);
-                }
-                Outcome::Forwarded(written) => {
-                    let result = written.and_then(|(index, reply)| {
-                        partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
-                            group,
-                            why: format!("entry {index} was applied as no data"),
-                        })
-                    });
-                    proposals.answer(group, round, result);
-                }
-            },
+            _ = look.tick(), if !proposed.is_empty() => {}
+            Some((round, written)) = forwarded.next(), if !forwarded.is_empty() => {
+                let result = written.and_then(|(index, reply)| {
+                    partition::decode_offsets(&reply)?.ok_or_else(|| Error::Raft {
+                        group,
+                        why: format!("entry {index} was applied as no data"),
+                    })
+                });
+                proposals.answer(group, round, result);
+            }
         }
     }
+}
+
+/// Sends round `round` to the group's leader on another node, answered when it replies.
+fn forward(
+    writer: &Writer<PartitionMachine>,
+    forwarded: &mut FuturesUnordered<BoxFuture<'static, (u64, Result<(u64, Vec<u8>)>)>>,
+    round: u64,
+    bytes: Bytes,
+) {
+    let writer = writer.clone();
+    forwarded.push(Box::pin(async move { (round, writer.write(bytes).await) }));
+}
+
+/// Looks at openraft's reply to a proposed round; false once the round needs no more looks.
+fn look_at(
+    writer: &Writer<PartitionMachine>,
+    forwarded: &mut FuturesUnordered<BoxFuture<'static, (u64, Result<(u64, Vec<u8>)>)>>,
+    p: &mut Proposed,
+) -> bool {
+    let group = writer.id();
+    let proposals = writer.machine().proposals();
+    if !proposals.unanswered(p.round) {
+        return false;
+    }
+    let result = match p.reply.try_recv() {
+        Err(oneshot::error::TryRecvError::Empty) => {
+            if tokio::time::Instant::now() < p.deadline {
+                return true;
+            }
+            Err(Error::Unavailable {
+                group,
+                why: "the leader did not commit it in time".into(),
+                unknown: true,
+            })
+        }
+        Ok(Err(ClientWriteError::ForwardToLeader(_))) => {
+            // Leadership moved before the core took it: the round goes to the new leader.
+            forward(writer, forwarded, p.round, p.bytes.clone());
+            return false;
+        }
+        // Normally answered already, as it was applied.
+        Ok(Ok(response)) => partition::decode_offsets(&response.data.0).and_then(|offsets| {
+            offsets.ok_or_else(|| Error::Raft {
+                group,
+                why: format!("entry {} was applied as no data", response.log_id.index),
+            })
+        }),
+        Ok(Err(e)) => Err(Error::Raft {
+            group,
+            why: e.to_string(),
+        }),
+        Err(oneshot::error::TryRecvError::Closed) => Err(Error::Unavailable {
+            group,
+            why: "the leader stepped down or stopped before it committed the write".into(),
+            unknown: true,
+        }),
+    };
+    proposals.answer(group, p.round, result);
+    false
 }
