@@ -296,6 +296,10 @@ impl Drop for Closing<'_> {
     }
 }
 
+/// Rounds forwarded to the leader on another node: each round's number and the leader's
+/// answer (`Writer::write`'s).
+type Forwarded = FuturesUnordered<BoxFuture<'static, (u64, Result<(u64, Vec<u8>)>)>>;
+
 /// A round proposed to this node's core: openraft's reply, looked at without a wake-up of
 /// its own (normally the state machine answered the round first, and the reply is dropped).
 struct Proposed {
@@ -322,8 +326,7 @@ pub(crate) async fn run(writer: Writer<PartitionMachine>) {
     proposals.state.lock().group = group;
     let _closing = Closing(proposals, group);
     let mut proposed: Vec<Proposed> = Vec::new();
-    let mut forwarded: FuturesUnordered<BoxFuture<'static, (u64, Result<(u64, Vec<u8>)>)>> =
-        FuturesUnordered::new();
+    let mut forwarded: Forwarded = FuturesUnordered::new();
     let mut look = tokio::time::interval(LOOK_EVERY);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -373,22 +376,13 @@ pub(crate) async fn run(writer: Writer<PartitionMachine>) {
 }
 
 /// Sends round `round` to the group's leader on another node, answered when it replies.
-fn forward(
-    writer: &Writer<PartitionMachine>,
-    forwarded: &mut FuturesUnordered<BoxFuture<'static, (u64, Result<(u64, Vec<u8>)>)>>,
-    round: u64,
-    bytes: Bytes,
-) {
+fn forward(writer: &Writer<PartitionMachine>, forwarded: &mut Forwarded, round: u64, bytes: Bytes) {
     let writer = writer.clone();
     forwarded.push(Box::pin(async move { (round, writer.write(bytes).await) }));
 }
 
 /// Looks at openraft's reply to a proposed round; false once the round needs no more looks.
-fn look_at(
-    writer: &Writer<PartitionMachine>,
-    forwarded: &mut FuturesUnordered<BoxFuture<'static, (u64, Result<(u64, Vec<u8>)>)>>,
-    p: &mut Proposed,
-) -> bool {
+fn look_at(writer: &Writer<PartitionMachine>, forwarded: &mut Forwarded, p: &mut Proposed) -> bool {
     let group = writer.id();
     let proposals = writer.machine().proposals();
     if !proposals.unanswered(p.round) {
