@@ -5,7 +5,7 @@
 //! on every replica only once decided, never after an abort.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +92,26 @@ impl Cluster {
     async fn restart(&self, id: u64) -> Node {
         let listener = common::listen_again(&self.peers[&id]).await;
         self.start(id, listener).await
+    }
+}
+
+/// Starts the partition group in `dir` on a node that is a cluster of one.
+async fn alone(dir: &Path) -> Node {
+    let transport = Transport::alone(1);
+    let group = Group::start_partition(
+        GROUP,
+        transport.clone(),
+        dir,
+        LogConfig::default(),
+        &BTreeSet::from([1]),
+        timing(),
+    )
+    .await
+    .unwrap();
+    Node {
+        id: 1,
+        transport,
+        group,
     }
 }
 
@@ -236,25 +256,7 @@ async fn an_uncommitted_tail_is_never_read_and_is_replaced_by_the_new_leaders() 
 async fn a_group_of_one_restarts_with_its_rows_visible_at_once() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("0");
-    let voters = BTreeSet::from([1]);
-    let start = || async {
-        let transport = Transport::alone(1);
-        let group = Group::start_partition(
-            GROUP,
-            transport.clone(),
-            &dir,
-            LogConfig::default(),
-            &voters,
-            timing(),
-        )
-        .await
-        .unwrap();
-        Node {
-            id: 1,
-            transport,
-            group,
-        }
-    };
+    let start = || alone(&dir);
     let node = start().await;
     for i in 0..5 {
         node.group.append(frames(&[&[i]])).await.unwrap();
@@ -336,25 +338,7 @@ async fn concurrent_appends_share_entries_and_keep_their_own_offsets() {
 async fn writes_in_flight_when_a_group_stops_are_all_answered_and_kept_if_acknowledged() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("0");
-    let voters = BTreeSet::from([1]);
-    let start = || async {
-        let transport = Transport::alone(1);
-        let group = Group::start_partition(
-            GROUP,
-            transport.clone(),
-            &dir,
-            LogConfig::default(),
-            &voters,
-            timing(),
-        )
-        .await
-        .unwrap();
-        Arc::new(Node {
-            id: 1,
-            transport,
-            group,
-        })
-    };
+    let start = || async { Arc::new(alone(&dir).await) };
     let node = start().await;
     let writers: Vec<_> = (0..8i64)
         .map(|w| {
