@@ -1,7 +1,7 @@
 //! Ingest: turning rows into stored batches and appending them to a stream's partitions.
 //!
-//! Every write path (INSERT, COPY) ends in [`encode`] then [`txn::Writes::write`] (or its
-//! async twin [`txn::Writes::append`]): rows get
+//! Every write path (INSERT, COPY) ends in [`encode`] then [`txn::Writes::append`], which
+//! writes through the partitions' Raft groups (`engine::replicas`): rows get
 //! their `rowtime` (the stream's timestamp column, else the ingest time), are routed to
 //! partitions by key ([`partitioner`]), cut into frames of at most [`MAX_FRAME_ROWS`] rows,
 //! and appended; each partition's appends are durable (group commit) before the write

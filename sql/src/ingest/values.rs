@@ -1,7 +1,7 @@
 //! The fast path of `INSERT INTO s [(columns)] VALUES (...), ...`: rows of literals and
 //! parameters go straight into arrays of the stream's column types and through the same
 //! [`super::with_rowtime`] (declared-type checks, `rowtime`), [`super::encode`] (partitioner,
-//! frames) and [`Writes::write`] (append or transaction block) as every other INSERT and COPY,
+//! frames) and [`Writes::append`] (append or transaction block) as every other INSERT and COPY,
 //! without a DataFusion plan. Planning `INSERT ... VALUES` through DataFusion cost more than
 //! the append itself (`docs/design/2026-12-01-small-statements.md`).
 //!

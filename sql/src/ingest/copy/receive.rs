@@ -6,7 +6,7 @@
 //!
 //! Nothing is appended until every block has decoded: a bad row anywhere fails the whole
 //! statement, naming its line in the whole payload. This module owns that ordering; it never
-//! writes to the log itself (that is [`crate::ingest::txn::Writes::write`]).
+//! writes to the log itself (that is [`crate::ingest::txn::Writes::append`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
