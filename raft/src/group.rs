@@ -311,13 +311,9 @@ impl Group<PartitionMachine> {
     pub async fn append(&self, frames: Vec<EncodedFrame>) -> Result<(u64, u64)> {
         self.rows_only(&frames)?;
         let answer = self.machine().proposals().push(self.id(), frames);
-        answer.await.unwrap_or_else(|_| {
-            Err(Error::Unavailable {
-                group: self.id(),
-                why: "the group stopped before the write was answered".into(),
-                unknown: true,
-            })
-        })
+        answer
+            .await
+            .unwrap_or_else(|_| Err(crate::proposals::gone(self.id())))
     }
 
     /// Writes one entry of rows and returns the offsets it was given.

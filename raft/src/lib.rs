@@ -77,7 +77,7 @@ impl Request {
     }
 
     /// A round of merged partition writes (`proposals.rs`).
-    pub(crate) fn round(bytes: Bytes, round: u64) -> Request {
+    pub(crate) fn of_round(bytes: Bytes, round: u64) -> Request {
         Request {
             bytes,
             round: Some(round),
@@ -145,7 +145,7 @@ mod tests {
     fn a_request_encodes_as_it_did_before_it_had_a_round() {
         let bytes = b"a command".to_vec();
         let before = postcard::to_stdvec(&Before(bytes.clone())).unwrap();
-        let now = postcard::to_stdvec(&Request::round(Bytes::from(bytes.clone()), 7)).unwrap();
+        let now = postcard::to_stdvec(&Request::of_round(Bytes::from(bytes.clone()), 7)).unwrap();
         assert_eq!(now, before);
         let back: Request = postcard::from_bytes(&before).unwrap();
         assert_eq!(back, Request::new(bytes));

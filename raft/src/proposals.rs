@@ -90,7 +90,8 @@ pub(crate) struct Proposals {
     wake: Notify,
 }
 
-fn gone(group: u64) -> Error {
+/// A write the group stopped before it was answered (it may yet be committed).
+pub(crate) fn gone(group: u64) -> Error {
     Error::Unavailable {
         group,
         why: "the group stopped before the write was answered".into(),
@@ -220,47 +221,51 @@ impl Proposals {
     }
 
     /// The next round, if one may be proposed now (no round waits for its flush) and writes
-    /// wait: its number and its entry's bytes. `Err` answers the writes it took when their
-    /// frames do not make an entry.
-    fn next_round(&self, group: u64) -> Option<(u64, Result<Bytes>)> {
+    /// wait: its number and its entry's bytes. Writes whose frames do not make an entry are
+    /// answered with the error here, and the writes after them make the round.
+    fn next_round(&self, group: u64) -> Option<(u64, Bytes)> {
         let mut state = self.state.lock();
-        if state.closed || state.waiting.is_empty() || state.unflushed() {
-            return None;
-        }
-        let mut bytes = 0;
-        let mut writes = Vec::new();
-        let mut frames = Vec::new();
-        while let Some(next) = state.waiting.front() {
-            if !writes.is_empty() && bytes + next.bytes > MAX_ENTRY_BYTES {
-                break;
+        loop {
+            if state.closed || state.waiting.is_empty() || state.unflushed() {
+                return None;
             }
-            bytes += next.bytes;
-            let Some(w) = state.waiting.pop_front() else {
-                break;
-            };
-            writes.push((w.rows, w.tx));
-            frames.extend(w.frames);
+            let mut bytes = 0;
+            let mut writes = Vec::new();
+            let mut frames = Vec::new();
+            while let Some(next) = state.waiting.front() {
+                if !writes.is_empty() && bytes + next.bytes > MAX_ENTRY_BYTES {
+                    break;
+                }
+                bytes += next.bytes;
+                let Some(w) = state.waiting.pop_front() else {
+                    break;
+                };
+                writes.push((w.rows, w.tx));
+                frames.extend(w.frames);
+            }
+            let number = state.next_round;
+            state.next_round += 1;
+            match partition::encode_frames(frames) {
+                Ok(encoded) => {
+                    state.rounds.insert(
+                        number,
+                        Round {
+                            writes,
+                            flushed: false,
+                        },
+                    );
+                    return Some((number, Bytes::from(encoded)));
+                }
+                Err(e) => answer(
+                    group,
+                    Round {
+                        writes,
+                        flushed: true,
+                    },
+                    Err(e),
+                ),
+            }
         }
-        let number = state.next_round;
-        state.next_round += 1;
-        let encoded = partition::encode_frames(frames).map(Bytes::from);
-        if let Err(e) = &encoded {
-            drop(state);
-            let round = Round {
-                writes,
-                flushed: true,
-            };
-            answer(group, round, Err(e.duplicate()));
-            return Some((number, Err(e.duplicate())));
-        }
-        state.rounds.insert(
-            number,
-            Round {
-                writes,
-                flushed: false,
-            },
-        );
-        Some((number, encoded))
     }
 }
 
@@ -332,7 +337,6 @@ pub(crate) async fn run(writer: Writer<PartitionMachine>) {
     loop {
         proposed.retain_mut(|p| look_at(&writer, &mut forwarded, p));
         while let Some((round, bytes)) = proposals.next_round(group) {
-            let Ok(bytes) = bytes else { continue };
             let leader = writer.raft().metrics().borrow().current_leader;
             if leader != Some(writer.node_id()) {
                 forward(&writer, &mut forwarded, round, bytes);
@@ -340,7 +344,7 @@ pub(crate) async fn run(writer: Writer<PartitionMachine>) {
             }
             match writer
                 .raft()
-                .client_write_ff(Request::round(bytes.clone(), round))
+                .client_write_ff(Request::of_round(bytes.clone(), round))
                 .await
             {
                 Ok(reply) => proposed.push(Proposed {
