@@ -89,10 +89,6 @@ impl Visibility for Snapshots {
     }
 }
 
-fn replication(e: eddy_raft::Error) -> Error {
-    Error::from(e)
-}
-
 impl Replicas {
     /// Starts the node's commit log in `data_dir/commits` over `voters`.
     pub async fn open(
@@ -108,8 +104,7 @@ impl Replicas {
             &voters,
             Timing::partition(),
         )
-        .await
-        .map_err(replication)?;
+        .await?;
         Ok(Replicas {
             transport,
             voters,
@@ -144,12 +139,11 @@ impl Replicas {
                     Timing::partition(),
                     &before,
                 )
-                .await
-                .map_err(replication)?;
+                .await?;
                 groups.push(Arc::new(group));
             }
             let refs: Vec<&Group<PartitionMachine>> = groups.iter().map(|g| g.as_ref()).collect();
-            self.coordinator.resolve(&refs).await.map_err(replication)?;
+            self.coordinator.resolve(&refs).await?;
             let logs = groups.iter().map(|g| g.log().clone()).collect();
             let snapshots = Arc::new(Snapshots {
                 coordinator: self.coordinator.clone(),
@@ -190,7 +184,7 @@ impl Replicas {
             .commit_log()
             .shutdown()
             .await
-            .map_err(replication)
+            .map_err(Error::from)
     }
 
     fn groups(&self, topic: &Topic) -> Result<Groups> {
@@ -236,7 +230,7 @@ impl Replicas {
             return Ok(());
         }
         let groups: Vec<&Group<PartitionMachine>> = shares.iter().map(|(g, _)| *g).collect();
-        let ranges = self.coordinator.append(shares).await.map_err(replication)?;
+        let ranges = self.coordinator.append(shares).await?;
         for (group, ranges) in groups.into_iter().zip(ranges) {
             if let Some(&(_, next)) = ranges.last() {
                 self.readable(group, next).await?;
@@ -270,7 +264,7 @@ impl Replicas {
         while !visible() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return Err(replication(eddy_raft::Error::Unavailable {
+                return Err(Error::from(eddy_raft::Error::Unavailable {
                     group: group.id(),
                     why: format!(
                         "the rows were written but are not yet readable (behind offset {}, \
@@ -298,7 +292,7 @@ impl Replicas {
         self.coordinator
             .sweep(&refs, grace)
             .await
-            .map_err(replication)
+            .map_err(Error::from)
     }
 
     /// The grace a periodic sweep gives: twice a partition group's write timeout, well above
