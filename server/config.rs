@@ -5,12 +5,14 @@
 //! [`ServerConfig::engine_config`] all read them; a test checks that the flags and `for_dir`
 //! agree.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
 use eddy_sql::EngineConfig;
+use eddy_sql::engine::Cluster;
 
 use crate::pg::framing::LARGE_MESSAGE_LIMIT;
 
@@ -29,6 +31,9 @@ pub const DEFAULT_RETENTION_CHECK_MS: u64 = 30_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// `--max-message-bytes` unless set: PostgreSQL's limit, 1 GB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = LARGE_MESSAGE_LIMIT;
+
+/// `--node-id` unless set.
+pub const DEFAULT_NODE_ID: u64 = eddy_sql::engine::Cluster::ALONE_ID;
 
 /// Settings of `eddy server`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -66,6 +71,15 @@ pub struct ServerConfig {
     /// still running after this is abandoned (not acknowledged) before the logs close.
     #[arg(long, env = "EDDY_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
+    /// This node's id among `--peers` (a positive integer). Ignored without `--peers`: a
+    /// cluster of one is node 1.
+    #[arg(long, env = "EDDY_NODE_ID", default_value_t = DEFAULT_NODE_ID)]
+    pub node_id: u64,
+    /// The cluster's voters, this node included, as `id@host:port,...` (the address each
+    /// listens on for its peers), the same list on every node, like Kafka's
+    /// `controller.quorum.voters`. Unset: a cluster of one.
+    #[arg(long, env = "EDDY_PEERS")]
+    pub peers: Option<String>,
 }
 
 impl ServerConfig {
@@ -80,7 +94,45 @@ impl ServerConfig {
             query_snapshot_bytes: EngineConfig::DEFAULT_QUERY_SNAPSHOT_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            node_id: DEFAULT_NODE_ID,
+            peers: None,
         }
+    }
+
+    /// This node and its voters: `--node-id` among `--peers`, or a cluster of one.
+    pub fn cluster(&self) -> anyhow::Result<Cluster> {
+        let Some(list) = &self.peers else {
+            return Ok(Cluster::alone());
+        };
+        let mut peers = BTreeMap::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((id, addr)) = entry.split_once('@') else {
+                bail!("--peers entry {entry:?} is not id@host:port");
+            };
+            let id: u64 = id
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--peers entry {entry:?}: {id:?} is not a node id"))?;
+            let addr = addr.trim();
+            match addr.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => bail!("--peers entry {entry:?}: {addr:?} is not host:port"),
+            }
+            if peers.insert(id, addr.to_string()).is_some() {
+                bail!("--peers names node {id} twice");
+            }
+        }
+        if peers.is_empty() {
+            bail!("--peers names no node");
+        }
+        let cluster = Cluster {
+            node_id: self.node_id,
+            peers,
+        };
+        cluster
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--peers: {e}"))?;
+        Ok(cluster)
     }
 
     /// The cold store's URL: `--cold-store`, or the `cold` directory in the data directory.
@@ -101,6 +153,7 @@ impl ServerConfig {
             default_partitions: self.default_partitions,
             cold_store: Some(self.cold_store_url()?),
             query_snapshot_bytes: self.query_snapshot_bytes,
+            cluster: self.cluster()?,
             ..EngineConfig::new(&self.data_dir)
         })
     }
@@ -113,6 +166,7 @@ impl ServerConfig {
                 self.default_partitions
             );
         }
+        self.cluster()?;
         if self.retention_check_ms == 0 {
             bail!("--retention-check-ms must be positive");
         }
@@ -164,5 +218,46 @@ mod tests {
         assert_eq!(engine.query_snapshot_bytes, defaults.query_snapshot_bytes);
         assert_eq!(engine.default_segment_bytes, defaults.default_segment_bytes);
         from_flags.validate().unwrap();
+    }
+
+    #[test]
+    fn peers_name_each_voter_once_with_its_address_and_this_node_among_them() {
+        let with = |id: u64, peers: &str| {
+            let mut c = ServerConfig::for_dir("d");
+            c.node_id = id;
+            c.peers = Some(peers.into());
+            c.cluster().map_err(|e| e.to_string())
+        };
+        let three = "1@127.0.0.1:7001, 2@127.0.0.1:7002,3@localhost:7003";
+        let c = with(2, three).unwrap();
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.peers[&3], "localhost:7003");
+        assert!(
+            with(4, three)
+                .unwrap_err()
+                .contains("node 4 is not one of the voters")
+        );
+        assert!(
+            with(1, "1@127.0.0.1:7001,1@127.0.0.1:7002")
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(
+            with(1, "1@127.0.0.1")
+                .unwrap_err()
+                .contains("not host:port")
+        );
+        assert!(
+            with(1, "127.0.0.1:7001")
+                .unwrap_err()
+                .contains("not id@host:port")
+        );
+        assert!(
+            with(1, "x@127.0.0.1:7001")
+                .unwrap_err()
+                .contains("not a node id")
+        );
+        assert!(with(1, " , ").unwrap_err().contains("names no node"));
+        assert!(ServerConfig::for_dir("d").cluster().unwrap().is_alone());
     }
 }

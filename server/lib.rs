@@ -48,7 +48,8 @@ pub struct RunningServer {
     stopping: pg::Stopping,
     /// The accept loop, which owns the connection tasks; `None` once it has ended.
     serve: Option<JoinHandle<anyhow::Result<()>>>,
-    retention: JoinHandle<()>,
+    /// Retention and tiering, and the follower of the catalog.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// Checks the settings ([`ServerConfig::validate`]), opens the data directory and starts
@@ -69,7 +70,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         }
     };
     let addr = listener.local_addr()?;
-    let retention = tasks::spawn_maintenance(engine.clone(), config.retention_check_interval());
+    let background = vec![
+        tasks::spawn_maintenance(engine.clone(), config.retention_check_interval()),
+        tasks::spawn_catalog_follower(engine.clone()),
+    ];
     let stopping = pg::Stopping::new();
     let serve = tokio::spawn(pg::serve(
         listener,
@@ -84,7 +88,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         engine,
         stopping,
         serve: Some(serve),
-        retention,
+        background,
     })
 }
 
@@ -104,9 +108,11 @@ impl RunningServer {
             Some(serve) => serve.await.map_err(anyhow::Error::from).and_then(|r| r),
             None => Ok(()),
         };
-        self.retention.abort();
-        // Cancelled or finished; either way it no longer runs.
-        let _ = (&mut self.retention).await;
+        for task in &mut self.background {
+            task.abort();
+            // Cancelled or finished; either way it no longer runs.
+            let _ = task.await;
+        }
         close(self.engine.clone()).await?;
         self.wait_for_last_engine_handle().await;
         served
@@ -150,7 +156,9 @@ impl Drop for RunningServer {
         if let Some(serve) = self.serve.take() {
             serve.abort();
         }
-        self.retention.abort();
+        for task in &self.background {
+            task.abort();
+        }
     }
 }
 

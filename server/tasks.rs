@@ -57,3 +57,18 @@ pub fn spawn_maintenance(engine: Arc<Engine>, interval: Duration) -> JoinHandle<
         }
     })
 }
+
+/// Follows the catalog: after each entry this node applies to the metadata group, makes its
+/// streams match (`Engine::catch_up_with_catalog`) — how another node's DDL reaches this one.
+pub fn spawn_catalog_follower(engine: Arc<Engine>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut applied = engine.catalog().watch();
+        loop {
+            // What was applied between the engine's start and this subscription included.
+            engine.catch_up_with_catalog().await;
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}

@@ -55,7 +55,10 @@ pub enum Error {
     /// The metadata group could not take the command (no leader within the write timeout, or
     /// its core failed); the message says which.
     #[error("the catalog could not commit the change: {0}")]
-    Replication(String),
+    Replication(#[source] eddy_raft::Error),
+    /// The metadata group is not ready (it did not apply its log in time at start).
+    #[error("the catalog is not ready: {0}")]
+    NotReady(String),
     /// Reading or writing the catalog files failed.
     #[error("catalog I/O on {path}: {source}")]
     Io {

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use eddy_raft::{Group, Machine, StateMachine, Timing, Transport};
+use eddy_raft::{Applied, Group, Machine, StateMachine, Timing, Transport};
 
 use crate::persist::LocalCatalog;
 use crate::replicated::{MetaMachine, decode_outcome, encode_command};
@@ -47,7 +47,7 @@ fn replication(e: eddy_raft::Error) -> Error {
             position: at,
             reason: why,
         },
-        other => Error::Replication(other.to_string()),
+        other => Error::Replication(other),
     }
 }
 
@@ -93,8 +93,38 @@ impl Catalog {
         let catalog = Catalog { group };
         if voters.len() == 1 {
             catalog.caught_up(&timing).await?;
+        } else {
+            catalog.synced().await;
         }
         Ok(catalog)
+    }
+
+    /// Waits, as long as it takes, until this node has applied everything the metadata
+    /// group had committed (a barrier through its leader). A node of a cluster serves
+    /// nothing before: like a Kafka broker waiting for its controller quorum, it cannot
+    /// know which streams exist until a majority of the voters answers.
+    async fn synced(&self) {
+        let mut tries = 0u32;
+        loop {
+            match self.group.barrier().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tries += 1;
+                    if tries == 1 || tries.is_multiple_of(6) {
+                        tracing::warn!(error = %e, "waiting for a majority of the metadata group's voters");
+                    }
+                    // A refusal that comes at once (no connection yet) is not retried in a
+                    // spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// A receiver that changes whenever this node applies an entry of the metadata group:
+    /// what a node watches to act on catalog changes other nodes proposed.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.group.machine().applied()
     }
 
     /// Waits until this node leads and has applied everything in its log (a sole voter).
@@ -105,7 +135,7 @@ impl Catalog {
         });
         match tokio::time::timeout(timing.write_timeout, wait).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(Error::Replication(
+            _ => Err(Error::NotReady(
                 "the metadata group did not apply its log in time".into(),
             )),
         }

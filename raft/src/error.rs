@@ -81,6 +81,14 @@ fn unavailable_message(group: u64, why: &str, unknown: bool) -> String {
 }
 
 impl Error {
+    /// The group the error is about, where it names one.
+    pub fn group(&self) -> Option<u64> {
+        match self {
+            Error::Unavailable { group, .. } | Error::Raft { group, .. } => Some(*group),
+            _ => None,
+        }
+    }
+
     /// The same error again, for each of several callers one failure answers (an I/O error's
     /// source is kept by kind and message).
     pub(crate) fn duplicate(&self) -> Error {

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 pub use atomic::{Coordinator, Share};
 pub use error::{Error, Result};
-pub use group::{Group, Timing};
+pub use group::{Group, GroupStatus, Timing};
 pub use log_store::FileLog;
 pub use machine::{Applied, Machine, StateMachine};
 pub use partition::{KEEP_FREE_BYTES, MAX_ENTRY_BYTES, PartitionMachine, PartitionStore};

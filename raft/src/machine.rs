@@ -216,6 +216,9 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for Machine<S> {
             for entry in entries {
                 let reply = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
+                    // An empty command is a barrier (`Group::barrier`): no state machine's
+                    // command is empty, so none is passed on.
+                    EntryPayload::Normal(request) if request.bytes().is_empty() => Vec::new(),
                     EntryPayload::Normal(request) => {
                         shared.machine.apply(entry.log_id.index, request.bytes())
                     }

@@ -95,12 +95,19 @@ impl Rejoin {
         self.state.store(VOTING, Ordering::SeqCst);
     }
 
-    /// A leader said it had committed up to `index`.
+    /// A leader said it had committed up to `index` (every AppendEntries, heartbeats
+    /// included): the first one sets what to catch up to, and each one ends rejoining once
+    /// this node has. Ending it here, not only when a vote is asked for, matters: a group
+    /// with a stable leader asks for no votes, and a node still marked rejoining when that
+    /// leader dies — its `until` forgotten by a restart — would refuse every candidate, so
+    /// two such survivors of three could never elect (the partition tests saw it once new
+    /// groups elected at once and their late peers found entries while deciding).
     pub fn heard(&self, index: u64) {
         if self.rejoining() {
             let _ =
                 self.until
                     .compare_exchange(u64::MAX, index, Ordering::SeqCst, Ordering::SeqCst);
+            self.may_vote();
         }
     }
 
@@ -126,5 +133,28 @@ impl Rejoin {
         self.state.store(VOTING, Ordering::SeqCst);
         tracing::info!(marker = %self.marker.display(), "caught up after rejoining: voting again");
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejoining_node_votes_again_once_caught_up_though_no_one_asked_for_a_vote() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("rejoining");
+        std::fs::write(&marker, b"x").unwrap();
+        let (applied, watched) = watch::channel(3);
+        let rejoin = Rejoin::new(marker.clone(), false, watched);
+        assert!(rejoin.rejoining());
+        rejoin.heard(5);
+        assert!(rejoin.rejoining(), "applied 3 of the leader's 5");
+        applied.send_replace(5);
+        // A heartbeat, whose commit index has moved on meanwhile: still 5 to reach.
+        rejoin.heard(9);
+        assert!(!rejoin.rejoining(), "caught up: voting");
+        assert!(!marker.exists(), "and across a restart too");
+        assert!(rejoin.may_vote());
     }
 }

@@ -71,6 +71,11 @@ pub struct Transport {
     writes: Arc<AtomicU64>,
     stop: CancellationToken,
     tasks: Tasks,
+    /// When the transport started: [`Transport::last_heard`]'s clock.
+    born: std::time::Instant,
+    /// Per peer, when it last sent this node a message: milliseconds since `born`, plus
+    /// one (0: never).
+    heard: HashMap<u64, AtomicU64>,
 }
 
 /// The transport's tasks, so that shutdown waits for them; finished ones are reaped as new
@@ -132,7 +137,6 @@ impl Transport {
     ) -> Arc<Transport> {
         let transport = Arc::new(Transport {
             me,
-            peers,
             conns: Mutex::new(HashMap::new()),
             conns_changed: watch::channel(0).0,
             groups: RwLock::new(HashMap::new()),
@@ -141,6 +145,13 @@ impl Transport {
             writes: Arc::new(AtomicU64::new(0)),
             stop: CancellationToken::new(),
             tasks: Tasks::default(),
+            born: std::time::Instant::now(),
+            heard: peers
+                .keys()
+                .filter(|p| **p != me)
+                .map(|p| (*p, AtomicU64::new(0)))
+                .collect(),
+            peers,
         });
         if let Some(listener) = listener {
             let t = transport.clone();
@@ -187,6 +198,14 @@ impl Transport {
     /// Whether a connection to `peer` is up now.
     pub fn connected(&self, peer: u64) -> bool {
         self.conns.lock().contains_key(&peer)
+    }
+
+    /// How long ago `peer` last sent this node a message (`None`: never, since this node
+    /// started, or not a peer).
+    pub fn last_heard(&self, peer: u64) -> Option<Duration> {
+        let at = self.heard.get(&peer)?.load(Ordering::Relaxed);
+        let at = Duration::from_millis(at.checked_sub(1)?);
+        Some(self.born.elapsed().saturating_sub(at))
     }
 
     /// Routes `group`'s requests to `handler` (replacing any before it).
@@ -415,6 +434,12 @@ impl Transport {
                 let Ok(envelope) = Envelope::decode(frame.freeze()) else {
                     break;
                 };
+                if let Some(heard) = self.heard.get(&peer) {
+                    heard.store(
+                        self.born.elapsed().as_millis() as u64 + 1,
+                        Ordering::Relaxed,
+                    );
+                }
                 if envelope.kind.is_request() {
                     self.serve(&conn, envelope);
                 } else if matches!(envelope.kind, Kind::Reply | Kind::Failure) {

@@ -65,6 +65,17 @@ pub enum Error {
     /// aborted (the server maps each to its SQLSTATE).
     #[error(transparent)]
     Replication(eddy_raft::Error),
+    /// [`Error::Replication`] of one partition's group, named.
+    #[error("stream \"{stream}\" partition {partition}: {source}")]
+    InPartition {
+        /// The stream.
+        stream: String,
+        /// The partition.
+        partition: u32,
+        /// What its group answered.
+        #[source]
+        source: eddy_raft::Error,
+    },
     /// A DROP refused: a persistent query depends on the object (2BP01).
     #[error("{0}")]
     Dependents(String),

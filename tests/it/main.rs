@@ -11,6 +11,7 @@ mod moto;
 mod atomicity;
 mod checkpoint;
 mod clients;
+mod cluster;
 mod connection;
 mod copy;
 mod copy_binary;

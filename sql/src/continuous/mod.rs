@@ -245,6 +245,13 @@ fn check_target(target: &StreamDef, plan: &ContinuousPlan) -> Result<()> {
 /// Creates and starts a persistent query; returns its id. `earliest`: read the source from
 /// its first retained offset, else from now on (`auto.offset.reset`, as in ksqlDB).
 pub async fn create(engine: &Arc<Engine>, pq: &PersistentQuery, earliest: bool) -> Result<String> {
+    if !engine.config().cluster.is_alone() {
+        // Every node would run it and write its output once each; running it on one node
+        // and moving it on failure needs its checkpoints replicated (issue 14, milestone 4).
+        return Err(Error::Unsupported(
+            "persistent queries do not run on a cluster of more than one node yet".into(),
+        ));
+    }
     let plan = plan::plan(engine, pq).await?;
     let (sink, new_sink) = match pq.kind {
         SinkKind::CreateStream | SinkKind::CreateTable => {
@@ -444,5 +451,21 @@ impl Engine {
     /// [`Engine::open`], inside the runtime.
     pub async fn start_queries(self: &Arc<Self>) {
         start_all(self).await;
+    }
+
+    /// [`Engine::follow_catalog`], then starts the stores of the source tables it opened:
+    /// what a node does after it applies catalog commands (another node's DDL).
+    pub async fn catch_up_with_catalog(self: &Arc<Self>) {
+        let followed = self.follow_catalog().await;
+        for def in followed.opened {
+            let fed_by_query = self.catalog().queries().iter().any(|q| q.sink == def.name);
+            if def.kind == RelationKind::Table
+                && !fed_by_query
+                && self.tables().get(&def.name).is_none()
+                && let Err(e) = start_table(self, &def)
+            {
+                tracing::error!(table = %def.name, error = %e, "cannot start table");
+            }
+        }
     }
 }

@@ -1,16 +1,21 @@
 //! [`Engine`]: the node's streams — catalog plus partition logs — and the operations that keep
 //! the two consistent.
 
+mod cluster;
+mod follow;
 mod queries;
 mod replicas;
 mod tables;
+
+pub use self::cluster::Cluster;
+pub use self::follow::Followed;
 
 pub(crate) use self::queries::Running;
 pub use self::queries::{Queries, QueryInfo, QueryState, Status};
 pub use self::replicas::{COMMIT_LOG, Replicas, group_id};
 pub use self::tables::{TableStore, TableStores, WindowColumns};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -34,9 +39,6 @@ pub struct Offline {
     pub corrupt: bool,
 }
 
-/// This node's id in its Raft groups (a cluster of one until nodes are configured).
-const NODE_ID: u64 = 1;
-
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -51,6 +53,8 @@ pub struct EngineConfig {
     /// A persistent query snapshots its state once its checkpoint log grew this many bytes
     /// past twice the last snapshot.
     pub query_snapshot_bytes: u64,
+    /// This node and its peers ([`Cluster::alone`] unless set).
+    pub cluster: Cluster,
 }
 
 impl EngineConfig {
@@ -69,6 +73,7 @@ impl EngineConfig {
             default_segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             cold_store: None,
             query_snapshot_bytes: Self::DEFAULT_QUERY_SNAPSHOT_BYTES,
+            cluster: Cluster::alone(),
         }
     }
 }
@@ -78,7 +83,7 @@ impl EngineConfig {
 pub struct Engine {
     config: EngineConfig,
     catalog: Catalog,
-    /// This node's end of its peer connections (none yet: a cluster of one).
+    /// This node's end of its peer connections (none for a cluster of one).
     transport: Arc<Transport>,
     /// Every partition's Raft group: the only writer of rows.
     replicas: Arc<Replicas>,
@@ -92,6 +97,10 @@ pub struct Engine {
     _lock: DataDirLock,
     /// Counts `DROP STREAM|TABLE`s, so that push queries learn that their stream went away.
     drops: tokio::sync::watch::Sender<u64>,
+    /// Held while a DDL statement of this node runs its command and its effects (the topic
+    /// it creates, the files it deletes), and while [`Engine::follow_catalog`] applies
+    /// other nodes' commands here: neither sees the other half done.
+    effects: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -101,30 +110,32 @@ impl Engine {
     /// reason; the others are served. Dropped streams' local data is deleted; a topic
     /// directory the catalog does not know of is moved to `lost+found/`.
     ///
-    /// The catalog is the metadata Raft group of this node alone (a cluster of one: the same
-    /// path a cluster takes, docs/design/2026-12-02-replication.md). Must run inside a tokio
+    /// The catalog is the metadata Raft group over the cluster's voters ([`Cluster`]; a
+    /// cluster of one takes the same path, docs/design/2026-12-02-replication.md), and each
+    /// partition a group over them too. In a cluster this waits until a majority answers and
+    /// this node has applied what the metadata group had committed; the data directory must
+    /// belong to this node among these voters (`cluster.rs`). Must run inside a tokio
     /// runtime; the blocking work (recovery) runs on its blocking pool.
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let dir = config.data_dir.clone();
         let lock = tokio::task::spawn_blocking(move || DataDirLock::acquire(&dir))
             .await
             .map_err(|e| Error::Internal(format!("opening the data directory: {e}")))??;
-        let transport = Transport::alone(NODE_ID);
+        config.cluster.validate()?;
+        let (dir, cluster) = (config.data_dir.clone(), config.cluster.clone());
+        tokio::task::spawn_blocking(move || cluster.claim(&dir))
+            .await
+            .map_err(|e| Error::Internal(format!("checking the data directory: {e}")))??;
+        let transport = config.cluster.connect().await?;
+        let voters = config.cluster.voters();
         let catalog = Catalog::open(
             &config.data_dir,
             transport.clone(),
-            &BTreeSet::from([NODE_ID]),
+            &voters,
             Timing::default(),
         )
         .await?;
-        let replicas = Arc::new(
-            Replicas::open(
-                &config.data_dir,
-                transport.clone(),
-                BTreeSet::from([NODE_ID]),
-            )
-            .await?,
-        );
+        let replicas = Arc::new(Replicas::open(&config.data_dir, transport.clone(), voters).await?);
         let (cold_store, root) = (config.cold_store.clone(), config.data_dir.join("topics"));
         let streams = catalog.streams();
         let keep: Vec<String> = streams
@@ -168,6 +179,7 @@ impl Engine {
             offline: RwLock::new(offline),
             _lock: lock,
             drops: tokio::sync::watch::Sender::new(0),
+            effects: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -242,6 +254,7 @@ impl Engine {
         query: QueryDef,
         sink: Option<StreamDef>,
     ) -> Result<()> {
+        let _effects = self.effects.lock().await;
         let id = query.id.clone();
         let applied = self
             .catalog
@@ -276,6 +289,7 @@ impl Engine {
     /// again and what was created deleted before the error returns: a failed CREATE leaves
     /// nothing behind. Returns the definition as recorded.
     pub async fn create_stream(&self, def: StreamDef) -> Result<StreamDef> {
+        let _effects = self.effects.lock().await;
         let Command::CreateStream(def) = self.catalog.execute(Command::CreateStream(def)).await?
         else {
             return Err(Error::Internal(
@@ -349,6 +363,7 @@ impl Engine {
     /// keeps the storage name as dropped and [`Engine::purge_dropped`] deletes the objects
     /// later.
     pub async fn drop_stream(&self, name: &str) -> Result<()> {
+        let _effects = self.effects.lock().await;
         let storage = self
             .catalog
             .stream(name)
@@ -359,13 +374,8 @@ impl Engine {
             })
             .await?;
         self.offline.write().remove(name);
-        // Push queries on it end now, releasing their readers of the files deleted below.
-        self.drops.send_modify(|n| *n += 1);
-        self.queries.stop_materializer(name);
-        self.tables.remove(name);
         if let Some(storage) = storage {
-            self.replicas.close_stream(&storage).await;
-            self.topics.delete(&storage)?;
+            self.forget_local(name, &storage).await?;
             if let Err(e) = self.purge(vec![storage]).await {
                 tracing::warn!(stream = name, error = %e, "cold objects of a dropped stream left for the purge at the next start");
             }

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_raft::{Coordinator, Group, PartitionMachine, Timing, Transport};
+use eddy_raft::{Coordinator, Group, GroupStatus, PartitionMachine, Timing, Transport};
 use eddy_storage::{
     EncodedFrame, LogConfig, PartitionFrames, PartitionLog, Topic, TopicStore, Visibility,
 };
@@ -187,6 +187,18 @@ impl Replicas {
             .map_err(Error::from)
     }
 
+    /// How this node sees each partition group of the stream stored as `storage`, in
+    /// partition order (`None` if it is not open here).
+    pub fn status_of(&self, storage: &str) -> Option<Vec<GroupStatus>> {
+        let groups = self.streams.read().get(storage).cloned()?;
+        Some(groups.iter().map(|g| g.status()).collect())
+    }
+
+    /// This node's id and its peer transport (who is connected now).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     fn groups(&self, topic: &Topic) -> Result<Groups> {
         self.streams
             .read()
@@ -214,6 +226,7 @@ impl Replicas {
         for (topic, _) in &work {
             held.push(self.groups(topic)?);
         }
+        let work_names: Vec<String> = work.iter().map(|(t, _)| t.name().to_string()).collect();
         let mut shares = Vec::new();
         for (groups, (topic, parts)) in held.iter().zip(work) {
             for (p, frames) in parts {
@@ -230,10 +243,17 @@ impl Replicas {
             return Ok(());
         }
         let groups: Vec<&Group<PartitionMachine>> = shares.iter().map(|(g, _)| *g).collect();
-        let ranges = self.coordinator.append(shares).await?;
+        let ranges = self
+            .coordinator
+            .append(shares)
+            .await
+            .map_err(|e| named(e, &held, &work_names))?;
         for (group, ranges) in groups.into_iter().zip(ranges) {
             if let Some(&(_, next)) = ranges.last() {
-                self.readable(group, next).await?;
+                self.readable(group, next).await.map_err(|e| match e {
+                    Error::Replication(e) => named(e, &held, &work_names),
+                    other => other,
+                })?;
             }
         }
         Ok(())
@@ -299,6 +319,25 @@ impl Replicas {
     /// what a live statement takes between its shares and its commit record.
     pub fn sweep_grace() -> Duration {
         Timing::partition().write_timeout * 2
+    }
+}
+
+/// `e`, with the stream and partition named when it is about one of `held`'s groups (the
+/// groups of the streams named `names`, in the same order).
+fn named(e: eddy_raft::Error, held: &[Groups], names: &[String]) -> Error {
+    let place = e.group().and_then(|id| {
+        held.iter().zip(names).find_map(|(groups, name)| {
+            let p = groups.iter().position(|g| g.id() == id)?;
+            Some((name.clone(), p as u32))
+        })
+    });
+    match place {
+        Some((stream, partition)) => Error::InPartition {
+            stream,
+            partition,
+            source: e,
+        },
+        None => Error::from(e),
     }
 }
 

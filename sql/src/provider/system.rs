@@ -7,7 +7,12 @@
 //! - `eddy.segments`: one row per local segment and per cold object, with its tier, offset
 //!   range, rows, bytes and time range;
 //! - `eddy.tiering`: one row per partition with its cold-tier status (uploads, failures in a
-//!   row, the last error, when the next attempt is due).
+//!   row, the last error, when the next attempt is due);
+//! - `eddy.partitions`: one row per partition with its Raft group as this node sees it:
+//!   leader, term, replicas, the replicas in sync and the furthest follower's lag (known on
+//!   the leader only, NULL elsewhere), the high watermark and the log's start;
+//! - `eddy.nodes`: one row per voter: its id, peer address, whether this node's connection
+//!   to it is up, and how many milliseconds ago it last sent this node a message.
 //!
 //! They are read-only: an `INSERT` is refused (`0A000`) rather than written into the snapshot.
 
@@ -40,7 +45,7 @@ impl SystemSchema {
     }
 }
 
-const TABLES: [&str; 3] = ["streams", "segments", "tiering"];
+const TABLES: [&str; 5] = ["streams", "segments", "tiering", "partitions", "nodes"];
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, None)
@@ -57,6 +62,8 @@ impl SchemaProvider for SystemSchema {
             "streams" => self.streams()?,
             "segments" => self.segments()?,
             "tiering" => self.tiering()?,
+            "partitions" => self.partitions()?,
+            "nodes" => self.nodes()?,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(ReadOnly(table))))
@@ -101,7 +108,104 @@ impl TableProvider for ReadOnly {
     }
 }
 
+/// Voter ids as text: `1,2,3`.
+fn id_list(ids: &[u64]) -> String {
+    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+    ids.join(",")
+}
+
 impl SystemSchema {
+    fn partitions(&self) -> Result<Arc<dyn TableProvider>> {
+        let me = self.engine.replicas().transport().node_id();
+        let (mut stream, mut partition, mut leader, mut term) = (vec![], vec![], vec![], vec![]);
+        let (mut replicas, mut in_sync, mut hw, mut start, mut lag) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for def in self.engine.catalog().streams() {
+            let Ok((_, topic)) = self.engine.stream(&def.name) else {
+                continue;
+            };
+            let Some(groups) = self.engine.replicas().status_of(topic.storage()) else {
+                continue;
+            };
+            for ((p, log), g) in topic.partitions().iter().enumerate().zip(groups) {
+                stream.push(def.name.clone());
+                partition.push(p as i32);
+                leader.push(g.leader.map(|l| l as i64));
+                term.push(g.term as i64);
+                replicas.push(id_list(&g.voters));
+                in_sync.push(g.in_sync(me).map(|ids| id_list(&ids)));
+                hw.push(log.high_watermark() as i64);
+                start.push(log.log_start_offset() as i64);
+                lag.push(g.follower_lag().map(|l| l as i64));
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("stream", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("leader", DataType::Int64, true),
+            Field::new("term", DataType::Int64, false),
+            Field::new("replicas", DataType::Utf8, false),
+            Field::new("in_sync", DataType::Utf8, true),
+            Field::new("high_watermark", DataType::Int64, false),
+            Field::new("log_start", DataType::Int64, false),
+            Field::new("follower_lag", DataType::Int64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(stream)),
+            Arc::new(Int32Array::from(partition)),
+            Arc::new(Int64Array::from(leader)),
+            Arc::new(Int64Array::from(term)),
+            Arc::new(StringArray::from(replicas)),
+            Arc::new(StringArray::from(in_sync)),
+            Arc::new(Int64Array::from(hw)),
+            Arc::new(Int64Array::from(start)),
+            Arc::new(Int64Array::from(lag)),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+
+    fn nodes(&self) -> Result<Arc<dyn TableProvider>> {
+        let transport = self.engine.replicas().transport();
+        let me = transport.node_id();
+        let peers: Vec<(u64, String)> = self
+            .engine
+            .config()
+            .cluster
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect();
+        let state = |id: u64| match () {
+            _ if id == me => "self",
+            _ if transport.connected(id) => "up",
+            _ => "down",
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("peer_address", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("last_heard_ms", DataType::Int64, true),
+        ]));
+        let heard = |id: u64| transport.last_heard(id).map(|d| d.as_millis() as i64);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                peers.iter().map(|(id, _)| *id as i64),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                peers.iter().map(|(_, a)| a.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                peers.iter().map(|(id, _)| state(*id)),
+            )),
+            Arc::new(Int64Array::from_iter(
+                peers.iter().map(|(id, _)| heard(*id)),
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+
     fn streams(&self) -> Result<Arc<dyn TableProvider>> {
         let offline = self.engine.offline();
         let defs = self.engine.catalog().streams();
