@@ -81,6 +81,15 @@ async fn all_rows(client: &Client, n: usize, node: usize) -> Vec<Vec<Option<Stri
     .await
 }
 
+/// The nodes' logs, for a failure's message.
+fn logs(nodes: &[TestServer]) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, n.log()))
+        .collect()
+}
+
 async fn clients(nodes: &[TestServer]) -> Vec<Client> {
     let mut clients = Vec::new();
     for node in nodes {
@@ -217,20 +226,38 @@ async fn ddl_and_writes_on_any_node_read_alike_on_every_node_and_a_restarted_nod
         .await;
     assert_eq!(sqlstate(refused), "0A000");
 
-    // Node 3 killed; the other two go on; node 3 restarts on its data and catches up.
+    // Node 3 killed; the other two go on; node 3 restarts on its data and catches up. A
+    // write to a partition node 3 led waits for a new leader; one refused meanwhile with
+    // 57P03 (not written: the election outlasted the write timeout on a loaded machine) is
+    // retried, as a client would. How long that takes is the benchmark's to measure.
     drop(c);
     nodes[2].kill9();
     let c = clients(&nodes[..2]).await;
+    let killed = Instant::now();
+    let mut refused = 0;
     for (i, client) in c.iter().enumerate() {
         for j in 0..5 {
-            client
-                .batch_execute(&format!(
-                    "INSERT INTO clicks VALUES ('after{i}-{j}', '/later')"
-                ))
-                .await
-                .unwrap_or_else(|e| panic!("insert on node {} with node 3 down: {e:?}", i + 1));
+            let insert = format!("INSERT INTO clicks VALUES ('after{i}-{j}', '/later')");
+            loop {
+                let Err(e) = client.batch_execute(&insert).await else {
+                    break;
+                };
+                let code = e.as_db_error().map(|d| d.code().code().to_string());
+                if code.as_deref() != Some("57P03") || killed.elapsed() > SEE_WITHIN {
+                    panic!(
+                        "insert on node {} with node 3 down: {e:?}\n{}",
+                        i + 1,
+                        logs(&nodes[..2])
+                    );
+                }
+                refused += 1;
+            }
         }
     }
+    eprintln!(
+        "writes with node 3 down: {refused} refused with 57P03 and retried; all 10 in {:?}",
+        killed.elapsed()
+    );
     nodes[2].restart().expect("node 3 restarts");
     let third = nodes[2].client().await.expect("connect to node 3");
     let first = all_rows(&c[0], 144, 1).await;
