@@ -10,7 +10,7 @@
 //! - **Idle**: 3 nodes × N groups (default 100, `EDDY_RAFT_GROUPS`) with leaders elected, CPU
 //!   of the process and messages/s for 10 s (`EDDY_RAFT_IDLE_SECONDS`), against 3 nodes × 1
 //!   group: metadata-style groups (`Timing::default`, heartbeats every 100 ms), then partition
-//!   groups as a node will hold one per partition replica (`Timing::partition`, every 500 ms,
+//!   groups as a node will hold one per partition replica (`Timing::partition`, every 150 ms,
 //!   their segments the log). openraft 0.9 heartbeats each group on its own; the transport
 //!   coalesces what is queued into one socket write, so writes/s shows how much that saves.
 //!

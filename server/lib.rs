@@ -6,6 +6,7 @@
 //!
 //! The server never plans SQL or touches files itself: sessions of [`eddy_sql`] do.
 
+pub mod alloc;
 pub mod config;
 pub mod pg;
 pub mod tasks;
@@ -30,8 +31,10 @@ pub const WORKER_STACK_BYTES: usize = 64 << 20;
 /// The multi-threaded runtime a server runs on: its worker and blocking threads (where
 /// connections plan and run statements, and persistent queries run) have
 /// [`WORKER_STACK_BYTES`] of stack. The binary and every example that hosts a server in-process
-/// use it; `#[tokio::main]` would give them tokio's 2 MiB.
+/// use it; `#[tokio::main]` would give them tokio's 2 MiB. It sets the C allocator's
+/// thresholds first ([`alloc::tune`]).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    alloc::tune();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(WORKER_STACK_BYTES)
