@@ -12,7 +12,7 @@ use crate::harness::{TestServer, rows, scalar_i64, sqlstate};
 
 /// How long a node may take to see what another node did (debug builds, two cores shared by
 /// three servers): a bound against hanging, not a measurement.
-const SEE_WITHIN: Duration = Duration::from_secs(60);
+pub(crate) const SEE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Ports nobody listens on now, for the nodes' peer listeners.
 fn free_ports(n: usize) -> Vec<u16> {
@@ -26,7 +26,7 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 /// Starts nodes 1..=3 at once (none serves before a majority of them is up).
-fn start_three() -> Vec<TestServer> {
+pub(crate) fn start_three() -> Vec<TestServer> {
     let peers: Vec<String> = free_ports(3)
         .iter()
         .enumerate()
@@ -51,7 +51,7 @@ fn start_three() -> Vec<TestServer> {
 }
 
 /// Retries `f` until it returns `Some`, for at most [`SEE_WITHIN`].
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -82,7 +82,7 @@ async fn all_rows(client: &Client, n: usize, node: usize) -> Vec<Vec<Option<Stri
 }
 
 /// The nodes' logs, for a failure's message.
-fn logs(nodes: &[TestServer]) -> String {
+pub(crate) fn logs(nodes: &[TestServer]) -> String {
     nodes
         .iter()
         .enumerate()

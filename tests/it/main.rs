@@ -16,6 +16,7 @@ mod connection;
 mod copy;
 mod copy_binary;
 mod extended;
+mod failover;
 mod fast_paths;
 mod hardening;
 mod persistent;
