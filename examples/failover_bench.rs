@@ -21,27 +21,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::{connect, eddy_binary};
 
 const PARTITIONS: usize = 6;
 /// How long a probe may keep trying before the round counts as failed.
 const GIVE_UP: Duration = Duration::from_secs(30);
-
-fn eddy_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("examples directory")?;
-    let eddy = dir.join("eddy");
-    if !eddy.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bin eddy)",
-            eddy.display()
-        );
-    }
-    Ok(eddy)
-}
 
 /// One node: its process while it runs, its port, and how to start it again.
 struct Node {
@@ -91,16 +80,7 @@ impl Node {
     }
 
     async fn client(&self) -> anyhow::Result<Client> {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .user("eddy")
-            .dbname("eddy")
-            .connect_timeout(Duration::from_secs(10))
-            .connect(NoTls)
-            .await?;
-        tokio::spawn(connection);
-        Ok(client)
+        connect(self.port).await
     }
 }
 

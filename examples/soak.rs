@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +21,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::{SinkExt, pin_mut};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::{connect, eddy_binary};
 
 const COPY_ROWS: i64 = 40_000;
 const MULTI_ROWS: i64 = 200;
@@ -46,22 +51,6 @@ impl Rng {
     }
 }
 
-fn eddy_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("examples directory")?;
-    let eddy = dir.join("eddy");
-    if !eddy.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bin eddy)",
-            eddy.display()
-        );
-    }
-    Ok(eddy)
-}
-
 /// Starts the server on `data` and returns it with its port.
 fn start(eddy: &Path, data: &Path, log: &Path) -> anyhow::Result<(Child, u16)> {
     let mut child = Command::new(eddy)
@@ -81,19 +70,6 @@ fn start(eddy: &Path, data: &Path, log: &Path) -> anyhow::Result<(Child, u16)> {
         .and_then(|p| p.parse().ok())
         .with_context(|| format!("no port in {line:?}; see {}", log.display()))?;
     Ok((child, port))
-}
-
-async fn connect(port: u16) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user("eddy")
-        .dbname("eddy")
-        .connect_timeout(Duration::from_secs(10))
-        .connect(NoTls)
-        .await?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 /// The rows of statement `stmt`: ids `stmt * 1_000_000 + i`.

@@ -467,6 +467,8 @@ where
 /// A group as one node sees it ([`Group::status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupStatus {
+    /// The node that sees the group so.
+    pub node: u64,
     /// The leader this node knows of.
     pub leader: Option<u64>,
     /// This node's current term.
@@ -486,9 +488,9 @@ impl GroupStatus {
     /// The voters known to hold everything this node applied: on the leader itself and the
     /// followers caught up to its applied index; `None` where this node cannot tell (it is
     /// not the leader).
-    pub fn in_sync(&self, me: u64) -> Option<Vec<u64>> {
+    pub fn in_sync(&self) -> Option<Vec<u64>> {
         let followers = self.followers.as_ref()?;
-        let mut in_sync = vec![me];
+        let mut in_sync = vec![self.node];
         in_sync.extend(
             followers
                 .iter()
@@ -551,6 +553,7 @@ impl<M: Applied + Clone> Group<M> {
                 .collect()
         });
         GroupStatus {
+            node: m.id,
             leader: m.current_leader,
             term: m.current_term,
             voters,

@@ -283,6 +283,15 @@ async fn ddl_and_writes_on_any_node_read_alike_on_every_node_and_a_restarted_nod
     }
 }
 
+/// A statement refused by a node without a majority: not written (57P03), or handed to a
+/// leader that never answered (40003).
+fn refused_for_want_of_a_majority(what: &str, state: String) {
+    assert!(
+        state == "57P03" || state == "40003",
+        "{what} without a majority: {state}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_a_majority_refuses_writes_instead_of_hanging() {
     let mut nodes = start_three();
@@ -304,22 +313,14 @@ async fn a_node_without_a_majority_refuses_writes_instead_of_hanging() {
     )
     .await
     .expect("the insert is answered, not left hanging");
-    let state = sqlstate(refused);
-    assert!(
-        state == "57P03" || state == "40003",
-        "a write without a majority: {state}"
-    );
+    refused_for_want_of_a_majority("a write", sqlstate(refused));
     let ddl = tokio::time::timeout(
         SEE_WITHIN,
         first.simple_query("CREATE STREAM other (v BIGINT)"),
     )
     .await
     .expect("the create is answered, not left hanging");
-    let state = sqlstate(ddl);
-    assert!(
-        state == "57P03" || state == "40003",
-        "DDL without a majority: {state}"
-    );
+    refused_for_want_of_a_majority("DDL", sqlstate(ddl));
     // The rows acknowledged before are still read on the lone node.
     assert_eq!(
         scalar_i64(&first, "SELECT count(*) FROM lonely WHERE k = 'a'")

@@ -456,8 +456,7 @@ impl Engine {
     /// [`Engine::follow_catalog`], then starts the stores of the source tables it opened:
     /// what a node does after it applies catalog commands (another node's DDL).
     pub async fn catch_up_with_catalog(self: &Arc<Self>) {
-        let followed = self.follow_catalog().await;
-        for def in followed.opened {
+        for def in self.follow_catalog().await {
             let fed_by_query = self.catalog().queries().iter().any(|q| q.sink == def.name);
             if def.kind == RelationKind::Table
                 && !fed_by_query

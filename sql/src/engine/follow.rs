@@ -17,24 +17,16 @@ use eddy_catalog::StreamDef;
 use super::{Engine, Offline, offline_reason, open_stream};
 use crate::Result;
 
-/// What [`Engine::follow_catalog`] changed on this node.
-#[derive(Debug, Default)]
-pub struct Followed {
-    /// Streams opened here (tables among them need their stores started).
-    pub opened: Vec<StreamDef>,
-    /// Names of streams closed here, their local data deleted.
-    pub dropped: Vec<String>,
-}
-
 impl Engine {
     /// Makes this node's open streams what its applied catalog says: closes (deleting local
-    /// data) what was dropped, then opens what is new. A stream that fails to open is served
+    /// data) what was dropped, then opens what is new, and returns the streams it opened
+    /// (tables among them need their stores started). A stream that fails to open is served
     /// as offline with the reason, as at start.
-    pub async fn follow_catalog(&self) -> Followed {
+    pub async fn follow_catalog(&self) -> Vec<StreamDef> {
         let _effects = self.effects.lock().await;
         let streams = self.catalog.streams();
         let live: HashSet<&str> = streams.iter().map(StreamDef::storage_name).collect();
-        let mut followed = Followed::default();
+        let mut opened = Vec::new();
         for topic in self.topics.topics() {
             if live.contains(topic.storage()) {
                 continue;
@@ -43,7 +35,6 @@ impl Engine {
             if let Err(e) = self.forget_local(&name, topic.storage()).await {
                 tracing::warn!(stream = %name, error = %e, "deleting a dropped stream's local data; left for the next start");
             }
-            followed.dropped.push(name);
         }
         for def in &streams {
             let open = self.topics.topic(def.storage_name()).is_some();
@@ -51,7 +42,7 @@ impl Engine {
                 continue;
             }
             match open_stream(&self.replicas, &self.topics, &self.config, def).await {
-                Ok(()) => followed.opened.push(def.clone()),
+                Ok(()) => opened.push(def.clone()),
                 Err(e) => {
                     tracing::error!(stream = %def.name, error = %e, "stream is offline");
                     self.offline
@@ -64,7 +55,7 @@ impl Engine {
         self.offline
             .write()
             .retain(|name, _: &mut Offline| names.contains(name.as_str()));
-        followed
+        opened
     }
 
     /// Ends what serves the dropped stream `name` on this node (push queries, its table

@@ -8,7 +8,6 @@ mod replicas;
 mod tables;
 
 pub use self::cluster::Cluster;
-pub use self::follow::Followed;
 
 pub(crate) use self::queries::Running;
 pub use self::queries::{Queries, QueryInfo, QueryState, Status};

@@ -116,7 +116,6 @@ fn id_list(ids: &[u64]) -> String {
 
 impl SystemSchema {
     fn partitions(&self) -> Result<Arc<dyn TableProvider>> {
-        let me = self.engine.replicas().transport().node_id();
         let (mut stream, mut partition, mut leader, mut term) = (vec![], vec![], vec![], vec![]);
         let (mut replicas, mut in_sync, mut hw, mut start, mut lag) =
             (vec![], vec![], vec![], vec![], vec![]);
@@ -133,7 +132,7 @@ impl SystemSchema {
                 leader.push(g.leader.map(|l| l as i64));
                 term.push(g.term as i64);
                 replicas.push(id_list(&g.voters));
-                in_sync.push(g.in_sync(me).map(|ids| id_list(&ids)));
+                in_sync.push(g.in_sync().map(|ids| id_list(&ids)));
                 hw.push(log.high_watermark() as i64);
                 start.push(log.log_start_offset() as i64);
                 lag.push(g.follower_lag().map(|l| l as i64));
