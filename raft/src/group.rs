@@ -24,6 +24,7 @@ use crate::machine::{Applied, Machine, StateMachine};
 use crate::network::{ClientWriteAnswer, GroupNetwork, RaftHandler};
 use crate::partition::{self, PartitionMachine};
 use crate::rejoin::Rejoin;
+use crate::takeover::{LastLog, Takeover};
 use crate::transport::Transport;
 use crate::wire::{self, Kind};
 use crate::{Request, TypeConfig};
@@ -397,10 +398,16 @@ async fn launch<L, M>(
     timing: Timing,
 ) -> Result<Group<M>>
 where
-    L: RaftLogStorage<TypeConfig>,
+    L: RaftLogStorage<TypeConfig> + Clone,
     M: RaftStateMachine<TypeConfig> + Applied + Clone,
 {
     let (fresh, marker) = rejoin;
+    let lease = Duration::from_millis(config.election_timeout_max);
+    let reader = log.clone();
+    let last_log: LastLog = Box::new(move || {
+        let mut log = reader.clone();
+        Box::pin(async move { log.get_log_state().await.ok().and_then(|s| s.last_log_id) })
+    });
     let config = Arc::new(config);
     let network = GroupNetwork {
         transport: transport.clone(),
@@ -419,6 +426,14 @@ where
         Arc::new(RaftHandler {
             raft: raft.clone(),
             rejoin: rejoin.clone(),
+            takeover: Takeover::new(
+                id,
+                raft.clone(),
+                rejoin.clone(),
+                &transport,
+                last_log,
+                lease,
+            ),
         }),
     );
     let members: BTreeMap<u64, BasicNode> = voters
@@ -646,6 +661,21 @@ impl<M: Applied + Clone> Writer<M> {
                 tokio::time::sleep(self.timing.heartbeat.min(left)).await;
                 continue;
             };
+            if !self.transport.connected(leader) {
+                // A leader whose connection is down may be dead: rather than wait for it to
+                // come back, look again as soon as the group learns of a leader or a
+                // connection comes up (takeover.rs elects one within about a lease).
+                last = format!("leader {leader} is not connected");
+                let mut metrics = self.raft.metrics();
+                metrics.borrow_and_update();
+                let mut connections = self.transport.connections();
+                tokio::select! {
+                    _ = metrics.changed() => {}
+                    _ = connections.changed() => {}
+                    _ = tokio::time::sleep(self.timing.heartbeat.min(left)) => {}
+                }
+                continue;
+            }
             match self.forward(leader, &command, left).await {
                 Ok(Some(written)) => return Ok(written),
                 Ok(None) => {

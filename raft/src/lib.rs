@@ -40,6 +40,7 @@ mod partition;
 mod proposals;
 mod records;
 mod rejoin;
+mod takeover;
 mod transport;
 pub mod wire;
 

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::rejoin::Rejoin;
+use crate::takeover::Takeover;
 use crate::transport::{Handler, Transport};
 use crate::wire::{self, Kind};
 use crate::{Request, TypeConfig};
@@ -116,12 +117,14 @@ pub(crate) type ClientWriteAnswer =
 pub(crate) struct RaftHandler {
     pub raft: Raft<TypeConfig>,
     pub rejoin: Arc<Rejoin>,
+    pub takeover: Arc<Takeover>,
 }
 
 impl Handler for RaftHandler {
     fn handle(&self, kind: Kind, body: Bytes) -> BoxFuture<'static, Result<Bytes>> {
         let raft = self.raft.clone();
         let rejoin = self.rejoin.clone();
+        let takeover = self.takeover.clone();
         Box::pin(async move {
             match kind {
                 Kind::AppendEntries => {
@@ -149,6 +152,10 @@ impl Handler for RaftHandler {
                     let last = raft.metrics().borrow().last_log_index.unwrap_or(0);
                     wire::to_body(&last)
                 }
+                Kind::Standing => {
+                    let lost: u64 = wire::from_body(&body, "a standing request")?;
+                    wire::to_body(&takeover.standing(lost).await)
+                }
                 Kind::InstallSnapshot => {
                     let request = wire::from_body(&body, "an InstallSnapshot request")?;
                     wire::to_body(&raft.install_snapshot(request).await)
@@ -161,5 +168,9 @@ impl Handler for RaftHandler {
                 other => Err(Error::Protocol(format!("{other:?} is not a request"))),
             }
         })
+    }
+
+    fn peer_lost(&self, peer: u64) {
+        self.takeover.peer_lost(peer);
     }
 }

@@ -46,6 +46,9 @@ const REDIAL_MAX: Duration = Duration::from_millis(1000);
 pub trait Handler: Send + Sync + 'static {
     /// Answers a request's body with the reply's body, or says why it cannot.
     fn handle(&self, kind: Kind, body: Bytes) -> BoxFuture<'static, Result<Bytes>>;
+
+    /// The connection to `peer` closed (it may have died). Must not block.
+    fn peer_lost(&self, _peer: u64) {}
 }
 
 impl std::fmt::Debug for Transport {
@@ -198,6 +201,11 @@ impl Transport {
     /// Whether a connection to `peer` is up now.
     pub fn connected(&self, peer: u64) -> bool {
         self.conns.lock().contains_key(&peer)
+    }
+
+    /// Changes whenever a connection comes up.
+    pub fn connections(&self) -> watch::Receiver<u64> {
+        self.conns_changed.subscribe()
     }
 
     /// How long ago `peer` last sent this node a message (`None`: never, since this node
@@ -458,11 +466,22 @@ impl Transport {
             _ = self.stop.cancelled() => {}
         }
         conn.close();
-        let mut conns = self.conns.lock();
-        if conns.get(&peer).is_some_and(|c| Arc::ptr_eq(c, &conn)) {
-            conns.remove(&peer);
-        }
+        let current = {
+            let mut conns = self.conns.lock();
+            let current = conns.get(&peer).is_some_and(|c| Arc::ptr_eq(c, &conn));
+            if current {
+                conns.remove(&peer);
+            }
+            current
+        };
         tracing::debug!(me = self.me, peer = conn.peer, "peer connection closed");
+        // Not when a newer connection replaced this one, nor when this node stops.
+        if current && !self.stop.is_cancelled() {
+            let handlers: Vec<Arc<dyn Handler>> = self.groups.read().values().cloned().collect();
+            for handler in handlers {
+                handler.peer_lost(peer);
+            }
+        }
     }
 
     /// Answers one request on its own task.

@@ -43,6 +43,9 @@ pub enum Kind {
     /// Asks the receiver for the last index of its log of the group (a node that starts with no
     /// files for the group asks its peers whether the group ever had a leader).
     Probe = 6,
+    /// Asks the receiver for its standing in the group after the leader named in the body
+    /// (a node id) was lost: `takeover.rs`.
+    Standing = 7,
     /// The answer to the request with the same id; its body is the request kind's reply.
     Reply = 0x80,
     /// The receiver could not handle the request (unknown group, undecodable body): UTF-8
@@ -59,6 +62,7 @@ impl Kind {
             4 => Kind::InstallSnapshot,
             5 => Kind::ClientWrite,
             6 => Kind::Probe,
+            7 => Kind::Standing,
             0x80 => Kind::Reply,
             0x81 => Kind::Failure,
             _ => return None,
@@ -74,6 +78,7 @@ impl Kind {
                 | Kind::InstallSnapshot
                 | Kind::ClientWrite
                 | Kind::Probe
+                | Kind::Standing
         )
     }
 }
