@@ -15,9 +15,6 @@
 //! failover_bench` (`EDDY_FAILOVER_VERBOSE=1` prints each refused attempt).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -26,79 +23,11 @@ use tokio_postgres::Client;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{connect, eddy_binary};
+use process::{eddy_binary, percentile, start_cluster};
 
 const PARTITIONS: usize = 6;
 /// How long a probe may keep trying before the round counts as failed.
 const GIVE_UP: Duration = Duration::from_secs(30);
-
-/// One node: its process while it runs, its port, and how to start it again.
-struct Node {
-    id: usize,
-    dir: PathBuf,
-    peers: String,
-    child: Option<Child>,
-    port: u16,
-    starts: usize,
-}
-
-impl Node {
-    /// Spawns the server; returns once it printed its port (it prints it once it serves).
-    fn spawn(&mut self, eddy: &Path) -> anyhow::Result<()> {
-        self.starts += 1;
-        let log = self.dir.join(format!("server-{}.log", self.starts));
-        let mut child = Command::new(eddy)
-            .args(["server", "--pg-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting eddy")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        self.port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .with_context(|| format!("no port in {line:?}; see {}", log.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    async fn client(&self) -> anyhow::Result<Client> {
-        connect(self.port).await
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
 
 /// Each partition's leader as `client`'s node sees it (`None`: electing).
 async fn leaders(client: &Client) -> anyhow::Result<Vec<Option<usize>>> {
@@ -114,11 +43,6 @@ async fn leaders(client: &Client) -> anyhow::Result<Vec<Option<usize>>> {
         .collect())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let kills: usize = std::env::var("EDDY_FAILOVER_KILLS")
@@ -131,35 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let root = tempfile::Builder::new()
         .prefix("eddy-failover-")
         .tempdir()?;
-    let peers: Vec<String> = free_ports(3)?
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-        .collect();
-    let peers = peers.join(",");
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            dir: root.path().join(format!("node{id}")),
-            peers: peers.clone(),
-            child: None,
-            port: 0,
-            starts: 0,
-        })
-        .collect();
-    for node in &nodes {
-        std::fs::create_dir_all(&node.dir)?;
-    }
-    // None serves before a majority is up: start them side by side.
-    std::thread::scope(|s| {
-        let started: Vec<_> = nodes
-            .iter_mut()
-            .map(|n| s.spawn(|| n.spawn(&eddy)))
-            .collect();
-        started
-            .into_iter()
-            .try_for_each(|t| t.join().map_err(|_| anyhow::anyhow!("start thread"))?)
-    })?;
+    let mut nodes = start_cluster(&eddy, root.path(), 3)?;
     let first = nodes[0].client().await?;
     first
         .batch_execute(&format!(

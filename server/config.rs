@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// `controller.quorum.voters`. Unset: a cluster of one.
     #[arg(long, env = "EDDY_PEERS")]
     pub peers: Option<String>,
+    /// Where this node listens for its peers, when they reach it at another address than
+    /// its `--peers` entry (through a proxy or a NAT; Kafka's `listeners` beside
+    /// `advertised.listeners`). Unset: its `--peers` entry.
+    #[arg(long, env = "EDDY_PEER_LISTEN_ADDR")]
+    pub peer_listen_addr: Option<String>,
 }
 
 impl ServerConfig {
@@ -96,6 +101,7 @@ impl ServerConfig {
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             node_id: DEFAULT_NODE_ID,
             peers: None,
+            peer_listen_addr: None,
         }
     }
 
@@ -128,6 +134,7 @@ impl ServerConfig {
         let cluster = Cluster {
             node_id: self.node_id,
             peers,
+            listen: self.peer_listen_addr.clone(),
         };
         cluster
             .validate()

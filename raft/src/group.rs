@@ -627,11 +627,52 @@ impl<M: Applied + Clone> Writer<M> {
         self.transport.node_id()
     }
 
+    /// Why no write can commit through this node now, if it has heard from no majority of
+    /// the group's voters (itself included) for a lease: the minority side of a cut network,
+    /// or a leader the others replaced while it was stopped. Such a node refuses new writes
+    /// at once and gives up on those it waits for, instead of running out the write timeout
+    /// (a leader here would never commit them; a follower would find no leader).
+    pub(crate) fn cut_off(&self) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let lease = self.timing.election_max;
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        if self.transport.hears_majority(&voters, lease) {
+            return None;
+        }
+        Some(format!(
+            "node {} has heard from no majority of the voters for {lease:?}",
+            m.id
+        ))
+    }
+
+    /// [`Writer::cut_off`] as the refusal of a write: `unknown` when it was proposed.
+    pub(crate) fn refused(&self, why: String, unknown: bool) -> Error {
+        Error::Unavailable {
+            group: self.id,
+            why,
+            unknown,
+        }
+    }
+
+    /// Resolves once this node is cut off ([`Writer::cut_off`]).
+    async fn until_cut_off(&self) -> String {
+        loop {
+            tokio::time::sleep(self.timing.heartbeat).await;
+            if let Some(why) = self.cut_off() {
+                return why;
+            }
+        }
+    }
+
     /// [`Group::write`].
     pub(crate) async fn write(&self, command: Bytes) -> Result<(u64, Vec<u8>)> {
         let deadline = tokio::time::Instant::now() + self.timing.write_timeout;
         let mut last = String::from("no leader yet");
         loop {
+            if let Some(why) = self.cut_off() {
+                return Err(self.refused(why, false));
+            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return Err(Error::Unavailable {
@@ -640,12 +681,14 @@ impl<M: Applied + Clone> Writer<M> {
                     unknown: false,
                 });
             }
-            let leader = match tokio::time::timeout(
-                left,
-                self.raft.client_write(Request::new(command.clone())),
-            )
-            .await
-            {
+            let written = tokio::select! {
+                written = tokio::time::timeout(
+                    left,
+                    self.raft.client_write(Request::new(command.clone())),
+                ) => written,
+                why = self.until_cut_off() => return Err(self.refused(why, true)),
+            };
+            let leader = match written {
                 Err(_) => {
                     return Err(Error::Unavailable {
                         group: self.id,
@@ -706,10 +749,10 @@ impl<M: Applied + Clone> Writer<M> {
         left: Duration,
     ) -> Result<Option<(u64, Vec<u8>)>> {
         let body = wire::to_body(&Request::new(command.clone()))?;
-        let reply = self
-            .transport
-            .call(leader, Kind::ClientWrite, self.id, body, left)
-            .await?;
+        let reply = tokio::select! {
+            reply = self.transport.call(leader, Kind::ClientWrite, self.id, body, left) => reply?,
+            why = self.until_cut_off() => return Err(self.refused(why, true)),
+        };
         let answer: ClientWriteAnswer = wire::from_body(&reply, "a client write's reply")?;
         let response = match answer {
             Ok(response) => response,
@@ -720,12 +763,21 @@ impl<M: Applied + Clone> Writer<M> {
         let index = response.log_id.index;
         let mut applied = self.machine.applied();
         let wait = applied.wait_for(|a| *a >= index);
-        match tokio::time::timeout(self.timing.write_timeout, wait).await {
-            Ok(Ok(_)) => Ok(Some((index, response.data.0))),
-            _ => Err(Error::Raft {
-                group: self.id,
-                why: format!("committed at index {index} but not yet applied on this node"),
-            }),
+        tokio::select! {
+            waited = tokio::time::timeout(self.timing.write_timeout, wait) => match waited {
+                Ok(Ok(_)) => Ok(Some((index, response.data.0))),
+                _ => Err(Error::Raft {
+                    group: self.id,
+                    why: format!("committed at index {index} but not yet applied on this node"),
+                }),
+            },
+            // Cut off after the leader committed it: this node will not apply it soon, and
+            // its caller cannot read it here; the caller learns the outcome is unknown
+            // rather than wait out the write timeout.
+            why = self.until_cut_off() => Err(self.refused(
+                format!("committed at index {index} by the leader, not yet applied here: {why}"),
+                true,
+            )),
         }
     }
 }

@@ -335,11 +335,17 @@ pub(crate) async fn run(writer: Writer<PartitionMachine>) {
     let mut look = tokio::time::interval(LOOK_EVERY);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        proposed.retain_mut(|p| look_at(&writer, &mut forwarded, p));
+        // A leader cut off from its majority gives up on what it waits for (`cut_off`).
+        let cut_off = (!proposed.is_empty()).then(|| writer.cut_off()).flatten();
+        proposed.retain_mut(|p| look_at(&writer, &mut forwarded, p, cut_off.as_deref()));
         while let Some((round, bytes)) = proposals.next_round(group) {
             let leader = writer.raft().metrics().borrow().current_leader;
             if leader != Some(writer.node_id()) {
                 forward(&writer, &mut forwarded, round, bytes);
+                continue;
+            }
+            if let Some(why) = writer.cut_off() {
+                proposals.answer(group, round, Err(writer.refused(why, false)));
                 continue;
             }
             match writer
@@ -386,7 +392,13 @@ fn forward(writer: &Writer<PartitionMachine>, forwarded: &mut Forwarded, round: 
 }
 
 /// Looks at openraft's reply to a proposed round; false once the round needs no more looks.
-fn look_at(writer: &Writer<PartitionMachine>, forwarded: &mut Forwarded, p: &mut Proposed) -> bool {
+/// `cut_off`: why this leader cannot commit it (`Writer::cut_off`).
+fn look_at(
+    writer: &Writer<PartitionMachine>,
+    forwarded: &mut Forwarded,
+    p: &mut Proposed,
+    cut_off: Option<&str>,
+) -> bool {
     let group = writer.id();
     let proposals = writer.machine().proposals();
     if !proposals.unanswered(p.round) {
@@ -394,14 +406,17 @@ fn look_at(writer: &Writer<PartitionMachine>, forwarded: &mut Forwarded, p: &mut
     }
     let result = match p.reply.try_recv() {
         Err(oneshot::error::TryRecvError::Empty) => {
-            if tokio::time::Instant::now() < p.deadline {
+            if let Some(why) = cut_off {
+                Err(writer.refused(why.to_string(), true))
+            } else if tokio::time::Instant::now() < p.deadline {
                 return true;
+            } else {
+                Err(Error::Unavailable {
+                    group,
+                    why: "the leader did not commit it in time".into(),
+                    unknown: true,
+                })
             }
-            Err(Error::Unavailable {
-                group,
-                why: "the leader did not commit it in time".into(),
-                unknown: true,
-            })
         }
         Ok(Err(ClientWriteError::ForwardToLeader(_))) => {
             // Leadership moved before the core took it: the round goes to the new leader.

@@ -118,13 +118,13 @@ pub(crate) struct Takeover {
     last_log: LastLog,
     /// openraft's leader lease: its `election_max`.
     lease: Duration,
-    /// The takeover in progress, stopped with the group.
-    running: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The takeover in progress and the node it replaces, stopped with the group.
+    running: Mutex<Option<(u64, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Drop for Takeover {
     fn drop(&mut self) {
-        if let Some(task) = self.running.lock().take() {
+        if let Some((_, task)) = self.running.lock().take() {
             task.abort();
         }
     }
@@ -169,9 +169,18 @@ impl Takeover {
         if metrics.current_leader != Some(peer) || metrics.state != ServerState::Follower {
             return;
         }
+        let mut running = self.running.lock();
+        // A connection that comes up and closes again and again (a peer reached through a
+        // proxy that accepts and drops) must not restart the takeover each time.
+        if running
+            .as_ref()
+            .is_some_and(|(lost, task)| *lost == peer && !task.is_finished())
+        {
+            return;
+        }
         let this = self.clone();
         let task = tokio::spawn(async move { this.run(peer).await });
-        if let Some(old) = self.running.lock().replace(task) {
+        if let Some((_, old)) = running.replace((peer, task)) {
             old.abort();
         }
     }

@@ -216,6 +216,19 @@ impl Transport {
         Some(self.born.elapsed().saturating_sub(at))
     }
 
+    /// Whether this node and the peers it heard from within `within` are a majority of
+    /// `voters` — or it has not run that long yet (its peers had no time to speak).
+    pub fn hears_majority(&self, voters: &[u64], within: Duration) -> bool {
+        if self.born.elapsed() < within {
+            return true;
+        }
+        let heard = voters
+            .iter()
+            .filter(|v| **v == self.me || self.last_heard(**v).is_some_and(|d| d < within))
+            .count();
+        heard > voters.len() / 2
+    }
+
     /// Routes `group`'s requests to `handler` (replacing any before it).
     pub fn register(&self, group: u64, handler: Arc<dyn Handler>) {
         self.groups.write().insert(group, handler);

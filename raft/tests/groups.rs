@@ -258,6 +258,43 @@ async fn a_minority_refuses_writes_within_the_write_timeout() {
     alone.stop().await;
 }
 
+/// A leader that no longer hears a majority (a cut network; here its followers stopped) gives
+/// up on the write it waits for once a lease has passed — its outcome unknown, as it was
+/// proposed — and refuses the next one before proposing it, instead of each running out the
+/// write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_majority_refuses_writes_without_proposing_them() {
+    let mut timing = timing();
+    timing.write_timeout = Duration::from_secs(60);
+    let (_cluster, mut nodes) = Cluster::new(3, timing).await;
+    nodes[0].group.write(b"ok".to_vec()).await.unwrap();
+    let leader = leader_of(&nodes).await;
+    let at = nodes.iter().position(|n| n.id == leader).unwrap();
+    let alone = nodes.remove(at);
+    stop_all(nodes).await;
+    // Bounds far below the write timeout: a write that waits it out fails here.
+    let bound = Duration::from_secs(30);
+    let waiting = tokio::time::timeout(bound, alone.group.write(b"waiting".to_vec()))
+        .await
+        .expect("the waiting write ran out the write timeout")
+        .unwrap_err();
+    assert!(
+        matches!(waiting, Error::Unavailable { unknown: true, .. }),
+        "a proposed write's outcome is unknown: {waiting}"
+    );
+    let last = alone.group.status().last_log;
+    let refused = tokio::time::timeout(bound, alone.group.write(b"refused".to_vec()))
+        .await
+        .expect("the refused write ran out the write timeout")
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::Unavailable { unknown: false, .. }),
+        "a cut-off leader refuses before proposing: {refused}"
+    );
+    assert_eq!(alone.group.status().last_log, last, "nothing was proposed");
+    alone.stop().await;
+}
+
 /// The case the rejoin rule exists for: an entry committed by the leader and one follower, that
 /// follower wiped, the leader gone. The wiped follower and the follower that never got the
 /// entry are a majority by count, but electing the latter would lose the committed entry; so

@@ -15,7 +15,7 @@ use crate::harness::{TestServer, rows, scalar_i64, sqlstate};
 pub(crate) const SEE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Ports nobody listens on now, for the nodes' peer listeners.
-fn free_ports(n: usize) -> Vec<u16> {
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -32,14 +32,23 @@ pub(crate) fn start_three() -> Vec<TestServer> {
         .enumerate()
         .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
         .collect();
-    let peers = peers.join(",");
+    start_three_with(&peers.join(","), |_| Vec::new())
+}
+
+/// Starts nodes 1..=3 at once with `--peers peers` and, for node `id`, the flags `extra(id)`.
+pub(crate) fn start_three_with(
+    peers: &str,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> Vec<TestServer> {
     std::thread::scope(|s| {
         let starting: Vec<_> = (1..=3)
             .map(|id| {
-                let peers = peers.clone();
+                let extra = extra(id);
                 s.spawn(move || {
                     let id = id.to_string();
-                    TestServer::start_fresh_with(&["--node-id", &id, "--peers", &peers], &[])
+                    let mut args = vec!["--node-id", &id, "--peers", peers];
+                    args.extend(extra.iter().map(String::as_str));
+                    TestServer::start_fresh_with(&args, &[])
                 })
             })
             .collect();

@@ -22,14 +22,16 @@ const WRITE_FOR: Duration = Duration::from_millis(1500);
 /// What the writers learnt: keys acknowledged, and keys whose outcome they could not know
 /// (a connection lost mid-statement, 40003).
 #[derive(Default)]
-struct Ledger {
-    acked: BTreeSet<String>,
-    unknown: BTreeSet<String>,
+pub(crate) struct Ledger {
+    pub acked: BTreeSet<String>,
+    pub unknown: BTreeSet<String>,
+    /// Each refusal's SQLSTATE and message, with the node it came from.
+    pub refused: Vec<(usize, String, String)>,
 }
 
 /// Writes single rows to node `node` until `stop`, each key once, recording each outcome;
 /// ends by itself when its connection goes (its node was killed).
-fn writer(
+pub(crate) fn writer(
     node: &TestServer,
     id: usize,
     generation: usize,
@@ -55,7 +57,16 @@ fn writer(
                 }
                 Err(e) => match e.as_db_error().map(|d| d.code().code().to_string()) {
                     // Not written: the partition had no leader within the write timeout.
-                    Some(code) if code == "57P03" => {}
+                    Some(code) if code == "57P03" => {
+                        let message = e
+                            .as_db_error()
+                            .map_or(String::new(), |d| d.message().into());
+                        ledger
+                            .lock()
+                            .expect("ledger")
+                            .refused
+                            .push((id, code, message));
+                    }
                     _ => {
                         ledger.lock().expect("ledger").unknown.insert(key);
                         if e.is_closed() || e.as_db_error().is_none() {
@@ -69,7 +80,7 @@ fn writer(
 }
 
 /// The node that leads most of `f`'s partitions, as the node `client` speaks to sees them.
-async fn busiest_leader(client: &tokio_postgres::Client) -> Option<usize> {
+pub(crate) async fn busiest_leader(client: &tokio_postgres::Client) -> Option<usize> {
     let leaders = rows(
         client,
         "SELECT leader FROM eddy.partitions WHERE stream = 'f' AND leader IS NOT NULL",
@@ -136,6 +147,24 @@ async fn killing_the_busiest_leader_under_load_loses_and_duplicates_no_acknowled
         "the writers got rows through: {}",
         acked.len()
     );
+    let answers = each_acknowledged_row_once_everywhere(&nodes, &acked, &unknown).await;
+    eprintln!(
+        "{ROUNDS} kills: {} rows acknowledged, {} unknown, {} stored",
+        acked.len(),
+        unknown.len(),
+        answers[0].len()
+    );
+}
+
+/// Checks `f` on every node once it has caught up: every acknowledged row once, no row that
+/// was never written (only `acked` or `unknown` keys), each partition's offsets from 0
+/// without a gap, and the acknowledged rows at the same place on every node. Returns each
+/// node's rows (key, partition, offset).
+pub(crate) async fn each_acknowledged_row_once_everywhere(
+    nodes: &[TestServer],
+    acked: &BTreeSet<String>,
+    unknown: &BTreeSet<String>,
+) -> Vec<Vec<Vec<Option<String>>>> {
     let mut answers = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let client = node.client().await.expect("connect");
@@ -180,7 +209,7 @@ async fn killing_the_busiest_leader_under_load_loses_and_duplicates_no_acknowled
                 *expected,
                 "node {}: partition {partition}'s offsets skip\n{}",
                 i + 1,
-                logs(&nodes)
+                logs(nodes)
             );
             *expected += 1;
         }
@@ -202,10 +231,5 @@ async fn killing_the_busiest_leader_under_load_loses_and_duplicates_no_acknowled
             i + 1
         );
     }
-    eprintln!(
-        "{ROUNDS} kills: {} rows acknowledged, {} unknown, {} stored",
-        acked.len(),
-        unknown.len(),
-        answers[0].len()
-    );
+    answers
 }

@@ -246,13 +246,18 @@ impl TestServer {
 
     /// Sends SIGTERM, without waiting (see [`TestServer::wait_stopped`]).
     pub fn sigterm(&self) -> anyhow::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// Sends the signal named `name` (`TERM`, `STOP`, `CONT`) to the server process.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
         let child = self.child.as_ref().context("server is not running")?;
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(child.id().to_string())
             .status()?;
         if !status.success() {
-            bail!("kill -TERM {} failed: {status}", child.id());
+            bail!("kill -{name} {} failed: {status}", child.id());
         }
         Ok(())
     }

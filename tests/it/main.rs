@@ -7,6 +7,7 @@ mod harness;
 mod limits;
 #[path = "../support/moto.rs"]
 mod moto;
+mod proxy;
 
 mod atomicity;
 mod checkpoint;
@@ -19,6 +20,8 @@ mod extended;
 mod failover;
 mod fast_paths;
 mod hardening;
+mod partition;
+mod pause;
 mod persistent;
 mod plan_cache;
 mod psql;

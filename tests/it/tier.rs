@@ -5,8 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,6 +12,7 @@ use tokio_postgres::Client;
 
 use crate::harness::{TestServer, rows, scalar_i64, text};
 use crate::moto::Moto;
+use crate::proxy::Proxy;
 
 /// Maintenance (retention + tiering) every 200 ms, so tests see tiering quickly.
 const FAST: [&str; 2] = ["--retention-check-ms", "200"];
@@ -427,61 +426,6 @@ async fn crash_during_cold_retention_leaves_no_orphan() -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------------------------------
 // A real S3-compatible server (moto, from PyPI) behind a proxy the test can cut.
-
-/// A TCP proxy in front of the store; `cut` refuses new connections and drops open ones.
-struct Proxy {
-    port: u16,
-    down: Arc<AtomicBool>,
-    generation: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Proxy {
-    async fn start(target: u16) -> anyhow::Result<Proxy> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let down = Arc::new(AtomicBool::new(false));
-        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (d, g) = (down.clone(), generation.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if d.load(Ordering::SeqCst) {
-                    continue; // dropped: connection closed at once
-                }
-                let (d, g) = (d.clone(), g.clone());
-                let born = g.load(Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    else {
-                        return;
-                    };
-                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    tokio::pin!(copy);
-                    loop {
-                        tokio::select! {
-                            _ = &mut copy => return,
-                            _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                                if d.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) != born {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Ok(Proxy {
-            port,
-            down,
-            generation,
-        })
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_tiers_queries_and_rides_out_an_outage() -> anyhow::Result<()> {

@@ -34,6 +34,10 @@ pub struct Cluster {
     pub node_id: u64,
     /// Every voter, this node included: id → the address its peers listen on.
     pub peers: BTreeMap<u64, String>,
+    /// Where this node's peer listener binds when that is not its own entry of `peers`
+    /// (its peers reach it through a proxy or a NAT: Kafka's `listeners` beside
+    /// `advertised.listeners`). `None`: its entry.
+    pub listen: Option<String>,
 }
 
 impl Default for Cluster {
@@ -51,6 +55,7 @@ impl Cluster {
         Cluster {
             node_id: ALONE,
             peers: BTreeMap::from([(ALONE, String::new())]),
+            listen: None,
         }
     }
 
@@ -124,20 +129,23 @@ impl Cluster {
         Ok(())
     }
 
-    /// This node's end of the peer connections: listening on its own entry of `peers` and
-    /// dialing the others, or no connections at all for a cluster of one.
+    /// This node's end of the peer connections: listening on `listen` or its own entry of
+    /// `peers` and dialing the others, or no connections at all for a cluster of one.
     pub(crate) async fn connect(&self) -> Result<Arc<Transport>> {
         if self.is_alone() {
             return Ok(Transport::alone(self.node_id));
         }
-        let addr = &self.peers[&self.node_id];
+        let (addr, whose) = match &self.listen {
+            Some(listen) => (listen, "--peer-listen-addr".to_string()),
+            None => (
+                &self.peers[&self.node_id],
+                format!("node {}'s entry of --peers", self.node_id),
+            ),
+        };
         let listener = tokio::net::TcpListener::bind(addr.as_str())
             .await
             .map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot listen for peers on {addr} (node {}'s entry of --peers): {e}",
-                    self.node_id
-                ))
+                Error::Invalid(format!("cannot listen for peers on {addr} ({whose}): {e}"))
             })?;
         Ok(Transport::start(self.node_id, listener, self.peers.clone()))
     }
@@ -158,6 +166,7 @@ mod tests {
             peers: (1..=3)
                 .map(|i| (i, format!("127.0.0.1:{}", 7000 + i)))
                 .collect(),
+            listen: None,
         }
     }
 
