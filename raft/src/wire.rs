@@ -26,6 +26,10 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Header bytes before the body.
 const HEADER_LEN: usize = 17;
 
+/// The bytes before an envelope's body on the wire: the frame's length prefix and the header
+/// ([`Envelope::head`]).
+pub const HEAD_LEN: usize = 4 + HEADER_LEN;
+
 /// What a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -107,6 +111,24 @@ impl Envelope {
         out.freeze()
     }
 
+    /// What goes on the wire before the body: the frame's length (`u32` big-endian, as the
+    /// reader's `LengthDelimitedCodec` expects) and the header. The body follows as it is,
+    /// so a large one is never copied to be sent. Refused over [`MAX_MESSAGE_BYTES`].
+    pub fn head(&self) -> Result<[u8; HEAD_LEN]> {
+        let len = HEADER_LEN + self.body.len();
+        if len > MAX_MESSAGE_BYTES {
+            return Err(Error::Protocol(format!(
+                "a message of {len} bytes is over the {MAX_MESSAGE_BYTES}-byte limit"
+            )));
+        }
+        let mut head = [0u8; HEAD_LEN];
+        head[0..4].copy_from_slice(&(len as u32).to_be_bytes());
+        head[4..12].copy_from_slice(&self.id.to_le_bytes());
+        head[12] = self.kind as u8;
+        head[13..21].copy_from_slice(&self.group.to_le_bytes());
+        Ok(head)
+    }
+
     /// Parses a frame's bytes.
     pub fn decode(mut frame: Bytes) -> Result<Envelope> {
         if frame.len() < HEADER_LEN {
@@ -135,11 +157,15 @@ fn fixed(bytes: &[u8]) -> [u8; 8] {
     out
 }
 
-/// Encodes a body.
+/// Encodes a body, into one allocation of its exact size (a growing buffer would copy and
+/// fault in a large body's pages again at every doubling).
 pub fn to_body<T: serde::Serialize>(value: &T) -> Result<Bytes> {
-    postcard::to_stdvec(value)
+    let failed = |e: postcard::Error| Error::Protocol(format!("encoding a message body: {e}"));
+    let size = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .map_err(failed)?;
+    postcard::to_extend(value, Vec::with_capacity(size))
         .map(Bytes::from)
-        .map_err(|e| Error::Protocol(format!("encoding a message body: {e}")))
+        .map_err(failed)
 }
 
 /// Decodes a body, naming what it should have been when it is not.
@@ -160,6 +186,29 @@ mod tests {
             body: Bytes::from_static(b"frame bytes"),
         };
         assert_eq!(Envelope::decode(envelope.encode()).unwrap(), envelope);
+    }
+
+    #[test]
+    fn a_head_and_its_body_are_the_frame_the_codec_reads() {
+        use tokio_util::codec::Decoder;
+        let envelope = Envelope {
+            id: 7,
+            kind: Kind::ClientWrite,
+            group: 65537,
+            body: to_body(&(1u64, "body", vec![3u8; 300])).unwrap(),
+        };
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&envelope.head().unwrap());
+        wire.extend_from_slice(&envelope.body);
+        let mut codec = tokio_util::codec::LengthDelimitedCodec::builder()
+            .length_field_type::<u32>()
+            .new_codec();
+        let frame = codec.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(Envelope::decode(frame.freeze()).unwrap(), envelope);
+        assert!(wire.is_empty());
+        let (n, text, bytes): (u64, String, Vec<u8>) =
+            from_body(&envelope.body, "a test body").unwrap();
+        assert_eq!((n, text.as_str(), bytes.len()), (1, "body", 300));
     }
 
     #[test]
