@@ -68,9 +68,17 @@ impl Timing {
     /// partition's leader was killed ran out of its 5 s (tests/it/cluster.rs caught it),
     /// well past issue 14's 2 s failover aim. Heartbeats of many groups to one peer are to be
     /// coalesced instead.
+    ///
+    /// A write may take 30 s (Kafka's `request.timeout.ms`), not 5: one COPY statement of
+    /// millions of rows is hundreds of megabytes of entries, which a loaded leader on this
+    /// machine took more than 5 s to commit (cluster_bench, 2026-12-04). Failures do not
+    /// wait for it: a node cut off from its majority refuses within two leases
+    /// (`Writer::cut_off`), and a lost leader is replaced within about one
+    /// (`takeover.rs`).
     pub fn partition() -> Timing {
         Timing {
             heartbeat: Duration::from_millis(150),
+            write_timeout: Duration::from_secs(30),
             ..Timing::default()
         }
     }
@@ -628,14 +636,18 @@ impl<M: Applied + Clone> Writer<M> {
     }
 
     /// Why no write can commit through this node now, if it has heard from no majority of
-    /// the group's voters (itself included) for a lease: the minority side of a cut network,
-    /// or a leader the others replaced while it was stopped. Such a node refuses new writes
-    /// at once and gives up on those it waits for, instead of running out the write timeout
-    /// (a leader here would never commit them; a follower would find no leader).
+    /// the group's voters (itself included) for two leases: the minority side of a cut
+    /// network, or a leader the others replaced while it was stopped. Such a node refuses
+    /// new writes at once and gives up on those it waits for, instead of running out the
+    /// write timeout (a leader here would never commit them; a follower would find no
+    /// leader). Two leases, not one: by then the majority side has elected a new leader
+    /// (one lease, `takeover.rs`, or openraft's lease plus a timeout), and a node that was
+    /// only too busy to read its peers for a moment — three nodes sharing two cores under a
+    /// COPY of millions of rows were seen so — does not fail the writes it had in hand.
     pub(crate) fn cut_off(&self) -> Option<String> {
         let m = self.raft.metrics();
         let m = m.borrow();
-        let lease = self.timing.election_max;
+        let lease = self.timing.election_max * 2;
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
         if self.transport.hears_majority(&voters, lease) {
             return None;

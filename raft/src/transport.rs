@@ -14,18 +14,18 @@
 //! Peers must listen on a trusted network (README says so).
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use std::io::IoSlice;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -137,6 +137,33 @@ async fn write_batch(socket: &mut OwnedWriteHalf, batch: &[Outgoing]) -> std::io
         IoSlice::advance_slices(&mut slices, n);
     }
     Ok(())
+}
+
+/// The read half of a peer connection, noting when bytes last came in: a peer is heard as
+/// soon as a frame starts arriving, not once a large one (megabytes of entries, on a busy
+/// machine) has been read whole.
+struct Listening {
+    io: OwnedReadHalf,
+    /// The transport and the peer, once the peer is known (after its hello).
+    heard: Option<(Arc<Transport>, u64)>,
+}
+
+impl AsyncRead for Listening {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before
+            && let Some((transport, peer)) = &this.heard
+        {
+            transport.heard_from(*peer);
+        }
+        polled
+    }
 }
 
 struct Conn {
@@ -254,6 +281,16 @@ impl Transport {
         let at = self.heard.get(&peer)?.load(Ordering::Relaxed);
         let at = Duration::from_millis(at.checked_sub(1)?);
         Some(self.born.elapsed().saturating_sub(at))
+    }
+
+    /// Notes that bytes came in from `peer` now.
+    fn heard_from(&self, peer: u64) {
+        if let Some(heard) = self.heard.get(&peer) {
+            heard.store(
+                self.born.elapsed().as_millis() as u64 + 1,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Whether this node and the peers it heard from within `within` are a majority of
@@ -401,7 +438,13 @@ impl Transport {
     async fn accepted(self: Arc<Self>, stream: TcpStream) -> Result<()> {
         stream.set_nodelay(true).ok();
         let (read, write) = stream.into_split();
-        let mut frames = FramedRead::new(read, codec());
+        let mut frames = FramedRead::new(
+            Listening {
+                io: read,
+                heard: None,
+            },
+            codec(),
+        );
         let hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next())
             .await
             .map_err(|_| Error::Protocol("no hello".into()))?
@@ -446,7 +489,17 @@ impl Transport {
                     if said {
                         wait = REDIAL_MIN;
                         self.clone()
-                            .run(peer, FramedRead::new(read, codec()), write)
+                            .run(
+                                peer,
+                                FramedRead::new(
+                                    Listening {
+                                        io: read,
+                                        heard: None,
+                                    },
+                                    codec(),
+                                ),
+                                write,
+                            )
                             .await;
                     }
                 }
@@ -465,9 +518,10 @@ impl Transport {
     async fn run(
         self: Arc<Self>,
         peer: u64,
-        mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>,
+        mut frames: FramedRead<Listening, LengthDelimitedCodec>,
         mut socket: OwnedWriteHalf,
     ) {
+        frames.get_mut().heard = Some((self.clone(), peer));
         let (out, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let conn = Arc::new(Conn {
             peer,
@@ -505,12 +559,6 @@ impl Transport {
                 let Ok(envelope) = Envelope::decode(frame.freeze()) else {
                     break;
                 };
-                if let Some(heard) = self.heard.get(&peer) {
-                    heard.store(
-                        self.born.elapsed().as_millis() as u64 + 1,
-                        Ordering::Relaxed,
-                    );
-                }
                 if envelope.kind.is_request() {
                     self.serve(&conn, envelope);
                 } else if matches!(envelope.kind, Kind::Reply | Kind::Failure) {

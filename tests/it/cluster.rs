@@ -315,7 +315,7 @@ async fn a_node_without_a_majority_refuses_writes_instead_of_hanging() {
         .expect("insert with every node up");
     nodes[1].kill9();
     nodes[2].kill9();
-    // Refused within the write timeout (5 s); the bound only keeps a hang from hanging CI.
+    // Refused once cut off for two leases (2 s); the bound only keeps a hang from hanging CI.
     let refused = tokio::time::timeout(
         SEE_WITHIN,
         first.simple_query("INSERT INTO lonely VALUES ('b', 2), ('c', 3)"),
