@@ -9,7 +9,8 @@
 //! would do. Checks that every node holds every row at the end.
 //!
 //! `cargo run --release --example cluster_bench` (`EDDY_CLUSTER_ROWS`, default 1,000,000;
-//! `EDDY_CLUSTER_INSERTS`, default 2,000).
+//! `EDDY_CLUSTER_INSERTS`, default 2,000; `EDDY_CLUSTER_KEEP=1` keeps the nodes' directories
+//! and logs).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -205,8 +206,18 @@ async fn main() -> anyhow::Result<()> {
     let (each, _) = generate(rows, 3);
     let mb = bytes as f64 / 1e6;
 
-    let alone = run(&eddy, root.path(), 1, (&one, &each), rows, inserts).await?;
-    let three = run(&eddy, root.path(), 3, (&one, &each), rows, inserts).await?;
+    // With EDDY_CLUSTER_KEEP the nodes' directories and logs stay, to read after a failure.
+    let (_removed_at_end, root) = if std::env::var_os("EDDY_CLUSTER_KEEP").is_some() {
+        let kept = root.keep();
+        eprintln!("keeping {}", kept.display());
+        (None, kept)
+    } else {
+        let path = root.path().to_path_buf();
+        (Some(root), path)
+    };
+    let root = root.as_path();
+    let alone = run(&eddy, root, 1, (&one, &each), rows, inserts).await?;
+    let three = run(&eddy, root, 3, (&one, &each), rows, inserts).await?;
 
     println!(
         "cluster_bench: {rows} rows ({mb:.1} MB of COPY text) into {PARTITIONS} partitions; \

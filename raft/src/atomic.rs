@@ -45,7 +45,7 @@ use futures::future::join_all;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::{Group, MAX_ENTRY_BYTES, PartitionMachine};
+use crate::{ENTRY_TARGET_BYTES, Group, MAX_ENTRY_BYTES, PartitionMachine};
 
 /// A partition group of the statement, and the frames of its share.
 pub type Share<'a> = (&'a Group<PartitionMachine>, Vec<EncodedFrame>);
@@ -120,12 +120,13 @@ impl Coordinator {
             in_flight: Mutex::new(Vec::new()),
             outcomes: Mutex::new(Outcomes::default()),
             seen: Mutex::new(HashMap::new()),
-            entry_limit: MAX_ENTRY_BYTES,
+            entry_limit: ENTRY_TARGET_BYTES,
         }
     }
 
-    /// The same, with shares cut into entries of at most `bytes` (default and most:
-    /// [`MAX_ENTRY_BYTES`]): fewer bytes per entry spread a large share over more entries.
+    /// The same, with shares cut into entries of at most `bytes` (default
+    /// [`ENTRY_TARGET_BYTES`], at most [`MAX_ENTRY_BYTES`]; a frame larger than it is an entry
+    /// of its own): fewer bytes per entry spread a large share over more entries.
     pub fn with_entry_limit(mut self, bytes: usize) -> Coordinator {
         self.entry_limit = bytes.clamp(1, MAX_ENTRY_BYTES);
         self
@@ -454,15 +455,15 @@ async fn abort(group: &Group<PartitionMachine>, ranges: Vec<(u64, u64)>) -> Resu
 }
 
 /// `frames` cut, in order, into runs of at most `limit` bytes: one entry each. A frame above
-/// the limit on its own cannot be written.
+/// the limit is a run of its own; one above [`MAX_ENTRY_BYTES`] cannot be written.
 fn chunks(frames: Vec<EncodedFrame>, limit: usize) -> Result<Vec<Vec<EncodedFrame>>> {
     let mut out: Vec<Vec<EncodedFrame>> = Vec::new();
     let mut bytes = 0;
     for frame in frames {
         let len = frame.len() as usize;
-        if len > limit {
+        if len > MAX_ENTRY_BYTES {
             return Err(Error::Protocol(format!(
-                "a frame of {len} bytes is above the {limit} an entry holds"
+                "a frame of {len} bytes is above the {MAX_ENTRY_BYTES} an entry holds"
             )));
         }
         match out.last_mut() {

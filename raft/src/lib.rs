@@ -54,7 +54,9 @@ pub use error::{Error, Result};
 pub use group::{Group, GroupStatus, Timing};
 pub use log_store::FileLog;
 pub use machine::{Applied, Machine, StateMachine};
-pub use partition::{KEEP_FREE_BYTES, MAX_ENTRY_BYTES, PartitionMachine, PartitionStore};
+pub use partition::{
+    ENTRY_TARGET_BYTES, KEEP_FREE_BYTES, MAX_ENTRY_BYTES, PartitionMachine, PartitionStore,
+};
 pub use transport::{Handler, Transport};
 
 /// A replicated command: opaque bytes (a catalog command, a framed partition batch). Cloned

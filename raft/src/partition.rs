@@ -68,11 +68,19 @@ const COMMITTED_MAGIC_V1: &[u8; 8] = b"EDDYPRC1";
 /// Bytes of `raft-committed`: magic, term, index, scan-from index, CRC32C of the three.
 const COMMITTED_LEN: usize = 8 + 8 + 8 + 8 + 4;
 const COMMITTED_LEN_V1: usize = 8 + 8 + 8 + 4;
-/// A batch of entries sent to a follower stops after this many bytes (at least one entry):
-/// an AppendEntries message stays far below the transport's frame limit.
-const SEND_BYTES: u64 = 16 << 20;
-/// An entry (a statement's share of one partition) may be at most this large, so that it fits
-/// one message to a follower.
+/// A batch of entries sent to a follower stops after this many bytes (at least one entry).
+/// openraft 0.9 gives an AppendEntries its group's heartbeat interval (150 ms) to be sent,
+/// written, flushed and answered, and sends it again when that runs out: a batch must be
+/// done well within it on a loaded machine, or the same megabytes go out again and again
+/// and replication stalls (cluster_bench with 16 MiB batches and entries of up to 64 MiB:
+/// 20M rows never finished).
+const SEND_BYTES: u64 = ENTRY_TARGET_BYTES as u64;
+/// How large an entry is made when it can be chosen: writes waiting on a node are merged
+/// into one entry up to this, and a statement's share is cut into entries of this
+/// (`Coordinator`). See `SEND_BYTES`.
+pub const ENTRY_TARGET_BYTES: usize = 4 << 20;
+/// An entry may be at most this large: one frame (a batch of rows) larger than
+/// [`ENTRY_TARGET_BYTES`] is an entry of its own, up to this.
 pub const MAX_ENTRY_BYTES: usize = 64 << 20;
 
 /// What a partition's file system must keep free after a write of rows: the room for the

@@ -5,7 +5,7 @@
 //! pay one fsync each however many arrive together — `examples/partition_bench` measured
 //! 1.00 fsyncs per append with 16 writers. So writes are merged before openraft sees them:
 //! the group's **proposer** (one task per partition group on this node, [`run`]) takes
-//! everything waiting (up to [`MAX_ENTRY_BYTES`]) as one **round**, proposes it as one
+//! everything waiting (up to [`ENTRY_TARGET_BYTES`]) as one **round**, proposes it as one
 //! entry, and each write is answered with its own offsets — the entry's base plus the rows of
 //! the writes before it in the entry. The number of writes per round grows with the load by
 //! itself, as in the storage's committer: a lone writer waits for nobody.
@@ -39,7 +39,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::error::{Error, Result};
 use crate::group::Writer;
-use crate::partition::{self, MAX_ENTRY_BYTES, PartitionMachine};
+use crate::partition::{self, ENTRY_TARGET_BYTES, PartitionMachine};
 use crate::{Request, TypeConfig};
 use openraft::raft::ClientWriteResult;
 
@@ -233,7 +233,7 @@ impl Proposals {
             let mut writes = Vec::new();
             let mut frames = Vec::new();
             while let Some(next) = state.waiting.front() {
-                if !writes.is_empty() && bytes + next.bytes > MAX_ENTRY_BYTES {
+                if !writes.is_empty() && bytes + next.bytes > ENTRY_TARGET_BYTES {
                     break;
                 }
                 bytes += next.bytes;

@@ -104,16 +104,19 @@ impl Tasks {
     }
 }
 
-/// A frame queued to be sent: its head ([`Envelope::head`]) and its body.
+/// A frame queued to be sent: its head ([`Envelope::head`]) and its body; for a request, its
+/// id, so that one whose caller gave up before it went out is not sent.
 struct Outgoing {
     head: [u8; HEAD_LEN],
     body: Bytes,
+    request: Option<u64>,
 }
 
 impl Outgoing {
     fn of(envelope: Envelope) -> Result<Outgoing> {
         Ok(Outgoing {
             head: envelope.head()?,
+            request: envelope.kind.is_request().then_some(envelope.id),
             body: envelope.body,
         })
     }
@@ -545,6 +548,19 @@ impl Transport {
                     && let Ok(next) = queue.try_recv()
                 {
                     batch.push(next);
+                }
+                // A request whose caller stopped waiting (openraft gives an AppendEntries
+                // one heartbeat interval, then sends it again) is dropped unsent: on a busy
+                // connection, megabytes of entries would otherwise go out twice or more.
+                {
+                    let mut pending = conn.pending.lock();
+                    batch.retain(|m| match m.request {
+                        Some(id) if pending.get(&id).is_none_or(|tx| tx.is_closed()) => {
+                            pending.remove(&id);
+                            false
+                        }
+                        _ => true,
+                    });
                 }
                 if write_batch(&mut socket, &batch).await.is_err() {
                     break;

@@ -245,6 +245,28 @@ async fn a_share_larger_than_an_entry_spans_entries_and_commits_whole() {
     node.stop().await;
 }
 
+/// A frame larger than the entry size a share is cut to (one big batch of rows) is an entry
+/// of its own, not a refused write; the frames beside it keep to the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_larger_than_the_entry_size_is_an_entry_of_its_own() {
+    let root = tempfile::tempdir().unwrap();
+    let one = frames(&[&[0]]).remove(0).len() as usize;
+    let node = Node::start_with(root.path(), one).await;
+    let p = node.parts();
+    let wide: Vec<i64> = (100..200).collect();
+    let mut share = frames(&[&[1]]);
+    share.extend(frames(&[&wide]));
+    share.extend(frames(&[&[2]]));
+    assert!(share[1].len() as usize > one);
+    let ranges = node.coordinator.append(vec![(p[0], share)]).await.unwrap();
+    assert_eq!(ranges, [vec![(0, 1), (1, 101), (101, 102)]]);
+    let mut expected = vec![1];
+    expected.extend(&wide);
+    expected.push(2);
+    assert_eq!(node.rows()[0], expected);
+    node.stop().await;
+}
+
 fn rows_of_commit_log(node: &Node) -> Vec<CommitRecord> {
     node.coordinator
         .commit_log()
