@@ -11,10 +11,17 @@
 //! and the next round waits until it serves again. Prints p50/p99/max, and checks at the end
 //! that every acknowledged row is on every node.
 //!
+//! With `EDDY_FAILOVER_LOAD=1` a writer per node also inserts single rows into another stream
+//! all along (reconnecting after its node restarts), and the end checks that each row it had
+//! acknowledged is on every node exactly once: the soak of issue 14 (`EDDY_FAILOVER_KILLS=50
+//! EDDY_FAILOVER_LOAD=1`).
+//!
 //! All three nodes share this machine's one disk and two cores. `cargo run --release --example
 //! failover_bench` (`EDDY_FAILOVER_VERBOSE=1` prints each refused attempt).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -23,7 +30,52 @@ use tokio_postgres::Client;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{eddy_binary, percentile, start_cluster};
+use process::{connect, eddy_binary, percentile, start_cluster};
+
+/// What the background writers learnt: keys acknowledged, and keys whose outcome they could
+/// not know (a connection lost mid-statement, 40003).
+#[derive(Default)]
+struct Ledger {
+    acked: BTreeSet<String>,
+    unknown: BTreeSet<String>,
+}
+
+/// Inserts single rows into `load` through the node whose current port is `port` until
+/// `stop`, each key once, reconnecting whenever the connection goes.
+async fn load_writer(
+    id: usize,
+    port: Arc<AtomicU16>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(client) = connect(port.load(Ordering::Relaxed)).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        while !stop.load(Ordering::Relaxed) {
+            seq += 1;
+            let key = format!("w{id}-{seq}");
+            match client
+                .batch_execute(&format!("INSERT INTO load VALUES ('{key}', {seq})"))
+                .await
+            {
+                Ok(()) => {
+                    ledger.lock().expect("ledger").acked.insert(key);
+                }
+                // Not written: no leader within the write timeout, or this node cut off.
+                Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "57P03") => {}
+                Err(e) => {
+                    ledger.lock().expect("ledger").unknown.insert(key);
+                    if e.is_closed() || e.as_db_error().is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
 
 const PARTITIONS: usize = 6;
 /// How long a probe may keep trying before the round counts as failed.
@@ -62,6 +114,27 @@ async fn main() -> anyhow::Result<()> {
             "CREATE STREAM f (k VARCHAR KEY, n BIGINT) WITH (partitions = {PARTITIONS})"
         ))
         .await?;
+    let load = std::env::var("EDDY_FAILOVER_LOAD").is_ok_and(|v| v == "1");
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<Arc<AtomicU16>> = nodes
+        .iter()
+        .map(|n| Arc::new(AtomicU16::new(n.port)))
+        .collect();
+    let mut writers = Vec::new();
+    if load {
+        first
+            .batch_execute("CREATE STREAM load (k VARCHAR KEY, n BIGINT) WITH (partitions = 3)")
+            .await?;
+        for (i, port) in ports.iter().enumerate() {
+            writers.push(tokio::spawn(load_writer(
+                i + 1,
+                port.clone(),
+                ledger.clone(),
+                stop.clone(),
+            )));
+        }
+    }
     // One key per partition, found by writing candidates and reading where they went.
     let mut probe: BTreeMap<usize, String> = BTreeMap::new();
     let mut acked = 0u64;
@@ -159,6 +232,7 @@ async fn main() -> anyhow::Result<()> {
         }
         drop(client);
         nodes[victim - 1].spawn(&eddy)?;
+        ports[victim - 1].store(nodes[victim - 1].port, Ordering::Relaxed);
     }
     times.sort();
     if times.is_empty() {
@@ -198,6 +272,54 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("checked: every node holds the {acked} acknowledged rows");
+    if load {
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.await?;
+        }
+        let (acked, unknown) = {
+            let l = ledger.lock().expect("ledger");
+            (l.acked.clone(), l.unknown.clone())
+        };
+        for node in &nodes {
+            let client = node.client().await?;
+            let deadline = Instant::now() + GIVE_UP;
+            loop {
+                let keys: Vec<String> = client
+                    .query("SELECT k FROM load", &[])
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let distinct: BTreeSet<&String> = keys.iter().collect();
+                if distinct.len() != keys.len() {
+                    bail!("node {}: a row of the load is there twice", node.id);
+                }
+                if let Some(stranger) = distinct
+                    .iter()
+                    .find(|k| !acked.contains(**k) && !unknown.contains(**k))
+                {
+                    bail!("node {}: {stranger} was never written", node.id);
+                }
+                if acked.iter().all(|k| distinct.contains(k)) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "node {}: acknowledged rows of the load are missing",
+                        node.id
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        println!(
+            "load all along: {} single-row INSERTs acknowledged ({} of unknown outcome), each \
+             on every node exactly once",
+            acked.len(),
+            unknown.len()
+        );
+    }
     if verbose {
         // Kept for reading the nodes' logs.
         let _ = root.keep();
